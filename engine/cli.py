@@ -1,0 +1,337 @@
+"""``kefu``: the scriptable surface for operators and tests. ``--json`` gives machine-readable output;
+errors go to stderr with a non-zero exit code (2 bad input, 3 not allowed, 4 not found, 5 conflict,
+6 incident)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from .config import Config
+from .errors import InvalidInput, KefuError
+
+DEMO_PASSWORD = "kefu-demo"
+DEMO_USERS = [
+    ("agent", ["agent"], "客服专员 王敏"),
+    ("agent2", ["agent"], "客服专员 李娜"),
+    ("supervisor", ["supervisor"], "客服主管 张伟"),
+    ("department", ["department"], "责任部门 刘强"),
+    ("technician", ["technician"], "维修人员 陈刚"),
+    ("technician2", ["technician"], "维修人员 赵磊"),
+    ("taskforce1", ["taskforce"], "专项小组 孙丽"),
+    ("taskforce2", ["taskforce"], "专项小组 周杰"),
+    ("qa", ["qa"], "质检 吴芳"),
+    ("auditor", ["auditor"], "审计 郑洁"),
+    ("owner", ["process_owner"], "流程负责人 何平"),
+]
+DEMO_CUSTOMERS = [
+    {"name": "华东银行股份有限公司", "phone": "021-63210000", "company": "华东银行", "address": "上海市黄浦区中山东一路 18 号",
+     "region": "上海", "needs": "营业网点安保与监控维护", "vip": True, "special_note": "重点客户，7×24 小时响应"},
+    {"name": "李先生", "phone": "13800138000", "address": "北京市朝阳区建国路 88 号", "region": "北京",
+     "needs": "家庭防盗报警系统", "vip": False},
+    {"name": "星河物业管理有限公司", "phone": "0755-88886666", "company": "星河物业", "address": "深圳市福田区福华路 1 号",
+     "region": "深圳", "needs": "小区门禁与巡逻", "vip": False},
+]
+
+
+def _service(need_schema=True):
+    from .service import Kefu
+    k = Kefu()
+    if need_schema and not k.db.has_schema():
+        raise KefuError(f"the database {k.config.database_url} has no Kefu schema yet; run 'kefu init'")
+    return k
+
+
+def _data(text: str | None):
+    if text is None:
+        return None
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {text[1:]}: {exc.strerror}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--data is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") \
+            from None
+    if not isinstance(value, dict):
+        raise InvalidInput("--data must be a JSON object")
+    return value
+
+
+def _print(args, value, text=None):
+    if args.json or text is None:
+        print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+    else:
+        print(text(value) if callable(text) else text)
+
+
+def cmd_init(args):
+    k = _service(need_schema=False)
+    k.init()
+    _print(args, {"database": k.config.database_url, "status": "ready"},
+           lambda v: f"database ready: {v['database']}")
+
+
+def cmd_deploy(args):
+    k = _service(need_schema=False)
+    k.init()
+    result = k.deploy(args.paths or None, actor=args.actor or "system")
+    _print(args, result, lambda rs: "\n".join(
+        f"{r['status']:10} {r['process_id']} v{r['version']} ({r['filename']}, sha256 {r['sha256'][:12]})"
+        for r in rs))
+
+
+def cmd_definitions(args):
+    rs = _service().definitions()
+    _print(args, rs, lambda rs: "\n".join(
+        f"{r['process_id']} v{r['version']}  {r['deployed_at']}  {r['deployed_by']}  {r['sha256'][:12]}"
+        for r in rs) or "no definitions deployed")
+
+
+def cmd_users_add(args):
+    u = _service().add_user(args.name, args.role, display_name=args.display_name, groups=args.group or (),
+                            password=args.password)
+    _print(args, u, lambda u: f"user {u['name']}: {', '.join(u['roles'])}")
+
+
+def cmd_users_list(args):
+    us = _service().users()
+    _print(args, us, lambda us: "\n".join(f"{u['name']:14} {','.join(u['roles']):20} {u['display_name'] or ''}"
+                                          for u in us) or "no users")
+
+
+def seed_demo(k) -> dict:
+    k.init()
+    users = [k.add_user(n, roles, display_name=d, password=DEMO_PASSWORD) for n, roles, d in DEMO_USERS]
+    customers = []
+    for c in DEMO_CUSTOMERS:
+        existing = [x for x in k.find_customers(c["phone"]) if x["phone"] == c["phone"]]
+        customers.append(existing[0] if existing else k.create_customer(c))
+    return {"users": users, "password": DEMO_PASSWORD, "customers": customers}
+
+
+def cmd_demo(args):
+    result = seed_demo(_service(need_schema=False))
+    _print(args, result, lambda r: "demo users (password %s): %s\ncustomers: %s" % (
+        r["password"], ", ".join(u["name"] for u in r["users"]),
+        ", ".join(f"#{c['id']} {c['name']}" for c in r["customers"])))
+
+
+def cmd_customers_add(args):
+    c = _service().create_customer(_data(args.data) or {})
+    _print(args, c, lambda c: f"customer #{c['id']} {c['name']}")
+
+
+def cmd_customers_update(args):
+    c = _service().update_customer(args.id, _data(args.data) or {})
+    _print(args, c, lambda c: f"customer #{c['id']} {c['name']} updated")
+
+
+def cmd_customers_find(args):
+    cs = _service().find_customers(args.query)
+    _print(args, cs, lambda cs: "\n".join(f"#{c['id']:<5} {c['name']}  {c['phone'] or ''}"
+                                          f"{'  VIP' if c['vip'] else ''}" for c in cs) or "no match")
+
+
+def cmd_customers_show(args):
+    _print(args, _service().get_customer(args.id))
+
+
+def cmd_start(args):
+    r = _service().start(args.kind, args.actor, data=_data(args.data), customer_id=args.customer)
+    _print(args, r, lambda r: f"started {r['kind']} {r['ticket_no']} (instance {r['instance_id']}); next: "
+                              + (", ".join(f"{t['name']} [{t['role']}]" for t in r["tasks"]) or "none"))
+
+
+def _task_line(t):
+    due = f" due {t['due_at']}" if t.get("due_at") else ""
+    who = f" @{t['assignee']}" if t.get("assignee") else ""
+    return f"{t['id']}  {t['ticket_no']}  {t['name']} [{t['role']}]{who}{due}"
+
+
+def cmd_tasks(args):
+    ts = _service().tasks(actor=args.actor, instance=args.instance, role=args.role)
+    _print(args, ts, lambda ts: "\n".join(_task_line(t) for t in ts) or "no ready tasks")
+
+
+def cmd_task(args):
+    _print(args, _service().task(args.task, actor=args.actor))
+
+
+def cmd_claim(args):
+    t = _service().claim(args.task, args.actor)
+    _print(args, t, lambda t: f"claimed: {_task_line(t)}")
+
+
+def cmd_unclaim(args):
+    t = _service().unclaim(args.task, args.actor)
+    _print(args, t, lambda t: f"released: {_task_line(t)}")
+
+
+def cmd_complete(args):
+    r = _service().complete(args.task, args.actor, _data(args.data) or {})
+    _print(args, r, lambda r: f"{r['ticket_no']}: {r['status']}; next: "
+                              + (", ".join(f"{t['name']} [{t['role']}]" for t in r["tasks"]) or "none"))
+
+
+def _show_text(r):
+    lines = [f"{r['ticket_no']}  {r['kind']}  {r['status']}  (instance {r['instance_id']}, "
+             f"{r['definition']['process_id']} v{r['definition']['version']})"]
+    if r["customer"]:
+        lines.append(f"customer: {r['customer']['name']}{' (VIP)' if r['customer']['vip'] else ''}")
+    if r["incident"]:
+        lines.append(f"INCIDENT at {r['incident']['bpmn_id']}: {r['incident']['message']}")
+    for t in r["tasks"]:
+        if t["state"] == "ready":
+            lines.append(f"ready: {t['name']} [{t['role']}] {t['id']}" + (f" due {t['due_at']}" if t["due_at"] else ""))
+    for t in r["timers"]:
+        lines.append(f"timer: {t['name'] or t['bpmn_id']} due {t['due_at']}")
+    lines.append("events:")
+    for e in r["events"]:
+        rules = f" [{', '.join(e['rules'])}]" if e["rules"] else ""
+        lines.append(f"  {e['seq']:3} {e['at']} {e['type']:18} {e['actor']:12} {e['task_name'] or ''}{rules}")
+    return "\n".join(lines)
+
+
+def cmd_show(args):
+    _print(args, _service().show(args.instance), _show_text)
+
+
+def cmd_timers_list(args):
+    ts = _service().timers(instance=args.instance)
+    _print(args, ts, lambda ts: "\n".join(f"{t['due_at']}  instance {t['instance_id']}  {t['name'] or t['bpmn_id']}"
+                                          for t in ts) or "no waiting timers")
+
+
+def cmd_timers_fire_due(args):
+    fired = _service().fire_due_timers()
+    _print(args, {"fired": fired, "count": len(fired)}, lambda r: f"fired {r['count']} timer(s)" + "".join(
+        f"\n  {f['ticket_no']} {f['name'] or f['timer']} (due {f['due_at']})" for f in r["fired"]))
+
+
+def cmd_incident_retry(args):
+    r = _service().retry_incident(args.instance, args.actor, _data(args.data))
+    _print(args, r, lambda r: f"{r['ticket_no']}: {r['status']}")
+
+
+def cmd_audit_verify(args):
+    problems = _service().verify_audit(args.instance)
+    _print(args, {"ok": not problems, "problems": problems},
+           lambda r: "audit chain verified" if r["ok"] else "\n".join(
+               f"{p['ticket_no']}: {p['problem']}" for p in r["problems"]))
+    return 0 if not problems else 7
+
+
+def cmd_serve(args):
+    # The web layer is loaded by name so the engine package itself never depends on it.
+    webapp = importlib.import_module("webapp")
+    return webapp.serve(host=args.host, port=args.port, demo=not args.no_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kefu", description="Kefu customer-service process service")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_, parents=(common,), subparsers=sub):
+        sp = subparsers.add_parser(name, help=help_, parents=list(parents), description=help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    add("init", cmd_init, "create the database schema (KEFU_DATABASE_URL)")
+    sp = add("deploy", cmd_deploy, "deploy diagrams as new definition versions (default: processes/)")
+    sp.add_argument("paths", nargs="*")
+    sp.add_argument("--as", dest="actor")
+    add("definitions", cmd_definitions, "list deployed definition versions")
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    sp = add("add", cmd_users_add, "add a user or give it more roles", subparsers=users)
+    sp.add_argument("name")
+    sp.add_argument("--role", action="append", required=True)
+    sp.add_argument("--group", action="append", help="department/group id (repeatable)")
+    sp.add_argument("--display-name")
+    sp.add_argument("--password")
+    add("list", cmd_users_list, "list users", subparsers=users)
+    add("demo", cmd_demo, f"seed demo users (password {DEMO_PASSWORD}) and customers")
+    cust = sub.add_parser("customers", help="customer registry").add_subparsers(dest="sub", required=True,
+                                                                                 metavar="ACTION")
+    sp = add("add", cmd_customers_add, "create a customer from --data JSON", subparsers=cust)
+    sp.add_argument("--data", required=True)
+    sp = add("update", cmd_customers_update, "update a customer", subparsers=cust)
+    sp.add_argument("id", type=int)
+    sp.add_argument("--data", required=True)
+    sp = add("find", cmd_customers_find, "find customers by phone or name", subparsers=cust)
+    sp.add_argument("query")
+    sp = add("show", cmd_customers_show, "show a customer", subparsers=cust)
+    sp.add_argument("id", type=int)
+    sp = add("start", cmd_start, "open a ticket: consultation, complaint or repair")
+    sp.add_argument("kind")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--data", help="intake form as JSON (or @file, or - for stdin)")
+    sp.add_argument("--customer", type=int, help="link an existing customer")
+    sp = add("tasks", cmd_tasks, "list ready tasks")
+    sp.add_argument("--as", dest="actor")
+    sp.add_argument("--instance")
+    sp.add_argument("--role")
+    sp = add("task", cmd_task, "show one task with its form")
+    sp.add_argument("task")
+    sp.add_argument("--as", dest="actor")
+    for name, func, help_ in (("claim", cmd_claim, "claim a task"), ("unclaim", cmd_unclaim, "release a task")):
+        sp = add(name, func, help_)
+        sp.add_argument("task")
+        sp.add_argument("--as", dest="actor", required=True)
+    sp = add("complete", cmd_complete, "complete a task with form data")
+    sp.add_argument("task")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--data", default="{}")
+    sp = add("show", cmd_show, "show an instance (id or ticket number) with its audit events")
+    sp.add_argument("instance")
+    timers = sub.add_parser("timers", help="waiting timers").add_subparsers(dest="sub", required=True,
+                                                                            metavar="ACTION")
+    sp = add("list", cmd_timers_list, "list waiting timers", subparsers=timers)
+    sp.add_argument("--instance")
+    add("fire-due", cmd_timers_fire_due, "fire every timer due now", subparsers=timers)
+    inc = sub.add_parser("incident", help="incidents").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    sp = add("retry", cmd_incident_retry, "retry the failed step of an instance after fixing its data",
+             subparsers=inc)
+    sp.add_argument("instance")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--data", help="JSON object of data fixes")
+    aud = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    sp = add("verify", cmd_audit_verify, "verify the hash chains of the audit log", subparsers=aud)
+    sp.add_argument("--instance")
+    sp = add("serve", cmd_serve, "run the service: web UI, scheduler, embedded database")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=5000)
+    sp.add_argument("--no-demo", action="store_true", help="do not seed demo users and customers")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "json"):
+        args.json = False
+    try:
+        rc = args.func(args)
+        return rc or 0
+    except KefuError as exc:
+        if args.json:
+            print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False, default=str), file=sys.stderr)
+        else:
+            print(f"kefu: error: {exc.message}", file=sys.stderr)
+            for field, msg in (getattr(exc, "errors", None) or {}).items():
+                print(f"  {field}: {msg}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

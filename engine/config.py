@@ -1,0 +1,37 @@
+"""Configuration: every setting is a ``KEFU_``-prefixed environment variable with a default.
+
+    KEFU_DATABASE_URL   SQLAlchemy URL; default a SQLite file ``kefu.db`` in the working directory
+    KEFU_ENV            ``production`` (default), ``demo`` or ``test``
+    KEFU_CLOCK          ISO time that pins "now"; honoured only when KEFU_ENV is ``demo`` or ``test``
+    KEFU_PROCESSES      folder of diagrams deployed by ``kefu deploy`` without arguments
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TIME_CONTROL_ENVS = frozenset({"demo", "test"})
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str = "sqlite:///kefu.db"
+    env: str = "production"
+    clock: str | None = None
+    processes_dir: Path = field(default=PROJECT_ROOT / "processes")
+
+    @property
+    def time_controls_allowed(self) -> bool:
+        return self.env in TIME_CONTROL_ENVS
+
+    @classmethod
+    def from_env(cls, environ=None) -> "Config":
+        env = os.environ if environ is None else environ
+        return cls(
+            database_url=env.get("KEFU_DATABASE_URL") or cls.database_url,
+            env=(env.get("KEFU_ENV") or "production").strip().lower(),
+            clock=env.get("KEFU_CLOCK") or None,
+            processes_dir=Path(env.get("KEFU_PROCESSES") or PROJECT_ROOT / "processes"),
+        )

@@ -1,0 +1,308 @@
+"""Process definitions: safe parsing, checks before deploy, immutable versions, the parsed-spec cache and
+the serializer that stores a reference to the definition instead of a copy of it."""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+from lxml import etree
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator, full_tag
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
+from SpiffWorkflow.spiff.parser.task_spec import UserTaskParser as SpiffUserTaskParser
+from SpiffWorkflow.spiff.serializer import DEFAULT_CONFIG as SPIFF_CONFIG
+from SpiffWorkflow.spiff.specs.defaults import UserTask as SpiffUserTask
+from sqlalchemy import func, select
+
+from . import scripting
+from .errors import DefinitionError
+from .forms import CAMUNDA_NS, lint_form, read_form, read_properties
+
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+B = "{%s}" % BPMN_NS
+C = "{%s}" % CAMUNDA_NS
+ROLES = ("agent", "supervisor", "department", "technician", "taskforce", "qa", "auditor", "process_owner")
+LANE_ROLES = ("agent", "supervisor", "department", "technician", "taskforce", "qa")
+RULE_ID = re.compile(r"\b(?:[CPRTIQK]\d{1,2}|K-cycle|K-score|QA)\b")
+MAX_DIAGRAM_BYTES = 5 * 1024 * 1024
+_UNQUOTED_DURATION = re.compile(r"^\s*R?\d*/?P(?:\d|T\d)", re.I)
+
+
+def rule_ids(documentation: str | None) -> list[str]:
+    return list(dict.fromkeys(RULE_ID.findall(documentation or "")))
+
+
+def safe_xml(data: bytes, filename: str) -> etree._Element:
+    """Parse XML without DTDs, entities or network access; refuse any DOCTYPE (XXE, billion laughs)."""
+    if len(data) > MAX_DIAGRAM_BYTES:
+        raise DefinitionError(f"diagram larger than {MAX_DIAGRAM_BYTES} bytes", file=filename)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                             remove_blank_text=False)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise DefinitionError(f"invalid XML: {exc.msg}", file=filename, line=exc.lineno) from None
+    doctype = root.getroottree().docinfo.internalDTD or root.getroottree().docinfo.doctype
+    if doctype:
+        raise DefinitionError("a DOCTYPE is not allowed in a diagram (external entities are refused)",
+                              file=filename, line=1)
+    if root.tag != B + "definitions":
+        raise DefinitionError(f"the root element must be bpmn:definitions, not {root.tag}", file=filename,
+                              line=root.sourceline)
+    return root
+
+
+class FormUserTaskParser(SpiffUserTaskParser):
+    """Spiff user task semantics, plus Kefu's reading of the Camunda extensions into plain JSON."""
+
+    def parse_extensions(self, node=None):
+        ext = super().parse_extensions(node)
+        node = self.node if node is None else node
+        form = read_form(node)
+        if form is not None:
+            ext["form"] = form
+        ext["kefu_properties"] = read_properties(node)
+        for attr in ("assignee", "candidateGroups"):
+            if node.get(C + attr):
+                ext[f"kefu_{attr}"] = node.get(C + attr)
+        return ext
+
+
+class KefuParser(SpiffBpmnParser):
+    OVERRIDE_PARSER_CLASSES = {**SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
+                               full_tag("userTask"): (FormUserTaskParser, SpiffUserTask)}
+
+
+_VALIDATOR = None
+
+
+def _validator() -> BpmnValidator:
+    global _VALIDATOR
+    if _VALIDATOR is None:
+        _VALIDATOR = BpmnValidator()
+    return _VALIDATOR
+
+
+@dataclass
+class ParsedDiagram:
+    filename: str
+    data: bytes
+    sha256: str
+    process_ids: list[str]
+    names: dict[str, str | None]
+    specs: dict[str, tuple]  # process id -> (spec, subprocess specs)
+
+
+def _element_of(root, element_id):
+    found = root.xpath("//*[@id=$i]", i=element_id) if element_id else []
+    return found[0] if found else None
+
+
+def _spiff_error(exc, filename, root) -> DefinitionError:
+    element = getattr(exc, "id", None) or getattr(exc, "name", None)
+    line = getattr(exc, "line_number", None) or getattr(exc, "sourceline", None)
+    node = _element_of(root, element)
+    if node is not None and not line:
+        line = node.sourceline
+    message = str(getattr(exc, "message", None) or exc).split("\n")[0]
+    return DefinitionError(message, file=filename, element=element, line=line)
+
+
+def lint(root, filename: str) -> list[DefinitionError]:
+    """Kefu's own checks, which SpiffWorkflow would report only at run time or never."""
+    problems: list[DefinitionError] = []
+
+    def bad(msg, node):
+        problems.append(DefinitionError(msg, file=filename, element=node.get("id"), line=node.sourceline))
+
+    processes = [p for p in root.iter(B + "process") if p.get("isExecutable") == "true"]
+    if not processes:
+        problems.append(DefinitionError("no executable process (isExecutable=\"true\")", file=filename))
+    for proc in processes:
+        pid = proc.get("id") or ""
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", pid):
+            bad("process id must be a letter followed by letters, digits or '_'", proc)
+        in_lane = {}
+        for lane in proc.iter(B + "lane"):
+            if lane.get("name") not in LANE_ROLES:
+                bad(f"lane name {lane.get('name')!r} is not a role (use one of: {', '.join(LANE_ROLES)})",
+                    lane)
+            for ref in lane.iterfind(B + "flowNodeRef"):
+                in_lane[(ref.text or "").strip()] = lane.get("name")
+        for task in proc.iter(B + "userTask"):
+            if task.get("id") not in in_lane:
+                bad("user task is in no lane, so no role can work it", task)
+            for fid, msg in lint_form(read_form(task)):
+                bad(f"form field {fid!r}: {msg}", task)
+            for attr in ("assignee", "candidateGroups"):
+                expr = task.get(C + attr)
+                if expr:
+                    _check_expr(expr, f"camunda:{attr}", task, bad)
+        for flow in proc.iter(B + "sequenceFlow"):
+            cond = flow.find(B + "conditionExpression")
+            if cond is not None and (cond.text or "").strip():
+                _check_expr(cond.text, "condition", flow, bad)
+        for script in proc.iter(B + "script"):
+            reason = scripting.check(script.text or "", "exec")
+            if reason:
+                bad(f"script does not compile in the sandbox: {reason}", script.getparent())
+        for timer in proc.iter(B + "timerEventDefinition"):
+            for kind in ("timeDate", "timeDuration", "timeCycle"):
+                node = timer.find(B + kind)
+                if node is None:
+                    continue
+                text = (node.text or "").strip()
+                event = timer.getparent()
+                if _UNQUOTED_DURATION.match(text):
+                    bad(f"timer {kind} {text!r} is a Python expression: quote the duration, e.g. \"{text}\"",
+                        event)
+                else:
+                    _check_expr(text, f"timer {kind}", event, bad)
+        outgoing = {}
+        for flow in proc.iter(B + "sequenceFlow"):
+            outgoing.setdefault(flow.get("sourceRef"), []).append(flow)
+        for gw in proc.iter(B + "exclusiveGateway", B + "inclusiveGateway"):
+            flows = outgoing.get(gw.get("id"), [])
+            if len(flows) > 1 and not gw.get("default"):
+                bad("gateway with several outgoing flows has no default flow", gw)
+            for flow in flows:
+                cond = flow.find(B + "conditionExpression")
+                if len(flows) > 1 and flow.get("id") != gw.get("default") and (
+                        cond is None or not (cond.text or "").strip()):
+                    bad(f"flow {flow.get('id')!r} leaving the gateway has no condition", gw)
+    return problems
+
+
+def _check_expr(expr, what, node, bad):
+    text = (expr or "").strip()
+    if "${" in text or "#{" in text:
+        bad(f"{what} {text!r} uses Camunda/JUEL syntax; Kefu expressions are Python (e.g. severity == 'major')",
+            node)
+        return
+    reason = scripting.check(text, "eval")
+    if reason:
+        bad(f"{what} {text!r} does not compile in the sandbox: {reason}", node)
+
+
+def parse_diagram(data: bytes, filename: str) -> ParsedDiagram:
+    """Safe-parse, validate (XSD), lint and parse one diagram; raises DefinitionError naming the element."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    root = safe_xml(data, filename)
+    try:
+        _validator().validate(root, filename)
+    except ValidationException as exc:
+        raise DefinitionError(f"not valid BPMN 2.0: {exc.message if hasattr(exc, 'message') else exc}",
+                              file=filename, line=getattr(exc, "line_number", None)) from None
+    problems = lint(root, filename)
+    if problems:
+        first = problems[0]
+        if len(problems) > 1:
+            first.details["problems"] = [p.to_dict() for p in problems]
+            first.message += f" (and {len(problems) - 1} more problem(s))"
+            first.args = (first.message,)
+        raise first
+    parser = KefuParser()
+    try:
+        parser.add_bpmn_xml(root, filename=filename)
+        pids = parser.get_process_ids()
+        specs = {pid: (parser.get_spec(pid), parser.get_subprocess_specs(pid)) for pid in pids}
+    except (ValidationException, SpiffWorkflowException) as exc:
+        raise _spiff_error(exc, filename, root) from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise DefinitionError(f"cannot be parsed: {exc}", file=filename) from None
+    names = {p.get("id"): p.get("name") for p in root.iter(B + "process")}
+    return ParsedDiagram(filename, data, hashlib.sha256(data).hexdigest(), pids, names, specs)
+
+
+class SpecCache:
+    """Parsed specs by process id and sha256; a definition version is parsed at most once per process."""
+
+    def __init__(self):
+        self._specs: dict[str, tuple] = {}
+
+    @staticmethod
+    def key(process_id: str, sha: str) -> str:
+        return f"{process_id}@{sha}"
+
+    def put(self, process_id: str, sha: str, spec_and_subs: tuple) -> None:
+        spec, _subs = spec_and_subs
+        spec.kefu_ref = self.key(process_id, sha)
+        self._specs[spec.kefu_ref] = spec_and_subs
+
+    def get(self, definition) -> tuple:
+        hit = self._specs.get(self.key(definition.process_id, definition.sha256))
+        if hit is None:
+            parsed = parse_diagram(definition.xml.encode("utf-8"), definition.filename)
+            hit = parsed.specs[definition.process_id]
+            self.put(definition.process_id, definition.sha256, hit)
+        return hit
+
+    def __getitem__(self, ref: str) -> tuple:
+        return self._specs[ref]
+
+
+class _SpecRefWorkflowConverter(BpmnWorkflowConverter):
+    """Serializes a workflow with ``spec_ref`` (the definition's sha256) instead of the embedded spec."""
+
+    def __init__(self, target_class, registry, cache: SpecCache):
+        super().__init__(target_class, registry)
+        self.cache = cache
+
+    def to_dict(self, workflow):
+        dct = WorkflowConverter.to_dict(self, workflow)
+        dct["spec_ref"] = workflow.spec.kefu_ref
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct):
+        spec, subprocess_specs = self.cache[dct.pop("spec_ref")]
+        workflow = self.target_class(spec, subprocess_specs, script_engine=scripting.make_script_engine(),
+                                     deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+def make_serializer(cache: SpecCache) -> BpmnWorkflowSerializer:
+    config = dict(SPIFF_CONFIG)
+    config[BpmnWorkflow] = lambda cls, reg: _SpecRefWorkflowConverter(cls, reg, cache)
+    return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
+
+
+def diagram_files(paths) -> list[Path]:
+    files = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files.extend(sorted(p.glob("*.bpmn")))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise DefinitionError("no such file or folder", file=str(p))
+    if not files:
+        raise DefinitionError("no .bpmn diagrams found", file=", ".join(str(p) for p in paths))
+    return files
+
+
+def latest(session, process_id: str):
+    from .db import Definition
+    return session.scalars(select(Definition).where(Definition.process_id == process_id)
+                           .order_by(Definition.version.desc()).limit(1)).first()
+
+
+def next_version(session, process_id: str) -> int:
+    from .db import Definition
+    return (session.scalar(select(func.max(Definition.version))
+                           .where(Definition.process_id == process_id)) or 0) + 1

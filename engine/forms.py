@@ -1,0 +1,280 @@
+"""Forms live in the diagram as ``camunda:formData``; this module reads them and validates submissions.
+
+Field types: the Camunda types ``string``, ``long``, ``boolean``, ``date``, ``enum`` and Kefu's ``datetime``,
+``user`` (one user name) and ``users`` (a list of user names). Constraints (``camunda:validation``):
+``required``, ``minlength``, ``maxlength``, ``min``, ``max``, ``readonly`` and ``future`` (a date/time
+later than now). Field properties: ``label_en`` (English label), ``multiline`` (long text), ``role``
+(the role a ``user``/``users`` value must hold).
+
+Validation turns the submitted values into typed, storable values (dates and times as ISO strings),
+rejects unknown fields, and reports every problem at once, keyed by field id.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from . import clock
+from .errors import FormValidationError
+
+CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
+C = "{%s}" % CAMUNDA_NS
+FIELD_TYPES = ("string", "long", "boolean", "date", "datetime", "enum", "user", "users")
+KNOWN_CONSTRAINTS = ("required", "minlength", "maxlength", "min", "max", "readonly", "future")
+FIELD_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+MAX_STRING = 20000
+
+
+def read_form(node) -> dict | None:
+    """The form of a userTask element as plain JSON (stored in the task spec's extensions)."""
+    fields = []
+    for f in node.iterfind(f"./{{*}}extensionElements/{C}formData/{C}formField"):
+        spec = {"id": f.get("id"), "label": f.get("label"), "type": f.get("type"),
+                "default": f.get("defaultValue"), "options": [], "validation": {}, "properties": {},
+                "line": f.sourceline}
+        for child in f:
+            if child.tag == C + "value":
+                spec["options"].append({"id": child.get("id"), "name": child.get("name")})
+            elif child.tag == C + "validation":
+                for c in child:
+                    if c.tag == C + "constraint":
+                        spec["validation"][c.get("name")] = c.get("config")
+            elif child.tag == C + "properties":
+                for p in child:
+                    if p.tag == C + "property":
+                        spec["properties"][p.get("id") or p.get("name")] = p.get("value")
+        fields.append(spec)
+    return {"fields": fields} if fields else None
+
+
+def read_properties(node) -> dict:
+    """Task-level ``camunda:properties`` (e.g. ``name_en``)."""
+    props = {}
+    for p in node.iterfind(f"./{{*}}extensionElements/{C}properties/{C}property"):
+        props[p.get("name") or p.get("id")] = p.get("value")
+    return props
+
+
+@dataclass(frozen=True)
+class Field:
+    id: str
+    label: str
+    type: str
+    required: bool = False
+    readonly: bool = False
+    options: tuple = ()
+    default: object = None
+    label_en: str | None = None
+    multiline: bool = False
+    role: str | None = None
+    minlength: int | None = None
+    maxlength: int | None = None
+    min: float | None = None
+    max: float | None = None
+    future: bool = False
+
+    def to_dict(self) -> dict:
+        out = {"id": self.id, "type": self.type, "label": self.label, "label_en": self.label_en,
+               "required": self.required}
+        if self.options:
+            out["options"] = [{"id": o, "label": n} for o, n in self.options]
+        for key in ("default", "role", "minlength", "maxlength", "min", "max"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.multiline:
+            out["multiline"] = True
+        if self.future:
+            out["future"] = True
+        if self.readonly:
+            out["readonly"] = True
+        return out
+
+
+def lint_form(form: dict | None) -> list[tuple[str, str]]:
+    """Problems of a form as (field id, message); empty when the form is well made."""
+    problems = []
+    seen = set()
+    from .scripting import RESERVED_NAMES
+    for f in (form or {}).get("fields", []):
+        fid = f.get("id") or ""
+        if not FIELD_ID.match(fid):
+            problems.append((fid, "field id must start with a letter and contain only letters, "
+                                  "digits and '_' (at most 64)"))
+        elif fid in RESERVED_NAMES:
+            problems.append((fid, "field id shadows a helper function or builtin"))
+        if fid in seen:
+            problems.append((fid, "duplicate field id"))
+        seen.add(fid)
+        if f.get("type") not in FIELD_TYPES:
+            problems.append((fid, f"unknown field type {f.get('type')!r} (known: {', '.join(FIELD_TYPES)})"))
+        if f.get("type") == "enum" and not f.get("options"):
+            problems.append((fid, "enum field without options"))
+        ids = [o.get("id") for o in f.get("options", [])]
+        if len(ids) != len(set(ids)) or any(not i for i in ids):
+            problems.append((fid, "enum options need distinct, non-empty ids"))
+        for name, config in f.get("validation", {}).items():
+            if name not in KNOWN_CONSTRAINTS:
+                problems.append((fid, f"unknown constraint {name!r}"))
+            elif name in ("minlength", "maxlength", "min", "max"):
+                try:
+                    float(config)
+                except (TypeError, ValueError):
+                    problems.append((fid, f"constraint {name!r} needs a number, got {config!r}"))
+        if not f.get("label"):
+            problems.append((fid, "field has no label"))
+    return problems
+
+
+def _num(value):
+    if value is None:
+        return None
+    return int(float(value)) if float(value).is_integer() else float(value)
+
+
+def build_fields(form: dict | None) -> list[Field]:
+    out = []
+    for f in (form or {}).get("fields", []):
+        v, p = f.get("validation", {}), f.get("properties", {})
+        out.append(Field(
+            id=f["id"], label=f.get("label") or f["id"], type=f.get("type") or "string",
+            required="required" in v, readonly="readonly" in v,
+            options=tuple((o["id"], o.get("name") or o["id"]) for o in f.get("options", [])),
+            default=f.get("default"), label_en=p.get("label_en"),
+            multiline=str(p.get("multiline", "")).lower() == "true", role=p.get("role"),
+            minlength=_num(v.get("minlength")), maxlength=_num(v.get("maxlength")),
+            min=_num(v.get("min")), max=_num(v.get("max")), future="future" in v))
+    return out
+
+
+_TRUE = {"true", "1", "yes", "on", "y", "是"}
+_FALSE = {"false", "0", "no", "off", "n", "否"}
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or value == []
+
+
+class FormValidator:
+    """Validates submissions against one task's fields. ``user_lookup(name)`` returns the user's roles
+    (a set) or None when there is no such user."""
+
+    def __init__(self, fields: list[Field], user_lookup=None):
+        self.fields = {f.id: f for f in fields}
+        self.user_lookup = user_lookup
+
+    def validate(self, data, task_name: str | None = None) -> dict:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise FormValidationError({"_form": "form data must be a JSON object"}, task_name)
+        errors: dict[str, str] = {}
+        for key in data:
+            if key not in self.fields:
+                errors[str(key)] = "unknown field"
+        clean = {}
+        for fid, f in self.fields.items():
+            raw = data.get(fid)
+            if f.readonly and fid in data:
+                errors[fid] = "field is read-only"
+                continue
+            if _blank(raw):
+                if f.required:
+                    errors[fid] = "required"
+                    continue
+                clean[fid] = self._default(f)
+                continue
+            try:
+                clean[fid] = self._coerce(f, raw)
+            except ValueError as exc:
+                errors[fid] = str(exc)
+        if errors:
+            raise FormValidationError(errors, task_name)
+        return clean
+
+    def _default(self, f: Field):
+        if f.default is None or f.default == "":
+            return [] if f.type == "users" else None
+        try:
+            return self._coerce(f, f.default)
+        except ValueError:
+            return None
+
+    def _coerce(self, f: Field, raw):
+        t = f.type
+        if t == "string":
+            if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+                raise ValueError("must be text")
+            value = str(raw).strip() if not f.multiline else str(raw).strip("\n")
+            if len(value) > (f.maxlength or MAX_STRING):
+                raise ValueError(f"at most {f.maxlength or MAX_STRING} characters")
+            if f.minlength and len(value) < f.minlength:
+                raise ValueError(f"at least {f.minlength} characters")
+            return value
+        if t == "long":
+            if isinstance(raw, bool):
+                raise ValueError("must be a whole number")
+            if isinstance(raw, float) and raw.is_integer():
+                raw = int(raw)
+            if isinstance(raw, str) and re.fullmatch(r"\s*[-+]?\d{1,18}\s*", raw):
+                raw = int(raw)
+            if not isinstance(raw, int):
+                raise ValueError("must be a whole number")
+            if f.min is not None and raw < f.min:
+                raise ValueError(f"must be at least {f.min}")
+            if f.max is not None and raw > f.max:
+                raise ValueError(f"must be at most {f.max}")
+            return raw
+        if t == "boolean":
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+                return raw.strip().lower() in _TRUE
+            raise ValueError("must be true or false")
+        if t == "enum":
+            ids = [o for o, _ in f.options]
+            if not isinstance(raw, str) or raw not in ids:
+                raise ValueError(f"must be one of: {', '.join(ids)}")
+            return raw
+        if t == "date":
+            if not isinstance(raw, str):
+                raise ValueError("must be a date (YYYY-MM-DD)")
+            try:
+                day = date.fromisoformat(raw.strip())
+            except ValueError:
+                raise ValueError("must be a date (YYYY-MM-DD)") from None
+            if f.future and day < clock.now().astimezone(clock.SHANGHAI).date():
+                raise ValueError("must not be in the past")
+            return day.isoformat()
+        if t == "datetime":
+            if not isinstance(raw, str):
+                raise ValueError("must be a date and time (YYYY-MM-DDTHH:MM)")
+            try:
+                when = datetime.fromisoformat(raw.strip())
+            except ValueError:
+                raise ValueError("must be a date and time (YYYY-MM-DDTHH:MM)") from None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=clock.SHANGHAI)
+            if f.future and when <= clock.now():
+                raise ValueError("must be in the future")
+            return when.isoformat()
+        if t in ("user", "users"):
+            names = raw if isinstance(raw, list) else (
+                [n for n in re.split(r"[,\s，、;；]+", raw) if n] if isinstance(raw, str) else None)
+            if names is None or not all(isinstance(n, str) for n in names):
+                raise ValueError("must be user names")
+            names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+            if t == "user" and len(names) != 1:
+                raise ValueError("must name exactly one user")
+            if self.user_lookup is not None:
+                for name in names:
+                    roles = self.user_lookup(name)
+                    if roles is None:
+                        raise ValueError(f"no such user: {name}")
+                    if f.role and f.role not in roles:
+                        raise ValueError(f"user {name} does not have the role {f.role}")
+            if f.required and not names:
+                raise ValueError("required")
+            return names[0] if t == "user" else names
+        raise ValueError(f"unsupported field type {t!r}")
+

@@ -1,0 +1,846 @@
+"""The service layer: every user action and timer firing is one unit of work.
+
+    load instance (with its lock version) → check who may act → validate → run SpiffWorkflow →
+    write workflow state + human tasks + timers + summary columns + audit events → commit once
+
+A stale lock version (someone else saved the instance meanwhile) is a Conflict, never an overwrite.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timezone
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
+from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway
+from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
+from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
+from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import or_, select
+from sqlalchemy.orm.exc import StaleDataError
+
+from . import audit, clock as clock_mod, scripting
+from .clock import SHANGHAI, Clock
+from .config import Config
+from .db import Counter, Customer, Database, Definition, HumanTask, Instance, Timer, User
+from .definitions import ROLES, SpecCache, diagram_files, latest, make_serializer, next_version, \
+    parse_diagram, rule_ids
+from .errors import Conflict, DefinitionError, IncidentError, InvalidInput, KefuError, NotAllowed, NotFound
+from .forms import FormValidator, build_fields
+from .users import check_password, check_roles, check_user_name, hash_password
+
+TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX"}
+START_ROLES = {"agent", "supervisor"}
+INCIDENT_ROLES = {"supervisor", "process_owner"}
+SUMMARY_FIELDS = ("question", "content", "fault_symptom")
+CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note")
+SYSTEM = "system"
+MAX_ENGINE_ROUNDS = 20
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(SHANGHAI).isoformat()
+
+
+def _aware(text: str | None) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class Kefu:
+    """The engine's public surface. ``webapp`` and the CLI talk to this object only."""
+
+    def __init__(self, config: Config | None = None, database: Database | None = None,
+                 clock: Clock | None = None):
+        self.config = config or Config.from_env()
+        self.db = database or Database(self.config.database_url)
+        self.clock = clock_mod.use(clock or Clock.from_config(self.config))
+        self.specs = SpecCache()
+        self.serializer = make_serializer(self.specs)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # ------------------------------------------------------------------ setup
+    def init(self) -> None:
+        self.db.create_all()
+
+    def deploy(self, paths=None, actor: str = SYSTEM) -> list[dict]:
+        """Deploy every diagram under ``paths``; all of them or none. Unchanged files keep their version."""
+        files = diagram_files(paths or [self.config.processes_dir])
+        parsed = []
+        for f in files:
+            try:
+                data = f.read_bytes()
+            except OSError as exc:
+                raise DefinitionError(f"cannot read: {exc.strerror}", file=str(f)) from None
+            parsed.append(parse_diagram(data, f.name))
+        seen = {}
+        for p in parsed:
+            for pid in p.process_ids:
+                if pid in seen:
+                    raise DefinitionError(f"process {pid!r} is defined in two files ({seen[pid]})",
+                                          file=p.filename, element=pid)
+                seen[pid] = p.filename
+        results = []
+        with self.db.unit_of_work() as s:
+            for p in parsed:
+                for pid in p.process_ids:
+                    current = latest(s, pid)
+                    if current is not None and current.sha256 == p.sha256:
+                        results.append(self._definition_dict(current, status="unchanged"))
+                        continue
+                    d = Definition(process_id=pid, version=next_version(s, pid), name=p.names.get(pid),
+                                   filename=p.filename, sha256=p.sha256, xml=p.data.decode("utf-8"),
+                                   deployed_at=self.now(), deployed_by=actor)
+                    s.add(d)
+                    s.flush()
+                    self.specs.put(pid, p.sha256, p.specs[pid])
+                    results.append(self._definition_dict(d, status="deployed"))
+        return results
+
+    def definitions(self) -> list[dict]:
+        with self.db.reading() as s:
+            return [self._definition_dict(d) for d in
+                    s.scalars(select(Definition).order_by(Definition.process_id, Definition.version))]
+
+    @staticmethod
+    def _definition_dict(d: Definition, status=None) -> dict:
+        out = {"process_id": d.process_id, "version": d.version, "name": d.name, "filename": d.filename,
+               "sha256": d.sha256, "deployed_at": iso(d.deployed_at), "deployed_by": d.deployed_by}
+        if status:
+            out["status"] = status
+        return out
+
+    # ------------------------------------------------------------------ users
+    def add_user(self, name: str, roles, display_name: str | None = None, groups=(),
+                 password: str | None = None) -> dict:
+        check_user_name(name)
+        roles = check_roles(roles)
+        with self.db.unit_of_work() as s:
+            user = s.scalar(select(User).where(User.name == name))
+            if user is None:
+                user = User(name=name, roles="", groups="", created_at=self.now(), active=True)
+                s.add(user)
+            merged = list(dict.fromkeys([*user.role_set, *roles]))
+            user.roles = ",".join(r for r in ROLES if r in merged)
+            if groups:
+                user.groups = ",".join(dict.fromkeys([*user.group_set, *groups]))
+            if display_name:
+                user.display_name = display_name
+            if password:
+                user.password_hash = hash_password(password)
+            s.flush()
+            return self._user_dict(user)
+
+    def users(self) -> list[dict]:
+        with self.db.reading() as s:
+            return [self._user_dict(u) for u in s.scalars(select(User).order_by(User.name))]
+
+    def authenticate(self, name: str, password: str) -> dict | None:
+        with self.db.reading() as s:
+            user = s.scalar(select(User).where(User.name == name))
+            if user is None or not user.active or not check_password(user.password_hash, password):
+                return None
+            return self._user_dict(user)
+
+    @staticmethod
+    def _user_dict(u: User) -> dict:
+        return {"name": u.name, "display_name": u.display_name, "roles": sorted(u.role_set),
+                "groups": sorted(u.group_set), "active": u.active}
+
+    def _user(self, s, name: str) -> User:
+        user = s.scalar(select(User).where(User.name == name)) if name else None
+        if user is None or not user.active:
+            raise NotAllowed(f"unknown or inactive user {name!r}; add it with 'kefu users add'")
+        return user
+
+    def _user_roles(self, s, name: str):
+        user = s.scalar(select(User).where(User.name == name))
+        return user.role_set if user is not None and user.active else None
+
+    # ------------------------------------------------------------------ customers (I1–I3)
+    def create_customer(self, data: dict, actor: str = SYSTEM) -> dict:
+        with self.db.unit_of_work() as s:
+            c = self._new_customer(s, data)
+            return self._customer_dict(c)
+
+    def update_customer(self, customer_id: int, data: dict) -> dict:
+        with self.db.unit_of_work() as s:
+            c = s.get(Customer, customer_id)
+            if c is None:
+                raise NotFound(f"no customer {customer_id}")
+            self._apply_customer(c, data, partial=True)
+            c.updated_at = self.now()
+            return self._customer_dict(c)
+
+    def get_customer(self, customer_id: int) -> dict:
+        with self.db.reading() as s:
+            c = s.get(Customer, customer_id)
+            if c is None:
+                raise NotFound(f"no customer {customer_id}")
+            return self._customer_dict(c)
+
+    def find_customers(self, query: str, limit: int = 20) -> list[dict]:
+        q = (query or "").strip()
+        if not q:
+            return []
+        like = f"%{q.replace('%', '').replace('_', '')}%"
+        with self.db.reading() as s:
+            rows = s.scalars(select(Customer).where(or_(Customer.phone.like(like), Customer.name.like(like)))
+                             .order_by(Customer.vip.desc(), Customer.name).limit(limit))
+            return [self._customer_dict(c) for c in rows]
+
+    def _new_customer(self, s, data: dict) -> Customer:
+        c = Customer(created_at=self.now(), updated_at=self.now(), vip=False)
+        self._apply_customer(c, data, partial=False)
+        s.add(c)
+        s.flush()
+        return c
+
+    @staticmethod
+    def _apply_customer(c: Customer, data: dict, partial: bool) -> None:
+        if not isinstance(data, dict):
+            raise InvalidInput("customer data must be a JSON object")
+        unknown = [k for k in data if k not in CUSTOMER_FIELDS]
+        if unknown:
+            raise InvalidInput(f"unknown customer field(s): {', '.join(map(str, unknown))}",
+                               fields=unknown)
+        if not partial or "name" in data:
+            name = data.get("name")
+            if not isinstance(name, str) or not name.strip():
+                raise InvalidInput("a customer needs a name", fields=["name"])
+        for key in CUSTOMER_FIELDS:
+            if key not in data:
+                continue
+            value = data[key]
+            if key == "vip":
+                if not isinstance(value, bool):
+                    raise InvalidInput("vip must be true or false", fields=["vip"])
+            elif value is not None:
+                if not isinstance(value, (str, int)) or isinstance(value, bool):
+                    raise InvalidInput(f"customer {key} must be text", fields=[key])
+                value = str(value).strip()[:2000] or None
+            setattr(c, key, value)
+
+    @staticmethod
+    def _customer_dict(c: Customer) -> dict:
+        return {"id": c.id, "name": c.name, "phone": c.phone, "email": c.email, "company": c.company,
+                "address": c.address, "region": c.region, "needs": c.needs, "vip": bool(c.vip),
+                "special_note": c.special_note, "created_at": iso(c.created_at),
+                "updated_at": iso(c.updated_at)}
+
+    # ------------------------------------------------------------------ instances
+    def start(self, kind: str, actor: str, data: dict | None = None, customer_id: int | None = None) -> dict:
+        """Open a ticket. With ``data`` the first task (the intake form) is completed at once."""
+        with self.db.unit_of_work() as s:
+            user = self._user(s, actor)
+            if not user.role_set & START_ROLES:
+                raise NotAllowed(f"user {actor} may not open tickets (needs role agent or supervisor)")
+            definition = latest(s, kind)
+            if definition is None:
+                raise NotFound(f"no deployed process {kind!r}; deploy it with 'kefu deploy'")
+            customer = None
+            if customer_id is not None:
+                customer = s.get(Customer, customer_id)
+                if customer is None:
+                    raise NotFound(f"no customer {customer_id}")
+            spec, subs = self.specs.get(definition)
+            wf = BpmnWorkflow(spec, subs, script_engine=scripting.make_script_engine())
+            now = self.now()
+            ticket_no = self._next_ticket_no(s, kind, now)
+            wf.task_tree.data.update({"ticket_no": ticket_no, "kind": kind, "started_by": actor,
+                                      "customer_id": customer.id if customer else None,
+                                      "vip": bool(customer.vip) if customer else False})
+            inst = Instance(ticket_no=ticket_no, kind=kind, definition=definition, customer=customer,
+                            status="active", vip=bool(customer.vip) if customer else False,
+                            created_by=actor, created_at=now, updated_at=now, state="", audit_count=0,
+                            audit_head="")
+            s.add(inst)
+            s.flush()
+            events = [audit.PendingEvent("instance_started", actor, now, data={
+                "definition": definition.process_id, "version": definition.version,
+                "sha256": definition.sha256, "customer_id": inst.customer_id})]
+            before = self._states(wf)
+            incident = self._run(wf)
+            if incident:
+                raise IncidentError(f"process {kind!r} failed before its first task: {incident['message']}",
+                                    incident=incident)
+            first = next(iter(wf.get_tasks(state=TaskState.READY, manual=True)), None)
+            if data is not None:
+                if first is None:
+                    raise DefinitionError(f"process {kind!r} has no first user task to take the data")
+                if customer is not None:
+                    data = {**{k: v for k, v in self._customer_prefill(first, customer).items()
+                               if k not in data}, **data}
+                events.extend(self._step_events(wf, before, actor, now))
+                before = self._states(wf)
+                incident = self._complete_in(s, inst, wf, first, user, data, events)
+            self._save(s, inst, wf, events, actor, before, incident, claimer=None if data else actor)
+            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "kind": kind,
+                    "status": inst.status, "customer_id": inst.customer_id,
+                    "tasks": [self._task_brief(t) for t in self._ready_rows(s, inst.id)]}
+
+    def _customer_prefill(self, task, customer: Customer) -> dict:
+        fields = {f.id for f in self._fields(task)}
+        mapping = {"customer_name": customer.name, "contact_phone": customer.phone, "region": customer.region}
+        return {k: v for k, v in mapping.items() if k in fields and v}
+
+    def _next_ticket_no(self, s, kind: str, now: datetime) -> str:
+        prefix = TICKET_PREFIX.get(kind, kind[:2].upper())
+        key = f"{prefix}{now.astimezone(SHANGHAI):%Y%m%d}"
+        row = s.get(Counter, key, with_for_update=True)
+        if row is None:
+            row = Counter(key=key, value=0)
+            s.add(row)
+        row.value += 1
+        s.flush()
+        return f"{key}-{row.value:04d}"
+
+    def _load(self, s, inst: Instance) -> BpmnWorkflow:
+        self.specs.get(inst.definition)
+        return self.serializer.deserialize_json(inst.state)
+
+    def _instance(self, s, ref) -> Instance:
+        inst = None
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            inst = s.get(Instance, int(ref))
+        if inst is None and isinstance(ref, str):
+            inst = s.scalar(select(Instance).where(Instance.ticket_no == ref))
+        if inst is None:
+            raise NotFound(f"no instance {ref!r}")
+        return inst
+
+    # ------------------------------------------------------------------ tasks
+    def tasks(self, actor: str | None = None, instance=None, role: str | None = None) -> list[dict]:
+        """Ready human tasks; with ``actor`` only those the user may work (their roles, lanes, claims)."""
+        with self.db.reading() as s:
+            q = select(HumanTask).where(HumanTask.state == "ready")
+            if instance is not None:
+                q = q.where(HumanTask.instance_id == self._instance(s, instance).id)
+            if role:
+                q = q.where(HumanTask.role == role)
+            user = None
+            if actor is not None:
+                user = self._user(s, actor)
+                q = q.where(HumanTask.role.in_(user.role_set))
+                q = q.where(or_(HumanTask.assignee.is_(None), HumanTask.assignee == actor))
+            rows = [r for r in s.scalars(q.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
+                                                    HumanTask.created_at))
+                    if user is None or self._group_ok(user, r)]
+            instances = {i.id: i for i in s.scalars(select(Instance).where(
+                Instance.id.in_({r.instance_id for r in rows})))} if rows else {}
+            return [self._task_dict(r, instances[r.instance_id]) for r in rows]
+
+    def task(self, task_id: str, actor: str | None = None) -> dict:
+        with self.db.reading() as s:
+            row = self._task_row(s, task_id)
+            inst = s.get(Instance, row.instance_id)
+            if actor is not None:
+                user = self._user(s, actor)
+                if not self._may_see(user, row):
+                    raise NotAllowed(f"user {actor} may not see task {task_id}")
+            return self._task_dict(row, inst)
+
+    def claim(self, task_id: str, actor: str) -> dict:
+        with self.db.unit_of_work() as s:
+            row = self._task_row(s, task_id, for_update=True)
+            inst = s.get(Instance, row.instance_id)
+            user = self._user(s, actor)
+            self._check_ready(row)
+            self._authorize(user, row)
+            if row.assignee == actor:
+                return self._task_dict(row, inst)
+            row.assignee = actor
+            self._touch(s, inst, [audit.PendingEvent("task_claimed", actor, self.now(), task_id=row.id,
+                                                     bpmn_id=row.bpmn_id, task_name=row.name)])
+            return self._task_dict(row, inst)
+
+    def unclaim(self, task_id: str, actor: str) -> dict:
+        with self.db.unit_of_work() as s:
+            row = self._task_row(s, task_id, for_update=True)
+            inst = s.get(Instance, row.instance_id)
+            user = self._user(s, actor)
+            self._check_ready(row)
+            if row.assignee != actor and "supervisor" not in user.role_set:
+                raise NotAllowed(f"only {row.assignee or 'the assignee'} or a supervisor may release this task")
+            if row.assignee is not None:
+                previous, row.assignee = row.assignee, None
+                self._touch(s, inst, [audit.PendingEvent("task_unclaimed", actor, self.now(), task_id=row.id,
+                                                         bpmn_id=row.bpmn_id, task_name=row.name,
+                                                         data={"previous_assignee": previous})])
+            return self._task_dict(row, inst)
+
+    def complete(self, task_id: str, actor: str, data: dict | None) -> dict:
+        """Validate ``data`` against the task's form, complete the task and run the engine to the next wait."""
+        with self.db.unit_of_work() as s:
+            row = self._task_row(s, task_id, for_update=True)
+            inst = s.get(Instance, row.instance_id)
+            user = self._user(s, actor)
+            self._check_ready(row)
+            self._authorize(user, row)
+            wf = self._load(s, inst)
+            task = wf.get_task_from_id(UUID(row.id))
+            if task is None or task.state != TaskState.READY:
+                raise Conflict(f"task {row.name} ({row.id}) is not ready in the workflow; reload and try again")
+            events: list[audit.PendingEvent] = []
+            before = self._states(wf)
+            incident = self._complete_in(s, inst, wf, task, user, data or {}, events)
+            self._save(s, inst, wf, events, actor, before, incident)
+            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status,
+                    "incident": inst.incident,
+                    "tasks": [self._task_brief(t) for t in self._ready_rows(s, inst.id)]}
+
+    def _complete_in(self, s, inst, wf, task, user, data, events):
+        """Validate and complete one ready task inside the current unit of work; returns an incident or None."""
+        fields = self._fields(task)
+        clean = FormValidator(fields, lambda n: self._user_roles(s, n)).validate(
+            data, task_name=task.task_spec.bpmn_name or task.task_spec.bpmn_id)
+        now = self.now()
+        task.data.update(copy.deepcopy(clean))
+        self._link_customer(s, inst, wf, clean)
+        task.run()
+        events.append(audit.PendingEvent("task_completed", user.name, now, task_id=str(task.id),
+                                         bpmn_id=task.task_spec.bpmn_id, task_name=task.task_spec.bpmn_name,
+                                         rules=rule_ids(task.task_spec.documentation), data=clean))
+        for key in ("severity", "nature"):
+            if clean.get(key):
+                setattr(inst, key, clean[key])
+        for key in SUMMARY_FIELDS:
+            if clean.get(key):
+                inst.summary = str(clean[key])[:200]
+                break
+        return self._run(wf)
+
+    def _link_customer(self, s, inst: Instance, wf, clean: dict) -> None:
+        """I2: the first form naming the customer links the ticket to a profile, created if new."""
+        if inst.customer_id is not None or not clean.get("customer_name"):
+            return
+        phone = clean.get("contact_phone")
+        customer = s.scalar(select(Customer).where(Customer.phone == phone).limit(1)) if phone else None
+        if customer is None:
+            customer = self._new_customer(s, {"name": clean["customer_name"], "phone": phone,
+                                              "region": clean.get("region")})
+        inst.customer = customer
+        inst.vip = bool(customer.vip)
+        wf.task_tree.data["customer_id"] = customer.id
+        for t in wf.get_tasks(state=TaskState.READY):
+            t.data["customer_id"] = customer.id
+            t.data["vip"] = bool(customer.vip)
+
+    # ------------------------------------------------------------------ timers
+    def timers(self, instance=None) -> list[dict]:
+        with self.db.reading() as s:
+            q = select(Timer).order_by(Timer.due_at)
+            if instance is not None:
+                q = q.where(Timer.instance_id == self._instance(s, instance).id)
+            return [self._timer_dict(t) for t in s.scalars(q)]
+
+    def fire_due_timers(self, now: datetime | None = None) -> list[dict]:
+        """Fire every timer due at ``now`` (default: the clock); each instance in its own unit of work."""
+        now = now or self.now()
+        with self.db.reading() as s:
+            due = list(s.execute(select(Timer.instance_id, Timer.id).where(Timer.due_at <= now)
+                                 .order_by(Timer.due_at)))
+        fired, seen = [], set()
+        for instance_id, _timer_id in due:
+            if instance_id in seen:
+                continue
+            seen.add(instance_id)
+            try:
+                fired.extend(self._fire_instance(instance_id, now))
+            except Conflict:
+                continue  # someone saved the instance meanwhile; its timers are re-read next time
+        return fired
+
+    def _fire_instance(self, instance_id: int, now: datetime) -> list[dict]:
+        with self.db.unit_of_work() as s:
+            inst = s.get(Instance, instance_id, with_for_update=True)
+            if inst is None or inst.status == "completed":
+                return []
+            due = [t for t in s.scalars(select(Timer).where(Timer.instance_id == instance_id,
+                                                            Timer.due_at <= now))]
+            if not due:
+                return []
+            wf = self._load(s, inst)
+            events: list[audit.PendingEvent] = []
+            before = self._states(wf)
+            incident = self._run(wf)
+            self._save(s, inst, wf, events, SYSTEM, before, incident)
+            fired_ids = {str(e.task_id) for e in events if e.type == "timer_fired"}
+            return [{"instance_id": inst.id, "ticket_no": inst.ticket_no, "timer": t.bpmn_id,
+                     "name": t.name, "due_at": iso(t.due_at)} for t in due if t.id in fired_ids]
+
+    # ------------------------------------------------------------------ incidents
+    def retry_incident(self, instance_ref, actor: str, data: dict | None = None) -> dict:
+        """Reset the failed step, apply ``data`` fixes to its task data and run the engine again."""
+        with self.db.unit_of_work() as s:
+            inst = self._instance(s, instance_ref)
+            user = self._user(s, actor)
+            if not user.role_set & INCIDENT_ROLES:
+                raise NotAllowed("only a supervisor or process owner may retry an incident")
+            if not inst.incident:
+                raise Conflict(f"instance {inst.ticket_no} has no incident")
+            if data is not None and (not isinstance(data, dict) or any(
+                    not isinstance(k, str) or k.startswith("_") for k in data)):
+                raise InvalidInput("the fix must be a JSON object whose keys do not start with '_'")
+            fix = {k: scripting._plain(v, k) for k, v in (data or {}).items()}
+            wf = self._load(s, inst)
+            failed = wf.get_tasks(state=TaskState.ERROR)
+            if not failed:
+                raise Conflict("the workflow has no failed step to retry")
+            events = [audit.PendingEvent("incident_retried", actor, self.now(), task_id=str(failed[0].id),
+                                         bpmn_id=failed[0].task_spec.bpmn_id,
+                                         task_name=failed[0].task_spec.bpmn_name, data={"fix": fix})]
+            before = self._states(wf)
+            for task in failed:
+                wf.reset_from_task_id(task.id)
+                again = wf.get_task_from_id(task.id)
+                again.data.update(copy.deepcopy(fix))
+            inst.incident = None
+            incident = self._run(wf)
+            self._save(s, inst, wf, events, actor, before, incident)
+            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status,
+                    "incident": inst.incident}
+
+    # ------------------------------------------------------------------ reading an instance
+    def show(self, instance_ref) -> dict:
+        with self.db.reading() as s:
+            inst = self._instance(s, instance_ref)
+            d = inst.definition
+            rows = list(s.scalars(select(HumanTask).where(HumanTask.instance_id == inst.id)
+                                  .order_by(HumanTask.created_at)))
+            wf = self._load(s, inst)
+            data = {k: v for k, v in (wf.last_task.data if wf.last_task else wf.data).items()}
+            return {
+                "instance_id": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind, "status": inst.status,
+                "definition": {"process_id": d.process_id, "version": d.version, "sha256": d.sha256},
+                "customer": self._customer_dict(inst.customer) if inst.customer else None,
+                "severity": inst.severity, "nature": inst.nature, "vip": inst.vip, "summary": inst.summary,
+                "created_by": inst.created_by, "created_at": iso(inst.created_at),
+                "updated_at": iso(inst.updated_at), "completed_at": iso(inst.completed_at),
+                "incident": inst.incident, "data": data,
+                "tasks": [self._task_brief(r) for r in rows],
+                "timers": [self._timer_dict(t) for t in s.scalars(
+                    select(Timer).where(Timer.instance_id == inst.id).order_by(Timer.due_at))],
+                "events": [{"seq": e.seq, "type": e.type, "actor": e.actor, "at": iso(e.at),
+                            "task_id": e.task_id, "bpmn_id": e.bpmn_id, "task_name": e.task_name,
+                            "rules": e.rules.split(",") if e.rules else [], "data": e.data, "hash": e.hash}
+                           for e in audit.events_of(s, inst.id)],
+            }
+
+    def instances(self, status: str | None = None, kind: str | None = None, limit: int = 50) -> list[dict]:
+        """Most recent instances first, as summary rows."""
+        with self.db.reading() as s:
+            q = select(Instance).order_by(Instance.id.desc()).limit(max(1, min(int(limit), 500)))
+            if status:
+                q = q.where(Instance.status == status)
+            if kind:
+                q = q.where(Instance.kind == kind)
+            return [{"instance_id": i.id, "ticket_no": i.ticket_no, "kind": i.kind, "status": i.status,
+                     "severity": i.severity, "vip": i.vip, "summary": i.summary,
+                     "customer": i.customer.name if i.customer else None, "created_at": iso(i.created_at),
+                     "version": i.definition.version} for i in s.scalars(q)]
+
+    def verify_audit(self, instance_ref=None) -> list[dict]:
+        with self.db.reading() as s:
+            q = select(Instance).order_by(Instance.id)
+            if instance_ref is not None:
+                q = q.where(Instance.id == self._instance(s, instance_ref).id)
+            return [{"instance_id": i.id, "ticket_no": i.ticket_no, "problem": problem}
+                    for i in s.scalars(q) if (problem := audit.verify_instance(s, i))]
+
+    # ------------------------------------------------------------------ engine internals
+    def _run(self, wf: BpmnWorkflow) -> dict | None:
+        """Run the engine until nothing is left to do now; a failing step becomes an incident."""
+        try:
+            for _ in range(MAX_ENGINE_ROUNDS):
+                wf.refresh_timers()
+                wf.do_engine_steps()
+                if not any(True for _t in wf.get_tasks_iterator(state=TaskState.READY, manual=False)):
+                    break
+        except SpiffWorkflowException as exc:
+            return self._incident(wf, exc)
+        except scripting.ScriptRejected as exc:  # pragma: no cover - wrapped by SpiffWorkflow normally
+            return self._incident(wf, exc)
+        return None
+
+    def _incident(self, wf, exc) -> dict:
+        task = getattr(exc, "task", None)
+        if task is None:
+            failed = wf.get_tasks(state=TaskState.ERROR)
+            task = failed[0] if failed else None
+        spec = task.task_spec if task is not None else getattr(exc, "task_spec", None)
+        cause = getattr(exc, "__cause__", None) or getattr(exc, "exception", None)
+        return {"task_id": str(task.id) if task is not None else None,
+                "bpmn_id": getattr(spec, "bpmn_id", None), "name": getattr(spec, "bpmn_name", None),
+                "error_type": type(cause).__name__ if cause else type(exc).__name__,
+                "message": str(exc).split("\n")[0][:500],
+                "line_number": getattr(exc, "line_number", None) or None,
+                "error_line": getattr(exc, "error_line", None) or None,
+                "at": iso(self.now())}
+
+    @staticmethod
+    def _states(wf) -> dict:
+        return {t.id: t.state for t in wf.get_tasks_iterator()}
+
+    def _fields(self, task):
+        return build_fields(task.task_spec.extensions.get("form"))
+
+    def _save(self, s, inst: Instance, wf, events, actor, before, incident, claimer: str | None = None):
+        now = self.now()
+        if before is not None:
+            events.extend(self._step_events(wf, before, actor, now))
+        if incident:
+            inst.incident = incident
+            events.append(audit.PendingEvent("incident_raised", SYSTEM, now, task_id=incident["task_id"],
+                                             bpmn_id=incident["bpmn_id"], task_name=incident["name"],
+                                             data=incident))
+        inst.status = "incident" if inst.incident else ("completed" if wf.is_completed() else "active")
+        if inst.status == "completed" and inst.completed_at is None:
+            inst.completed_at = now
+            events.append(audit.PendingEvent("instance_completed", SYSTEM, now))
+        events.extend(self._sync_tasks(s, inst, wf, now, claimer, events))
+        self._sync_timers(s, inst, wf, now)
+        inst.state = self.serializer.serialize_json(wf)
+        inst.updated_at = now
+        audit.append(s, inst, events)
+        try:
+            s.flush()
+        except StaleDataError:
+            raise Conflict(f"instance {inst.ticket_no} was changed by someone else meanwhile; "
+                           "nothing was saved, reload and try again") from None
+
+    def _touch(self, s, inst: Instance, events) -> None:
+        inst.updated_at = self.now()
+        audit.append(s, inst, events)
+        try:
+            s.flush()
+        except StaleDataError:
+            raise Conflict(f"instance {inst.ticket_no} was changed by someone else meanwhile") from None
+
+    def _step_events(self, wf, before: dict, actor: str, now: datetime) -> list[audit.PendingEvent]:
+        """Audit events for what the engine did on its own: scripts, gateways, timers, ends."""
+        out = []
+        for t in wf.get_tasks_iterator():
+            was = before.get(t.id)
+            spec = t.task_spec
+            if not getattr(spec, "bpmn_id", None) or t.state == was:
+                continue
+            common = dict(task_id=str(t.id), bpmn_id=spec.bpmn_id, task_name=spec.bpmn_name,
+                          rules=rule_ids(spec.documentation))
+            if t.state == TaskState.COMPLETED and not isinstance(spec, UserTask):
+                if isinstance(spec, CatchingEvent) and isinstance(spec.event_definition, TimerEventDefinition):
+                    out.append(audit.PendingEvent("timer_fired", SYSTEM, now, **common, data={
+                        "due_at": t.internal_data.get("event_value")}))
+                elif isinstance(spec, ScriptTask):
+                    out.append(audit.PendingEvent("script_ran", SYSTEM, now, **common,
+                                                  data=self._changed(t)))
+                elif isinstance(spec, ExclusiveGateway):
+                    taken = [c.task_spec.bpmn_id for c in t.children if c.state == TaskState.COMPLETED or
+                             c.state in (TaskState.READY, TaskState.WAITING, TaskState.STARTED)]
+                    out.append(audit.PendingEvent("gateway_passed", SYSTEM, now, **common,
+                                                  data={"to": taken}))
+                elif isinstance(spec, EndEvent):
+                    out.append(audit.PendingEvent("end_reached", SYSTEM, now, **common))
+                elif isinstance(spec, StartEvent):
+                    out.append(audit.PendingEvent("start_passed", SYSTEM, now, **common))
+            elif t.state == TaskState.CANCELLED and was == TaskState.READY and isinstance(spec, UserTask):
+                out.append(audit.PendingEvent("task_cancelled", SYSTEM, now, **common))
+        # A timer firing explains the cancellations it causes, so it comes first.
+        return sorted(out, key=lambda e: e.type != "timer_fired")
+
+    @staticmethod
+    def _changed(task) -> dict:
+        parent = task.parent.data if task.parent is not None else {}
+        return {k: v for k, v in task.data.items() if parent.get(k, object()) != v and not k.startswith("_")}
+
+    def _sync_tasks(self, s, inst: Instance, wf, now: datetime, claimer: str | None, done_events):
+        completed_by = {e.task_id: e.actor for e in done_events if e.type == "task_completed"}
+        events = []
+        existing = {r.id: r for r in s.scalars(select(HumanTask).where(HumanTask.instance_id == inst.id,
+                                                                       HumanTask.state == "ready"))}
+        ready = {str(t.id): t for t in wf.get_tasks(state=TaskState.READY, manual=True)}
+        due = self._boundary_due(wf)
+        for tid, row in existing.items():
+            if tid in ready:
+                row.due_at = due.get(tid, row.due_at)
+                continue
+            task = wf.get_task_from_id(UUID(tid))
+            state = task.state if task is not None else TaskState.CANCELLED
+            row.state = "completed" if state == TaskState.COMPLETED else "cancelled"
+            row.ended_at = now
+            if row.state == "completed":
+                row.completed_by = completed_by.get(tid)
+            else:
+                row.end_reason = "timer" if self._cancelled_by_timer(task) else "cancelled"
+        for tid, task in ready.items():
+            if tid in existing:
+                continue
+            spec = task.task_spec
+            ext = spec.extensions
+            assignee = self._expr(wf, task, ext.get("kefu_assignee"))
+            group = self._expr(wf, task, ext.get("kefu_candidateGroups"))
+            row = HumanTask(id=tid, instance_id=inst.id, bpmn_id=spec.bpmn_id, spec_name=spec.name,
+                            name=spec.bpmn_name or spec.bpmn_id, role=spec.lane, state="ready",
+                            assignee=assignee if isinstance(assignee, str) else claimer if
+                            spec.lane and claimer else None,
+                            candidate_group=group if isinstance(group, str) else None,
+                            created_at=now, due_at=due.get(tid))
+            s.add(row)
+            events.append(audit.PendingEvent("task_created", SYSTEM, now, task_id=tid, bpmn_id=spec.bpmn_id,
+                                             task_name=row.name, rules=rule_ids(spec.documentation),
+                                             data={"role": row.role, "assignee": row.assignee,
+                                                   "candidate_group": row.candidate_group,
+                                                   "due_at": iso(row.due_at)}))
+        return events
+
+    @staticmethod
+    def _cancelled_by_timer(task) -> bool:
+        if task is None or task.parent is None:
+            return False
+        return any(isinstance(c.task_spec, BoundaryEvent) and c.state == TaskState.COMPLETED
+                   and isinstance(c.task_spec.event_definition, TimerEventDefinition)
+                   for c in task.parent.children)
+
+    @staticmethod
+    def _expr(wf, task, expr):
+        if not expr:
+            return None
+        try:
+            value = wf.script_engine.evaluate(task, expr)
+        except Exception:  # noqa: BLE001 - a bad assignee leaves the task in its role's queue
+            return None
+        return value if isinstance(value, str) and value else None
+
+    def _waiting_timers(self, wf):
+        for t in list(wf.event_manager.tasks.values()):
+            spec = t.task_spec
+            if not isinstance(spec.event_definition, TimerEventDefinition) or t.state != TaskState.WAITING:
+                continue
+            value = t.internal_data.get("event_value")
+            if isinstance(value, dict):
+                value = value.get("next")
+            due = _aware(value) if isinstance(value, str) else None
+            if due is None:
+                continue
+            attached = None
+            if isinstance(spec, BoundaryEvent) and t.parent is not None:
+                attached = next((c for c in t.parent.children if not isinstance(c.task_spec, BoundaryEvent)),
+                                None)
+            yield t, due, attached
+
+    def _boundary_due(self, wf) -> dict:
+        """Task id → earliest interrupting deadline among its boundary timers."""
+        due = {}
+        for t, when, attached in self._waiting_timers(wf):
+            if attached is None or not t.task_spec.cancel_activity:
+                continue
+            targets = [attached] + [c for c in attached.children if c.state == TaskState.READY]
+            for target in targets:
+                key = str(target.id)
+                due[key] = min(due.get(key, when), when)
+        return due
+
+    def _sync_timers(self, s, inst: Instance, wf, now: datetime) -> None:
+        current = {}
+        for t, when, attached in self._waiting_timers(wf):
+            current[str(t.id)] = (t, when, attached)
+        rows = {r.id: r for r in s.scalars(select(Timer).where(Timer.instance_id == inst.id))}
+        for tid, row in rows.items():
+            if tid not in current:
+                s.delete(row)
+        for tid, (t, when, attached) in current.items():
+            row = rows.get(tid)
+            if row is None:
+                spec = t.task_spec
+                s.add(Timer(id=tid, instance_id=inst.id, bpmn_id=spec.bpmn_id, name=spec.bpmn_name,
+                            kind="boundary" if isinstance(spec, BoundaryEvent) else "intermediate",
+                            interrupting=bool(getattr(spec, "cancel_activity", True)),
+                            attached_task_id=str(attached.id) if attached is not None else None,
+                            due_at=when, created_at=now))
+            elif row.due_at != when:
+                row.due_at = when
+
+    # ------------------------------------------------------------------ helpers for tasks
+    def _task_row(self, s, task_id: str, for_update=False) -> HumanTask:
+        try:
+            UUID(str(task_id))
+        except ValueError:
+            raise NotFound(f"no task {task_id!r}") from None
+        row = s.get(HumanTask, str(task_id), with_for_update=for_update)
+        if row is None:
+            raise NotFound(f"no task {task_id!r}")
+        return row
+
+    @staticmethod
+    def _check_ready(row: HumanTask) -> None:
+        if row.state != "ready":
+            raise Conflict(f"task {row.name} is already {row.state}"
+                           + (f" by {row.completed_by}" if row.completed_by else "")
+                           + "; nothing was changed", task_state=row.state)
+
+    @staticmethod
+    def _group_ok(user: User, row: HumanTask) -> bool:
+        groups = user.group_set
+        return not (row.candidate_group and groups and row.candidate_group not in groups)
+
+    def _may_see(self, user: User, row: HumanTask) -> bool:
+        return bool(user.role_set & {row.role, "supervisor", "auditor"}) or row.assignee == user.name
+
+    def _authorize(self, user: User, row: HumanTask) -> None:
+        if row.role not in user.role_set:
+            raise NotAllowed(f"task {row.name} belongs to the {row.role} lane; user {user.name} "
+                             f"has role(s) {', '.join(sorted(user.role_set)) or 'none'}")
+        if row.assignee and row.assignee != user.name:
+            raise NotAllowed(f"task {row.name} is assigned to {row.assignee}")
+        if not self._group_ok(user, row):
+            raise NotAllowed(f"task {row.name} is for group {row.candidate_group}")
+
+    def _ready_rows(self, s, instance_id: int):
+        return list(s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                      HumanTask.state == "ready")
+                              .order_by(HumanTask.created_at)))
+
+    @staticmethod
+    def _task_brief(r: HumanTask) -> dict:
+        return {"id": r.id, "bpmn_id": r.bpmn_id, "name": r.name, "role": r.role, "assignee": r.assignee,
+                "state": r.state, "due_at": iso(r.due_at), "created_at": iso(r.created_at),
+                "ended_at": iso(r.ended_at), "completed_by": r.completed_by, "end_reason": r.end_reason}
+
+    def _task_dict(self, r: HumanTask, inst: Instance) -> dict:
+        spec, _subs = self.specs.get(inst.definition)
+        tspec = spec.task_specs.get(r.spec_name)
+        ext = tspec.extensions if tspec is not None else {}
+        out = self._task_brief(r)
+        out.update({
+            "instance_id": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind,
+            "severity": inst.severity, "vip": inst.vip, "candidate_group": r.candidate_group,
+            "name_en": ext.get("kefu_properties", {}).get("name_en"),
+            "rules": rule_ids(getattr(tspec, "documentation", None)),
+            "documentation": getattr(tspec, "documentation", None),
+            "form": [f.to_dict() for f in build_fields(ext.get("form"))],
+        })
+        return out
+
+    @staticmethod
+    def _timer_dict(t: Timer) -> dict:
+        return {"id": t.id, "instance_id": t.instance_id, "bpmn_id": t.bpmn_id, "name": t.name, "kind": t.kind,
+                "interrupting": t.interrupting, "attached_task_id": t.attached_task_id, "due_at": iso(t.due_at)}
+
+
+def to_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+__all__ = ["Kefu", "KefuError", "to_json", "iso"]

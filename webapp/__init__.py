@@ -1,0 +1,73 @@
+"""Kefu's web layer: a Flask app over the engine's public surface (``engine.Kefu``).
+
+It never imports SpiffWorkflow; everything it knows about processes comes from the engine.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+
+from engine import Kefu, KefuError
+
+log = logging.getLogger("kefu.web")
+
+
+def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
+    """Build the app; ``config`` overrides Flask settings, ``kefu`` injects an engine (tests)."""
+    app = Flask(__name__)
+    app.config.update(config or {})
+    app.extensions["kefu"] = kefu or Kefu()
+
+    from .views import bp
+    app.register_blueprint(bp)
+
+    @app.errorhandler(KefuError)
+    def kefu_error(exc: KefuError):
+        """Answer engine errors as JSON with their stable code."""
+        status = {"not_found": 404, "not_allowed": 403, "conflict": 409}.get(exc.code, 400)
+        return jsonify({"error": exc.to_dict()}), status
+
+    return app
+
+
+def start_scheduler(kefu: Kefu, interval_seconds: float = 2.0):
+    """Fire due timers in the background (the embedded default)."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = BackgroundScheduler(timezone="Asia/Shanghai")
+
+    def sweep():
+        try:
+            fired = kefu.fire_due_timers()
+            if fired:
+                log.info("fired %d timer(s)", len(fired))
+        except Exception:  # noqa: BLE001 - a failed sweep is retried at the next one
+            log.exception("timer sweep failed")
+
+    scheduler.add_job(sweep, "interval", seconds=interval_seconds, id="timer-sweep", coalesce=True,
+                      max_instances=1, misfire_grace_time=None)
+    scheduler.start()
+    return scheduler
+
+
+def serve(host: str = "127.0.0.1", port: int = 5000, demo: bool = True) -> int:
+    """Run the whole service: schema, deployed diagrams, demo data, scheduler and web UI."""
+    from engine.cli import seed_demo
+    from waitress import serve as waitress_serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    kefu = Kefu()
+    kefu.init()
+    for d in kefu.deploy():
+        log.info("%s %s v%s", d["status"], d["process_id"], d["version"])
+    if demo:
+        seed_demo(kefu)
+    scheduler = start_scheduler(kefu)
+    log.info("Kefu on http://%s:%d/ (database %s, env %s)", host, port, kefu.config.database_url,
+             kefu.config.env)
+    try:
+        waitress_serve(create_app(kefu=kefu), host=host, port=port, threads=8)
+    finally:
+        scheduler.shutdown(wait=False)
+    return 0
