@@ -106,14 +106,15 @@ def cmd_users_list(args):
                                           for u in us) or "no users")
 
 
-def seed_demo(k) -> dict:
+def seed_demo(k, password: str | None = DEMO_PASSWORD) -> dict:
+    """Demo users for every role (all with ``password``) and a few customers, one of them VIP."""
     k.init()
-    users = [k.add_user(n, roles, display_name=d, password=DEMO_PASSWORD) for n, roles, d in DEMO_USERS]
+    users = [k.add_user(n, roles, display_name=d, password=password) for n, roles, d in DEMO_USERS]
     customers = []
     for c in DEMO_CUSTOMERS:
         existing = [x for x in k.find_customers(c["phone"]) if x["phone"] == c["phone"]]
         customers.append(existing[0] if existing else k.create_customer(c))
-    return {"users": users, "password": DEMO_PASSWORD, "customers": customers}
+    return {"users": users, "password": password, "customers": customers}
 
 
 def cmd_demo(args):

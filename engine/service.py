@@ -615,19 +615,21 @@ class Kefu:
         inst.state = self.serializer.serialize_json(wf)
         inst.updated_at = now
         audit.append(s, inst, events)
-        try:
-            s.flush()
-        except StaleDataError:
-            raise Conflict(f"instance {inst.ticket_no} was changed by someone else meanwhile; "
-                           "nothing was saved, reload and try again") from None
+        self._flush(s, inst)
 
     def _touch(self, s, inst: Instance, events) -> None:
         inst.updated_at = self.now()
         audit.append(s, inst, events)
+        self._flush(s, inst)
+
+    @staticmethod
+    def _flush(s, inst: Instance) -> None:
+        ticket = inst.ticket_no
         try:
             s.flush()
         except StaleDataError:
-            raise Conflict(f"instance {inst.ticket_no} was changed by someone else meanwhile") from None
+            raise Conflict(f"instance {ticket} was changed by someone else meanwhile; nothing was saved, "
+                           "reload and try again") from None
 
     def _step_events(self, wf, before: dict, actor: str, now: datetime) -> list[audit.PendingEvent]:
         """Audit events for what the engine did on its own: scripts, gateways, timers, ends."""

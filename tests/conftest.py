@@ -1,0 +1,39 @@
+"""Shared fixtures: a real SQLite database per test, the real diagrams, a pinned clock, demo users."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from engine import Clock, Config, Kefu
+from engine.clock import SHANGHAI
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCESSES = ROOT / "processes"
+DIAGRAMS = Path(__file__).resolve().parent / "diagrams"
+MONDAY_9AM = datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI)
+
+
+@pytest.fixture
+def clock():
+    return Clock(MONDAY_9AM)
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'kefu.db'}"
+
+
+@pytest.fixture
+def kefu(db_url, clock):
+    from tests.factories import make_kefu
+    k = make_kefu(db_url, clock)
+    yield k
+    k.db.dispose()
+
+
+@pytest.fixture
+def scenario(kefu):
+    from tests.factories import Scenario
+    return Scenario(kefu)

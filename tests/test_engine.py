@@ -1,0 +1,226 @@
+"""Units of work on a real SQLite database: validation, authorization, conflicts, timers, incidents, audit."""
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from engine import Clock, Config, Conflict, FormValidationError, Kefu, NotAllowed, NotFound
+from engine.db import AuditEvent, Customer, HumanTask, Instance
+from tests.factories import diagram, make_kefu
+
+
+@pytest.fixture
+def k(db_url, clock):
+    k = make_kefu(db_url, clock, deploy=(diagram("mini.bpmn"),))
+    yield k
+    k.db.dispose()
+
+
+def register(k, **over):
+    data = {"customer_name": "张三", "contact_phone": "13900000000", "divisor": 4,
+            "deadline": (k.now() + timedelta(days=1)).isoformat()}
+    data.update(over)
+    return k.start("mini", "agent", data=data)
+
+
+def handle_task(k, r):
+    return next(t for t in k.tasks(instance=r["instance_id"]) if t["bpmn_id"] == "handle")
+
+
+def count(k, model):
+    with k.db.reading() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def test_start_with_invalid_data_stores_nothing(k):
+    customers = count(k, Customer)
+    with pytest.raises(FormValidationError) as exc:
+        register(k, divisor="four", bogus=1)
+    assert set(exc.value.errors) == {"divisor", "bogus"}
+    assert count(k, Instance) == 0 and count(k, Customer) == customers and count(k, AuditEvent) == 0
+
+
+def test_invalid_completion_changes_nothing(k):
+    r = register(k)
+    t = handle_task(k, r)
+    before = k.show(r["instance_id"])
+    with pytest.raises(FormValidationError):
+        k.complete(t["id"], "department", {"result": "", "unknown": 1})
+    after = k.show(r["instance_id"])
+    assert after["events"] == before["events"] and after["tasks"] == before["tasks"]
+
+
+def test_wrong_role_and_unknown_user_are_refused(k):
+    t = handle_task(k, register(k))
+    with pytest.raises(NotAllowed, match="department lane"):
+        k.complete(t["id"], "agent", {"result": "x"})
+    with pytest.raises(NotAllowed):
+        k.claim(t["id"], "nobody")
+    with pytest.raises(NotAllowed):
+        k.start("mini", "technician")
+
+
+def test_claimed_task_belongs_to_its_claimer(k):
+    k.add_user("department2", ["department"])
+    t = handle_task(k, register(k))
+    k.claim(t["id"], "department")
+    assert [x["id"] for x in k.tasks(actor="department2")] == []
+    with pytest.raises(NotAllowed, match="assigned to department"):
+        k.complete(t["id"], "department2", {"result": "x"})
+    k.unclaim(t["id"], "department")
+    k.complete(t["id"], "department2", {"result": "done"})
+
+
+def test_double_completion_is_a_conflict(k):
+    r = register(k)
+    t = handle_task(k, r)
+    k.complete(t["id"], "department", {"result": "ok"})
+    with pytest.raises(Conflict, match="already completed"):
+        k.complete(t["id"], "department", {"result": "again"})
+    assert k.show(r["instance_id"])["status"] == "completed"
+    assert len([e for e in k.show(r["instance_id"])["events"] if e["type"] == "task_completed"]) == 2
+
+
+def test_unknown_task_is_not_found(k):
+    with pytest.raises(NotFound):
+        k.complete("00000000-0000-0000-0000-000000000000", "agent", {})
+    with pytest.raises(NotFound):
+        k.complete("not-a-uuid", "agent", {})
+
+
+def test_a_task_the_workflow_has_not_reached_cannot_be_completed(k):
+    r = register(k)
+    t = handle_task(k, r)
+    k.complete(t["id"], "department", {"result": "ok"})
+    with k.db.unit_of_work() as s:  # a row claiming readiness the workflow does not share
+        s.execute(text("UPDATE human_tasks SET state='ready' WHERE id=:i"), {"i": t["id"]})
+    with pytest.raises(Conflict, match="not ready in the workflow"):
+        k.complete(t["id"], "department", {"result": "again"})
+
+
+def test_stale_save_is_a_conflict_not_an_overwrite(k):
+    r = register(k)
+    stale = k.db.read_sessions()
+    inst = stale.get(Instance, r["instance_id"])
+    stale.commit()
+    k.claim(handle_task(k, r)["id"], "department")  # someone else saves the instance meanwhile
+    inst.summary = "overwrite"
+    with pytest.raises(Conflict, match="changed by someone else"):
+        k._touch(stale, inst, [])
+    stale.rollback()
+    stale.close()
+    assert k.show(r["instance_id"])["summary"] != "overwrite"
+
+
+def test_timer_fired_first_then_completion_is_a_conflict(k, clock):
+    r = register(k)
+    t = handle_task(k, r)
+    assert t["due_at"] is not None
+    clock.advance(timedelta(days=1, seconds=1))
+    fired = k.fire_due_timers()
+    assert [f["timer"] for f in fired] == ["timer_handle"]
+    with pytest.raises(Conflict, match="already cancelled"):
+        k.complete(t["id"], "department", {"result": "late"})
+    shown = k.show(r["instance_id"])
+    assert shown["status"] == "completed"
+    assert [x["end_reason"] for x in shown["tasks"] if x["bpmn_id"] == "handle"] == ["timer"]
+
+
+def test_completion_first_then_the_timer_does_nothing(k, clock):
+    r = register(k)
+    k.complete(handle_task(k, r)["id"], "department", {"result": "in time"})
+    clock.advance(timedelta(days=2))
+    assert k.fire_due_timers() == []
+    assert k._fire_instance(r["instance_id"], k.now()) == []  # a firing that read the timer before
+    assert not [e for e in k.show(r["instance_id"])["events"] if e["type"] == "timer_fired"]
+
+
+def test_timers_fire_only_when_due_and_only_once(k, clock):
+    r = register(k)
+    assert k.fire_due_timers() == []
+    clock.advance(timedelta(hours=23))
+    assert k.fire_due_timers() == []
+    clock.advance(timedelta(hours=2))
+    assert len(k.fire_due_timers()) == 1
+    assert k.fire_due_timers() == []
+    assert k.timers(instance=r["instance_id"]) == []
+
+
+def test_script_error_becomes_incident_and_retry_fixes_it(k):
+    r = register(k, divisor=0)
+    shown = k.show(r["instance_id"])
+    assert shown["status"] == "incident"
+    assert shown["incident"]["bpmn_id"] == "compute" and "ZeroDivisionError" in shown["incident"]["message"]
+    with pytest.raises(NotAllowed):
+        k.retry_incident(r["instance_id"], "agent", {"divisor": 5})
+    k.retry_incident(r["instance_id"], "supervisor", {"divisor": 5})
+    shown = k.show(r["instance_id"])
+    assert shown["status"] == "active" and shown["incident"] is None and shown["data"]["ratio"] == 20
+    assert [t["bpmn_id"] for t in shown["tasks"] if t["state"] == "ready"] == ["handle"]
+    types = [e["type"] for e in shown["events"]]
+    assert types.index("incident_raised") < types.index("incident_retried")
+
+
+def test_retry_without_incident_is_a_conflict(k):
+    r = register(k)
+    with pytest.raises(Conflict):
+        k.retry_incident(r["instance_id"], "supervisor", {})
+
+
+def test_customer_is_linked_by_phone_and_vip_flows_into_the_process(k):
+    vip = k.create_customer({"name": "华东银行", "phone": "021-1", "vip": True})
+    r = k.start("mini", "agent", data={"divisor": 1, "deadline": (k.now() + timedelta(hours=1)).isoformat()},
+                customer_id=vip["id"])
+    shown = k.show(r["instance_id"])
+    assert shown["customer"]["id"] == vip["id"] and shown["vip"] is True and shown["data"]["vip"] is True
+    assert shown["data"]["customer_name"] == "华东银行"  # prefilled from the profile
+    again = register(k, contact_phone="021-1", customer_name="华东银行 王经理")
+    assert k.show(again["instance_id"])["customer"]["id"] == vip["id"]
+
+
+def test_every_action_is_audited_in_a_verified_chain(k):
+    r = register(k)
+    t = handle_task(k, r)
+    k.claim(t["id"], "department")
+    k.complete(t["id"], "department", {"result": "ok"})
+    events = k.show(r["instance_id"])["events"]
+    assert [e["type"] for e in events] == [
+        "instance_started", "start_passed", "task_completed", "script_ran", "task_created", "task_claimed",
+        "task_completed", "end_reached", "instance_completed"]
+    completed = [e for e in events if e["type"] == "task_completed"]
+    assert completed[1]["actor"] == "department" and completed[1]["data"] == {"result": "ok"}
+    assert completed[1]["rules"] == ["P4", "T1"]
+    assert k.verify_audit() == []
+
+
+def test_tampering_with_the_audit_log_is_detected(k):
+    r = register(k)
+    with k.db.unit_of_work() as s:
+        s.execute(text("UPDATE audit_events SET actor='mallory' WHERE instance_id=:i AND seq=3"),
+                  {"i": r["instance_id"]})
+    problems = k.verify_audit()
+    assert problems and "event #3" in problems[0]["problem"]
+
+
+def test_audit_events_cannot_be_changed_through_the_application(k):
+    register(k)
+    with pytest.raises(NotAllowed):
+        with k.db.unit_of_work() as s:
+            s.scalars(select(AuditEvent)).first().actor = "mallory"
+
+
+def test_state_survives_a_restart(k, db_url, clock):
+    r = register(k)
+    k.db.dispose()
+    fresh = Kefu(Config(database_url=db_url, env="test"), clock=clock)
+    t = handle_task(fresh, r)
+    fresh.complete(t["id"], "department", {"result": "after restart"})
+    assert fresh.show(r["instance_id"])["status"] == "completed"
+
+
+def test_kefu_clock_is_honoured_only_in_test_or_demo(capsys):
+    pinned = "2030-01-01T00:00:00+00:00"
+    assert Clock.from_config(Config(env="test", clock=pinned)).pinned
+    assert Clock.from_config(Config(env="demo", clock=pinned)).pinned
+    assert not Clock.from_config(Config(env="production", clock=pinned)).pinned
+    assert "ignored" in capsys.readouterr().err
