@@ -233,7 +233,9 @@ class SpecCache:
         return f"{process_id}@{sha}"
 
     def put(self, process_id: str, sha: str, spec_and_subs: tuple) -> None:
-        spec, _subs = spec_and_subs
+        spec, subs = spec_and_subs
+        for proc in (spec, *subs.values()):
+            _connect_loop_children(proc)
         spec.kefu_ref = self.key(process_id, sha)
         self._specs[spec.kefu_ref] = spec_and_subs
 
@@ -247,6 +249,18 @@ class SpecCache:
 
     def __getitem__(self, ref: str) -> tuple:
         return self._specs[ref]
+
+
+def _connect_loop_children(proc_spec) -> None:
+    """A multi-instance task learns of its children's completion through a signal that SpiffWorkflow
+    connects only when it creates a child, or when it deserializes a spec. A freshly parsed spec that
+    restores a running instance needs it connected here, or the last member's completion is never merged."""
+    for task_spec in proc_spec.task_specs.values():
+        child_name = getattr(task_spec, "task_spec", None)
+        if isinstance(child_name, str) and hasattr(task_spec, "merge_child"):
+            child = proc_spec.task_specs[child_name]
+            if not child.completed_event.is_connected(task_spec.merge_child):
+                child.completed_event.connect(task_spec.merge_child)
 
 
 class _SpecRefWorkflowConverter(BpmnWorkflowConverter):

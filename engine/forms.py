@@ -257,7 +257,7 @@ class FormValidator:
                 when = when.replace(tzinfo=clock.SHANGHAI)
             if f.future and when <= clock.now():
                 raise ValueError("must be in the future")
-            return when.isoformat()
+            return when.astimezone(clock.SHANGHAI).isoformat()
         if t in ("user", "users"):
             names = raw if isinstance(raw, list) else (
                 [n for n in re.split(r"[,\s，、;；]+", raw) if n] if isinstance(raw, str) else None)

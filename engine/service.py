@@ -21,7 +21,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
-from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import or_, select
 from sqlalchemy.orm.exc import StaleDataError
@@ -55,6 +55,13 @@ def _aware(text: str | None) -> datetime | None:
     except (TypeError, ValueError):
         return None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _find_task(wf, task_id: str):
+    try:
+        return wf.get_task_from_id(UUID(task_id))
+    except TaskNotFoundException:
+        return None
 
 
 class Kefu:
@@ -390,7 +397,7 @@ class Kefu:
             self._check_ready(row)
             self._authorize(user, row)
             wf = self._load(s, inst)
-            task = wf.get_task_from_id(UUID(row.id))
+            task = _find_task(wf, row.id)
             if task is None or task.state != TaskState.READY:
                 raise Conflict(f"task {row.name} ({row.id}) is not ready in the workflow; reload and try again")
             events: list[audit.PendingEvent] = []
@@ -447,10 +454,11 @@ class Kefu:
             return [self._timer_dict(t) for t in s.scalars(q)]
 
     def fire_due_timers(self, now: datetime | None = None) -> list[dict]:
-        """Fire every timer due at ``now`` (default: the clock); each instance in its own unit of work."""
+        """Fire every timer whose due time has passed (SpiffWorkflow fires strictly after it), each instance
+        in its own unit of work."""
         now = now or self.now()
         with self.db.reading() as s:
-            due = list(s.execute(select(Timer.instance_id, Timer.id).where(Timer.due_at <= now)
+            due = list(s.execute(select(Timer.instance_id, Timer.id).where(Timer.due_at < now)
                                  .order_by(Timer.due_at)))
         fired, seen = [], set()
         for instance_id, _timer_id in due:
@@ -469,7 +477,7 @@ class Kefu:
             if inst is None or inst.status == "completed":
                 return []
             due = [t for t in s.scalars(select(Timer).where(Timer.instance_id == instance_id,
-                                                            Timer.due_at <= now))]
+                                                            Timer.due_at < now))]
             if not due:
                 return []
             wf = self._load(s, inst)
@@ -678,7 +686,7 @@ class Kefu:
             if tid in ready:
                 row.due_at = due.get(tid, row.due_at)
                 continue
-            task = wf.get_task_from_id(UUID(tid))
+            task = _find_task(wf, tid)
             state = task.state if task is not None else TaskState.CANCELLED
             row.state = "completed" if state == TaskState.COMPLETED else "cancelled"
             row.ended_at = now

@@ -1,0 +1,123 @@
+"""The ``kefu`` command as operators and integrations use it: JSON out, errors on stderr, exit codes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.factories import diagram
+
+PINNED = "2026-11-23T09:00:00+08:00"
+
+
+@pytest.fixture(scope="module")
+def seeded_db(tmp_path_factory):
+    """A database with the mini diagram deployed and the demo users, made once and copied per test."""
+    path = tmp_path_factory.mktemp("cli") / "seed.db"
+    env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{path}", "KEFU_ENV": "test", "KEFU_CLOCK": PINNED}
+    for args in (("deploy", diagram("mini.bpmn")), ("demo",)):
+        subprocess.run([sys.executable, "-m", "engine.cli", *args], check=True, env=env, cwd=ROOT,
+                       capture_output=True, timeout=60)
+    return path
+
+
+@pytest.fixture
+def seeded(seeded_db, tmp_path):
+    import shutil
+    shutil.copy(seeded_db, tmp_path / "cli.db")
+
+
+@pytest.fixture
+def kefu_cli(tmp_path):
+    env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "KEFU_ENV": "test",
+           "KEFU_CLOCK": PINNED}
+
+    def run(*args, clock=None, expect=0, env_over=None):
+        e = {**env, **({"KEFU_CLOCK": clock} if clock else {}), **(env_over or {})}
+        p = subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, env=e,
+                           cwd=ROOT, timeout=60)
+        assert p.returncode == expect, (args, p.returncode, p.stdout, p.stderr)
+        return p
+    return run
+
+
+def j(p):
+    return json.loads(p.stdout)
+
+
+def test_the_kefu_console_command_is_installed():
+    import shutil
+    exe = shutil.which("kefu") or shutil.which("kefu", path=str(Path(sys.executable).parent))
+    assert exe, "the package's console script 'kefu' is on PATH after pip install -e ."
+    p = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "deploy" in p.stdout
+
+
+def test_operator_session_end_to_end(kefu_cli):
+    kefu_cli("init")
+    deployed = j(kefu_cli("deploy", diagram("mini.bpmn"), "--json"))
+    assert deployed[0]["process_id"] == "mini" and deployed[0]["version"] == 1
+    kefu_cli("users", "add", "dept1", "--role", "department", "--json")
+    kefu_cli("users", "add", "ann", "--role", "agent")
+    started = j(kefu_cli("start", "mini", "--as", "ann", "--json", "--data", json.dumps(
+        {"customer_name": "张三", "contact_phone": "139", "divisor": 2, "deadline": "2026-11-24T09:00"})))
+    assert started["ticket_no"].startswith("MI20261123-") and started["instance_id"] == 1
+    tasks = j(kefu_cli("tasks", "--as", "dept1", "--json"))
+    assert len(tasks) == 1
+    t = tasks[0]
+    assert {"id", "instance_id", "name", "role", "assignee", "due_at", "form"} <= set(t)
+    assert t["role"] == "department" and t["due_at"] == "2026-11-24T09:00:00+08:00"
+    assert t["form"] == [{"id": "result", "type": "string", "label": "结果", "label_en": None, "required": True}]
+    assert j(kefu_cli("tasks", "--as", "ann", "--json")) == []
+    assert j(kefu_cli("claim", t["id"], "--as", "dept1", "--json"))["assignee"] == "dept1"
+    kefu_cli("complete", t["id"], "--as", "dept1", "--data", '{"result": "已处理"}')
+    shown = j(kefu_cli("show", "1", "--json"))
+    assert shown["status"] == "completed" and shown["kind"] == "mini" and shown["ticket_no"] == started["ticket_no"]
+    assert "task_completed" in [e["type"] for e in shown["events"]]
+    assert j(kefu_cli("show", started["ticket_no"], "--json"))["instance_id"] == 1
+    assert "audit chain verified" in kefu_cli("audit", "verify").stdout
+
+
+def test_timers_fire_when_the_pinned_clock_passes_them(seeded, kefu_cli):
+    kefu_cli("start", "mini", "--as", "agent", "--data",
+             '{"customer_name": "李四", "divisor": 1, "deadline": "2026-11-23T12:00"}')
+    assert j(kefu_cli("timers", "fire-due", "--json"))["count"] == 0
+    fired = j(kefu_cli("timers", "fire-due", "--json", clock="2026-11-23T12:00:01+08:00"))
+    assert fired["count"] == 1 and fired["fired"][0]["timer"] == "timer_handle"
+    assert j(kefu_cli("show", "1", "--json"))["status"] == "completed"
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (("start", "mini", "--as", "agent", "--data", "{not json"), 2, "not valid JSON"),
+    (("start", "mini", "--as", "agent", "--data", '{"bogus": 1}'), 2, "bogus: unknown field"),
+    (("start", "nosuch", "--as", "agent"), 4, "no deployed process"),
+    (("start", "mini", "--as", "auditor"), 3, "may not open tickets"),
+    (("complete", "00000000-0000-0000-0000-000000000000", "--as", "agent"), 4, "no task"),
+    (("users", "add", "x", "--role", "janitor"), 2, "unknown role"),
+    (("show", "999"), 4, "no instance"),
+])
+def test_errors_go_to_stderr_with_a_nonzero_exit(seeded, kefu_cli, args, code, words):
+    p = kefu_cli(*args, expect=code)
+    assert words in p.stderr and p.stdout == ""
+
+
+def test_json_errors_are_machine_readable(seeded, kefu_cli):
+    p = kefu_cli("start", "mini", "--as", "agent", "--json", "--data", '{"divisor": "x"}', expect=2)
+    err = json.loads(p.stderr)["error"]
+    assert err["code"] == "form_invalid" and set(err["errors"]) == {"customer_name", "divisor", "deadline"}
+
+
+def test_commands_before_init_say_what_to_do(kefu_cli):
+    p = kefu_cli("tasks", expect=1)
+    assert "kefu init" in p.stderr
+
+
+def test_a_broken_diagram_fails_deploy_naming_file_and_element(kefu_cli, tmp_path):
+    bad = tmp_path / "bad.bpmn"
+    bad.write_text(Path(diagram("mini.bpmn")).read_text(encoding="utf-8").replace(
+        "ratio = 100 // divisor", "ratio = ().__class__"), encoding="utf-8")
+    p = kefu_cli("deploy", str(bad), expect=2)
+    assert "bad.bpmn" in p.stderr and "compute" in p.stderr
