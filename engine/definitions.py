@@ -136,11 +136,19 @@ def lint(root, filename: str) -> list[DefinitionError]:
                     lane)
             for ref in lane.iterfind(B + "flowNodeRef"):
                 in_lane[(ref.text or "").strip()] = lane.get("name")
+        data_tags = {B + t for t in ("property", "dataObject", "dataObjectReference", "dataInput", "dataOutput",
+                                     "inputDataItem", "outputDataItem")}
+        element_ids = {e.get("id") for e in proc.iter(f"{B}*") if e.get("id") and e.tag not in data_tags}
         for task in proc.iter(B + "userTask"):
             if task.get("id") not in in_lane:
                 bad("user task is in no lane, so no role can work it", task)
-            for fid, msg in lint_form(read_form(task)):
+            form = read_form(task)
+            for fid, msg in lint_form(form):
                 bad(f"form field {fid!r}: {msg}", task)
+            for f in (form or {}).get("fields", []):
+                if f.get("id") in element_ids:
+                    # SpiffWorkflow resolves flows by id: a field named like an element replaces it.
+                    bad(f"form field {f.get('id')!r} has the same id as an element of the diagram", task)
             for attr in ("assignee", "candidateGroups"):
                 expr = task.get(C + attr)
                 if expr:

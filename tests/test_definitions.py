@@ -89,6 +89,7 @@ def test_script_that_imports_is_rejected_at_deploy_naming_the_element(bare, tmp_
     (('<camunda:formField id="contact_phone"', '<camunda:formField id="customer_name"'), "register",
      "duplicate field"),
     (('type="datetime"', 'type="money"'), "register", "unknown field type"),
+    (('<camunda:formField id="result"', '<camunda:formField id="compute"'), "handle", "same id as an element"),
     (('targetRef="handle"/>', 'targetRef="nowhere"/>'), None, ""),
 ])
 def test_broken_diagrams_are_rejected_with_element(bare, tmp_path, change, element, words):
