@@ -22,6 +22,11 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     from .views import bp
     app.register_blueprint(bp)
 
+    @app.template_filter("when")
+    def when(value):
+        """An ISO time (Asia/Shanghai) as people read it: 2026-11-23 08:52."""
+        return value[:16].replace("T", " ") if value else "—"
+
     @app.errorhandler(KefuError)
     def kefu_error(exc: KefuError):
         """Answer engine errors as JSON with their stable code."""
@@ -57,6 +62,7 @@ def serve(host: str = "127.0.0.1", port: int = 5000, demo: bool = True) -> int:
     from waitress import serve as waitress_serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     kefu = Kefu()
     kefu.init()
     for d in kefu.deploy():
