@@ -198,3 +198,14 @@ def test_t1_overdue_task_force_is_reformed_and_supervisor_warned(scenario):
     scenario.advance(hours=6, seconds=1)
     assert sorted(scenario.ready_ids()) == ["form_taskforce", "overdue_warning_taskforce"]
     assert not [t for t in scenario.ready() if t["bpmn_id"] == "taskforce_investigate"]
+
+
+def test_p6_agent_tracks_the_department_handling_in_progress(scenario):
+    register(scenario)
+    transfer(scenario, department="maintenance", hours=12)
+    shown = scenario.show()
+    handling = [t for t in shown["tasks"] if t["bpmn_id"] == "department_handle"]
+    assert [(t["state"], t["role"]) for t in handling] == [("ready", "department")]
+    assert handling[0]["due_at"] and [t["bpmn_id"] for t in shown["timers"]] == ["timer_department_overdue"]
+    assert shown["data"]["department"] == "maintenance" and shown["data"]["handling_requirement"] == "调查并整改"
+    assert "P6" in scenario.task("department_handle")["rules"]

@@ -224,3 +224,19 @@ def test_kefu_clock_is_honoured_only_in_test_or_demo(capsys):
     assert Clock.from_config(Config(env="demo", clock=pinned)).pinned
     assert not Clock.from_config(Config(env="production", clock=pinned)).pinned
     assert "ignored" in capsys.readouterr().err
+
+
+def test_a_crash_mid_request_loses_nothing(k, monkeypatch):
+    r = register(k)
+    t = handle_task(k, r)
+    before = k.show(r["instance_id"])
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("power cut while saving")
+    monkeypatch.setattr(Kefu, "_sync_timers", crash)
+    with pytest.raises(RuntimeError):
+        k.complete(t["id"], "department", {"result": "ok"})
+    monkeypatch.undo()
+    assert k.show(r["instance_id"]) == before
+    k.complete(t["id"], "department", {"result": "ok"})
+    assert k.show(r["instance_id"])["status"] == "completed"
