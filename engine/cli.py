@@ -9,7 +9,8 @@ import json
 import sys
 from pathlib import Path
 
-from .config import Config
+from sqlalchemy.exc import SQLAlchemyError
+
 from .errors import InvalidInput, KefuError
 
 DEMO_PASSWORD = "kefu-demo"
@@ -314,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _report(args, exc: KefuError) -> None:
+    if args.json:
+        print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False, default=str), file=sys.stderr)
+    else:
+        print(f"kefu: error: {getattr(exc, 'headline', exc.message)}", file=sys.stderr)
+        for field, msg in (getattr(exc, "errors", None) or {}).items():
+            print(f"  {field}: {msg}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -323,13 +333,12 @@ def main(argv=None) -> int:
         rc = args.func(args)
         return rc or 0
     except KefuError as exc:
-        if args.json:
-            print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False, default=str), file=sys.stderr)
-        else:
-            print(f"kefu: error: {exc.message}", file=sys.stderr)
-            for field, msg in (getattr(exc, "errors", None) or {}).items():
-                print(f"  {field}: {msg}", file=sys.stderr)
+        _report(args, exc)
         return exc.exit_code
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        _report(args, KefuError(f"database error: {detail}"))
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -53,6 +53,7 @@ class FormValidationError(InvalidInput):
         fields = ", ".join(f"{k}: {v}" for k, v in errors.items())
         where = f" for task '{task_name}'" if task_name else ""
         super().__init__(f"invalid form data{where}: {fields}", errors=errors)
+        self.headline = f"invalid form data{where}"
         self.errors = errors
 
 

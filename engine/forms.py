@@ -250,6 +250,8 @@ class FormValidator:
             if not isinstance(raw, str):
                 raise ValueError("must be a date and time (YYYY-MM-DDTHH:MM)")
             try:
+                if len(raw.strip()) <= 10:  # a bare date is not a moment; say which time is meant
+                    raise ValueError
                 when = datetime.fromisoformat(raw.strip())
             except ValueError:
                 raise ValueError("must be a date and time (YYYY-MM-DDTHH:MM)") from None

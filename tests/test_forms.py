@@ -41,6 +41,7 @@ def test_missing_optional_fields_are_none():
     ({"name": "a", "ok": "maybe"}, "ok", "true or false"),
     ({"name": "a", "ok": True, "severity": "huge"}, "severity", "one of"),
     ({"name": "a", "ok": True, "day": "10/10/2026"}, "day", "YYYY-MM-DD"),
+    ({"name": "a", "ok": True, "at": "2026-10-10"}, "at", "date and time"),
     ({"name": "a", "ok": True, "members": "ag"}, "members", "role taskforce"),
     ({"name": "a", "ok": True, "members": "nobody"}, "members", "no such user"),
     ({"name": "abcdef", "ok": True}, "name", "at most 5"),
