@@ -240,3 +240,47 @@ def test_a_crash_mid_request_loses_nothing(k, monkeypatch):
     assert k.show(r["instance_id"]) == before
     k.complete(t["id"], "department", {"result": "ok"})
     assert k.show(r["instance_id"])["status"] == "completed"
+
+
+def _race(*calls):
+    """Run the calls at the same moment in threads; returns each one's result or exception."""
+    import threading
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def run(i, fn):
+        barrier.wait()
+        try:
+            results[i] = fn()
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test inspects
+            results[i] = exc
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_two_users_completing_the_same_task_at_once_one_wins_one_conflicts(k):
+    r = register(k)
+    t = handle_task(k, r)
+    outcomes = _race(lambda: k.complete(t["id"], "department", {"result": "甲"}),
+                     lambda: k.complete(t["id"], "department", {"result": "乙"}))
+    assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "dict"]
+    done = [e for e in k.show(r["instance_id"])["events"] if e["type"] == "task_completed"]
+    assert len(done) == 2 and k.verify_audit() == []
+
+
+def test_timer_firing_while_the_user_completes_never_applies_both(k, clock):
+    r = register(k)
+    t = handle_task(k, r)
+    clock.advance(timedelta(days=1, seconds=1))
+    outcomes = _race(lambda: k.complete(t["id"], "department", {"result": "踩点完成"}), k.fire_due_timers)
+    shown = k.show(r["instance_id"])
+    fired = [e for e in shown["events"] if e["type"] == "timer_fired"]
+    completed = [e for e in shown["events"] if e["type"] == "task_completed" and e["bpmn_id"] == "handle"]
+    assert len(fired) + len(completed) == 1, outcomes
+    assert shown["status"] == "completed" and k.verify_audit() == []
+    if fired:
+        assert isinstance(outcomes[0], Conflict)
