@@ -606,6 +606,11 @@ class Kefu:
         return build_fields(task.task_spec.extensions.get("form"))
 
     def _save(self, s, inst: Instance, wf, events, actor, before, incident, claimer: str | None = None):
+        with s.no_autoflush:  # one flush at the end, not one per projection query
+            self._project(s, inst, wf, events, actor, before, incident, claimer)
+        self._flush(s, inst)
+
+    def _project(self, s, inst: Instance, wf, events, actor, before, incident, claimer):
         now = self.now()
         if before is not None:
             events.extend(self._step_events(wf, before, actor, now))
@@ -623,7 +628,6 @@ class Kefu:
         inst.state = self.serializer.serialize_json(wf)
         inst.updated_at = now
         audit.append(s, inst, events)
-        self._flush(s, inst)
 
     def _touch(self, s, inst: Instance, events) -> None:
         inst.updated_at = self.now()
