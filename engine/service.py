@@ -361,10 +361,7 @@ class Kefu:
 
     def claim(self, task_id: str, actor: str) -> dict:
         with self.db.unit_of_work() as s:
-            row = self._task_row(s, task_id, for_update=True)
-            inst = s.get(Instance, row.instance_id)
-            user = self._user(s, actor)
-            self._check_ready(row)
+            row, inst, user = self._ready_task(s, task_id, actor)
             self._authorize(user, row)
             if row.assignee == actor:
                 return self._task_dict(row, inst)
@@ -375,10 +372,7 @@ class Kefu:
 
     def unclaim(self, task_id: str, actor: str) -> dict:
         with self.db.unit_of_work() as s:
-            row = self._task_row(s, task_id, for_update=True)
-            inst = s.get(Instance, row.instance_id)
-            user = self._user(s, actor)
-            self._check_ready(row)
+            row, inst, user = self._ready_task(s, task_id, actor)
             if row.assignee != actor and "supervisor" not in user.role_set:
                 raise NotAllowed(f"only {row.assignee or 'the assignee'} or a supervisor may release this task")
             if row.assignee is not None:
@@ -391,10 +385,7 @@ class Kefu:
     def complete(self, task_id: str, actor: str, data: dict | None) -> dict:
         """Validate ``data`` against the task's form, complete the task and run the engine to the next wait."""
         with self.db.unit_of_work() as s:
-            row = self._task_row(s, task_id, for_update=True)
-            inst = s.get(Instance, row.instance_id)
-            user = self._user(s, actor)
-            self._check_ready(row)
+            row, inst, user = self._ready_task(s, task_id, actor)
             self._authorize(user, row)
             wf = self._load(s, inst)
             task = _find_task(wf, row.id)
@@ -796,6 +787,13 @@ class Kefu:
         if row is None:
             raise NotFound(f"no task {task_id!r}")
         return row
+
+    def _ready_task(self, s, task_id: str, actor: str):
+        """The task row (locked), its instance and the acting user; Conflict unless the task is ready."""
+        row = self._task_row(s, task_id, for_update=True)
+        user = self._user(s, actor)
+        self._check_ready(row)
+        return row, s.get(Instance, row.instance_id), user
 
     @staticmethod
     def _check_ready(row: HumanTask) -> None:
