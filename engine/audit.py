@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import event as sa_event, select
+from sqlalchemy import event as sa_event, insert, select
 from sqlalchemy.orm import Session
 
 from .db import AuditEvent, Instance
@@ -44,14 +44,17 @@ def chain_hash(prev_hash: str, content: str) -> str:
 def append(session: Session, instance: Instance, events: list[PendingEvent]) -> None:
     """Write events after the instance's last one; the caller's unit of work commits them."""
     head, seq = instance.audit_head or "", instance.audit_count or 0
+    rows = []
     for e in events:
         seq += 1
-        content = canonical(instance.id, seq, e)
-        digest = chain_hash(head, content)
-        session.add(AuditEvent(instance_id=instance.id, seq=seq, type=e.type, actor=e.actor, at=e.at,
-                               task_id=e.task_id, bpmn_id=e.bpmn_id, task_name=e.task_name,
-                               rules=",".join(e.rules) or None, data=e.data, prev_hash=head, hash=digest))
+        digest = chain_hash(head, canonical(instance.id, seq, e))
+        rows.append({"instance_id": instance.id, "seq": seq, "type": e.type, "actor": e.actor, "at": e.at,
+                     "task_id": e.task_id, "bpmn_id": e.bpmn_id, "task_name": e.task_name,
+                     "rules": ",".join(e.rules) or None, "data": e.data, "prev_hash": head, "hash": digest})
         head = digest
+    if rows:
+        # One multi-row INSERT in the caller's transaction; events are never read back as objects here.
+        session.execute(insert(AuditEvent), rows)
     instance.audit_head, instance.audit_count = head, seq
 
 

@@ -24,6 +24,7 @@ from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import or_, select
+from sqlalchemy.orm import undefer
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import audit, clock as clock_mod, scripting
@@ -57,6 +58,9 @@ def _aware(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+_WITH_STATE = (undefer(Instance.state),)
+
+
 def _find_task(wf, task_id: str):
     try:
         return wf.get_task_from_id(UUID(task_id))
@@ -76,7 +80,8 @@ class Kefu:
         self.serializer = make_serializer(self.specs)
 
     def now(self) -> datetime:
-        return self.clock.now()
+        # The process-wide clock (the one SpiffWorkflow's timers and form checks read), never a private copy.
+        return clock_mod.now()
 
     # ------------------------------------------------------------------ setup
     def init(self) -> None:
@@ -293,10 +298,10 @@ class Kefu:
                 events.extend(self._step_events(wf, before, actor, now))
                 before = self._states(wf)
                 incident = self._complete_in(s, inst, wf, first, user, data, events)
-            self._save(s, inst, wf, events, actor, before, incident, claimer=None if data else actor)
+            ready = self._save(s, inst, wf, events, actor, before, incident, claimer=None if data else actor)
             return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "kind": kind,
                     "status": inst.status, "customer_id": inst.customer_id,
-                    "tasks": [self._task_brief(t) for t in self._ready_rows(s, inst.id)]}
+                    "tasks": [self._task_brief(t) for t in ready]}
 
     def _customer_prefill(self, task, customer: Customer) -> dict:
         fields = {f.id for f in self._fields(task)}
@@ -318,12 +323,13 @@ class Kefu:
         self.specs.get(inst.definition)
         return self.serializer.deserialize_json(inst.state)
 
-    def _instance(self, s, ref) -> Instance:
+    def _instance(self, s, ref, with_state=False) -> Instance:
+        options = _WITH_STATE if with_state else ()
         inst = None
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            inst = s.get(Instance, int(ref))
+            inst = s.get(Instance, int(ref), options=options)
         if inst is None and isinstance(ref, str):
-            inst = s.scalar(select(Instance).where(Instance.ticket_no == ref))
+            inst = s.scalar(select(Instance).where(Instance.ticket_no == ref).options(*options))
         if inst is None:
             raise NotFound(f"no instance {ref!r}")
         return inst
@@ -333,8 +339,11 @@ class Kefu:
         """Ready human tasks; with ``actor`` only those the user may work (their roles, lanes, claims)."""
         with self.db.reading() as s:
             q = select(HumanTask).where(HumanTask.state == "ready")
+            known = {}
             if instance is not None:
-                q = q.where(HumanTask.instance_id == self._instance(s, instance).id)
+                inst = self._instance(s, instance)
+                known[inst.id] = inst
+                q = q.where(HumanTask.instance_id == inst.id)
             if role:
                 q = q.where(HumanTask.role == role)
             user = None
@@ -345,8 +354,9 @@ class Kefu:
             rows = [r for r in s.scalars(q.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
                                                     HumanTask.created_at))
                     if user is None or self._group_ok(user, r)]
-            instances = {i.id: i for i in s.scalars(select(Instance).where(
-                Instance.id.in_({r.instance_id for r in rows})))} if rows else {}
+            missing = {r.instance_id for r in rows} - set(known)
+            instances = {**known, **({i.id: i for i in s.scalars(select(Instance).where(
+                Instance.id.in_(missing)))} if missing else {})}
             return [self._task_dict(r, instances[r.instance_id]) for r in rows]
 
     def task(self, task_id: str, actor: str | None = None) -> dict:
@@ -394,10 +404,9 @@ class Kefu:
             events: list[audit.PendingEvent] = []
             before = self._states(wf)
             incident = self._complete_in(s, inst, wf, task, user, data or {}, events)
-            self._save(s, inst, wf, events, actor, before, incident)
+            ready = self._save(s, inst, wf, events, actor, before, incident)
             return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status,
-                    "incident": inst.incident,
-                    "tasks": [self._task_brief(t) for t in self._ready_rows(s, inst.id)]}
+                    "incident": inst.incident, "tasks": [self._task_brief(t) for t in ready]}
 
     def _complete_in(self, s, inst, wf, task, user, data, events):
         """Validate and complete one ready task inside the current unit of work; returns an incident or None."""
@@ -464,7 +473,7 @@ class Kefu:
 
     def _fire_instance(self, instance_id: int, now: datetime) -> list[dict]:
         with self.db.unit_of_work() as s:
-            inst = s.get(Instance, instance_id, with_for_update=True)
+            inst = s.get(Instance, instance_id, with_for_update=True, options=_WITH_STATE)
             if inst is None or inst.status == "completed":
                 return []
             due = [t for t in s.scalars(select(Timer).where(Timer.instance_id == instance_id,
@@ -484,7 +493,7 @@ class Kefu:
     def retry_incident(self, instance_ref, actor: str, data: dict | None = None) -> dict:
         """Reset the failed step, apply ``data`` fixes to its task data and run the engine again."""
         with self.db.unit_of_work() as s:
-            inst = self._instance(s, instance_ref)
+            inst = self._instance(s, instance_ref, with_state=True)
             user = self._user(s, actor)
             if not user.role_set & INCIDENT_ROLES:
                 raise NotAllowed("only a supervisor or process owner may retry an incident")
@@ -515,7 +524,7 @@ class Kefu:
     # ------------------------------------------------------------------ reading an instance
     def show(self, instance_ref) -> dict:
         with self.db.reading() as s:
-            inst = self._instance(s, instance_ref)
+            inst = self._instance(s, instance_ref, with_state=True)
             d = inst.definition
             rows = list(s.scalars(select(HumanTask).where(HumanTask.instance_id == inst.id)
                                   .order_by(HumanTask.created_at)))
@@ -598,8 +607,9 @@ class Kefu:
 
     def _save(self, s, inst: Instance, wf, events, actor, before, incident, claimer: str | None = None):
         with s.no_autoflush:  # one flush at the end, not one per projection query
-            self._project(s, inst, wf, events, actor, before, incident, claimer)
+            ready = self._project(s, inst, wf, events, actor, before, incident, claimer)
         self._flush(s, inst)
+        return ready
 
     def _project(self, s, inst: Instance, wf, events, actor, before, incident, claimer):
         now = self.now()
@@ -614,11 +624,13 @@ class Kefu:
         if inst.status == "completed" and inst.completed_at is None:
             inst.completed_at = now
             events.append(audit.PendingEvent("instance_completed", SYSTEM, now))
-        events.extend(self._sync_tasks(s, inst, wf, now, claimer, events))
+        created, ready = self._sync_tasks(s, inst, wf, now, claimer, events)
+        events.extend(created)
         self._sync_timers(s, inst, wf, now)
         inst.state = self.serializer.serialize_json(wf)
         inst.updated_at = now
         audit.append(s, inst, events)
+        return ready
 
     def _touch(self, s, inst: Instance, events) -> None:
         inst.updated_at = self.now()
@@ -708,7 +720,8 @@ class Kefu:
                                              data={"role": row.role, "assignee": row.assignee,
                                                    "candidate_group": row.candidate_group,
                                                    "due_at": iso(row.due_at)}))
-        return events
+            existing[tid] = row
+        return events, sorted((r for r in existing.values() if r.state == "ready"), key=lambda r: r.created_at)
 
     @staticmethod
     def _cancelled_by_timer(task) -> bool:
@@ -793,7 +806,7 @@ class Kefu:
         row = self._task_row(s, task_id, for_update=True)
         user = self._user(s, actor)
         self._check_ready(row)
-        return row, s.get(Instance, row.instance_id), user
+        return row, s.get(Instance, row.instance_id, options=_WITH_STATE), user
 
     @staticmethod
     def _check_ready(row: HumanTask) -> None:
@@ -818,11 +831,6 @@ class Kefu:
             raise NotAllowed(f"task {row.name} is assigned to {row.assignee}")
         if not self._group_ok(user, row):
             raise NotAllowed(f"task {row.name} is for group {row.candidate_group}")
-
-    def _ready_rows(self, s, instance_id: int):
-        return list(s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
-                                                      HumanTask.state == "ready")
-                              .order_by(HumanTask.created_at)))
 
     @staticmethod
     def _task_brief(r: HumanTask) -> dict:
