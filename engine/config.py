@@ -4,6 +4,7 @@
     KEFU_ENV            ``production`` (default), ``demo`` or ``test``
     KEFU_CLOCK          ISO time that pins "now"; honoured only when KEFU_ENV is ``demo`` or ``test``
     KEFU_PROCESSES      folder of diagrams deployed by ``kefu deploy`` without arguments
+                        (default: ``processes/`` in the working directory, else the project's)
 """
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TIME_CONTROL_ENVS = frozenset({"demo", "test"})
+
+
+def _default_processes() -> Path:
+    """``processes/`` in the working directory if there is one, else the project's own."""
+    here = Path.cwd() / "processes"
+    return here if here.is_dir() else PROJECT_ROOT / "processes"
 
 
 @dataclass(frozen=True)
@@ -33,5 +40,5 @@ class Config:
             database_url=env.get("KEFU_DATABASE_URL") or cls.database_url,
             env=(env.get("KEFU_ENV") or "production").strip().lower(),
             clock=env.get("KEFU_CLOCK") or None,
-            processes_dir=Path(env.get("KEFU_PROCESSES") or PROJECT_ROOT / "processes"),
+            processes_dir=Path(env.get("KEFU_PROCESSES") or _default_processes()),
         )

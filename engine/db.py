@@ -76,7 +76,8 @@ class Customer(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), index=True)
-    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    phone_digits: Mapped[str | None] = mapped_column(String(32), index=True)  # "021-6321 0000" → "02163210000"
     email: Mapped[str | None] = mapped_column(String(128))
     company: Mapped[str | None] = mapped_column(String(200))
     address: Mapped[str | None] = mapped_column(String(300))

@@ -9,6 +9,8 @@ and no sandbox. Kefu screens every piece of code before it runs:
   (``str``, ``list``, ``dict``, ``datetime``...), minus ``format``/``format_map`` whose format strings reach
   attributes by name; this also closes frame and code objects (``gi_frame.f_globals``...);
 * builtins are a small safe set: no ``open``, ``eval``, ``exec``, ``getattr``, ``type``, ``__import__``;
+* code must finish quickly: no ``while``, no generators or ``async``, ``range`` of at most 100,000 items,
+  ``**`` only with a small constant exponent;
 * task data whose key starts with ``_`` is never put into the evaluation namespace (a form field named
   ``__builtins__`` cannot restore the real builtins);
 * values a script leaves behind must be plain data (str, numbers, bool, None, lists, dicts); ``datetime``
@@ -36,10 +38,22 @@ class ScriptRejected(Exception):
 
 _SAFE_BUILTIN_NAMES = [
     "abs", "all", "any", "bool", "dict", "divmod", "enumerate", "filter", "float", "int", "isinstance",
-    "len", "list", "map", "max", "min", "range", "reversed", "round", "set", "sorted", "str", "sum",
+    "len", "list", "map", "max", "min", "reversed", "round", "set", "sorted", "str", "sum",
     "tuple", "zip", "True", "False", "None", "ValueError", "Exception",
 ]
+MAX_RANGE = 100_000
+MAX_POWER = 10_000
+
+
+def _range(*args):
+    r = range(*args)
+    if len(r) > MAX_RANGE:
+        raise ValueError(f"range of {len(r)} items is larger than the allowed {MAX_RANGE}")
+    return r
+
+
 SAFE_BUILTINS = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES}
+SAFE_BUILTINS["range"] = _range
 
 _ATTR_SOURCES = (str, list, dict, set, tuple, int, float, bool, datetime, date, timedelta)
 _ATTR_DENY = {"format", "format_map", "mro", "maketrans"}
@@ -110,6 +124,12 @@ def compile_checked(source: str, mode: str):
             raise ScriptRejected("imports are not allowed")
         if isinstance(node, (ast.Global, ast.Nonlocal)):
             raise ScriptRejected("global/nonlocal are not allowed")
+        if isinstance(node, (ast.While, ast.AsyncFor, ast.AsyncWith, ast.Await, ast.Yield, ast.YieldFrom)):
+            raise ScriptRejected(f"'{type(node).__name__.lower()}' is not allowed (scripts must finish quickly)")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and not (
+                isinstance(node.right, ast.Constant) and isinstance(node.right.value, (int, float))
+                and abs(node.right.value) <= MAX_POWER):
+            raise ScriptRejected(f"'**' needs a constant exponent of at most {MAX_POWER}")
         if isinstance(node, ast.Name) and node.id.startswith("_"):
             raise ScriptRejected(f"the name {node.id!r} is not allowed (names may not start with '_')")
         if isinstance(node, ast.Attribute):

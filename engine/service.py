@@ -61,6 +61,12 @@ def _aware(text: str | None) -> datetime | None:
 _WITH_STATE = (undefer(Instance.state),)
 
 
+def phone_digits(phone) -> str | None:
+    """The digits of a phone number, so that 021-6321 0000 and 02163210000 find the same customer."""
+    digits = "".join(ch for ch in str(phone or "") if ch.isdigit())
+    return digits or None
+
+
 def _find_task(wf, task_id: str):
     try:
         return wf.get_task_from_id(UUID(task_id))
@@ -208,8 +214,12 @@ class Kefu:
         if not q:
             return []
         like = f"%{q.replace('%', '').replace('_', '')}%"
+        digits = phone_digits(q)
+        matches = [Customer.name.like(like), Customer.phone.like(like)]
+        if digits and len(digits) >= 3:
+            matches.append(Customer.phone_digits.like(f"%{digits}%"))
         with self.db.reading() as s:
-            rows = s.scalars(select(Customer).where(or_(Customer.phone.like(like), Customer.name.like(like)))
+            rows = s.scalars(select(Customer).where(or_(*matches))
                              .order_by(Customer.vip.desc(), Customer.name).limit(limit))
             return [self._customer_dict(c) for c in rows]
 
@@ -244,6 +254,7 @@ class Kefu:
                     raise InvalidInput(f"customer {key} must be text", fields=[key])
                 value = str(value).strip()[:2000] or None
             setattr(c, key, value)
+        c.phone_digits = phone_digits(c.phone)
 
     @staticmethod
     def _customer_dict(c: Customer) -> dict:
@@ -434,7 +445,9 @@ class Kefu:
         if inst.customer_id is not None or not clean.get("customer_name"):
             return
         phone = clean.get("contact_phone")
-        customer = s.scalar(select(Customer).where(Customer.phone == phone).limit(1)) if phone else None
+        digits = phone_digits(phone)
+        customer = s.scalar(select(Customer).where(Customer.phone_digits == digits)
+                            .order_by(Customer.id).limit(1)) if digits else None
         if customer is None:
             customer = self._new_customer(s, {"name": clean["customer_name"], "phone": phone,
                                               "region": clean.get("region")})

@@ -174,8 +174,10 @@ def test_customer_is_linked_by_phone_and_vip_flows_into_the_process(k):
     shown = k.show(r["instance_id"])
     assert shown["customer"]["id"] == vip["id"] and shown["vip"] is True and shown["data"]["vip"] is True
     assert shown["data"]["customer_name"] == "华东银行"  # prefilled from the profile
-    again = register(k, contact_phone="021-1", customer_name="华东银行 王经理")
+    again = register(k, contact_phone="021 1", customer_name="华东银行 王经理")
     assert k.show(again["instance_id"])["customer"]["id"] == vip["id"]
+    assert [c["id"] for c in k.find_customers("0211")] == [vip["id"]]
+    assert vip["id"] in [c["id"] for c in k.find_customers("华东")]
 
 
 def test_every_action_is_audited_in_a_verified_chain(k):

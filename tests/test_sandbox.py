@@ -29,9 +29,11 @@ def test_known_escapes_fail_cleanly(code):
 
 
 @pytest.mark.parametrize("script", ["import os", "from os import system", "global x\nx = 1",
-                                    "def f(__x):\n    return 1", "_secret = 1"])
+                                    "def f(__x):\n    return 1", "_secret = 1", "while True:\n    pass",
+                                    "x = 10 ** 10 ** 10", "x = [i for i in range(10 ** 9)]",
+                                    "def g():\n    yield 1"])
 def test_scripts_that_import_or_use_private_names_are_rejected(script):
-    with pytest.raises((ScriptRejected, SyntaxError)):
+    with pytest.raises((ScriptRejected, SyntaxError, ValueError)):
         RestrictedEnvironment().execute(script, {})
 
 
