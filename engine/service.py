@@ -857,7 +857,7 @@ class Kefu:
         ext = tspec.extensions if tspec is not None else {}
         out = self._task_brief(r)
         out.update({
-            "instance_id": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind,
+            "instance_id": inst.id, "instance": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind,
             "severity": inst.severity, "vip": inst.vip, "candidate_group": r.candidate_group,
             "name_en": ext.get("kefu_properties", {}).get("name_en"),
             "rules": rule_ids(getattr(tspec, "documentation", None)),

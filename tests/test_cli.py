@@ -68,7 +68,7 @@ def test_operator_session_end_to_end(kefu_cli):
     tasks = j(kefu_cli("tasks", "--as", "dept1", "--json"))
     assert len(tasks) == 1
     t = tasks[0]
-    assert {"id", "instance_id", "name", "role", "assignee", "due_at", "form"} <= set(t)
+    assert {"id", "instance", "instance_id", "name", "role", "assignee", "due_at", "form"} <= set(t)
     assert t["role"] == "department" and t["due_at"] == "2026-11-24T09:00:00+08:00"
     assert t["form"] == [{"id": "result", "type": "string", "label": "结果", "label_en": None, "required": True}]
     assert j(kefu_cli("tasks", "--as", "ann", "--json")) == []
