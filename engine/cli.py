@@ -322,6 +322,8 @@ def _report(args, exc: KefuError) -> None:
         print(f"kefu: error: {getattr(exc, 'headline', exc.message)}", file=sys.stderr)
         for field, msg in (getattr(exc, "errors", None) or {}).items():
             print(f"  {field}: {msg}", file=sys.stderr)
+        for problem in exc.details.get("problems", [])[1:]:
+            print(f"  also: {problem['message']}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
