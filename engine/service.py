@@ -697,6 +697,7 @@ class Kefu:
 
     def _sync_tasks(self, s, inst: Instance, wf, now: datetime, claimer: str | None, done_events):
         completed_by = {e.task_id: e.actor for e in done_events if e.type == "task_completed"}
+        timer_fired = any(e.type == "timer_fired" for e in done_events)
         events = []
         existing = {r.id: r for r in s.scalars(select(HumanTask).where(HumanTask.instance_id == inst.id,
                                                                        HumanTask.state == "ready"))}
@@ -713,7 +714,9 @@ class Kefu:
             if row.state == "completed":
                 row.completed_by = completed_by.get(tid)
             else:
-                row.end_reason = "timer" if self._cancelled_by_timer(task) else "cancelled"
+                # A task gone from the tree (a multi-instance member) went with its parent's timer.
+                by_timer = self._cancelled_by_timer(task) if task is not None else timer_fired
+                row.end_reason = "timer" if by_timer else "cancelled"
         for tid, task in ready.items():
             if tid in existing:
                 continue
@@ -772,10 +775,10 @@ class Kefu:
             yield t, due, attached
 
     def _boundary_due(self, wf) -> dict:
-        """Task id → earliest interrupting deadline among its boundary timers."""
+        """Task id → the earliest of its boundary timers: the moment it escalates (re-dispatch or warning)."""
         due = {}
         for t, when, attached in self._waiting_timers(wf):
-            if attached is None or not t.task_spec.cancel_activity:
+            if attached is None:
                 continue
             targets = [attached] + [c for c in attached.children if c.state == TaskState.READY]
             for target in targets:

@@ -136,7 +136,7 @@ def test_p9_revisit_three_to_five_working_days_after_handling(scenario):
     fired = scenario.advance(hours=1, seconds=1)
     assert [f["timer"] for f in fired] == ["wait_revisit"]
     t = scenario.task("revisit")
-    assert t["due_at"] is None and "P9" in t["rules"]
+    assert t["due_at"] == "2026-11-30T09:00:00+08:00" and "P9" in t["rules"]  # due by the fifth working day
     late = {t["bpmn_id"]: t["due_at"] for t in scenario.k.timers(scenario.instance_id)}
     assert late == {"timer_revisit_late": "2026-11-30T09:00:00+08:00"}  # fifth working day, next Monday
     scenario.advance(days=4)
@@ -198,6 +198,9 @@ def test_t1_overdue_task_force_is_reformed_and_supervisor_warned(scenario):
     scenario.advance(hours=6, seconds=1)
     assert sorted(scenario.ready_ids()) == ["form_taskforce", "overdue_warning_taskforce"]
     assert not [t for t in scenario.ready() if t["bpmn_id"] == "taskforce_investigate"]
+    members = [(t["state"], t["end_reason"], t["completed_by"]) for t in scenario.show()["tasks"]
+               if t["bpmn_id"] == "taskforce_investigate"]
+    assert sorted(members, key=str) == sorted([("completed", None, "taskforce1"), ("cancelled", "timer", None)], key=str)
 
 
 def test_p6_agent_tracks_the_department_handling_in_progress(scenario):
