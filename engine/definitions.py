@@ -35,6 +35,14 @@ MAX_DIAGRAM_BYTES = 5 * 1024 * 1024
 _UNQUOTED_DURATION = re.compile(r"^\s*R?\d*/?P(?:\d|T\d)", re.I)
 
 
+def lane_role(name: str | None) -> str | None:
+    """The role a lane stands for: its name is the role id, or contains it as a word ("客服专员 agent")."""
+    if name in LANE_ROLES:
+        return name
+    found = [w for w in re.findall(r"[A-Za-z_]+", name or "") if w in LANE_ROLES]
+    return found[0] if len(set(found)) == 1 else None
+
+
 def rule_ids(documentation: str | None) -> list[str]:
     return list(dict.fromkeys(RULE_ID.findall(documentation or "")))
 
@@ -131,9 +139,9 @@ def lint(root, filename: str) -> list[DefinitionError]:
             bad("process id must be a letter followed by letters, digits or '_'", proc)
         in_lane = {}
         for lane in proc.iter(B + "lane"):
-            if lane.get("name") not in LANE_ROLES:
-                bad(f"lane name {lane.get('name')!r} is not a role (use one of: {', '.join(LANE_ROLES)})",
-                    lane)
+            if lane_role(lane.get("name")) is None:
+                bad(f"lane name {lane.get('name')!r} names no single role (use one of: {', '.join(LANE_ROLES)},"
+                    " alone or beside a label, e.g. '客服专员 agent')", lane)
             for ref in lane.iterfind(B + "flowNodeRef"):
                 in_lane[(ref.text or "").strip()] = lane.get("name")
         data_tags = {B + t for t in ("property", "dataObject", "dataObjectReference", "dataInput", "dataOutput",

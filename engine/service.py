@@ -31,7 +31,7 @@ from . import audit, clock as clock_mod, scripting
 from .clock import SHANGHAI, Clock
 from .config import Config
 from .db import Counter, Customer, Database, Definition, HumanTask, Instance, Timer, User
-from .definitions import ROLES, SpecCache, diagram_files, latest, make_serializer, next_version, \
+from .definitions import ROLES, SpecCache, diagram_files, lane_role, latest, make_serializer, next_version, \
     parse_diagram, rule_ids
 from .errors import Conflict, DefinitionError, IncidentError, InvalidInput, KefuError, NotAllowed, NotFound
 from .forms import FormValidator, build_fields
@@ -725,7 +725,7 @@ class Kefu:
             assignee = self._expr(wf, task, ext.get("kefu_assignee"))
             group = self._expr(wf, task, ext.get("kefu_candidateGroups"))
             row = HumanTask(id=tid, instance_id=inst.id, bpmn_id=spec.bpmn_id, spec_name=spec.name,
-                            name=spec.bpmn_name or spec.bpmn_id, role=spec.lane, state="ready",
+                            name=spec.bpmn_name or spec.bpmn_id, role=lane_role(spec.lane), state="ready",
                             assignee=assignee if isinstance(assignee, str) else claimer if
                             spec.lane and claimer else None,
                             candidate_group=group if isinstance(group, str) else None,

@@ -81,7 +81,8 @@ def test_script_that_imports_is_rejected_at_deploy_naming_the_element(bare, tmp_
 
 
 @pytest.mark.parametrize("change, element, words", [
-    (('name="department"', 'name="warehouse"'), "Lane_department", "not a role"),
+    (('name="department"', 'name="warehouse"'), "Lane_department", "names no single role"),
+    (('name="department"', 'name="department agent"'), "Lane_department", "names no single role"),
     (("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>", "<bpmn:timeDuration>PT2H</bpmn:timeDuration>"),
      "timer_handle", "quote the duration"),
     (("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>", "<bpmn:timeDate>${deadline}</bpmn:timeDate>"),
