@@ -3,7 +3,7 @@ from datetime import datetime
 
 import pytest
 
-from engine import FormValidationError
+from engine import FormValidationError, NotAllowed
 
 
 def register(sc, on_spot, **over):
@@ -97,3 +97,18 @@ def test_t1_overdue_department_reply_is_redispatched_and_supervisor_warned(scena
                                               "redispatch_reason": "财务部超时"})
     assert scenario.task("department_answer")["candidate_group"] == "sales"
     assert len(scenario.events("timer_fired")) == 1
+
+
+def test_c4_department_staff_see_only_their_own_department_transfers(scenario):
+    scenario.base.add_user("fin1", ["department"], groups=["finance"])
+    scenario.base.add_user("sales1", ["department"], groups=["sales"])
+    register(scenario, on_spot=False)
+    scenario.complete("promise_reply", "agent", {"promised_reply_time": scenario.later(days=1),
+                                                 "needs_department": True})
+    scenario.complete("transfer", "agent", {"department": "finance", "transfer_question": "发票",
+                                            "required_reply_time": scenario.later(hours=8)})
+    assert [t["bpmn_id"] for t in scenario.ready("fin1")] == ["department_answer"]
+    assert scenario.ready("sales1") == []
+    with pytest.raises(NotAllowed, match="group finance"):
+        scenario.k.complete(scenario.task("department_answer")["id"], "sales1", {"department_reply": "x"})
+    scenario.complete("department_answer", "fin1", {"department_reply": "可开具增值税专用发票"})

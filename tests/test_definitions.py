@@ -92,6 +92,10 @@ def test_script_that_imports_is_rejected_at_deploy_naming_the_element(bare, tmp_
     (('type="datetime"', 'type="money"'), "register", "unknown field type"),
     (('<camunda:formField id="result"', '<camunda:formField id="compute"'), "handle", "same id as an element"),
     (('targetRef="handle"/>', 'targetRef="nowhere"/>'), None, ""),
+    (('<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="handle"/>',
+      '<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="handle">'
+      '<bpmn:conditionExpression>${severity == "major"}</bpmn:conditionExpression></bpmn:sequenceFlow>'),
+     "f3", "Camunda"),
 ])
 def test_broken_diagrams_are_rejected_with_element(bare, tmp_path, change, element, words):
     err = deploy_error(bare, write(tmp_path, MINI.replace(*change)))

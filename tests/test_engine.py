@@ -286,3 +286,16 @@ def test_timer_firing_while_the_user_completes_never_applies_both(k, clock):
     assert shown["status"] == "completed" and k.verify_audit() == []
     if fired:
         assert isinstance(outcomes[0], Conflict)
+
+
+def test_start_without_data_leaves_the_intake_form_to_the_starting_agent(k):
+    r = k.start("mini", "agent")
+    assert [(t["bpmn_id"], t["assignee"]) for t in r["tasks"]] == [("register", "agent")]
+    assert k.tasks(actor="agent2", instance=r["instance_id"]) == []
+    form = {f["id"]: f for f in k.tasks(actor="agent", instance=r["instance_id"])[0]["form"]}
+    assert form["severity"]["options"] == [{"id": "general", "label": "一般"}, {"id": "major", "label": "重大"}]
+    assert form["customer_name"]["required"] and not form["contact_phone"]["required"]
+    k.complete(r["tasks"][0]["id"], "agent", {"customer_name": "王五", "contact_phone": "13700000000", "divisor": 3,
+                                              "deadline": (k.now() + timedelta(hours=2)).isoformat()})
+    shown = k.show(r["instance_id"])
+    assert shown["customer"]["name"] == "王五" and shown["data"]["ratio"] == 33
