@@ -178,7 +178,7 @@ def main(argv=None) -> int:
         for _ in range(args.rounds):
             service_rates.append(rate(service, args.per_round))
             raw_rates.append(rate(raw, args.per_round))
-        ratios = [s / r for s, r in zip(service_rates, raw_rates)]
+        ratios = [s / r for s, r in zip(service_rates, raw_rates, strict=True)]
         result = {
             "lifecycles": args.rounds * args.per_round,
             "steps_per_lifecycle": len(steps(MONDAY)),

@@ -1,6 +1,6 @@
 """``kefu``: the scriptable surface for operators and tests. ``--json`` gives machine-readable output;
-errors go to stderr with a non-zero exit code (2 bad input, 3 not allowed, 4 not found, 5 conflict,
-6 incident)."""
+errors go to stderr with a non-zero exit code (1 other error, 2 bad input, 3 not allowed, 4 not found,
+5 conflict, 6 incident, 7 ``audit verify`` found a broken chain)."""
 from __future__ import annotations
 
 import argparse

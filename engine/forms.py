@@ -12,7 +12,7 @@ rejects unknown fields, and reports every problem at once, keyed by field id.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from . import clock

@@ -777,7 +777,7 @@ class Kefu:
     def _boundary_due(self, wf) -> dict:
         """Task id → the earliest of its boundary timers: the moment it escalates (re-dispatch or warning)."""
         due = {}
-        for t, when, attached in self._waiting_timers(wf):
+        for _timer, when, attached in self._waiting_timers(wf):
             if attached is None:
                 continue
             targets = [attached] + [c for c in attached.children if c.state == TaskState.READY]

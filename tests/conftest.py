@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import Clock, Config, Kefu
+from engine import Clock
 from engine.clock import SHANGHAI
 
 ROOT = Path(__file__).resolve().parent.parent

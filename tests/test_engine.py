@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from engine import Clock, Config, Conflict, FormValidationError, Kefu, NotAllowed, NotFound
-from engine.db import AuditEvent, Customer, HumanTask, Instance
+from engine.db import AuditEvent, Customer, Instance
 from tests.factories import diagram, make_kefu
 
 
