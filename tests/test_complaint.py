@@ -23,6 +23,15 @@ def handle_by_department(sc):
     sc.complete("department_handle", "department", {"handling_result": "已批评教育当班保安并调整岗位"})
 
 
+def until_revisit(sc):
+    """P4 → P7 satisfied → P9: transferred, handled, fed back, and the revisit falls due."""
+    register(sc)
+    transfer(sc)
+    handle_by_department(sc)
+    sc.complete("feedback", "agent", {"satisfied": True})
+    sc.advance(days=3, seconds=1)
+
+
 def test_p1_p2_p3_registration_records_content_classification_and_customer(scenario):
     r = register(scenario, severity="urgent")
     shown = scenario.show()
@@ -145,11 +154,7 @@ def test_p9_revisit_three_to_five_working_days_after_handling(scenario):
 
 
 def test_p10_customer_care_after_closing(scenario):
-    register(scenario)
-    transfer(scenario)
-    handle_by_department(scenario)
-    scenario.complete("feedback", "agent", {"satisfied": True})
-    scenario.advance(days=3, seconds=1)
+    until_revisit(scenario)
     scenario.complete("revisit", "agent", {"satisfaction_score": 95, "other_opinions": "无"})
     t = scenario.task("customer_care")
     assert "P10" in t["rules"] and scenario.show()["data"].get("closed_at")
@@ -160,11 +165,7 @@ def test_p10_customer_care_after_closing(scenario):
 
 
 def test_satisfaction_score_is_bounded(scenario):
-    register(scenario)
-    transfer(scenario)
-    handle_by_department(scenario)
-    scenario.complete("feedback", "agent", {"satisfied": True})
-    scenario.advance(days=3, seconds=1)
+    until_revisit(scenario)
     with pytest.raises(FormValidationError) as exc:
         scenario.complete("revisit", "agent", {"satisfaction_score": 120})
     assert "satisfaction_score" in exc.value.errors

@@ -13,6 +13,14 @@ def register(sc, on_spot, **over):
     return sc.start("consultation", data)
 
 
+def to_department(sc, department="finance", hours=8, question="服务费明细"):
+    """C3 + C4: the agent promises a reply and transfers the question to a department."""
+    register(sc, on_spot=False)
+    sc.complete("promise_reply", "agent", {"promised_reply_time": sc.later(days=1), "needs_department": True})
+    sc.complete("transfer", "agent", {"department": department, "transfer_question": question,
+                                      "required_reply_time": sc.later(hours=hours)})
+
+
 def test_c1_registration_records_customer_region_channel_and_question(scenario):
     r = register(scenario, on_spot=True, answer="包含 7×24 小时监控与每季度巡检。")
     assert r["ticket_no"].startswith("ZX20261123-")
@@ -70,11 +78,7 @@ def test_c4_transfer_form_to_a_department_with_required_reply_time(scenario):
 
 
 def test_c5_department_answer_is_relayed_and_satisfaction_confirmed(scenario):
-    register(scenario, on_spot=False)
-    scenario.complete("promise_reply", "agent", {"promised_reply_time": scenario.later(days=1),
-                                                 "needs_department": True})
-    scenario.complete("transfer", "agent", {"department": "finance", "transfer_question": "服务费明细",
-                                            "required_reply_time": scenario.later(hours=8)})
+    to_department(scenario)
     scenario.complete("department_answer", "department", {"department_reply": "月费含监控、巡检与一次免费维修。"})
     t = scenario.task("relay_answer")
     assert "C5" in t["rules"]
@@ -85,11 +89,7 @@ def test_c5_department_answer_is_relayed_and_satisfaction_confirmed(scenario):
 
 
 def test_t1_overdue_department_reply_is_redispatched_and_supervisor_warned(scenario):
-    register(scenario, on_spot=False)
-    scenario.complete("promise_reply", "agent", {"promised_reply_time": scenario.later(days=1),
-                                                 "needs_department": True})
-    scenario.complete("transfer", "agent", {"department": "finance", "transfer_question": "服务费明细",
-                                            "required_reply_time": scenario.later(hours=2)})
+    to_department(scenario, hours=2)
     scenario.advance(hours=2, seconds=1)
     assert {t["bpmn_id"]: t["role"] for t in scenario.ready()} == {"redispatch": "agent",
                                                                    "overdue_warning": "supervisor"}
@@ -102,11 +102,7 @@ def test_t1_overdue_department_reply_is_redispatched_and_supervisor_warned(scena
 def test_c4_department_staff_see_only_their_own_department_transfers(scenario):
     scenario.base.add_user("fin1", ["department"], groups=["finance"])
     scenario.base.add_user("sales1", ["department"], groups=["sales"])
-    register(scenario, on_spot=False)
-    scenario.complete("promise_reply", "agent", {"promised_reply_time": scenario.later(days=1),
-                                                 "needs_department": True})
-    scenario.complete("transfer", "agent", {"department": "finance", "transfer_question": "发票",
-                                            "required_reply_time": scenario.later(hours=8)})
+    to_department(scenario, question="发票")
     assert [t["bpmn_id"] for t in scenario.ready("fin1")] == ["department_answer"]
     assert scenario.ready("sales1") == []
     with pytest.raises(NotAllowed, match="group finance"):
