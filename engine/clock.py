@@ -7,14 +7,13 @@ subclass whose ``now()`` delegates to the active clock.
 """
 from __future__ import annotations
 
-import re
 import sys
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import SpiffWorkflow.bpmn.specs.event_definitions.timer as _spiff_timer
 
-from .errors import ClockError, InvalidInput
+from .errors import InvalidInput
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -28,23 +27,6 @@ def parse_instant(text: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=SHANGHAI)
     return value.astimezone(timezone.utc)
-
-
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.I)
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90s``, ``15m``, ``2h``, ``3d``, ``1w`` or an ISO-8601 duration like ``PT2H``."""
-    m = _DURATION.match(text or "")
-    if m:
-        n, unit = float(m.group(1)), m.group(2).lower()
-        return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days",
-                             "w": "weeks"}[unit]: n})
-    try:
-        return _spiff_timer.TimerEventDefinition.get_timedelta_from_start(
-            _spiff_timer.TimerEventDefinition.parse_iso_duration(text), datetime.now(timezone.utc))
-    except Exception:
-        raise InvalidInput(f"not a duration: {text!r} (use e.g. 30m, 2h, 3d or PT2H)") from None
 
 
 class Clock:
@@ -75,12 +57,6 @@ class Clock:
             print(f"kefu: KEFU_CLOCK is ignored because KEFU_ENV={config.env!r} "
                   "(time can be pinned only in 'test' or 'demo')", file=sys.stderr)
         return cls()
-
-
-def require_time_controls(config) -> None:
-    if not config.time_controls_allowed:
-        raise ClockError(f"time controls are refused in KEFU_ENV={config.env!r}; "
-                         "they work only with KEFU_ENV=test or demo")
 
 
 _active = Clock()

@@ -8,7 +8,6 @@ A stale lock version (someone else saved the instance meanwhile) is a Conflict, 
 from __future__ import annotations
 
 import copy
-import json
 from datetime import datetime, timezone
 from uuid import UUID
 
@@ -33,7 +32,7 @@ from .config import Config
 from .db import Counter, Customer, Database, Definition, HumanTask, Instance, Timer, User
 from .definitions import ROLES, SpecCache, diagram_files, lane_role, latest, make_serializer, next_version, \
     parse_diagram, rule_ids
-from .errors import Conflict, DefinitionError, IncidentError, InvalidInput, KefuError, NotAllowed, NotFound
+from .errors import Conflict, DefinitionError, IncidentError, InvalidInput, NotAllowed, NotFound
 from .forms import FormValidator, build_fields
 from .users import check_password, check_roles, check_user_name, hash_password
 
@@ -875,8 +874,4 @@ class Kefu:
                 "interrupting": t.interrupting, "attached_task_id": t.attached_task_id, "due_at": iso(t.due_at)}
 
 
-def to_json(value) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
-
-
-__all__ = ["Kefu", "KefuError", "to_json", "iso"]
+__all__ = ["Kefu", "iso", "phone_digits"]
