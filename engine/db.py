@@ -109,6 +109,8 @@ class Instance(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     incident: Mapped[dict | None] = mapped_column(JSON)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"), index=True)  # escalations
+    parent_task_id: Mapped[str | None] = mapped_column(String(36))
     state: Mapped[str] = mapped_column(Text, deferred=True)  # loaded by the units of work that run it
     audit_count: Mapped[int] = mapped_column(Integer, default=0)
     audit_head: Mapped[str] = mapped_column(String(64), default="")

@@ -32,12 +32,16 @@ from .config import Config
 from .db import Counter, Customer, Database, Definition, HumanTask, Instance, Timer, User
 from .definitions import ROLES, SpecCache, diagram_files, lane_role, latest, make_serializer, next_version, \
     parse_diagram, rule_ids
-from .errors import Conflict, DefinitionError, IncidentError, InvalidInput, NotAllowed, NotFound
+from .errors import Conflict, DefinitionError, FormValidationError, IncidentError, InvalidInput, NotAllowed, \
+    NotFound
 from .forms import FormValidator, build_fields
 from .users import check_password, check_roles, check_user_name, hash_password
 
-TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX"}
+TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX", "escalation": "SJ"}
 START_ROLES = {"agent", "supervisor"}
+# Tasks worked outside the customer-service department: an agent may escalate them (000 §五.1).
+TRANSFERRED_ROLES = {"department", "technician", "taskforce"}
+ESCALATION = "escalation"
 INCIDENT_ROLES = {"supervisor", "process_owner"}
 SUMMARY_FIELDS = ("question", "content", "fault_symptom")
 CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note")
@@ -269,49 +273,60 @@ class Kefu:
             user = self._user(s, actor)
             if not user.role_set & START_ROLES:
                 raise NotAllowed(f"user {actor} may not open tickets (needs role agent or supervisor)")
-            definition = latest(s, kind)
-            if definition is None:
-                raise NotFound(f"no deployed process {kind!r}; deploy it with 'kefu deploy'")
+            if kind == ESCALATION:
+                raise InvalidInput("an escalation is opened from the task it escalates ('escalate'), not directly")
             customer = None
             if customer_id is not None:
                 customer = s.get(Customer, customer_id)
                 if customer is None:
                     raise NotFound(f"no customer {customer_id}")
-            spec, subs = self.specs.get(definition)
-            wf = BpmnWorkflow(spec, subs, script_engine=scripting.make_script_engine())
-            now = self.now()
-            ticket_no = self._next_ticket_no(s, kind, now)
-            wf.task_tree.data.update({"ticket_no": ticket_no, "kind": kind, "started_by": actor,
-                                      "customer_id": customer.id if customer else None,
-                                      "vip": bool(customer.vip) if customer else False})
-            inst = Instance(ticket_no=ticket_no, kind=kind, definition=definition, customer=customer,
-                            status="active", vip=bool(customer.vip) if customer else False,
-                            created_by=actor, created_at=now, updated_at=now, state="", audit_count=0,
-                            audit_head="")
-            s.add(inst)
-            s.flush()
-            events = [audit.PendingEvent("instance_started", actor, now, data={
-                "definition": definition.process_id, "version": definition.version,
-                "sha256": definition.sha256, "customer_id": inst.customer_id})]
-            before = self._states(wf)
-            incident = self._run(wf)
-            if incident:
-                raise IncidentError(f"process {kind!r} failed before its first task: {incident['message']}",
-                                    incident=incident)
-            first = next(iter(wf.get_tasks(state=TaskState.READY, manual=True)), None)
-            if data is not None:
-                if first is None:
-                    raise DefinitionError(f"process {kind!r} has no first user task to take the data")
-                if customer is not None:
-                    data = {**{k: v for k, v in self._customer_prefill(first, customer).items()
-                               if k not in data}, **data}
-                events.extend(self._step_events(wf, before, actor, now))
-                before = self._states(wf)
-                incident = self._complete_in(s, inst, wf, first, user, data, events)
-            ready = self._save(s, inst, wf, events, actor, before, incident, claimer=None if data else actor)
+            inst, ready = self._open(s, kind, user, customer, data)
             return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "kind": kind,
                     "status": inst.status, "customer_id": inst.customer_id,
                     "tasks": [self._task_brief(t) for t in ready]}
+
+    def _open(self, s, kind: str, user: User, customer: Customer | None, data: dict | None,
+              initial: dict | None = None, parent: Instance | None = None):
+        """Create an instance of the latest version of ``kind`` and run it to its first wait."""
+        actor = user.name
+        definition = latest(s, kind)
+        if definition is None:
+            raise NotFound(f"no deployed process {kind!r}; deploy it with 'kefu deploy'")
+        spec, subs = self.specs.get(definition)
+        wf = BpmnWorkflow(spec, subs, script_engine=scripting.make_script_engine())
+        now = self.now()
+        ticket_no = self._next_ticket_no(s, kind, now)
+        wf.task_tree.data.update({**(initial or {}), "ticket_no": ticket_no, "kind": kind, "started_by": actor,
+                                  "customer_id": customer.id if customer else None,
+                                  "vip": bool(customer.vip) if customer else False})
+        inst = Instance(ticket_no=ticket_no, kind=kind, definition=definition, customer=customer,
+                        status="active", vip=bool(customer.vip) if customer else False,
+                        created_by=actor, created_at=now, updated_at=now, state="", audit_count=0,
+                        audit_head="", parent_id=parent.id if parent is not None else None)
+        s.add(inst)
+        s.flush()
+        events = [audit.PendingEvent("instance_started", actor, now, data={
+            "definition": definition.process_id, "version": definition.version,
+            "sha256": definition.sha256, "customer_id": inst.customer_id,
+            **({"parent": parent.ticket_no} if parent is not None else {})})]
+        before = self._states(wf)
+        incident = self._run(wf)
+        if incident:
+            raise IncidentError(f"process {kind!r} failed before its first task: {incident['message']}",
+                                incident=incident)
+        first = next(iter(wf.get_tasks(state=TaskState.READY, manual=True)), None)
+        if data is not None:
+            if first is None:
+                raise DefinitionError(f"process {kind!r} has no first user task to take the data")
+            if customer is not None:
+                data = {**{k: v for k, v in self._customer_prefill(first, customer).items()
+                           if k not in data}, **data}
+            events.extend(self._step_events(wf, before, actor, now))
+            before = self._states(wf)
+            incident = self._complete_in(s, inst, wf, first, user, data, events)
+        claimer = None if data is not None or parent is not None else actor
+        ready = self._save(s, inst, wf, events, actor, before, incident, claimer=claimer)
+        return inst, ready
 
     def _customer_prefill(self, task, customer: Customer) -> dict:
         fields = {f.id for f in self._fields(task)}
@@ -401,6 +416,42 @@ class Kefu:
                                                          bpmn_id=row.bpmn_id, task_name=row.name,
                                                          data={"previous_assignee": previous})])
             return self._task_dict(row, inst)
+
+    def escalate(self, task_id: str, actor: str, reason: str) -> dict:
+        """Escalate a transferred task whose department stalls (000 §五.1): the supervisor gets an escalation
+        ticket naming the task and the reason; the task itself stays where it is."""
+        reason = (reason or "").strip() if isinstance(reason, str) or reason is None else None
+        if not reason:
+            raise FormValidationError({"reason": "请填写升级原因"}, "escalate")
+        if len(reason) > 2000:
+            raise FormValidationError({"reason": "升级原因不能超过 2000 字"}, "escalate")
+        with self.db.unit_of_work() as s:
+            row, inst, user = self._ready_task(s, task_id, actor)
+            if not user.role_set & START_ROLES:
+                raise NotAllowed(f"user {actor} may not escalate (needs role agent or supervisor)")
+            if row.role not in TRANSFERRED_ROLES or inst.kind == ESCALATION:
+                raise InvalidInput(f"task {row.name} is not a transferred task; only tasks of a department, "
+                                   "technician or task force can be escalated")
+            open_escalation = s.scalar(select(Instance).where(
+                Instance.parent_id == inst.id, Instance.kind == ESCALATION, Instance.status != "completed",
+                Instance.parent_task_id == row.id))
+            if open_escalation is not None:
+                raise Conflict(f"task {row.name} is already escalated ({open_escalation.ticket_no}); "
+                               "the supervisor has not decided yet")
+            child, ready = self._open(s, ESCALATION, user, inst.customer, None, initial={
+                "parent_ticket_no": inst.ticket_no, "parent_instance_id": inst.id,
+                "escalated_task_id": row.id, "escalated_task_name": row.name, "escalated_role": row.role,
+                "escalated_assignee": row.assignee, "escalated_group": row.candidate_group,
+                "escalation_reason": reason}, parent=inst)
+            child.parent_task_id = row.id  # one open escalation per task
+            child.summary = f"{inst.ticket_no} {row.name}: {reason}"[:200]
+            child.severity = inst.severity
+            self._touch(s, inst, [audit.PendingEvent(
+                "task_escalated", actor, self.now(), task_id=row.id, bpmn_id=row.bpmn_id, task_name=row.name,
+                data={"reason": reason, "escalation": child.ticket_no, "role": row.role,
+                      "assignee": row.assignee, "candidate_group": row.candidate_group})])
+            return {"instance_id": child.id, "ticket_no": child.ticket_no, "kind": ESCALATION,
+                    "parent": inst.ticket_no, "tasks": [self._task_brief(t) for t in ready]}
 
     def complete(self, task_id: str, actor: str, data: dict | None) -> dict:
         """Validate ``data`` against the task's form, complete the task and run the engine to the next wait."""
@@ -861,6 +912,7 @@ class Kefu:
         out.update({
             "instance_id": inst.id, "instance": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind,
             "severity": inst.severity, "vip": inst.vip, "candidate_group": r.candidate_group,
+            "escalatable": r.state == "ready" and r.role in TRANSFERRED_ROLES and inst.kind != ESCALATION,
             "name_en": ext.get("kefu_properties", {}).get("name_en"),
             "rules": rule_ids(getattr(tspec, "documentation", None)),
             "documentation": getattr(tspec, "documentation", None),
