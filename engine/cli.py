@@ -37,9 +37,13 @@ DEMO_CUSTOMERS = [
 ]
 
 
+_opened = []
+
+
 def _service(need_schema=True):
     from .service import Kefu
     k = Kefu()
+    _opened.append(k)
     if need_schema and not k.db.has_schema():
         raise KefuError(f"the database {k.config.database_url} has no Kefu schema yet; run 'kefu init'")
     return k
@@ -448,6 +452,9 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        while _opened:  # close the connections: SQLite folds its write-ahead log back into the file
+            _opened.pop().db.dispose()
 
 
 if __name__ == "__main__":
