@@ -14,9 +14,11 @@ def register(sc, severity="general", **over):
     return sc.start("complaint", data)
 
 
-def transfer(sc, department="security_ops", hours=24):
+def transfer(sc, department="security_ops", hours=24, accept=True):
     sc.complete("transfer", "agent", {"department": department, "handling_requirement": "调查并整改",
                                       "handling_deadline": sc.later(hours=hours)})
+    if accept:
+        sc.complete("department_accept", "department", {})
 
 
 def handle_by_department(sc):
@@ -183,6 +185,7 @@ def test_t1_overdue_department_task_is_redispatched_and_supervisor_warned(scenar
     assert [(t["state"], t["end_reason"]) for t in shown["tasks"] if t["id"] == first["id"]] == [("cancelled", "timer")]
     scenario.complete("redispatch", "agent", {"department": "maintenance", "handling_deadline": scenario.later(hours=8),
                                               "redispatch_reason": "原部门超时未处理"})
+    scenario.complete("department_accept", "department", {})
     again = scenario.task("department_handle")
     assert again["id"] != first["id"] and again["candidate_group"] == "maintenance"
     assert again["due_at"] != first["due_at"]

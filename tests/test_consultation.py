@@ -13,12 +13,14 @@ def register(sc, on_spot, **over):
     return sc.start("consultation", data)
 
 
-def to_department(sc, department="finance", hours=8, question="服务费明细"):
-    """C3 + C4: the agent promises a reply and transfers the question to a department."""
+def to_department(sc, department="finance", hours=8, question="服务费明细", accept=True):
+    """C3 + C4: the agent promises a reply and transfers the question to a department, which accepts it."""
     register(sc, on_spot=False)
     sc.complete("promise_reply", "agent", {"promised_reply_time": sc.later(days=1), "needs_department": True})
     sc.complete("transfer", "agent", {"department": department, "transfer_question": question,
                                       "required_reply_time": sc.later(hours=hours)})
+    if accept:
+        sc.complete("department_accept", "department", {"accept_note": "已接单"})
 
 
 def test_c1_registration_records_customer_region_channel_and_question(scenario):
@@ -72,6 +74,11 @@ def test_c4_transfer_form_to_a_department_with_required_reply_time(scenario):
         "department": True, "transfer_question": True, "required_reply_time": True}
     scenario.complete("transfer", "agent", {"department": "finance", "transfer_question": "服务费明细",
                                             "required_reply_time": scenario.later(hours=8)})
+    a = scenario.task("department_accept")   # T1: the department accepts the work order within 30 minutes
+    assert a["role"] == "department" and a["candidate_group"] == "finance"
+    assert datetime.fromisoformat(a["due_at"]) == datetime.fromisoformat(scenario.later(minutes=30))
+    assert datetime.fromisoformat(a["finish_due"]) == datetime.fromisoformat(scenario.later(hours=8))
+    scenario.complete("department_accept", "department", {})
     d = scenario.task("department_answer")
     assert d["role"] == "department" and d["candidate_group"] == "finance"
     assert datetime.fromisoformat(d["due_at"]) == datetime.fromisoformat(scenario.later(hours=8))
@@ -85,7 +92,8 @@ def test_c5_department_answer_is_relayed_and_satisfaction_confirmed(scenario):
     scenario.complete("relay_answer", "agent", {"answer": "月费含监控、巡检与一次免费维修。", "satisfied": True})
     shown = scenario.show()
     assert shown["status"] == "completed" and shown["data"]["satisfied"] is True
-    assert [e["actor"] for e in scenario.events("task_completed")] == ["agent", "agent", "agent", "department", "agent"]
+    assert [e["actor"] for e in scenario.events("task_completed")] == ["agent", "agent", "agent", "department", "department",
+                                                                         "agent"]
 
 
 def test_t1_overdue_department_reply_is_redispatched_and_supervisor_warned(scenario):
@@ -95,7 +103,7 @@ def test_t1_overdue_department_reply_is_redispatched_and_supervisor_warned(scena
                                                                    "overdue_warning": "supervisor"}
     scenario.complete("redispatch", "agent", {"department": "sales", "required_reply_time": scenario.later(hours=4),
                                               "redispatch_reason": "财务部超时"})
-    assert scenario.task("department_answer")["candidate_group"] == "sales"
+    assert scenario.task("department_accept")["candidate_group"] == "sales"
     assert len(scenario.events("timer_fired")) == 1
 
 

@@ -288,3 +288,18 @@ def test_clock_controls_move_every_process_and_refuse_in_production(kefu, clock,
     with pytest.raises(ClockError):
         prod.advance_clock(timedelta(days=1))
     assert abs((prod.now() - datetime.now(SHA)).total_seconds()) < 5   # production ignores the offset
+
+
+@pytest.mark.parametrize("kind,minutes", [("consultation", 30), ("complaint", 20)])  # the complainant is a VIP
+def test_t1_a_transfer_not_accepted_in_time_is_redispatched(scenario, kind, minutes):
+    from tests import test_consultation as consultation
+    if kind == "consultation":
+        consultation.to_department(scenario, accept=False)
+    else:
+        complaint.register(scenario)
+        complaint.transfer(scenario, accept=False)
+    accept = scenario.task("department_accept")
+    assert datetime.fromisoformat(accept["response_due"]) == scenario.base.clock.now() + timedelta(minutes=minutes)
+    assert scenario.advance(minutes=minutes) == []
+    assert [f["timer"] for f in scenario.advance(seconds=1)] == ["timer_response_overdue"]
+    assert {t["bpmn_id"] for t in scenario.ready()} == {"redispatch", "overdue_warning"}
