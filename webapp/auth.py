@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
@@ -42,6 +42,14 @@ class WebUser(UserMixin):
 def load_user(name: str):
     user = kefu().get_user(name)
     return WebUser(user) if user else None
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    """API calls get 401 JSON; pages go to the login form and come back."""
+    if request.path.startswith("/api/"):
+        return jsonify({"error": {"code": "unauthorized", "message": _("请先登录")}}), 401
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
 def me() -> str:

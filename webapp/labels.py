@@ -31,6 +31,7 @@ EVENTS = {
 }
 SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created"}
 NEAR_DUE_SECONDS = 4 * 3600
+translate = _  # for text not written here (from the diagrams): not picked up by extraction
 
 # The engine's validation messages (engine/forms.py, customer checks) → Chinese for the person at the form.
 _FIELD_MESSAGES = [
@@ -154,9 +155,14 @@ def field_label(field: dict) -> str:
     return field.get("label") or field.get("id")
 
 
+def diagram_text(text: str | None) -> str:
+    """A Chinese name from a diagram (an option, a timer) in the reader's language; the catalogue takes
+    them from the diagrams (``webapp/i18n.py``)."""
+    return translate(text) if text and in_english() else (text or "")
+
+
 def option_label(option: dict) -> str:
-    # Option names come from the diagram (Chinese); the catalogue carries English for the ones in use.
-    return _(option["label"]) if in_english() else option["label"]
+    return diagram_text(option["label"])
 
 
 def vip_badge(vip) -> Markup:
@@ -167,7 +173,7 @@ def register_template_helpers(app) -> None:
     app.jinja_env.filters.update(when=when, local_input=local_input, mask_phone=mask_phone,
                                  mask_text=mask_text)
     app.jinja_env.globals.update(
-        lang=lang, due_state=due_state, task_title=task_title, field_label=field_label, option_label=option_label,
+        lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, field_label=field_label, option_label=option_label,
         vip_badge=vip_badge, kinds=KINDS, new_kind=NEW_KIND, statuses=STATUSES, role_labels=ROLES,
         task_states=TASK_STATES, severities=SEVERITIES, end_reasons=END_REASONS, event_labels=EVENTS,
         system_events=SYSTEM_EVENTS)

@@ -17,6 +17,7 @@ bp = Blueprint("records", __name__)
 
 CUSTOMER_FORM = ("name", "phone", "email", "company", "address", "region", "needs", "special_note")
 HIDDEN_CONTACT = ("phone", "email", "address")
+PASSED = {"task_completed", "gateway_passed", "script_ran", "timer_fired", "start_passed", "end_reached"}
 
 
 @bp.get("/instances/<ref>")
@@ -28,7 +29,9 @@ def instance(ref):
     my_tasks = {t["id"] for t in kefu().tasks(actor=me(), instance=shown["instance_id"])
                 if may_work(current_user, t)}
     customer = shown["customer"]
-    return render_template("instance.html", i=shown, steps=kefu().steps(shown["instance_id"]),
+    # Everything the ticket has passed through: completed tasks, gateways taken, scripts, timers, ends.
+    done = list(dict.fromkeys(e["bpmn_id"] for e in shown["events"] if e["bpmn_id"] and e["type"] in PASSED))
+    return render_template("instance.html", i=shown, steps=kefu().steps(shown["instance_id"]), done=done,
                            my_tasks=my_tasks, escalate=hasattr(kefu(), "escalate"),
                            show_contact=bool(customer) and contact_visible(current_user, customer["id"]))
 
