@@ -176,6 +176,11 @@ def cmd_unclaim(args):
     _print(args, t, lambda t: f"released: {_task_line(t)}")
 
 
+def cmd_escalate(args):
+    r = _service().escalate(args.task, args.actor, args.reason)
+    _print(args, r, lambda r: f"escalated to the supervisor: {r['ticket_no']} (ticket {r['parent']})")
+
+
 def cmd_complete(args):
     r = _service().complete(args.task, args.actor, _data(args.data) or {})
     _print(args, r, lambda r: f"{r['ticket_no']}: {r['status']}; next: "
@@ -288,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp = add(name, func, help_)
         sp.add_argument("task")
         sp.add_argument("--as", dest="actor", required=True)
+    sp = add("escalate", cmd_escalate, "escalate a transferred task to the supervisor (000 §五.1)")
+    sp.add_argument("task")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--reason", required=True)
     sp = add("complete", cmd_complete, "complete a task with form data")
     sp.add_argument("task")
     sp.add_argument("--as", dest="actor", required=True)

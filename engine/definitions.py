@@ -47,7 +47,7 @@ def rule_ids(documentation: str | None) -> list[str]:
     return list(dict.fromkeys(RULE_ID.findall(documentation or "")))
 
 
-def safe_xml(data: bytes, filename: str) -> etree._Element:
+def safe_xml(data: bytes, filename: str, root_tag: str | None = B + "definitions") -> etree._Element:
     """Parse XML without DTDs, entities or network access; refuse any DOCTYPE (XXE, billion laughs)."""
     if len(data) > MAX_DIAGRAM_BYTES:
         raise DefinitionError(f"diagram larger than {MAX_DIAGRAM_BYTES} bytes", file=filename)
@@ -61,7 +61,7 @@ def safe_xml(data: bytes, filename: str) -> etree._Element:
     if doctype:
         raise DefinitionError("a DOCTYPE is not allowed in a diagram (external entities are refused)",
                               file=filename, line=1)
-    if root.tag != B + "definitions":
+    if root_tag is not None and root.tag != root_tag:
         raise DefinitionError(f"the root element must be bpmn:definitions, not {root.tag}", file=filename,
                               line=root.sourceline)
     return root
@@ -316,13 +316,13 @@ def diagram_files(paths) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            files.extend(sorted(p.glob("*.bpmn")))
+            files.extend(sorted([*p.glob("*.bpmn"), *p.glob("*.dmn")]))
         elif p.exists():
             files.append(p)
         else:
             raise DefinitionError("no such file or folder", file=str(p))
     if not files:
-        raise DefinitionError("no .bpmn diagrams found", file=", ".join(str(p) for p in paths))
+        raise DefinitionError("no .bpmn diagrams or .dmn tables found", file=", ".join(str(p) for p in paths))
     return files
 
 

@@ -16,8 +16,8 @@ and no sandbox. Kefu screens every piece of code before it runs:
 * values a script leaves behind must be plain data (str, numbers, bool, None, lists, dicts); ``datetime``
   and ``date`` become ISO strings.
 
-Helper functions offered to diagrams: ``now``, ``add_hours``, ``add_minutes``, ``add_working_days``,
-``due_at``, ``is_working_day``.
+Helper functions offered to diagrams: ``now``, ``add_hours``, ``add_minutes``, ``add_seconds``,
+``seconds_until``, ``add_working_days``, ``due_at``, ``is_working_day``.
 """
 from __future__ import annotations
 
@@ -94,6 +94,15 @@ def _add_minutes(start, minutes) -> str:
     return (clock.parse_instant(_due_at(start)) + timedelta(minutes=float(minutes))).isoformat()
 
 
+def _add_seconds(start, seconds) -> str:
+    return (clock.parse_instant(_due_at(start)) + timedelta(seconds=float(seconds))).isoformat()
+
+
+def _seconds_until(when) -> int:
+    """Whole seconds from now until ``when`` (negative once it has passed): what is left of a deadline."""
+    return int((clock.parse_instant(_due_at(when)) - clock.now()).total_seconds())
+
+
 def _add_working_days(start, days) -> str:
     return calendar.add_working_days(start, int(days)).isoformat()
 
@@ -109,6 +118,8 @@ HELPERS = {
     "due_at": _due_at,
     "add_hours": _add_hours,
     "add_minutes": _add_minutes,
+    "add_seconds": _add_seconds,
+    "seconds_until": _seconds_until,
     "add_working_days": _add_working_days,
     "is_working_day": _is_working_day,
 }

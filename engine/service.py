@@ -26,22 +26,31 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import undefer
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import audit, clock as clock_mod, scripting
+from . import audit, calendar as calendar_mod, clock as clock_mod, scripting
 from .clock import SHANGHAI, Clock
 from .config import Config
-from .db import Counter, Customer, Database, Definition, HumanTask, Instance, Timer, User
+from .db import CalendarDay, Counter, Customer, Database, Definition, HumanTask, Instance, Setting, Timer, User
 from .definitions import ROLES, SpecCache, diagram_files, lane_role, latest, make_serializer, next_version, \
     parse_diagram, rule_ids
-from .errors import Conflict, DefinitionError, IncidentError, InvalidInput, NotAllowed, NotFound
+from .errors import Conflict, DefinitionError, FormValidationError, IncidentError, InvalidInput, NotAllowed, \
+    NotFound
 from .forms import FormValidator, build_fields
+from .sla import SLA_DECISION, SlaTable, parse_sla
 from .users import check_password, check_roles, check_user_name, hash_password
 
-TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX"}
+TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX", "escalation": "SJ"}
 START_ROLES = {"agent", "supervisor"}
+# Tasks worked outside the customer-service department: an agent may escalate them (000 §五.1).
+TRANSFERRED_ROLES = {"department", "technician", "taskforce"}
+ESCALATION = "escalation"
 INCIDENT_ROLES = {"supervisor", "process_owner"}
 SUMMARY_FIELDS = ("question", "content", "fault_symptom")
 CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note")
 SYSTEM = "system"
+CALENDAR_REVISION = "calendar_revision"
+CALENDAR_ROLES = {"process_owner"}
+# Data keys the diagrams use for the two clocks of a work order (T1) and their pause (R4).
+CLOCKS = ("response", "finish")
 MAX_ENGINE_ROUNDS = 20
 
 
@@ -83,6 +92,8 @@ class Kefu:
         self.clock = clock_mod.use(clock or Clock.from_config(self.config))
         self.specs = SpecCache()
         self.serializer = make_serializer(self.specs)
+        self._sla_tables: dict[str, SlaTable] = {}
+        self.calendar = calendar_mod.use(calendar_mod.WorkingCalendar(revision=-1))
 
     def now(self) -> datetime:
         # The process-wide clock (the one SpiffWorkflow's timers and form checks read), never a private copy.
@@ -101,30 +112,40 @@ class Kefu:
                 data = f.read_bytes()
             except OSError as exc:
                 raise DefinitionError(f"cannot read: {exc.strerror}", file=str(f)) from None
-            parsed.append(parse_diagram(data, f.name))
+            parsed.append(parse_sla(data, f.name) if f.suffix == ".dmn" else parse_diagram(data, f.name))
         seen = {}
         for p in parsed:
-            for pid in p.process_ids:
+            for pid in self._ids_of(p):
                 if pid in seen:
-                    raise DefinitionError(f"process {pid!r} is defined in two files ({seen[pid]})",
+                    raise DefinitionError(f"process or decision {pid!r} is defined in two files ({seen[pid]})",
                                           file=p.filename, element=pid)
                 seen[pid] = p.filename
         results = []
         with self.db.unit_of_work() as s:
             for p in parsed:
-                for pid in p.process_ids:
+                for pid in self._ids_of(p):
                     current = latest(s, pid)
                     if current is not None and current.sha256 == p.sha256:
                         results.append(self._definition_dict(current, status="unchanged"))
                         continue
-                    d = Definition(process_id=pid, version=next_version(s, pid), name=p.names.get(pid),
-                                   filename=p.filename, sha256=p.sha256, xml=p.data.decode("utf-8"),
+                    is_table = isinstance(p, SlaTable)
+                    d = Definition(process_id=pid, version=next_version(s, pid),
+                                   name=p.name if is_table else p.names.get(pid),
+                                   filename=p.filename, sha256=p.sha256,
+                                   xml=(p.xml if is_table else p.data).decode("utf-8"),
                                    deployed_at=self.now(), deployed_by=actor)
                     s.add(d)
                     s.flush()
-                    self.specs.put(pid, p.sha256, p.specs[pid])
+                    if is_table:
+                        self._sla_tables[p.sha256] = p
+                    else:
+                        self.specs.put(pid, p.sha256, p.specs[pid])
                     results.append(self._definition_dict(d, status="deployed"))
         return results
+
+    @staticmethod
+    def _ids_of(parsed) -> list[str]:
+        return [parsed.decision_id] if isinstance(parsed, SlaTable) else parsed.process_ids
 
     def definitions(self) -> list[dict]:
         with self.db.reading() as s:
@@ -269,49 +290,69 @@ class Kefu:
             user = self._user(s, actor)
             if not user.role_set & START_ROLES:
                 raise NotAllowed(f"user {actor} may not open tickets (needs role agent or supervisor)")
-            definition = latest(s, kind)
-            if definition is None:
-                raise NotFound(f"no deployed process {kind!r}; deploy it with 'kefu deploy'")
+            if kind == ESCALATION:
+                raise InvalidInput("an escalation is opened from the task it escalates ('escalate'), not directly")
             customer = None
             if customer_id is not None:
                 customer = s.get(Customer, customer_id)
                 if customer is None:
                     raise NotFound(f"no customer {customer_id}")
-            spec, subs = self.specs.get(definition)
-            wf = BpmnWorkflow(spec, subs, script_engine=scripting.make_script_engine())
-            now = self.now()
-            ticket_no = self._next_ticket_no(s, kind, now)
-            wf.task_tree.data.update({"ticket_no": ticket_no, "kind": kind, "started_by": actor,
-                                      "customer_id": customer.id if customer else None,
-                                      "vip": bool(customer.vip) if customer else False})
-            inst = Instance(ticket_no=ticket_no, kind=kind, definition=definition, customer=customer,
-                            status="active", vip=bool(customer.vip) if customer else False,
-                            created_by=actor, created_at=now, updated_at=now, state="", audit_count=0,
-                            audit_head="")
-            s.add(inst)
-            s.flush()
-            events = [audit.PendingEvent("instance_started", actor, now, data={
-                "definition": definition.process_id, "version": definition.version,
-                "sha256": definition.sha256, "customer_id": inst.customer_id})]
-            before = self._states(wf)
-            incident = self._run(wf)
-            if incident:
-                raise IncidentError(f"process {kind!r} failed before its first task: {incident['message']}",
-                                    incident=incident)
-            first = next(iter(wf.get_tasks(state=TaskState.READY, manual=True)), None)
-            if data is not None:
-                if first is None:
-                    raise DefinitionError(f"process {kind!r} has no first user task to take the data")
-                if customer is not None:
-                    data = {**{k: v for k, v in self._customer_prefill(first, customer).items()
-                               if k not in data}, **data}
-                events.extend(self._step_events(wf, before, actor, now))
-                before = self._states(wf)
-                incident = self._complete_in(s, inst, wf, first, user, data, events)
-            ready = self._save(s, inst, wf, events, actor, before, incident, claimer=None if data else actor)
+            inst, ready = self._open(s, kind, user, customer, data)
             return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "kind": kind,
                     "status": inst.status, "customer_id": inst.customer_id,
                     "tasks": [self._task_brief(t) for t in ready]}
+
+    def _open(self, s, kind: str, user: User, customer: Customer | None, data: dict | None,
+              initial: dict | None = None, parent: Instance | None = None):
+        """Create an instance of the latest version of ``kind`` and run it to its first wait."""
+        actor = user.name
+        definition = latest(s, kind)
+        if definition is None:
+            raise NotFound(f"no deployed process {kind!r}; deploy it with 'kefu deploy'")
+        spec, subs = self.specs.get(definition)
+        wf = BpmnWorkflow(spec, subs, script_engine=scripting.make_script_engine())
+        now = self.now()
+        ticket_no = self._next_ticket_no(s, kind, now)
+        self._sync_calendar(s)
+        sla = self._sla(s) if kind != ESCALATION else None
+        if sla is not None:
+            sla_def, table = sla
+            initial = {**(initial or {}), "sla_targets": copy.deepcopy(table.targets),
+                       "sla_version": sla_def.version}
+        wf.task_tree.data.update({**(initial or {}), "ticket_no": ticket_no, "kind": kind, "started_by": actor,
+                                  "customer_id": customer.id if customer else None,
+                                  "vip": bool(customer.vip) if customer else False})
+        inst = Instance(ticket_no=ticket_no, kind=kind, definition=definition, customer=customer,
+                        status="active", vip=bool(customer.vip) if customer else False,
+                        created_by=actor, created_at=now, updated_at=now, state="", audit_count=0,
+                        audit_head="", parent_id=parent.id if parent is not None else None)
+        s.add(inst)
+        s.flush()
+        events = [audit.PendingEvent("instance_started", actor, now, data={
+            "definition": definition.process_id, "version": definition.version,
+            "sha256": definition.sha256, "customer_id": inst.customer_id,
+            **({"sla": {"decision": sla[0].process_id, "version": sla[0].version, "sha256": sla[0].sha256,
+                        "targets": sla[1].targets}} if sla is not None else {}),
+            "calendar": self.calendar.describe(),
+            **({"parent": parent.ticket_no} if parent is not None else {})})]
+        before = self._states(wf)
+        incident = self._run(wf)
+        if incident:
+            raise IncidentError(f"process {kind!r} failed before its first task: {incident['message']}",
+                                incident=incident)
+        first = next(iter(wf.get_tasks(state=TaskState.READY, manual=True)), None)
+        if data is not None:
+            if first is None:
+                raise DefinitionError(f"process {kind!r} has no first user task to take the data")
+            if customer is not None:
+                data = {**{k: v for k, v in self._customer_prefill(first, customer).items()
+                           if k not in data}, **data}
+            events.extend(self._step_events(wf, before, actor, now))
+            before = self._states(wf)
+            incident = self._complete_in(s, inst, wf, first, user, data, events)
+        claimer = None if data is not None or parent is not None else actor
+        ready = self._save(s, inst, wf, events, actor, before, incident, claimer=claimer)
+        return inst, ready
 
     def _customer_prefill(self, task, customer: Customer) -> dict:
         fields = {f.id for f in self._fields(task)}
@@ -329,7 +370,28 @@ class Kefu:
         s.flush()
         return f"{key}-{row.value:04d}"
 
+    def _sla(self, s):
+        """The SLA table in force (latest deployed version) and its definition row, or None."""
+        d = latest(s, SLA_DECISION)
+        if d is None:
+            return None
+        table = self._sla_tables.get(d.sha256)
+        if table is None:
+            table = self._sla_tables[d.sha256] = parse_sla(d.xml.encode("utf-8"), d.filename)
+        return d, table
+
+    def _sync_calendar(self, s) -> None:
+        """Reload the calendar overrides when the process owner changed them (any process may have)."""
+        rev = s.get(Setting, CALENDAR_REVISION)
+        rev = int(rev.value) if rev is not None else 0
+        if rev != self.calendar.revision:
+            overrides = {r.day: r.working for r in s.scalars(select(CalendarDay))}
+            self.calendar = calendar_mod.use(calendar_mod.WorkingCalendar(overrides, rev))
+        else:
+            calendar_mod.use(self.calendar)
+
     def _load(self, s, inst: Instance) -> BpmnWorkflow:
+        self._sync_calendar(s)
         self.specs.get(inst.definition)
         return self.serializer.deserialize_json(inst.state)
 
@@ -401,6 +463,42 @@ class Kefu:
                                                          bpmn_id=row.bpmn_id, task_name=row.name,
                                                          data={"previous_assignee": previous})])
             return self._task_dict(row, inst)
+
+    def escalate(self, task_id: str, actor: str, reason: str) -> dict:
+        """Escalate a transferred task whose department stalls (000 §五.1): the supervisor gets an escalation
+        ticket naming the task and the reason; the task itself stays where it is."""
+        reason = (reason or "").strip() if isinstance(reason, str) or reason is None else None
+        if not reason:
+            raise FormValidationError({"reason": "请填写升级原因"}, "escalate")
+        if len(reason) > 2000:
+            raise FormValidationError({"reason": "升级原因不能超过 2000 字"}, "escalate")
+        with self.db.unit_of_work() as s:
+            row, inst, user = self._ready_task(s, task_id, actor)
+            if not user.role_set & START_ROLES:
+                raise NotAllowed(f"user {actor} may not escalate (needs role agent or supervisor)")
+            if row.role not in TRANSFERRED_ROLES or inst.kind == ESCALATION:
+                raise InvalidInput(f"task {row.name} is not a transferred task; only tasks of a department, "
+                                   "technician or task force can be escalated")
+            open_escalation = s.scalar(select(Instance).where(
+                Instance.parent_id == inst.id, Instance.kind == ESCALATION, Instance.status != "completed",
+                Instance.parent_task_id == row.id))
+            if open_escalation is not None:
+                raise Conflict(f"task {row.name} is already escalated ({open_escalation.ticket_no}); "
+                               "the supervisor has not decided yet")
+            child, ready = self._open(s, ESCALATION, user, inst.customer, None, initial={
+                "parent_ticket_no": inst.ticket_no, "parent_instance_id": inst.id,
+                "escalated_task_id": row.id, "escalated_task_name": row.name, "escalated_role": row.role,
+                "escalated_assignee": row.assignee, "escalated_group": row.candidate_group,
+                "escalation_reason": reason}, parent=inst)
+            child.parent_task_id = row.id  # one open escalation per task
+            child.summary = f"{inst.ticket_no} {row.name}: {reason}"[:200]
+            child.severity = inst.severity
+            self._touch(s, inst, [audit.PendingEvent(
+                "task_escalated", actor, self.now(), task_id=row.id, bpmn_id=row.bpmn_id, task_name=row.name,
+                data={"reason": reason, "escalation": child.ticket_no, "role": row.role,
+                      "assignee": row.assignee, "candidate_group": row.candidate_group})])
+            return {"instance_id": child.id, "ticket_no": child.ticket_no, "kind": ESCALATION,
+                    "parent": inst.ticket_no, "tasks": [self._task_brief(t) for t in ready]}
 
     def complete(self, task_id: str, actor: str, data: dict | None) -> dict:
         """Validate ``data`` against the task's form, complete the task and run the engine to the next wait."""
@@ -550,6 +648,10 @@ class Kefu:
                 "created_by": inst.created_by, "created_at": iso(inst.created_at),
                 "updated_at": iso(inst.updated_at), "completed_at": iso(inst.completed_at),
                 "incident": inst.incident, "data": data,
+                "deadlines": self._deadlines(wf),
+                "sla": {"version": data.get("sla_version"), "case": data.get("sla_case"),
+                        "targets": data.get("sla_targets")} if data.get("sla_version") else None,
+                "parent_id": inst.parent_id,
                 "tasks": [self._task_brief(r) for r in rows],
                 "timers": [self._timer_dict(t) for t in s.scalars(
                     select(Timer).where(Timer.instance_id == inst.id).order_by(Timer.due_at))],
@@ -641,7 +743,11 @@ class Kefu:
             events.append(audit.PendingEvent("instance_completed", SYSTEM, now))
         created, ready = self._sync_tasks(s, inst, wf, now, claimer, events)
         events.extend(created)
-        self._sync_timers(s, inst, wf, now)
+        events.extend(self._sync_timers(s, inst, wf, now))
+        deadlines = self._deadlines(wf)
+        inst.response_due = _aware(deadlines.get("response", {}).get("due_at"))
+        inst.finish_due = _aware(deadlines.get("finish", {}).get("due_at"))
+        inst.clock_paused_at = _aware(deadlines.get("finish", {}).get("paused_at"))
         inst.state = self.serializer.serialize_json(wf)
         inst.updated_at = now
         audit.append(s, inst, events)
@@ -678,6 +784,7 @@ class Kefu:
                 elif isinstance(spec, ScriptTask):
                     out.append(audit.PendingEvent("script_ran", SYSTEM, now, **common,
                                                   data=self._changed(t)))
+                    out.extend(self._clock_events(t, now, common))
                 elif isinstance(spec, ExclusiveGateway):
                     taken = [c.task_spec.bpmn_id for c in t.children if c.state == TaskState.COMPLETED or
                              c.state in (TaskState.READY, TaskState.WAITING, TaskState.STARTED)]
@@ -788,7 +895,9 @@ class Kefu:
                 due[key] = min(due.get(key, when), when)
         return due
 
-    def _sync_timers(self, s, inst: Instance, wf, now: datetime) -> None:
+    def _sync_timers(self, s, inst: Instance, wf, now: datetime) -> list[audit.PendingEvent]:
+        """Mirror the waiting timers into the timer table; each new or moved due time gets an audit event
+        naming what produced it (the SLA version and case, the calendar)."""
         current = {}
         for t, when, attached in self._waiting_timers(wf):
             current[str(t.id)] = (t, when, attached)
@@ -796,17 +905,75 @@ class Kefu:
         for tid, row in rows.items():
             if tid not in current:
                 s.delete(row)
+        events = []
         for tid, (t, when, attached) in current.items():
             row = rows.get(tid)
+            if row is not None and row.due_at == when:
+                continue
+            spec = t.task_spec
             if row is None:
-                spec = t.task_spec
                 s.add(Timer(id=tid, instance_id=inst.id, bpmn_id=spec.bpmn_id, name=spec.bpmn_name,
                             kind="boundary" if isinstance(spec, BoundaryEvent) else "intermediate",
                             interrupting=bool(getattr(spec, "cancel_activity", True)),
                             attached_task_id=str(attached.id) if attached is not None else None,
                             due_at=when, created_at=now))
-            elif row.due_at != when:
+            else:
                 row.due_at = when
+            events.append(audit.PendingEvent("timer_set", SYSTEM, now, task_id=tid, bpmn_id=spec.bpmn_id,
+                                             task_name=spec.bpmn_name, rules=rule_ids(spec.documentation),
+                                             data=self._due_basis(t, when, attached, now)))
+        return events
+
+    def _due_basis(self, timer, when: datetime, attached, now: datetime) -> dict:
+        data = timer.data
+        basis = {"due_at": iso(when), "expression": getattr(timer.task_spec.event_definition, "expression", None),
+                 "calendar": self.calendar.describe(now, when)}
+        if attached is not None:
+            basis["task"] = attached.task_spec.bpmn_id
+        version, case = data.get("sla_version"), data.get("sla_case")
+        if version is not None:
+            basis["sla_version"] = version
+        if isinstance(case, str):
+            basis["sla_case"] = case
+            target = (data.get("sla_targets") or {}).get(case)
+            if isinstance(target, dict):
+                basis["sla_target"] = target
+        return basis
+
+    @staticmethod
+    def _clock_events(task, now: datetime, common: dict) -> list[audit.PendingEvent]:
+        """Deadlines set, paused and resumed by a script (T1, R4): read from the clock keys it changed."""
+        parent = task.parent.data if task.parent is not None else {}
+        out = []
+        for clock in CLOCKS:
+            due_key, paused_key = f"{clock}_due", f"{clock}_paused_at"
+            was_paused, paused = parent.get(paused_key), task.data.get(paused_key)
+            if paused and paused != was_paused:
+                out.append(audit.PendingEvent("clock_paused", SYSTEM, now, **common, data={
+                    "clock": clock, "paused_at": paused, "due_at": task.data.get(due_key),
+                    "remaining_seconds": task.data.get(f"{clock}_remaining_seconds")}))
+            elif was_paused and not paused:
+                out.append(audit.PendingEvent("clock_resumed", SYSTEM, now, **common, data={
+                    "clock": clock, "paused_at": was_paused, "due_at": task.data.get(due_key)}))
+            elif task.data.get(due_key) and task.data.get(due_key) != parent.get(due_key):
+                out.append(audit.PendingEvent("deadline_set", SYSTEM, now, **common, data={
+                    "clock": clock, "due_at": task.data.get(due_key), "sla_case": task.data.get("sla_case"),
+                    "sla_version": task.data.get("sla_version")}))
+        return out
+
+    @staticmethod
+    def _deadlines(wf) -> dict:
+        """The two clocks of a work order as the workflow sees them now (from the newest task data)."""
+        ready = wf.get_tasks(state=TaskState.READY, manual=True)
+        data = ready[0].data if ready else (wf.last_task.data if wf.last_task is not None else {})
+        out = {}
+        for clock in CLOCKS:
+            due = data.get(f"{clock}_due")
+            if due:
+                out[clock] = {"due_at": due, "paused_at": data.get(f"{clock}_paused_at"),
+                              "remaining_seconds": data.get(f"{clock}_remaining_seconds")
+                              if data.get(f"{clock}_paused_at") else None}
+        return out
 
     # ------------------------------------------------------------------ helpers for tasks
     def _task_row(self, s, task_id: str, for_update=False) -> HumanTask:
@@ -864,6 +1031,9 @@ class Kefu:
         out.update({
             "instance_id": inst.id, "instance": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind,
             "severity": inst.severity, "vip": inst.vip, "candidate_group": r.candidate_group,
+            "response_due": iso(inst.response_due), "finish_due": iso(inst.finish_due),
+            "clock_paused_at": iso(inst.clock_paused_at),
+            "escalatable": r.state == "ready" and r.role in TRANSFERRED_ROLES and inst.kind != ESCALATION,
             "name_en": ext.get("kefu_properties", {}).get("name_en"),
             "rules": rule_ids(getattr(tspec, "documentation", None)),
             "documentation": getattr(tspec, "documentation", None),

@@ -187,8 +187,11 @@ def test_every_action_is_audited_in_a_verified_chain(k):
     k.complete(t["id"], "department", {"result": "ok"})
     events = k.show(r["instance_id"])["events"]
     assert [e["type"] for e in events] == [
-        "instance_started", "start_passed", "task_completed", "script_ran", "task_created", "task_claimed",
-        "task_completed", "end_reached", "instance_completed"]
+        "instance_started", "start_passed", "task_completed", "script_ran", "task_created", "timer_set",
+        "task_claimed", "task_completed", "end_reached", "instance_completed"]
+    timer_set = events[5]
+    assert timer_set["data"]["task"] == "handle" and timer_set["data"]["due_at"]
+    assert timer_set["data"]["calendar"]["library"].startswith("chinese-calendar")
     completed = [e for e in events if e["type"] == "task_completed"]
     assert completed[1]["actor"] == "department" and completed[1]["data"] == {"result": "ok"}
     assert completed[1]["rules"] == ["P4", "T1"]

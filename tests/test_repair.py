@@ -13,9 +13,12 @@ def register(sc, emergency=False, customer_id=None, **over):
     return sc.start("repair", data, customer_id=customer_id)
 
 
-def dispatch(sc, technician="technician", task="dispatch"):
+def dispatch(sc, technician="technician", task="dispatch", accept=True):
+    """R3: the agent fills the work order; the technician accepts it (the response clock, T1)."""
     sc.complete(task, "agent", {"technician": technician, "repair_requirement": "更换读卡器",
                                 "required_arrival_time": sc.later(hours=2)})
+    if accept:
+        sc.complete("accept_order", technician, {"expected_arrival_time": sc.later(hours=1)})
 
 
 def due(sc, bpmn_id):
@@ -43,7 +46,12 @@ def test_r3_work_order_goes_to_the_named_technician_with_arrival_time(scenario):
     register(scenario)
     t = scenario.task("dispatch")
     assert "R3" in t["rules"]
-    dispatch(scenario, technician="technician2")
+    dispatch(scenario, technician="technician2", accept=False)
+    accept = scenario.task("accept_order")
+    assert accept["assignee"] == "technician2" and "R3" in accept["rules"]
+    with pytest.raises(NotAllowed):
+        scenario.k.complete(accept["id"], "technician", {"expected_arrival_time": scenario.later(hours=1)})
+    scenario.complete("accept_order", "technician2", {"expected_arrival_time": scenario.later(hours=1)})
     work = scenario.task("repair_work")
     assert work["role"] == "technician" and work["assignee"] == "technician2"
     assert scenario.k.tasks(actor="technician", instance=scenario.instance_id) == []
@@ -116,6 +124,7 @@ def test_t1_overdue_work_order_is_redispatched_and_supervisor_warned(scenario):
                                                                    "overdue_warning": "supervisor"}
     scenario.complete("redispatch", "agent", {"technician": "technician2", "required_arrival_time": scenario.later(hours=1),
                                               "redispatch_reason": "原维修人员超时"})
+    scenario.complete("accept_order", "technician2", {"expected_arrival_time": scenario.later(hours=1)})
     again = scenario.task("repair_work")
     assert again["id"] != first["id"] and again["assignee"] == "technician2"
     assert due(scenario, "repair_work") == scenario.base.clock.now() + timedelta(hours=24)
