@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BABEL=${BABEL:-.venv/bin/pybabel}
 "$BABEL" extract -F babel.cfg -k _l --no-location --sort-output --omit-header -o webapp/translations/messages.pot .
-"$BABEL" update -i webapp/translations/messages.pot -d webapp/translations -l en --ignore-obsolete
+"$BABEL" update -i webapp/translations/messages.pot -d webapp/translations -l en --ignore-obsolete --no-fuzzy-matching
 "$BABEL" compile -d webapp/translations --statistics

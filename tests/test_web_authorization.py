@@ -39,8 +39,8 @@ def test_guessing_a_task_id_finds_nothing(kefu):
     ("/reassign", "agent", {"to_user": "department2"}),         # reassign: supervisors only
     ("/reassign", "department", {"to_user": "department2"}),
     ("/reassign", "auditor", {"to_user": "department2"}),
-    ("/escalate", "department", {"reason": "部门拖延"}),          # escalate: agents only
-    ("/escalate", "supervisor", {"reason": "部门拖延"}),
+    ("/escalate", "department", {"reason": "部门拖延"}),          # escalate: agents and supervisors
+    ("/escalate", "auditor", {"reason": "部门拖延"}),
     ("/escalate", "technician", {"reason": "部门拖延"}),
 ])
 def test_wrong_role_actions_are_refused_and_change_nothing(transferred, kefu, action, who, form):

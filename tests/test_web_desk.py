@@ -175,3 +175,30 @@ def test_double_submission_says_so_and_changes_nothing(scenario, kefu):
     assert again.status_code == 409 and "这个任务已经被处理过了" in html and "没有保存" in html
     after = scenario.show()
     assert after["events"] == before["events"] and after["data"]["handling_requirement"] == "调查"
+
+
+def test_agent_escalates_a_transferred_task_from_the_ticket(scenario, kefu):
+    register(scenario)
+    transfer(scenario)
+    task = scenario.task("department_handle")
+    agent = Web(kefu).login_as("agent")
+    page = agent.page(f"/instances/{scenario.ticket_no}")
+    assert f'/tasks/{task["id"]}/escalate' in page and "升级至主管" in page
+    back = f"/instances/{scenario.ticket_no}"
+    r = agent.post(f"/tasks/{task['id']}/escalate", {"reason": "  ", "next": back}, follow_redirects=True)
+    assert "请填写升级原因" in r.get_data(as_text=True) and scenario.events("task_escalated") == []
+    r = agent.post(f"/tasks/{task['id']}/escalate", {"reason": "安保勤务部两次催办未回复", "next": back})
+    assert r.status_code == 302 and r.location == back
+    [escalated] = scenario.events("task_escalated")
+    ticket = escalated["data"]["escalation"]
+    assert ticket.startswith("SJ") and scenario.task("department_handle")["id"] == task["id"]
+    page = agent.page(back)
+    assert ticket in page and "安保勤务部两次催办未回复" in page
+    again = agent.post(f"/tasks/{task['id']}/escalate", {"reason": "再次升级", "next": back}, follow_redirects=True)
+    assert "已经升级过" in again.get_data(as_text=True) and len(scenario.events("task_escalated")) == 1
+    inbox = Web(kefu).login_as("supervisor").page("/inbox")
+    assert ticket in inbox and "升级工单" in inbox
+    # the agent's own tasks are not transferred: no escalate button there
+    register(scenario)
+    own = scenario.task("transfer")
+    assert f'/tasks/{own["id"]}/escalate' not in agent.page(f"/tasks/{own['id']}")

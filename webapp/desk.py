@@ -10,7 +10,7 @@ from engine import Conflict, FormValidationError, InvalidInput
 
 from .access import START_ROLES, contact_visible, may_work
 from .auth import kefu, me, roles_required
-from .labels import KINDS, SEVERITIES, field_message
+from .labels import INTAKE_KINDS, KINDS, SEVERITIES, field_message
 
 bp = Blueprint("desk", __name__)
 
@@ -89,8 +89,8 @@ def _task_page(task_id: str, values=None, errors=None, notice=None, status=200):
     return render_template(
         "task.html", t=t, i=shown, steps=steps, workable=workable,
         values=values if values is not None else defaults(t["form"]), errors=errors or {}, notice=notice,
-        users=users_by_role(), show_contact=bool(customer) and contact_visible(current_user, customer["id"]),
-        escalate=hasattr(kefu(), "escalate")), status
+        users=users_by_role(), show_contact=bool(customer) and contact_visible(current_user, customer["id"])), \
+        status
 
 
 @bp.get("/tasks/<task_id>")
@@ -182,30 +182,30 @@ def reassign(task_id):
 
 
 @bp.post("/tasks/<task_id>/escalate")
-@roles_required("agent")
+@roles_required(*START_ROLES)
 def escalate(task_id):
-    """An agent escalates a stalled transferred task to the supervisor (000 §五.1)."""
-    if not hasattr(kefu(), "escalate"):
-        abort(404)
+    """Escalate a stalled transferred task to the supervisor (000 §五.1); the task stays where it is."""
     reason = request.form.get("reason", "").strip()
     back = _next_url(url_for("desk.inbox"))
     if not reason:
         flash(_("请填写升级原因"), "error")
         return redirect(back)
     try:
-        kefu().escalate(task_id, me(), reason)
-    except Conflict as exc:
-        flash(_conflict_text(exc), "error")
-    except InvalidInput as exc:
-        flash(field_message(exc.message), "error")
+        result = kefu().escalate(task_id, me(), reason)
+    except Conflict:
+        flash(_("这个任务已经升级过，主管尚未处理；没有重复升级。"), "error")
+    except FormValidationError as exc:
+        flash("；".join(field_message(m) for m in exc.errors.values()), "error")
+    except InvalidInput:
+        flash(_("只有转办给其他部门的任务可以升级"), "error")
     else:
-        flash(_("已升级至客服主管"), "success")
+        flash(_("已升级至客服主管：%(ticket)s", ticket=result["ticket_no"]), "success")
     return redirect(back)
 
 
 # ---------------------------------------------------------------- intake
 def _intake_page(kind: str, values=None, errors=None, customer=None, status=200):
-    step = kefu().start_form(kind)  # NotFound (404) for an unknown kind
+    step = kefu().start_form(kind)
     return render_template("intake.html", kind=kind, step=step, values=values or defaults(step["form"]),
                            errors=errors or {}, customer=customer, users=users_by_role()), status
 
@@ -214,6 +214,8 @@ def _intake_page(kind: str, values=None, errors=None, customer=None, status=200)
 @roles_required(*START_ROLES)
 def intake(kind):
     """A new consultation, complaint or repair: the first task's form, with customer lookup."""
+    if kind not in INTAKE_KINDS:
+        abort(404)
     customer = None
     if request.args.get("customer", "").isdigit():
         customer = kefu().get_customer(int(request.args["customer"]))
@@ -231,6 +233,8 @@ def intake(kind):
 @roles_required(*START_ROLES)
 def intake_submit(kind):
     """Open the ticket with the intake form completed; on any error nothing is created and nothing lost."""
+    if kind not in INTAKE_KINDS:
+        abort(404)
     step = kefu().start_form(kind)
     data, values = submitted(step["form"], request.form)
     ref = request.form.get("kefu_customer_id", "")

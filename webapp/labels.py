@@ -12,7 +12,9 @@ from markupsafe import Markup, escape
 
 from engine.clock import SHANGHAI
 
-KINDS = {"consultation": _l("客户咨询"), "complaint": _l("客户投诉"), "repair": _l("客户报修")}
+KINDS = {"consultation": _l("客户咨询"), "complaint": _l("客户投诉"), "repair": _l("客户报修"),
+         "escalation": _l("升级工单")}
+INTAKE_KINDS = ("consultation", "complaint", "repair")
 NEW_KIND = {"consultation": _l("新建咨询"), "complaint": _l("新建投诉"), "repair": _l("新建报修")}
 STATUSES = {"active": _l("处理中"), "completed": _l("已完成"), "incident": _l("异常")}
 ROLES = {"agent": _l("客服专员"), "supervisor": _l("客服主管"), "department": _l("责任部门"),
@@ -27,9 +29,11 @@ EVENTS = {
     "task_completed": _l("完成任务"), "task_cancelled": _l("任务取消"), "task_escalated": _l("升级至主管"),
     "gateway_passed": _l("流程分支"), "script_ran": _l("系统处理"), "timer_fired": _l("定时触发"),
     "end_reached": _l("流程结束"), "instance_completed": _l("工单完成"), "incident_raised": _l("出现异常"),
-    "incident_retried": _l("异常重试"),
+    "incident_retried": _l("异常重试"), "timer_set": _l("设定时限"), "deadline_set": _l("设定时限"),
+    "clock_paused": _l("计时暂停"), "clock_resumed": _l("计时恢复"),
 }
-SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created"}
+DEADLINES = {"response": _l("响应时限"), "finish": _l("完成时限")}
+SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created", "timer_set"}
 NEAR_DUE_SECONDS = 4 * 3600
 translate = _  # for text not written here (from the diagrams): not picked up by extraction
 
@@ -175,5 +179,5 @@ def register_template_helpers(app) -> None:
     app.jinja_env.globals.update(
         lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, field_label=field_label, option_label=option_label,
         vip_badge=vip_badge, kinds=KINDS, new_kind=NEW_KIND, statuses=STATUSES, role_labels=ROLES,
-        task_states=TASK_STATES, severities=SEVERITIES, end_reasons=END_REASONS, event_labels=EVENTS,
+        task_states=TASK_STATES, severities=SEVERITIES, end_reasons=END_REASONS, event_labels=EVENTS, deadline_labels=DEADLINES,
         system_events=SYSTEM_EVENTS)

@@ -26,13 +26,14 @@ def instance(ref):
     """One ticket: status, deadlines, the diagram with its current tasks, and the timeline."""
     shown = kefu().show(ref)
     check_instance(current_user, shown)
-    my_tasks = {t["id"] for t in kefu().tasks(actor=me(), instance=shown["instance_id"])
-                if may_work(current_user, t)}
+    ready = kefu().tasks(instance=shown["instance_id"])
+    my_tasks = {t["id"] for t in ready if may_work(current_user, t)}
+    escalatable = {t["id"] for t in ready if t.get("escalatable")}
     customer = shown["customer"]
     # Everything the ticket has passed through: completed tasks, gateways taken, scripts, timers, ends.
     done = list(dict.fromkeys(e["bpmn_id"] for e in shown["events"] if e["bpmn_id"] and e["type"] in PASSED))
     return render_template("instance.html", i=shown, steps=kefu().steps(shown["instance_id"]), done=done,
-                           my_tasks=my_tasks, escalate=hasattr(kefu(), "escalate"),
+                           my_tasks=my_tasks, escalatable=escalatable,
                            show_contact=bool(customer) and contact_visible(current_user, customer["id"]))
 
 
