@@ -88,6 +88,15 @@ class Desk:
         self.page.locator(f'.queue:not(#q-all) tr[data-bpmn="{bpmn_id}"] a[href^="/tasks/"]').first.click()
         self.page.wait_for_selector("form.task-form")
 
+    def fill(self, **values):
+        """Type into the form's fields by id; options of a select are chosen by their id."""
+        for fid, value in values.items():
+            target = f"#f-{fid}"
+            if self.page.locator(f"select{target}").count():
+                self.page.select_option(target, value)
+            else:
+                self.page.fill(target, value)
+
     def submit(self):
         self.page.click("form.task-form button[type=submit]")
         self.page.wait_for_load_state()
@@ -113,12 +122,8 @@ def test_major_vip_complaint_from_intake_to_revisit(browser, server, kefu):
     assert page.input_value("#f-customer_name") == "华东银行股份有限公司"
     assert page.input_value("#f-contact_phone") == "021-63210000"
     assert page.locator("#chosen-vip .vip").is_visible()
-    page.fill("#f-complaint_time", "2026-11-23T08:50")
-    page.fill("#f-place", "徐汇营业部")
-    page.fill("#f-content", "夜班保安对来访客户态度恶劣，并拒绝登记。")
-    page.fill("#f-customer_demand", "书面道歉并说明整改措施")
-    page.select_option("#f-nature", "service_attitude")
-    page.select_option("#f-severity", "major")
+    agent.fill(complaint_time="2026-11-23T08:50", place="徐汇营业部", content="夜班保安对来访客户态度恶劣，并拒绝登记。",
+               customer_demand="书面道歉并说明整改措施", nature="service_attitude", severity="major")
     agent.shot("02-intake-filled")
     page.click("#intake-form button[type=submit]")
     page.wait_for_url(re.compile(r".*/instances/TS20261123-\d{4}$"))
@@ -195,29 +200,19 @@ def test_invalid_intake_loses_nothing(browser, server, kefu):
     agent = Desk(browser, server, "agent")
     page = agent.page
     agent.goto("/new/complaint")
-    page.fill("#f-customer_name", "周先生")
-    page.fill("#f-contact_phone", "136 0000 1234")
-    page.fill("#f-complaint_time", "2026-11-23T08:30")
-    page.fill("#f-place", "南京西路写字楼大堂")
-    page.fill("#f-customer_demand", "希望尽快回电")
-    page.select_option("#f-severity", "urgent")
-    # content (required) and nature (required) left empty
+    typed = {"customer_name": "周先生", "contact_phone": "136 0000 1234", "complaint_time": "2026-11-23T08:30",
+             "place": "南京西路写字楼大堂", "customer_demand": "希望尽快回电", "severity": "urgent"}
+    agent.fill(**typed)  # content (required) and nature (required) left empty
     page.click("#intake-form button[type=submit]")
     page.wait_for_selector(".field.invalid")
     assert page.locator('[data-field="content"] .err').inner_text() == "必填"
     assert page.locator('[data-field="nature"] .err').inner_text() == "必填"
     assert page.locator('[data-field="place"] .err').count() == 0
-    assert page.input_value("#f-customer_name") == "周先生"
-    assert page.input_value("#f-contact_phone") == "136 0000 1234"
-    assert page.input_value("#f-complaint_time") == "2026-11-23T08:30"
-    assert page.input_value("#f-place") == "南京西路写字楼大堂"
-    assert page.input_value("#f-customer_demand") == "希望尽快回电"
-    assert page.input_value("#f-severity") == "urgent"
+    assert {fid: page.input_value(f"#f-{fid}") for fid in typed} == typed
     agent.shot("12-intake-invalid")
     assert kefu.instances() == [] and kefu.find_customers("周先生") == []
     # Fixing only the two fields is enough: everything else was kept.
-    page.fill("#f-content", "门禁卡无法刷开")
-    page.select_option("#f-nature", "product")
+    agent.fill(content="门禁卡无法刷开", nature="product")
     page.click("#intake-form button[type=submit]")
     page.wait_for_selector(".flash.success")
     [inst] = kefu.instances()
