@@ -203,6 +203,8 @@ def test_invalid_intake_loses_nothing(browser, server, kefu):
     typed = {"customer_name": "周先生", "contact_phone": "136 0000 1234", "complaint_time": "2026-11-23T08:30",
              "place": "南京西路写字楼大堂", "customer_demand": "希望尽快回电", "severity": "urgent"}
     agent.fill(**typed)  # content (required) and nature (required) left empty
+    page.reload()        # a reload (or a lost connection) keeps the draft in the browser
+    assert {fid: page.input_value(f"#f-{fid}") for fid in typed} == typed
     page.click("#intake-form button[type=submit]")
     page.wait_for_selector(".field.invalid")
     assert page.locator('[data-field="content"] .err').inner_text() == "必填"
@@ -219,4 +221,6 @@ def test_invalid_intake_loses_nothing(browser, server, kefu):
     registered = kefu.show(inst["instance_id"])["events"]
     data = next(e["data"] for e in registered if e["type"] == "task_completed")
     assert data["place"] == "南京西路写字楼大堂" and data["customer_demand"] == "希望尽快回电"
+    agent.goto("/new/complaint")  # once accepted, the draft is gone: the next intake starts empty
+    assert page.input_value("#f-customer_name") == "" and page.input_value("#f-place") == ""
     agent.close()
