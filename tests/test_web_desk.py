@@ -202,3 +202,11 @@ def test_agent_escalates_a_transferred_task_from_the_ticket(scenario, kefu):
     register(scenario)
     own = scenario.task("transfer")
     assert f'/tasks/{own["id"]}/escalate' not in agent.page(f"/tasks/{own['id']}")
+
+
+def test_intake_with_a_vanished_customer_keeps_the_typing(web, kefu):
+    web.login_as("agent")
+    r = web.post("/new/complaint", {**COMPLAINT, "kefu_customer_id": "999"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 422 and "无法登记" in html and field_value(html, "place") == "浦东营业部"
+    assert kefu.instances() == []

@@ -6,11 +6,11 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from engine import Conflict, FormValidationError, InvalidInput
+from engine import Conflict, FormValidationError, InvalidInput, NotFound
 
 from .access import START_ROLES, contact_visible, may_work
 from .auth import kefu, me, roles_required
-from .labels import INTAKE_KINDS, KINDS, SEVERITIES, field_message
+from .labels import INTAKE_KINDS, KINDS, SEVERITIES, field_message, task_title
 
 bp = Blueprint("desk", __name__)
 
@@ -114,7 +114,7 @@ def complete(task_id):
         return _task_page(task_id, values, field_errors(exc), status=422)
     except Conflict as exc:
         return _task_page(task_id, values, notice=_conflict_text(exc), status=409)
-    flash(_("已提交：%(task)s（%(ticket)s）", task=t["name"], ticket=result["ticket_no"]), "success")
+    flash(_("已提交：%(task)s（%(ticket)s）", task=task_title(t), ticket=result["ticket_no"]), "success")
     return redirect(_follow_up(result))
 
 
@@ -144,7 +144,7 @@ def claim(task_id):
     except Conflict as exc:
         flash(_conflict_text(exc), "error")
     else:
-        flash(_("已认领：%(task)s", task=t["name"]), "success")
+        flash(_("已认领：%(task)s", task=task_title(t)), "success")
     return redirect(_next_url(url_for("desk.task", task_id=task_id)))
 
 
@@ -160,7 +160,7 @@ def unclaim(task_id):
     except Conflict as exc:
         flash(_conflict_text(exc), "error")
     else:
-        flash(_("已释放：%(task)s", task=t["name"]), "success")
+        flash(_("已释放：%(task)s", task=task_title(t)), "success")
     return redirect(_next_url(url_for("desk.inbox")))
 
 
@@ -177,7 +177,7 @@ def reassign(task_id):
     except Conflict as exc:
         flash(_conflict_text(exc), "error")
     else:
-        flash(_("已将“%(task)s”改派给 %(user)s", task=t["name"], user=to_user), "success")
+        flash(_("已将“%(task)s”改派给 %(user)s", task=task_title(t), user=to_user), "success")
     return redirect(_next_url(url_for("desk.inbox")))
 
 
@@ -238,11 +238,15 @@ def intake_submit(kind):
     step = kefu().start_form(kind)
     data, values = submitted(step["form"], request.form)
     ref = request.form.get("kefu_customer_id", "")
-    customer = kefu().get_customer(int(ref)) if ref.isdigit() else None
+    customer = None
     try:
+        customer = kefu().get_customer(int(ref)) if ref.isdigit() else None
         result = kefu().start(kind, me(), data=data, customer_id=customer["id"] if customer else None)
     except FormValidationError as exc:
         return _intake_page(kind, values, field_errors(exc), customer, status=422)
+    except (InvalidInput, NotFound) as exc:  # e.g. the chosen customer was removed meanwhile: keep the typing
+        return _intake_page(kind, values, {"_form": _("无法登记：%(reason)s", reason=exc.message)}, None,
+                            status=422)
     flash(_("已登记：%(ticket)s", ticket=result["ticket_no"]), "success")
     for brief in result["tasks"]:
         if brief["role"] in current_user.roles and brief["assignee"] in (None, me()):
