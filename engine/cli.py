@@ -37,9 +37,13 @@ DEMO_CUSTOMERS = [
 ]
 
 
+_opened = []
+
+
 def _service(need_schema=True):
     from .service import Kefu
     k = Kefu()
+    _opened.append(k)
     if need_schema and not k.db.has_schema():
         raise KefuError(f"the database {k.config.database_url} has no Kefu schema yet; run 'kefu init'")
     return k
@@ -235,6 +239,74 @@ def cmd_audit_verify(args):
     return 0 if not problems else 7
 
 
+def cmd_scheduler(args):
+    import logging
+    from .scheduler import run_forever
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    k = _service()
+    _warn_missing_calendar(k)
+    return run_forever(k, sweep_seconds=args.sweep)
+
+
+def _warn_missing_calendar(k) -> None:
+    for y in k.calendar_status()["years"]:
+        if y["missing"]:
+            print(f"kefu: warning: no official working-day calendar for {y['year']}; Monday-Friday is used "
+                  f"until the process owner enters it ('kefu calendar set')", file=sys.stderr)
+
+
+def cmd_clock_show(args):
+    _print(args, _service().clock_status(), _clock_text)
+
+
+def cmd_clock_advance(args):
+    from .clock import parse_duration
+    k = _service()
+    r = k.advance_clock(parse_duration(args.duration))
+    if not args.no_fire:
+        r["fired"] = k.fire_due_timers()
+    _print(args, r, lambda r: _clock_text(r) + (f"\nfired {len(r['fired'])} timer(s)" + "".join(
+        f"\n  {f['ticket_no']} {f['name'] or f['timer']} (due {f['due_at']})" for f in r["fired"])
+        if "fired" in r else ""))
+
+
+def _clock_text(r):
+    off = r["offset_seconds"]
+    return (f"now {r['now']} (KEFU_ENV={r['env']}" + (", pinned" if r["pinned"] else "")
+            + (f", advanced by {off / 86400:.2f} days" if off else "") + ")")
+
+
+def cmd_calendar_status(args):
+    years = range(args.year, args.year + 1) if args.year else None
+    k = _service()
+    r = {**k.calendar_status(years), "overrides": k.calendar_days(args.year)}
+    _print(args, r, lambda r: "\n".join(
+        [f"{r['library']} knows {r['library_years'][0]}-{r['library_years'][1]}"]
+        + [f"{y['year']}: {y['source']}" + (f" ({y['overrides']} override(s))" if y["overrides"] else "")
+           + ("  <- missing: Monday-Friday is used" if y["missing"] else "") for y in r["years"]]
+        + [f"  {o['day']} {'working day' if o['working'] else 'day off'}"
+           + (f"  {o['note']}" if o["note"] else "") for o in r["overrides"]]))
+
+
+def cmd_calendar_set(args):
+    working = {"working": True, "holiday": False, "off": False}[args.kind]
+    r = _service().set_calendar_day(args.day, working, args.actor, note=args.note)
+    _print(args, r, lambda r: f"{r['day']}: {'working day' if r['working'] else 'day off'} ({r['source']})")
+
+
+def cmd_calendar_unset(args):
+    r = _service().set_calendar_day(args.day, None, args.actor)
+    _print(args, r, lambda r: f"{r['day']}: {'working day' if r['working'] else 'day off'} ({r['source']})")
+
+
+def cmd_calendar_add(args):
+    r = _service().add_working_days(args.start, args.days)
+    _print(args, r, lambda r: f"{r['working_days']} working day(s) after {r['start']}: {r['due_at']}"
+           + (f"  (weekday rule for {r['calendar']['weekday_rule_years']})"
+              if r["calendar"].get("weekday_rule_years") else ""))
+
+
 def cmd_serve(args):
     # The web layer is loaded by name so the engine package itself never depends on it.
     webapp = importlib.import_module("webapp")
@@ -317,6 +389,31 @@ def build_parser() -> argparse.ArgumentParser:
     aud = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True, metavar="ACTION")
     sp = add("verify", cmd_audit_verify, "verify the hash chains of the audit log", subparsers=aud)
     sp.add_argument("--instance")
+    sp = add("scheduler", cmd_scheduler, "run a timer scheduler process (several may share one database)")
+    sp.add_argument("--sweep", type=float, default=5.0, help="seconds between sweeps (default 5)")
+    clock = sub.add_parser("clock", help="the service's clock (moves only in demo and test)").add_subparsers(
+        dest="sub", required=True, metavar="ACTION")
+    add("show", cmd_clock_show, "show the service's current time", subparsers=clock)
+    sp = add("advance", cmd_clock_advance, "move the clock forward, e.g. 3d, 2h30m, P1DT2H (demo/test only)",
+             subparsers=clock)
+    sp.add_argument("duration")
+    sp.add_argument("--no-fire", action="store_true", help="do not fire the timers that fell due")
+    cal = sub.add_parser("calendar", help="the working-day calendar (T2)").add_subparsers(
+        dest="sub", required=True, metavar="ACTION")
+    sp = add("status", cmd_calendar_status, "which years are known, and the overrides", subparsers=cal)
+    sp.add_argument("--year", type=int)
+    sp = add("set", cmd_calendar_set, "override a day as a working day or a day off (process_owner)",
+             subparsers=cal)
+    sp.add_argument("day", help="YYYY-MM-DD")
+    sp.add_argument("kind", choices=["working", "holiday", "off"])
+    sp.add_argument("--note")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp = add("unset", cmd_calendar_unset, "drop a day's override", subparsers=cal)
+    sp.add_argument("day")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp = add("add", cmd_calendar_add, "the date N working days after a start", subparsers=cal)
+    sp.add_argument("start", help="ISO date or time (Asia/Shanghai when no offset)")
+    sp.add_argument("days", type=int)
     sp = add("serve", cmd_serve, "run the service: web UI, scheduler, embedded database")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=5000)
@@ -336,6 +433,9 @@ def _report(args, exc: KefuError) -> None:
 
 
 def main(argv=None) -> int:
+    import warnings
+    from .calendar import CalendarDataMissing
+    warnings.simplefilter("ignore", CalendarDataMissing)  # reported through the log and 'calendar status'
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "json"):
@@ -352,6 +452,9 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        while _opened:  # close the connections: SQLite folds its write-ahead log back into the file
+            _opened.pop().db.dispose()
 
 
 if __name__ == "__main__":

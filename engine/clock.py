@@ -7,6 +7,7 @@ subclass whose ``now()`` delegates to the active clock.
 """
 from __future__ import annotations
 
+import re
 import sys
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -30,24 +31,40 @@ def parse_instant(text: str) -> datetime:
 
 
 class Clock:
-    """Wall-clock time, or a pinned time that only moves when told to (test and demo)."""
+    """Wall-clock time, or a pinned time that only moves when told to (test and demo), plus an offset.
 
-    def __init__(self, pinned: datetime | None = None):
+    The offset is how far the demo/test clock has been advanced (``kefu clock advance 3d``); the service keeps
+    it in the database so every process (web, scheduler, CLI) sees the same time.
+    """
+
+    def __init__(self, pinned: datetime | None = None, offset: timedelta = timedelta(0)):
         self._pinned = pinned.astimezone(timezone.utc) if pinned else None
+        self.offset = offset
 
     @property
     def pinned(self) -> bool:
         return self._pinned is not None
 
     def now(self) -> datetime:
-        return self._pinned if self._pinned is not None else datetime.now(timezone.utc)
+        base = self._pinned if self._pinned is not None else datetime.now(timezone.utc)
+        return base + self.offset if self.offset else base
 
     def set(self, when: datetime) -> None:
-        self._pinned = when.astimezone(timezone.utc)
+        self._pinned = when.astimezone(timezone.utc) - self.offset
 
     def advance(self, delta: timedelta) -> datetime:
-        self._pinned = self.now() + delta
-        return self._pinned
+        if self._pinned is not None:
+            self._pinned += delta
+        else:
+            self.offset += delta
+        return self.now()
+
+    def real_time_of(self, instant: datetime) -> datetime | None:
+        """When the wall clock will show ``instant`` on this clock; None for a pinned clock (it never gets
+        there by itself)."""
+        if self._pinned is not None:
+            return None
+        return instant - self.offset
 
     @classmethod
     def from_config(cls, config) -> "Clock":
@@ -57,6 +74,30 @@ class Clock:
             print(f"kefu: KEFU_CLOCK is ignored because KEFU_ENV={config.env!r} "
                   "(time can be pinned only in 'test' or 'demo')", file=sys.stderr)
         return cls()
+
+
+def parse_duration(text: str) -> timedelta:
+    """``3d``, ``2h``, ``30m``, ``45s``, combinations like ``1d12h``, or ISO ``P3DT2H``; may start with ``-``."""
+    raw = str(text).strip()
+    sign = -1 if raw.startswith("-") else 1
+    body = raw.lstrip("+-").upper()
+    if body.startswith("P"):
+        m = re.fullmatch(r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", body)
+        parts = m and [int(g or 0) for g in m.groups()]
+        if not m or body in ("P", "PT"):
+            raise InvalidInput(f"not a duration: {text!r} (try 3d, 2h30m or P3DT2H)")
+        delta = timedelta(weeks=parts[0], days=parts[1], hours=parts[2], minutes=parts[3], seconds=parts[4])
+    else:
+        found = re.findall(r"(\d+(?:\.\d+)?)([WDHMS])", body)
+        if not found or "".join(n + u for n, u in found) != body:
+            raise InvalidInput(f"not a duration: {text!r} (try 3d, 2h30m or P3DT2H)")
+        unit = {"W": "weeks", "D": "days", "H": "hours", "M": "minutes", "S": "seconds"}
+        delta = timedelta()
+        for n, u in found:
+            delta += timedelta(**{unit[u]: float(n)})
+    if delta > timedelta(days=3660):
+        raise InvalidInput(f"a duration of at most ten years, not {text!r}")
+    return sign * delta
 
 
 _active = Clock()

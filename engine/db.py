@@ -5,12 +5,16 @@ must, and leaving the block without an exception commits everything at once; an 
 """
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 
 from sqlalchemy import (JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator,
                         UniqueConstraint, create_engine, event)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+
+log = logging.getLogger("kefu.db")
 
 
 class UTCDateTime(TypeDecorator):
@@ -219,6 +223,9 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Called with the earliest due time of the timers a committed unit of work wrote (scheduler wake-up).
+        self.timer_listeners: list = []
+        event.listen(self.sessions, "after_commit", self._after_commit)
         # Reads need no write lock: on SQLite they get their own engine without BEGIN IMMEDIATE.
         if url.startswith("sqlite"):
             self.read_engine = create_engine(url, **kwargs)
@@ -226,6 +233,16 @@ class Database:
         else:
             self.read_engine = self.engine
         self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    def _after_commit(self, session) -> None:
+        due = session.info.pop("kefu_timers_due", None)
+        if not due:
+            return
+        for listener in list(self.timer_listeners):
+            try:
+                listener(min(due))
+            except Exception:  # noqa: BLE001 - a listener never undoes a committed unit of work
+                log.exception("timer listener failed")
 
     def create_all(self) -> None:
         Base.metadata.create_all(self.engine)

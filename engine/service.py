@@ -8,7 +8,8 @@ A stale lock version (someone else saved the instance meanwhile) is a Conflict, 
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+import logging
+from datetime import date, datetime, timedelta, timezone
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
@@ -22,7 +23,7 @@ from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import undefer
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -32,12 +33,13 @@ from .config import Config
 from .db import CalendarDay, Counter, Customer, Database, Definition, HumanTask, Instance, Setting, Timer, User
 from .definitions import ROLES, SpecCache, diagram_files, lane_role, latest, make_serializer, next_version, \
     parse_diagram, rule_ids
-from .errors import Conflict, DefinitionError, FormValidationError, IncidentError, InvalidInput, NotAllowed, \
+from .errors import ClockError, Conflict, DefinitionError, FormValidationError, IncidentError, InvalidInput, NotAllowed, \
     NotFound
 from .forms import FormValidator, build_fields
 from .sla import SLA_DECISION, SlaTable, parse_sla
 from .users import check_password, check_roles, check_user_name, hash_password
 
+log = logging.getLogger("kefu.engine")
 TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX", "escalation": "SJ"}
 START_ROLES = {"agent", "supervisor"}
 # Tasks worked outside the customer-service department: an agent may escalate them (000 §五.1).
@@ -48,6 +50,8 @@ SUMMARY_FIELDS = ("question", "content", "fault_symptom")
 CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note")
 SYSTEM = "system"
 CALENDAR_REVISION = "calendar_revision"
+CLOCK_OFFSET = "clock_offset_seconds"
+FIRE_BATCH = 50  # instances fired per transaction: one commit (one fsync) for many firings
 CALENDAR_ROLES = {"process_owner"}
 # Data keys the diagrams use for the two clocks of a work order (T1) and their pause (R4).
 CLOCKS = ("response", "finish")
@@ -93,6 +97,8 @@ class Kefu:
         self.specs = SpecCache()
         self.serializer = make_serializer(self.specs)
         self._sla_tables: dict[str, SlaTable] = {}
+        # Called with the earliest due time after a unit of work wrote timers (the in-process scheduler).
+        self.timer_listeners = self.db.timer_listeners
         self.calendar = calendar_mod.use(calendar_mod.WorkingCalendar(revision=-1))
 
     def now(self) -> datetime:
@@ -381,14 +387,22 @@ class Kefu:
         return d, table
 
     def _sync_calendar(self, s) -> None:
-        """Reload the calendar overrides when the process owner changed them (any process may have)."""
-        rev = s.get(Setting, CALENDAR_REVISION)
-        rev = int(rev.value) if rev is not None else 0
+        """Pick up what another process changed: the calendar overrides and the demo/test clock offset."""
+        settings = {r.key: r.value for r in s.scalars(select(Setting).where(
+            Setting.key.in_((CALENDAR_REVISION, CLOCK_OFFSET))))}
+        rev = int(settings.get(CALENDAR_REVISION, 0))
         if rev != self.calendar.revision:
             overrides = {r.day: r.working for r in s.scalars(select(CalendarDay))}
             self.calendar = calendar_mod.use(calendar_mod.WorkingCalendar(overrides, rev))
         else:
             calendar_mod.use(self.calendar)
+        if self.config.time_controls_allowed:
+            self.clock.offset = timedelta(seconds=float(settings.get(CLOCK_OFFSET, 0)))
+
+    def sync(self) -> None:
+        """Refresh the shared settings (clock offset, calendar) now; the scheduler calls it before a sweep."""
+        with self.db.reading() as s:
+            self._sync_calendar(s)
 
     def _load(self, s, inst: Instance) -> BpmnWorkflow:
         self._sync_calendar(s)
@@ -563,41 +577,140 @@ class Kefu:
                 q = q.where(Timer.instance_id == self._instance(s, instance).id)
             return [self._timer_dict(t) for t in s.scalars(q)]
 
-    def fire_due_timers(self, now: datetime | None = None) -> list[dict]:
-        """Fire every timer whose due time has passed (SpiffWorkflow fires strictly after it), each instance
-        in its own unit of work."""
+    def fire_due_timers(self, now: datetime | None = None, limit: int | None = None) -> list[dict]:
+        """Fire every timer whose due time has passed (SpiffWorkflow fires strictly after it).
+
+        Each batch claims the instances of due timers with ``FOR UPDATE SKIP LOCKED`` (on SQLite the whole
+        database is the lock: ``BEGIN IMMEDIATE``), so two schedulers never fire the same timer; each
+        instance is loaded, ``refresh_timers()`` + engine steps run, and it is saved exactly as a user action
+        is, inside a savepoint so one broken instance does not hold up the others. A timer whose task was
+        completed meanwhile has no row any more: nothing happens.
+        """
         now = now or self.now()
-        with self.db.reading() as s:
-            due = list(s.execute(select(Timer.instance_id, Timer.id).where(Timer.due_at < now)
-                                 .order_by(Timer.due_at)))
-        fired, seen = [], set()
-        for instance_id, _timer_id in due:
-            if instance_id in seen:
-                continue
-            seen.add(instance_id)
-            try:
-                fired.extend(self._fire_instance(instance_id, now))
-            except Conflict:
-                continue  # someone saved the instance meanwhile; its timers are re-read next time
+        fired, failed = [], set()
+        while limit is None or len(fired) < limit:
+            with self.db.unit_of_work() as s:
+                self._sync_calendar(s)
+                q = (select(Instance.id).join(Timer, Timer.instance_id == Instance.id)
+                     .where(Timer.due_at < now).order_by(Timer.due_at, Instance.id).limit(FIRE_BATCH * 2)
+                     .with_for_update(skip_locked=True, of=Instance))
+                if failed:
+                    q = q.where(Instance.id.not_in(failed))
+                ids = list(dict.fromkeys(s.scalars(q)))[:FIRE_BATCH]
+                for instance_id in ids:
+                    try:
+                        with s.begin_nested():
+                            fired.extend(self._fire_in(s, instance_id, now))
+                    except Exception:  # noqa: BLE001 - logged; the next sweep tries this instance again
+                        log.exception("firing the timers of instance %s failed", instance_id)
+                        failed.add(instance_id)
+            if len(ids) < FIRE_BATCH:
+                break
         return fired
 
-    def _fire_instance(self, instance_id: int, now: datetime) -> list[dict]:
+    def _fire_in(self, s, instance_id: int, now: datetime) -> list[dict]:
+        inst = s.get(Instance, instance_id, options=_WITH_STATE)
+        if inst is None or inst.status == "completed":
+            return []
+        due = list(s.scalars(select(Timer).where(Timer.instance_id == instance_id, Timer.due_at < now)))
+        if not due:
+            return []  # fired or completed meanwhile by someone else
+        wf = self._load(s, inst)
+        events: list[audit.PendingEvent] = []
+        before = self._states(wf)
+        incident = self._run(wf)
+        self._save(s, inst, wf, events, SYSTEM, before, incident)
+        fired_ids = {str(e.task_id) for e in events if e.type == "timer_fired"}
+        return [{"instance_id": inst.id, "ticket_no": inst.ticket_no, "timer": t.bpmn_id,
+                 "name": t.name, "due_at": iso(t.due_at), "fired_at": iso(now)} for t in due if t.id in fired_ids]
+
+    def next_timer_due(self) -> datetime | None:
+        """The earliest due time in the timer table (the scheduler wakes then)."""
+        with self.db.reading() as s:
+            return s.scalar(select(func.min(Timer.due_at)))
+
+    # ------------------------------------------------------------------ demo and test time
+    def clock_status(self) -> dict:
+        self.sync()
+        return {"now": iso(self.now()), "env": self.config.env, "pinned": self.clock.pinned,
+                "offset_seconds": self.clock.offset.total_seconds(),
+                "controls": self.config.time_controls_allowed}
+
+    def advance_clock(self, delta: timedelta, actor: str = SYSTEM) -> dict:
+        """Move the service's clock (every process sharing the database) forward; demo and test only."""
+        if not self.config.time_controls_allowed:
+            raise ClockError(f"the clock cannot be moved when KEFU_ENV={self.config.env!r}; "
+                             "time controls exist only in 'demo' and 'test'")
+        if delta < timedelta(0):
+            raise InvalidInput("the clock only moves forward (timers already fired cannot be undone)")
         with self.db.unit_of_work() as s:
-            inst = s.get(Instance, instance_id, with_for_update=True, options=_WITH_STATE)
-            if inst is None or inst.status == "completed":
-                return []
-            due = [t for t in s.scalars(select(Timer).where(Timer.instance_id == instance_id,
-                                                            Timer.due_at < now))]
-            if not due:
-                return []
-            wf = self._load(s, inst)
-            events: list[audit.PendingEvent] = []
-            before = self._states(wf)
-            incident = self._run(wf)
-            self._save(s, inst, wf, events, SYSTEM, before, incident)
-            fired_ids = {str(e.task_id) for e in events if e.type == "timer_fired"}
-            return [{"instance_id": inst.id, "ticket_no": inst.ticket_no, "timer": t.bpmn_id,
-                     "name": t.name, "due_at": iso(t.due_at)} for t in due if t.id in fired_ids]
+            row = s.get(Setting, CLOCK_OFFSET, with_for_update=True)
+            if row is None:
+                row = Setting(key=CLOCK_OFFSET, value="0")
+                s.add(row)
+            row.value = repr(float(row.value) + delta.total_seconds())
+            self.clock.offset = timedelta(seconds=float(row.value))
+        log.info("%s advanced the clock by %s to %s", actor, delta, iso(self.now()))
+        return self.clock_status()
+
+    # ------------------------------------------------------------------ working-day calendar (T2)
+    def calendar_days(self, year: int | None = None) -> list[dict]:
+        with self.db.reading() as s:
+            q = select(CalendarDay).order_by(CalendarDay.day)
+            if year is not None:
+                q = q.where(CalendarDay.day >= date(year, 1, 1), CalendarDay.day <= date(year, 12, 31))
+            return [{"day": r.day.isoformat(), "working": r.working, "note": r.note, "updated_by": r.updated_by,
+                     "updated_at": iso(r.updated_at)} for r in s.scalars(q)]
+
+    def calendar_status(self, years=None) -> dict:
+        self.sync()
+        this = self.now().astimezone(SHANGHAI).year
+        years = list(years or range(this - 1, this + 2))
+        return {"library": calendar_mod.LIBRARY, "library_years": list(calendar_mod.LIBRARY_YEARS),
+                "revision": self.calendar.revision, "years": self.calendar.status(years)}
+
+    def set_calendar_day(self, day, working: bool | None, actor: str, note: str | None = None) -> dict:
+        """Override one day (``working`` True/False), or drop the override (``working`` None)."""
+        if isinstance(day, str):
+            try:
+                day = date.fromisoformat(day.strip())
+            except ValueError:
+                raise InvalidInput(f"not a date (YYYY-MM-DD): {day!r}") from None
+        if not 2000 <= day.year <= 2100:
+            raise InvalidInput(f"a day between 2000 and 2100, not {day}")
+        if note is not None and len(note) > 200:
+            raise InvalidInput("the note is longer than 200 characters")
+        with self.db.unit_of_work() as s:
+            user = self._user(s, actor)
+            if not user.role_set & CALENDAR_ROLES:
+                raise NotAllowed(f"user {actor} may not change the working-day calendar (needs process_owner)")
+            row = s.get(CalendarDay, day)
+            if working is None:
+                if row is None:
+                    raise NotFound(f"no override for {day}")
+                s.delete(row)
+            elif row is None:
+                s.add(CalendarDay(day=day, working=working, note=note, updated_by=actor, updated_at=self.now()))
+            else:
+                row.working, row.note, row.updated_by, row.updated_at = working, note, actor, self.now()
+            rev = s.get(Setting, CALENDAR_REVISION, with_for_update=True)
+            if rev is None:
+                rev = Setting(key=CALENDAR_REVISION, value="0")
+                s.add(rev)
+            rev.value = str(int(rev.value) + 1)
+        self.sync()
+        return {"day": day.isoformat(), "working": self.calendar.is_working_day(day),
+                "source": self.calendar.source(day), "note": note if working is not None else None}
+
+    def add_working_days(self, start, days: int) -> dict:
+        """Where ``days`` working days after ``start`` fall, and what decided it (for people checking)."""
+        self.sync()
+        try:
+            when = self.calendar.add_working_days(start, int(days))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(str(exc)) from None
+        return {"start": start if isinstance(start, str) else iso(start), "working_days": int(days),
+                "due_at": iso(when), "calendar": self.calendar.describe(start, when)}
 
     # ------------------------------------------------------------------ incidents
     def retry_incident(self, instance_ref, actor: str, data: dict | None = None) -> dict:
@@ -919,6 +1032,7 @@ class Kefu:
                             due_at=when, created_at=now))
             else:
                 row.due_at = when
+            s.info.setdefault("kefu_timers_due", []).append(when)
             events.append(audit.PendingEvent("timer_set", SYSTEM, now, task_id=tid, bpmn_id=spec.bpmn_id,
                                              task_name=spec.bpmn_name, rules=rule_ids(spec.documentation),
                                              data=self._due_basis(t, when, attached, now)))

@@ -121,3 +121,54 @@ def test_a_broken_diagram_fails_deploy_naming_file_and_element(kefu_cli, tmp_pat
         "ratio = 100 // divisor", "ratio = ().__class__"), encoding="utf-8")
     p = kefu_cli("deploy", str(bad), expect=2)
     assert "bad.bpmn" in p.stderr and "compute" in p.stderr
+
+
+def test_clock_advance_makes_a_timer_fall_due_and_fires_it(seeded, kefu_cli):
+    kefu_cli("start", "mini", "--as", "agent", "--data",
+             '{"customer_name": "李四", "divisor": 1, "deadline": "2026-11-24T09:00"}')
+    assert j(kefu_cli("clock", "show", "--json"))["now"] == PINNED
+    r = j(kefu_cli("clock", "advance", "1d1s", "--json"))
+    assert r["now"] == "2026-11-24T09:00:01+08:00" and len(r["fired"]) == 1
+    # Every later command sees the advanced time (the offset lives in the database).
+    assert j(kefu_cli("clock", "show", "--json"))["offset_seconds"] == 86401
+    assert j(kefu_cli("show", "1", "--json"))["status"] == "completed"
+    p = kefu_cli("clock", "advance", "soon", expect=2)
+    assert "not a duration" in p.stderr
+
+
+def test_clock_controls_refuse_in_production(seeded, kefu_cli):
+    p = kefu_cli("clock", "advance", "3d", expect=3, env_over={"KEFU_ENV": "production"})
+    assert "only in 'demo' and 'test'" in p.stderr
+
+
+def test_calendar_overrides_from_the_command_line(seeded, kefu_cli):
+    st = j(kefu_cli("calendar", "status", "--year", "2027", "--json"))
+    assert st["years"] == [{"year": 2027, "source": "weekday-rule", "overrides": 0, "missing": True}]
+    p = kefu_cli("calendar", "set", "2027-01-01", "holiday", "--note", "元旦", "--as", "agent", expect=3)
+    assert "process_owner" in p.stderr
+    kefu_cli("calendar", "set", "2027-01-01", "holiday", "--note", "元旦", "--as", "owner")
+    assert j(kefu_cli("calendar", "add", "2026-12-31", "1", "--json"))["due_at"] == "2027-01-04T09:00:00+08:00"
+    kefu_cli("calendar", "set", "2027-13-01", "holiday", "--as", "owner", expect=2)
+
+
+def test_a_scheduler_process_fires_due_timers_and_stops_cleanly(seeded, kefu_cli, tmp_path):
+    import signal
+    import time
+    kefu_cli("start", "mini", "--as", "agent", "--data",
+             '{"customer_name": "李四", "divisor": 1, "deadline": "2026-11-23T12:00"}')
+    env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "KEFU_ENV": "test",
+           "KEFU_CLOCK": "2026-11-23T13:00:00+08:00"}
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "scheduler", "--sweep", "0.5"], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if j(kefu_cli("show", "1", "--json", clock="2026-11-23T13:00:00+08:00"))["status"] == "completed":
+                break
+            time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert j(kefu_cli("show", "1", "--json"))["status"] == "completed"
+    assert "fired 1 timer(s)" in err

@@ -110,24 +110,10 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     return app
 
 
-def start_scheduler(kefu: Kefu, interval_seconds: float = 2.0):
-    """Fire due timers in the background (the embedded default)."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    scheduler = BackgroundScheduler(timezone="Asia/Shanghai")
-
-    def sweep():
-        try:
-            fired = kefu.fire_due_timers()
-            if fired:
-                log.info("fired %d timer(s)", len(fired))
-        except Exception:  # noqa: BLE001 - a failed sweep is retried at the next one
-            log.exception("timer sweep failed")
-
-    scheduler.add_job(sweep, "interval", seconds=interval_seconds, id="timer-sweep", coalesce=True,
-                      max_instances=1, misfire_grace_time=None)
-    scheduler.start()
-    return scheduler
+def start_scheduler(kefu: Kefu, sweep_seconds: float = 5.0):
+    """Fire due timers in the background (the embedded default): see ``engine.scheduler``."""
+    from engine.scheduler import TimerScheduler
+    return TimerScheduler(kefu, sweep_seconds).start()
 
 
 def serve(host: str = "127.0.0.1", port: int = 5000, demo: bool = True) -> int:
@@ -143,6 +129,10 @@ def serve(host: str = "127.0.0.1", port: int = 5000, demo: bool = True) -> int:
         log.info("%s %s v%s", d["status"], d["process_id"], d["version"])
     if demo:
         seed_demo(kefu)
+    for y in kefu.calendar_status()["years"]:
+        if y["missing"]:
+            log.warning("no official working-day calendar for %s: Monday-Friday is used until the process "
+                        "owner enters it ('kefu calendar set')", y["year"])
     scheduler = start_scheduler(kefu)
     log.info("Kefu on http://%s:%d/ (database %s, env %s)", host, port, kefu.config.database_url,
              kefu.config.env)

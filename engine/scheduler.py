@@ -1,0 +1,112 @@
+"""The timer scheduler: fires deadline (T1) and revisit timers on time, exactly once.
+
+The ``timers`` table is the truth (one row per waiting timer, written in the same transaction as its
+instance). APScheduler 3 runs two jobs over it:
+
+- ``wake``: a date job at the nearest due time (re-armed after every sweep, and at once when this process
+  writes an earlier timer), so a timer fires within milliseconds of falling due;
+- ``sweep``: an interval job (every ``sweep_seconds``) that catches timers written by other processes and
+  is the safety net for everything else.
+
+Both call ``Kefu.fire_due_timers()``, which claims the instances of due timers atomically (``FOR UPDATE
+SKIP LOCKED``; SQLite's write lock), so any number of schedulers can run on one database. Jobs have no
+misfire grace limit (APScheduler's default of 1 s would silently drop a job the process was too busy or
+asleep to run) and coalesce; at start a sweep runs at once, so timers that fell due while nothing ran fire
+then.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+log = logging.getLogger("kefu.scheduler")
+JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
+WAKE_SLACK = timedelta(milliseconds=5)  # SpiffWorkflow fires strictly after the due time
+
+
+class TimerScheduler:
+    def __init__(self, kefu, sweep_seconds: float = 5.0):
+        self.kefu = kefu
+        self.sweep_seconds = float(sweep_seconds)
+        self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults=JOB_DEFAULTS)
+        self._lock = threading.Lock()
+        self._wake_at: datetime | None = None
+        self.fired_total = 0
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "TimerScheduler":
+        self.scheduler.add_job(self.tick, "interval", seconds=self.sweep_seconds, id="sweep",
+                               next_run_time=datetime.now(timezone.utc))
+        self.scheduler.start()
+        self.kefu.timer_listeners.append(self.notify)
+        log.info("timer scheduler started (sweep every %.1f s, database %s)", self.sweep_seconds,
+                 self.kefu.config.database_url.split("@")[-1])
+        return self
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self.notify in self.kefu.timer_listeners:
+            self.kefu.timer_listeners.remove(self.notify)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+
+    # ------------------------------------------------------------------ work
+    def tick(self) -> int:
+        """Fire what is due, then arm the wake-up for the next due timer. Never raises."""
+        if not self._lock.acquire(blocking=False):
+            return 0  # a sweep is running in this process; it re-arms the wake-up when done
+        try:
+            self.kefu.sync()
+            fired = self.kefu.fire_due_timers()
+            if fired:
+                self.fired_total += len(fired)
+                log.info("fired %d timer(s)", len(fired))
+            self.last_error = None
+            self._arm(self.kefu.next_timer_due())
+            return len(fired)
+        except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("timer sweep failed")
+            return 0
+        finally:
+            self._lock.release()
+
+    def notify(self, due: datetime | None) -> None:
+        """A unit of work in this process wrote a timer due at ``due``: wake earlier if needed."""
+        if due is not None and (self._wake_at is None or due < self._wake_at):
+            self._arm(due)
+
+    def _arm(self, due: datetime | None) -> None:
+        if due is None or not self.scheduler.running:
+            self._wake_at = None
+            return
+        real = self.kefu.clock.real_time_of(due)
+        if real is None:  # a pinned test clock never reaches it by itself; sweeps and tests fire
+            self._wake_at = None
+            return
+        run_at = max(real + WAKE_SLACK, datetime.now(timezone.utc))
+        if run_at - datetime.now(timezone.utc) > timedelta(seconds=self.sweep_seconds):
+            self._wake_at = due  # the sweep re-arms it closer to the time
+            return
+        self._wake_at = due
+        self.scheduler.add_job(self.tick, "date", run_date=run_at, id="wake", replace_existing=True)
+
+
+def run_forever(kefu, sweep_seconds: float = 5.0) -> int:
+    """``kefu scheduler``: a scheduler process of its own (scale-out); stops on SIGTERM or Ctrl-C."""
+    import signal
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    sched = TimerScheduler(kefu, sweep_seconds).start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        sched.shutdown(wait=True)
+        log.info("timer scheduler stopped after firing %d timer(s)", sched.fired_total)
+    return 0
