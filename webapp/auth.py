@@ -74,10 +74,11 @@ class LoginForm(FlaskForm):
     password = PasswordField(_l("密码"), validators=[DataRequired(_l("请填写密码"))])
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None, default: str | None = None) -> str:
+    """``target`` if it is a path on this site (never an open redirect), else ``default`` or the inbox."""
     if target and not urlsplit(target).netloc and target.startswith("/") and not target.startswith("//"):
         return target
-    return url_for("desk.inbox")
+    return default or url_for("desk.inbox")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -89,7 +90,7 @@ def login():
         user = kefu().authenticate(form.username.data.strip(), form.password.data)
         if user:
             login_user(WebUser(user))
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")))
         error = _("用户名或密码不正确")
     return render_template("login.html", form=form, error=error), 401 if error else 200
 
@@ -108,6 +109,6 @@ def language(code):
     """Switch the interface language (Chinese by default) and go back."""
     if code not in LOCALES:
         abort(404)
-    response = redirect(_safe_next(request.args.get("next") or request.referrer and urlsplit(request.referrer).path))
+    response = redirect(safe_next(request.args.get("next") or request.referrer and urlsplit(request.referrer).path))
     response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
     return response

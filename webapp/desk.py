@@ -9,14 +9,14 @@ from flask_login import current_user, login_required
 from engine import Conflict, FormValidationError, InvalidInput, NotFound
 
 from .access import START_ROLES, contact_visible, may_work
-from .auth import kefu, me, roles_required
+from .auth import kefu, me, roles_required, safe_next
 from .labels import INTAKE_KINDS, KINDS, SEVERITIES, field_message, task_title
 
 bp = Blueprint("desk", __name__)
 
 
-def submitted(fields: list[dict], form) -> tuple[dict, dict]:
-    """The engine's data for a form post, and the raw values to show again if it is refused."""
+def submitted(fields: list[dict], form) -> dict:
+    """A form post as the engine takes it (it validates and converts); shown again as typed if refused."""
     values = {}
     for f in fields:
         if f.get("readonly"):
@@ -25,7 +25,7 @@ def submitted(fields: list[dict], form) -> tuple[dict, dict]:
             values[f["id"]] = [n for n in form.getlist(f["id"]) if n.strip()]
         else:
             values[f["id"]] = form.get(f["id"], "")
-    return dict(values), values
+    return values
 
 
 def defaults(fields: list[dict]) -> dict:
@@ -46,8 +46,7 @@ def users_by_role() -> dict[str, list[dict]]:
 
 
 def _next_url(default: str) -> str:
-    target = request.form.get("next") or request.args.get("next")
-    return target if target and target.startswith("/") and not target.startswith("//") else default
+    return safe_next(request.form.get("next") or request.args.get("next"), default)
 
 
 def _filtered(tasks: list[dict], kind: str | None, severity: str | None) -> list[dict]:
@@ -105,11 +104,11 @@ def task(task_id):
 def complete(task_id):
     """Submit the task's form; the engine validates it and nothing is saved unless all of it is right."""
     t = kefu().task(task_id, actor=me())
-    data, values = submitted(t["form"], request.form)
+    values = submitted(t["form"], request.form)
     if t["state"] == "ready" and not may_work(current_user, t):
         abort(403, _("这个任务不属于您的角色或已被他人认领"))
     try:
-        result = kefu().complete(task_id, me(), data)
+        result = kefu().complete(task_id, me(), values)
     except FormValidationError as exc:
         return _task_page(task_id, values, field_errors(exc), status=422)
     except Conflict as exc:
@@ -236,12 +235,12 @@ def intake_submit(kind):
     if kind not in INTAKE_KINDS:
         abort(404)
     step = kefu().start_form(kind)
-    data, values = submitted(step["form"], request.form)
+    values = submitted(step["form"], request.form)
     ref = request.form.get("kefu_customer_id", "")
     customer = None
     try:
         customer = kefu().get_customer(int(ref)) if ref.isdigit() else None
-        result = kefu().start(kind, me(), data=data, customer_id=customer["id"] if customer else None)
+        result = kefu().start(kind, me(), data=values, customer_id=customer["id"] if customer else None)
     except FormValidationError as exc:
         return _intake_page(kind, values, field_errors(exc), customer, status=422)
     except (InvalidInput, NotFound) as exc:  # e.g. the chosen customer was removed meanwhile: keep the typing
@@ -275,8 +274,6 @@ def create_customer():
         return jsonify({"error": {"code": "invalid_input", "message": _("请求格式不正确")}}), 400
     data = {k: body.get(k) for k in ("name", "phone", "company", "address", "region") if body.get(k)}
     data["vip"] = bool(body.get("vip"))
-    if not str(data.get("name", "")).strip():
-        return jsonify({"error": {"code": "invalid_input", "errors": {"name": _("客户名称必填")}}}), 400
     try:
         c = kefu().create_customer(data, actor=me())
     except InvalidInput as exc:
