@@ -65,7 +65,7 @@ def server(kefu):
 class Desk:
     """One signed-in person in their own browser context."""
 
-    def __init__(self, browser, base: str, name: str):
+    def __init__(self, browser, base: str, name: str, login_shot: str | None = None):
         self.base, self.name = base, name
         self.context = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai",
                                            viewport={"width": 1366, "height": 860})
@@ -74,6 +74,8 @@ class Desk:
         self.page.goto(base + "/login")
         self.page.fill("#username", name)
         self.page.fill("#password", PASSWORD)
+        if login_shot:
+            self.shot(login_shot)
         self.page.click("button[type=submit]")
         self.page.wait_for_url("**/inbox")
 
@@ -109,7 +111,7 @@ def test_major_vip_complaint_from_intake_to_revisit(browser, server, kefu):
     """(a) P1–P9 in the browser: the agent registers a major complaint for a VIP customer found by phone;
     the supervisor names a task force; both members report; the supervisor consolidates; the agent records
     the customer's satisfaction; three working days later the revisit is in the agent's inbox."""
-    agent = Desk(browser, server, "agent")
+    agent = Desk(browser, server, "agent", login_shot="00-login")
     page = agent.page
     page.click("header nav >> text=新建投诉")
     page.wait_for_url("**/new/complaint")

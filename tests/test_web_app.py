@@ -13,6 +13,7 @@ def test_login_with_the_hashed_password_and_logout(kefu):
     kefu.add_user("wang", ["agent"], display_name="客服 王", password="s3cret-pw")
     web = Web(kefu)
     page = web.page("/login")
+    assert "kefu-demo" not in page  # the demo password hint shows only when KEFU_ENV=demo
     token = TOKEN.search(page)[1]
     bad = web.client.post("/login", data={"csrf_token": token, "username": "wang", "password": "wrong"})
     assert bad.status_code == 401 and "用户名或密码不正确" in bad.get_data(as_text=True)

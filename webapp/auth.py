@@ -92,7 +92,8 @@ def login():
             login_user(WebUser(user))
             return redirect(safe_next(request.args.get("next")))
         error = _("用户名或密码不正确")
-    return render_template("login.html", form=form, error=error), 401 if error else 200
+    demo = kefu().config.env == "demo"  # the README's demo users; never shown in production
+    return render_template("login.html", form=form, error=error, demo=demo), 401 if error else 200
 
 
 @bp.post("/logout")
