@@ -23,7 +23,8 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger("kefu.scheduler")
-JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
+# max_instances 2: a wake-up may start while a sweep runs; tick() itself lets only one fire at a time.
+JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 2}
 WAKE_SLACK = timedelta(milliseconds=5)  # SpiffWorkflow fires strictly after the due time
 
 

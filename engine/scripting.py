@@ -127,8 +127,10 @@ RESERVED_NAMES = frozenset(HELPERS) | frozenset(SAFE_BUILTINS)
 
 
 @lru_cache(maxsize=4096)
+@lru_cache(maxsize=2048)
 def compile_checked(source: str, mode: str):
-    """Parse, screen and compile ``source``; raises ScriptRejected or SyntaxError."""
+    """Parse, screen and compile ``source``; raises ScriptRejected or SyntaxError. Results are cached: the
+    same diagram's expressions run again and again, and a code object is immutable."""
     tree = ast.parse(source, mode=mode)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):

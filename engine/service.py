@@ -387,7 +387,11 @@ class Kefu:
         return d, table
 
     def _sync_calendar(self, s) -> None:
-        """Pick up what another process changed: the calendar overrides and the demo/test clock offset."""
+        """Pick up what another process changed: the calendar overrides and the demo/test clock offset
+        (once per unit of work)."""
+        if s.info.get("kefu_synced"):
+            return
+        s.info["kefu_synced"] = True
         settings = {r.key: r.value for r in s.scalars(select(Setting).where(
             Setting.key.in_((CALENDAR_REVISION, CLOCK_OFFSET))))}
         rev = int(settings.get(CALENDAR_REVISION, 0))
@@ -583,30 +587,49 @@ class Kefu:
         Each batch claims the instances of due timers with ``FOR UPDATE SKIP LOCKED`` (on SQLite the whole
         database is the lock: ``BEGIN IMMEDIATE``), so two schedulers never fire the same timer; each
         instance is loaded, ``refresh_timers()`` + engine steps run, and it is saved exactly as a user action
-        is, inside a savepoint so one broken instance does not hold up the others. A timer whose task was
+        is; a batch commits once. If anything in a batch fails, the batch is rolled back and redone one
+        instance per transaction, so one broken instance does not hold up the others. A timer whose task was
         completed meanwhile has no row any more: nothing happens.
         """
         now = now or self.now()
         fired, failed = [], set()
         while limit is None or len(fired) < limit:
-            with self.db.unit_of_work() as s:
-                self._sync_calendar(s)
-                q = (select(Instance.id).join(Timer, Timer.instance_id == Instance.id)
-                     .where(Timer.due_at < now).order_by(Timer.due_at, Instance.id).limit(FIRE_BATCH * 2)
-                     .with_for_update(skip_locked=True, of=Instance))
-                if failed:
-                    q = q.where(Instance.id.not_in(failed))
-                ids = list(dict.fromkeys(s.scalars(q)))[:FIRE_BATCH]
+            ids = []
+            try:
+                with self.db.unit_of_work() as s:
+                    ids = self._claim_due(s, now, failed)
+                    batch = []
+                    for instance_id in ids:
+                        batch.extend(self._fire_in(s, instance_id, now))
+                fired.extend(batch)
+            except Exception:  # noqa: BLE001 - one broken instance: redo this batch one instance at a time
+                log.warning("a batch of timer firings failed; retrying its %d instance(s) one by one", len(ids))
                 for instance_id in ids:
                     try:
-                        with s.begin_nested():
-                            fired.extend(self._fire_in(s, instance_id, now))
+                        with self.db.unit_of_work() as s:
+                            if self._claim_due(s, now, failed, only=instance_id):
+                                fired.extend(self._fire_in(s, instance_id, now))
                     except Exception:  # noqa: BLE001 - logged; the next sweep tries this instance again
                         log.exception("firing the timers of instance %s failed", instance_id)
                         failed.add(instance_id)
             if len(ids) < FIRE_BATCH:
                 break
         return fired
+
+    def _claim_due(self, s, now: datetime, failed: set, only: int | None = None) -> list[int]:
+        """Lock the instances of due timers for this transaction, skipping those another scheduler holds."""
+        self._sync_calendar(s)
+        q = (select(Instance.id).join(Timer, Timer.instance_id == Instance.id)
+             .where(Timer.due_at < now).order_by(Timer.due_at, Instance.id).limit(FIRE_BATCH * 2)
+             .with_for_update(skip_locked=True, of=Instance))
+        if only is not None:
+            q = q.where(Instance.id == only)
+        elif failed:
+            q = q.where(Instance.id.not_in(failed))
+        ids = list(dict.fromkeys(s.scalars(q)))[:FIRE_BATCH]
+        if ids:  # load the batch (with its state) in one query; _fire_in finds them in the session
+            list(s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*_WITH_STATE)))
+        return ids
 
     def _fire_in(self, s, instance_id: int, now: datetime) -> list[dict]:
         inst = s.get(Instance, instance_id, options=_WITH_STATE)
