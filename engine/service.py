@@ -797,7 +797,8 @@ class Kefu:
                            for e in audit.events_of(s, inst.id)],
             }
 
-    def instances(self, status: str | None = None, kind: str | None = None, limit: int = 50) -> list[dict]:
+    def instances(self, status: str | None = None, kind: str | None = None, limit: int = 50,
+                  customer_id: int | None = None) -> list[dict]:
         """Most recent instances first, as summary rows."""
         with self.db.reading() as s:
             q = select(Instance).order_by(Instance.id.desc()).limit(max(1, min(int(limit), 500)))
@@ -805,6 +806,8 @@ class Kefu:
                 q = q.where(Instance.status == status)
             if kind:
                 q = q.where(Instance.kind == kind)
+            if customer_id is not None:
+                q = q.where(Instance.customer_id == customer_id)
             return [{"instance_id": i.id, "ticket_no": i.ticket_no, "kind": i.kind, "status": i.status,
                      "severity": i.severity, "vip": i.vip, "summary": i.summary,
                      "customer": i.customer.name if i.customer else None, "created_at": iso(i.created_at),
@@ -1179,6 +1182,74 @@ class Kefu:
     def _timer_dict(t: Timer) -> dict:
         return {"id": t.id, "instance_id": t.instance_id, "bpmn_id": t.bpmn_id, "name": t.name, "kind": t.kind,
                 "interrupting": t.interrupting, "attached_task_id": t.attached_task_id, "due_at": iso(t.due_at)}
+
+    # ---- web support
+    def get_user(self, name: str) -> dict | None:
+        """One active user by name, or None (the web login keeps only the name in its session)."""
+        with self.db.reading() as s:
+            user = s.scalar(select(User).where(User.name == name)) if name else None
+            return self._user_dict(user) if user is not None and user.active else None
+
+    def reassign(self, task_id: str, actor: str, to_user: str) -> dict:
+        """A supervisor hands a ready task to another user who holds the task's role."""
+        with self.db.unit_of_work() as s:
+            row, inst, user = self._ready_task(s, task_id, actor)
+            if "supervisor" not in user.role_set:
+                raise NotAllowed(f"only a supervisor may reassign tasks; user {actor} may not")
+            target = s.scalar(select(User).where(User.name == to_user)) if to_user else None
+            if target is None or not target.active:
+                raise InvalidInput(f"no active user {to_user!r}", fields=["to_user"])
+            if row.role not in target.role_set or not self._group_ok(target, row):
+                raise InvalidInput(f"user {to_user} cannot work task {row.name} (needs role {row.role}"
+                                   + (f", group {row.candidate_group}" if row.candidate_group else "") + ")",
+                                   fields=["to_user"])
+            if row.assignee != to_user:
+                previous, row.assignee = row.assignee, to_user
+                self._touch(s, inst, [audit.PendingEvent("task_reassigned", actor, self.now(), task_id=row.id,
+                                                         bpmn_id=row.bpmn_id, task_name=row.name,
+                                                         data={"previous_assignee": previous,
+                                                               "assignee": to_user})])
+            return self._task_dict(row, inst)
+
+    def start_form(self, kind: str) -> dict:
+        """The first user task of the latest version of ``kind`` with its form: the intake form."""
+        with self.db.reading() as s:
+            definition = latest(s, kind)
+            if definition is None:
+                raise NotFound(f"no deployed process {kind!r}; deploy it with 'kefu deploy'")
+            spec, _subs = self.specs.get(definition)
+            about = {"kind": kind, "name": definition.name, "version": definition.version}
+        seen, queue = set(), [spec.start]
+        while queue:
+            tspec = queue.pop(0)
+            if isinstance(tspec, UserTask):
+                return {**about, **self._step_dict(tspec)}
+            if tspec.name not in seen:
+                seen.add(tspec.name)
+                queue.extend(tspec.outputs)
+        raise DefinitionError(f"process {kind!r} has no user task", element=kind)
+
+    def steps(self, instance_ref) -> dict:
+        """bpmn id → name, English name and form of every user task of the instance's definition version."""
+        with self.db.reading() as s:
+            inst = self._instance(s, instance_ref)
+            spec, _subs = self.specs.get(inst.definition)
+        return {t.bpmn_id: self._step_dict(t) for t in spec.task_specs.values() if isinstance(t, UserTask)}
+
+    @staticmethod
+    def _step_dict(tspec) -> dict:
+        ext = tspec.extensions
+        return {"bpmn_id": tspec.bpmn_id, "task_name": tspec.bpmn_name or tspec.bpmn_id,
+                "name_en": ext.get("kefu_properties", {}).get("name_en"),
+                "form": [f.to_dict() for f in build_fields(ext.get("form"))]}
+
+    def diagram_xml(self, instance_ref) -> dict:
+        """The BPMN XML of the definition version an instance runs on (for drawing it)."""
+        with self.db.reading() as s:
+            inst = self._instance(s, instance_ref)
+            d = s.scalar(select(Definition).where(Definition.id == inst.definition_id)
+                         .options(undefer(Definition.xml)))
+            return {"process_id": d.process_id, "version": d.version, "sha256": d.sha256, "xml": d.xml}
 
 
 __all__ = ["Kefu", "iso", "phone_digits"]

@@ -8,4 +8,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 export PATH="$PWD/.venv/bin:$PATH"
+bash scripts/install-browser.sh || echo "test.sh: browser tests will be skipped (or fail under CI=true)" >&2
 exec .venv/bin/python -m pytest "$@"

@@ -37,3 +37,9 @@ def kefu(db_url, clock):
 def scenario(kefu):
     from tests.factories import Scenario
     return Scenario(kefu)
+
+
+@pytest.fixture
+def web(kefu):
+    from tests.webclient import Web
+    return Web(kefu)

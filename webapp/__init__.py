@@ -5,33 +5,107 @@ It never imports SpiffWorkflow; everything it knows about processes comes from t
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+from pathlib import Path
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, render_template, request
+from flask_babel import Babel
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from engine import Kefu, KefuError
 
 log = logging.getLogger("kefu.web")
 
+LOCALES = ("zh", "en")
+LANG_COOKIE = "kefu_lang"
+csrf = CSRFProtect()
+babel = Babel()
+login_manager = LoginManager()
+
+
+def _secret_key(kefu: Kefu, instance_path: str) -> str:
+    """``KEFU_SECRET_KEY``, else a random key generated once and kept in a file beside the SQLite database
+    (or in the app's instance folder for other databases), readable by its owner only."""
+    if os.environ.get("KEFU_SECRET_KEY"):
+        return os.environ["KEFU_SECRET_KEY"]
+    url = kefu.config.database_url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url[len("sqlite:///"):]).resolve().with_name("kefu-secret.key")
+    else:
+        path = Path(instance_path) / "kefu-secret.key"
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process generated it a moment ago
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(key)
+    return key
+
+
+def _locale() -> str:
+    chosen = request.cookies.get(LANG_COOKIE)
+    return chosen if chosen in LOCALES else "zh"
+
 
 def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     """Build the app; ``config`` overrides Flask settings, ``kefu`` injects an engine (tests)."""
     app = Flask(__name__)
+    app.extensions["kefu"] = kefu = kefu or Kefu()
+    app.config.update(BABEL_DEFAULT_LOCALE="zh", BABEL_DEFAULT_TIMEZONE="Asia/Shanghai",
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      WTF_CSRF_TIME_LIMIT=None)  # an agent's form may stay open all shift
     app.config.update(config or {})
-    app.extensions["kefu"] = kefu or Kefu()
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(kefu, app.instance_path)
 
-    from .views import bp
-    app.register_blueprint(bp)
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=_locale, timezone_selector=lambda: "Asia/Shanghai")
+    login_manager.init_app(app)
 
-    @app.template_filter("when")
-    def when(value):
-        """An ISO time (Asia/Shanghai) as people read it: 2026-11-23 08:52."""
-        return value[:16].replace("T", " ") if value else "—"
+    from . import auth, desk, records, views
+    from .labels import register_template_helpers
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(desk.bp)
+    app.register_blueprint(records.bp)
+    register_template_helpers(app)
+
+    def wants_json() -> bool:
+        return request.path.startswith("/api/") or (
+            request.accept_mimetypes.best == "application/json")
 
     @app.errorhandler(KefuError)
     def kefu_error(exc: KefuError):
-        """Answer engine errors as JSON with their stable code."""
+        """Answer engine errors with their stable code: JSON for the API, a page for people."""
         status = {"not_found": 404, "not_allowed": 403, "conflict": 409}.get(exc.code, 400)
-        return jsonify({"error": exc.to_dict()}), status
+        if wants_json():
+            return jsonify({"error": exc.to_dict()}), status
+        return render_template("error.html", status=status, code=exc.code, message=exc.message), status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        """A form without a valid CSRF token changes nothing."""
+        if wants_json():
+            return jsonify({"error": {"code": "csrf", "message": exc.description}}), 400
+        return render_template("error.html", status=400, code="csrf", message=exc.description), 400
+
+    @app.errorhandler(403)
+    @app.errorhandler(404)
+    def http_error(exc):
+        """Plain pages for refused and missing URLs."""
+        if wants_json():
+            return jsonify({"error": {"code": exc.name.lower().replace(" ", "_"),
+                                      "message": exc.description}}), exc.code
+        return render_template("error.html", status=exc.code, code=str(exc.code), message=exc.description), \
+            exc.code
 
     return app
 

@@ -1,0 +1,183 @@
+"""What people read: labels for the engine's ids, times in Asia/Shanghai, remaining time, masked contact
+details and Chinese messages for the engine's (English) validation messages. UI text is Chinese; the
+English catalogue in ``translations/`` covers it."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from flask import current_app
+from flask_babel import get_locale, gettext as _, lazy_gettext as _l
+from markupsafe import Markup, escape
+
+from engine.clock import SHANGHAI
+
+KINDS = {"consultation": _l("客户咨询"), "complaint": _l("客户投诉"), "repair": _l("客户报修"),
+         "escalation": _l("升级工单")}
+INTAKE_KINDS = ("consultation", "complaint", "repair")
+NEW_KIND = {"consultation": _l("新建咨询"), "complaint": _l("新建投诉"), "repair": _l("新建报修")}
+STATUSES = {"active": _l("处理中"), "completed": _l("已完成"), "incident": _l("异常")}
+ROLES = {"agent": _l("客服专员"), "supervisor": _l("客服主管"), "department": _l("责任部门"),
+         "technician": _l("维修人员"), "taskforce": _l("专项处理小组"), "qa": _l("质检"), "auditor": _l("审计"),
+         "process_owner": _l("流程负责人")}
+TASK_STATES = {"ready": _l("待处理"), "completed": _l("已完成"), "cancelled": _l("已取消")}
+SEVERITIES = {"general": _l("一般"), "urgent": _l("紧急"), "major": _l("重大")}
+END_REASONS = {"timer": _l("超时自动取消"), "cancelled": _l("已取消")}
+EVENTS = {
+    "instance_started": _l("工单创建"), "start_passed": _l("流程开始"), "task_created": _l("任务生成"),
+    "task_claimed": _l("认领任务"), "task_unclaimed": _l("释放任务"), "task_reassigned": _l("改派任务"),
+    "task_completed": _l("完成任务"), "task_cancelled": _l("任务取消"), "task_escalated": _l("升级至主管"),
+    "gateway_passed": _l("流程分支"), "script_ran": _l("系统处理"), "timer_fired": _l("定时触发"),
+    "end_reached": _l("流程结束"), "instance_completed": _l("工单完成"), "incident_raised": _l("出现异常"),
+    "incident_retried": _l("异常重试"), "timer_set": _l("设定时限"), "deadline_set": _l("设定时限"),
+    "clock_paused": _l("计时暂停"), "clock_resumed": _l("计时恢复"),
+}
+DEADLINES = {"response": _l("响应时限"), "finish": _l("完成时限")}
+SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created", "timer_set"}
+NEAR_DUE_SECONDS = 4 * 3600
+translate = _  # for text not written here (from the diagrams): not picked up by extraction
+
+# The engine's validation messages (engine/forms.py, customer checks) → Chinese for the person at the form.
+_FIELD_MESSAGES = [
+    (r"required", lambda m: _("必填")),
+    (r"unknown field", lambda m: _("表单中没有这个字段")),
+    (r"field is read-only", lambda m: _("只读字段，不能修改")),
+    (r"must be text", lambda m: _("必须是文本")),
+    (r"at most (\d+) characters", lambda m: _("最多 %(n)s 个字符", n=m[1])),
+    (r"at least (\d+) characters", lambda m: _("至少 %(n)s 个字符", n=m[1])),
+    (r"must be a whole number", lambda m: _("必须是整数")),
+    (r"must be at least (\S+)", lambda m: _("不能小于 %(n)s", n=m[1])),
+    (r"must be at most (\S+)", lambda m: _("不能大于 %(n)s", n=m[1])),
+    (r"must be true or false", lambda m: _("请选择“是”或“否”")),
+    (r"must be one of: .*", lambda m: _("请从选项中选择")),
+    (r"must be a date \(YYYY-MM-DD\)", lambda m: _("请填写日期（年-月-日）")),
+    (r"must not be in the past", lambda m: _("不能早于今天")),
+    (r"must be a date and time.*", lambda m: _("请填写日期和时间")),
+    (r"must be in the future", lambda m: _("必须晚于当前时间")),
+    (r"must be user names", lambda m: _("请选择用户")),
+    (r"must name exactly one user", lambda m: _("请选择一位用户")),
+    (r"no such user: (.+)", lambda m: _("没有用户 %(name)s", name=m[1])),
+    (r"user (\S+) does not have the role (\S+)",
+     lambda m: _("用户 %(name)s 不具备“%(role)s”角色", name=m[1], role=ROLES.get(m[2], m[2]))),
+    (r"a customer needs a name", lambda m: _("客户名称必填")),
+    (r"vip must be true or false", lambda m: _("请选择“是”或“否”")),
+    (r"customer \S+ must be text", lambda m: _("必须是文本")),
+]
+
+
+def field_message(message: str) -> str:
+    """The engine's message for one field, in the reader's language."""
+    for pattern, render in _FIELD_MESSAGES:
+        m = re.fullmatch(pattern, message or "")
+        if m:
+            return render(m)
+    return message
+
+
+def to_local(value) -> datetime | None:
+    if not value:
+        return None
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=SHANGHAI)
+    return when.astimezone(SHANGHAI)
+
+
+def when(value) -> str:
+    """An ISO time as people read it, in Asia/Shanghai: 2026-11-23 08:52."""
+    local = to_local(value)
+    return local.strftime("%Y-%m-%d %H:%M") if local else "—"
+
+
+def local_input(value) -> str:
+    """An ISO time as an ``<input type=datetime-local>`` value (Asia/Shanghai)."""
+    local = to_local(value)
+    return local.strftime("%Y-%m-%dT%H:%M") if local else ""
+
+
+def duration(seconds: float) -> str:
+    minutes = int(abs(seconds) // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return _("%(d)d天%(h)d小时", d=days, h=hours)
+    if hours:
+        return _("%(h)d小时%(m)d分", h=hours, m=mins)
+    return _("%(m)d分钟", m=mins)
+
+
+def due_state(value) -> dict | None:
+    """How urgent a due time is now (the engine's clock): css class and the remaining time in words."""
+    due = to_local(value)
+    if due is None:
+        return None
+    left = (due - current_app.extensions["kefu"].now()).total_seconds()
+    if left < 0:
+        return {"css": "overdue", "text": _("已超时 %(t)s", t=duration(left)), "seconds": left}
+    css = "near" if left <= NEAR_DUE_SECONDS else "ok"
+    return {"css": css, "text": _("剩余 %(t)s", t=duration(left)), "seconds": left}
+
+
+def mask_phone(phone: str | None) -> str:
+    """138****5678: enough to recognise a number, not to call it (I4)."""
+    if not phone:
+        return ""
+    text = str(phone)
+    if len(text) < 7:
+        return "*" * len(text)
+    return text[:3] + "*" * (len(text) - 7) + text[-4:]
+
+
+def mask_text(value: str | None, keep: int = 2) -> str:
+    if not value:
+        return ""
+    text = str(value)
+    if "@" in text:
+        user, _at, domain = text.partition("@")
+        return (user[:1] + "***@" + domain) if user else text
+    return text[:keep] + "****"
+
+
+def lang() -> str:
+    return str(get_locale())
+
+
+def in_english() -> bool:
+    return lang() == "en"
+
+
+def task_title(task: dict) -> str:
+    """The task's name in the reader's language (the diagram carries both)."""
+    if in_english() and task.get("name_en"):
+        return task["name_en"]
+    return task.get("name") or task.get("task_name") or task.get("bpmn_id") or ""
+
+
+def field_label(field: dict) -> str:
+    if in_english() and field.get("label_en"):
+        return field["label_en"]
+    return field.get("label") or field.get("id")
+
+
+def diagram_text(text: str | None) -> str:
+    """A Chinese name from a diagram (an option, a timer) in the reader's language; the catalogue takes
+    them from the diagrams (``webapp/i18n.py``)."""
+    return translate(text) if text and in_english() else (text or "")
+
+
+def option_label(option: dict) -> str:
+    return diagram_text(option["label"])
+
+
+def vip_badge(vip) -> Markup:
+    return Markup('<span class="vip" title="%s">VIP</span>') % escape(_("重要客户")) if vip else Markup("")
+
+
+def register_template_helpers(app) -> None:
+    app.jinja_env.filters.update(when=when, local_input=local_input, mask_phone=mask_phone,
+                                 mask_text=mask_text)
+    app.jinja_env.globals.update(
+        lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, field_label=field_label, option_label=option_label,
+        vip_badge=vip_badge, kinds=KINDS, new_kind=NEW_KIND, statuses=STATUSES, role_labels=ROLES,
+        task_states=TASK_STATES, severities=SEVERITIES, end_reasons=END_REASONS, event_labels=EVENTS, deadline_labels=DEADLINES,
+        system_events=SYSTEM_EVENTS)

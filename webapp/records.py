@@ -1,0 +1,92 @@
+"""Tickets and customers: the instance page with its diagram and timeline, customer profiles (I3) with
+contact details masked where the ticket at hand does not need them (I4)."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+from engine import InvalidInput
+
+from .access import (CUSTOMER_EDIT_ROLES, WIDE_ROLES, check_instance, contact_visible, may_see_customer,
+                     may_work)
+from .auth import kefu, me, roles_required
+from .labels import field_message
+
+bp = Blueprint("records", __name__)
+
+CUSTOMER_FORM = ("name", "phone", "email", "company", "address", "region", "needs", "special_note")
+HIDDEN_CONTACT = ("phone", "email", "address")
+PASSED = {"task_completed", "gateway_passed", "script_ran", "timer_fired", "start_passed", "end_reached"}
+
+
+@bp.get("/instances/<ref>")
+@login_required
+def instance(ref):
+    """One ticket: status, deadlines, the diagram with its current tasks, and the timeline."""
+    shown = kefu().show(ref)
+    check_instance(current_user, shown)
+    ready = kefu().tasks(instance=shown["instance_id"])
+    my_tasks = {t["id"] for t in ready if may_work(current_user, t)}
+    escalatable = {t["id"] for t in ready if t.get("escalatable")}
+    customer = shown["customer"]
+    # Everything the ticket has passed through: completed tasks, gateways taken, scripts, timers, ends.
+    done = list(dict.fromkeys(e["bpmn_id"] for e in shown["events"] if e["bpmn_id"] and e["type"] in PASSED))
+    return render_template("instance.html", i=shown, steps=kefu().steps(shown["instance_id"]), done=done,
+                           my_tasks=my_tasks, escalatable=escalatable,
+                           show_contact=bool(customer) and contact_visible(current_user, customer["id"]))
+
+
+@bp.get("/instances/<ref>/diagram.xml")
+@login_required
+def diagram(ref):
+    """The BPMN XML of the definition version this ticket runs on, for the viewer."""
+    check_instance(current_user, kefu().show(ref))
+    return Response(kefu().diagram_xml(ref)["xml"], mimetype="application/xml")
+
+
+@bp.get("/customers")
+@roles_required(*WIDE_ROLES)
+def customers():
+    """Find customers by phone or name."""
+    q = request.args.get("q", "").strip()
+    found = kefu().find_customers(q, limit=50) if q else []
+    return render_template("customers.html", q=q, found=found, show_contact=current_user.has("agent"))
+
+
+def _customer_page(customer_id: int, values=None, errors=None, status=200):
+    c = kefu().get_customer(customer_id)
+    if not may_see_customer(current_user, customer_id):
+        abort(403, _("您没有处理这位客户的工单，不能查看"))
+    return render_template("customer.html", c=c, tickets=kefu().instances(customer_id=customer_id, limit=500),
+                           show_contact=contact_visible(current_user, customer_id),
+                           editable=current_user.has(*CUSTOMER_EDIT_ROLES),
+                           values=values or c, errors=errors or {}), status
+
+
+@bp.get("/customers/<int:customer_id>")
+@login_required
+def customer(customer_id):
+    """A customer's profile and all their tickets."""
+    return _customer_page(customer_id)
+
+
+@bp.post("/customers/<int:customer_id>")
+@roles_required(*CUSTOMER_EDIT_ROLES)
+def customer_update(customer_id):
+    """Keep the profile up to date (I3); a refused change keeps what was typed."""
+    kefu().get_customer(customer_id)
+    values = {k: request.form.get(k, "").strip() for k in CUSTOMER_FORM}
+    data = {k: (v or None) for k, v in values.items()}
+    if not contact_visible(current_user, customer_id):  # hidden contact fields left blank stay as they are
+        for key in HIDDEN_CONTACT:
+            if not values[key]:
+                del data[key]
+    data["vip"] = values["vip"] = request.form.get("vip") == "on"
+    try:
+        kefu().update_customer(customer_id, data)
+    except InvalidInput as exc:
+        errors = {f: field_message(exc.message) for f in exc.details.get("fields") or ["name"]}
+        return _customer_page(customer_id, {**kefu().get_customer(customer_id), **values}, errors, status=422)
+    flash(_("客户资料已更新"), "success")
+    return redirect(url_for("records.customer", customer_id=customer_id))
