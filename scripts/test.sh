@@ -8,4 +8,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 export PATH="$PWD/.venv/bin:$PATH"
+bash scripts/install-postgres.sh || [ "${CI:-}" != true ]  # server binaries for the PostgreSQL tests
 exec .venv/bin/python -m pytest "$@"
