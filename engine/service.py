@@ -29,7 +29,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from . import audit, clock as clock_mod, scripting
 from .clock import SHANGHAI, Clock
 from .config import Config
-from .db import Counter, Customer, Database, Definition, HumanTask, Instance, Timer, User
+from .db import Customer, Database, Definition, HumanTask, Instance, Timer, User, next_counter
 from .definitions import ROLES, SpecCache, diagram_files, lane_role, latest, make_serializer, next_version, \
     parse_diagram, rule_ids
 from .errors import Conflict, DefinitionError, FormValidationError, IncidentError, InvalidInput, NotAllowed, \
@@ -336,13 +336,7 @@ class Kefu:
     def _next_ticket_no(self, s, kind: str, now: datetime) -> str:
         prefix = TICKET_PREFIX.get(kind, kind[:2].upper())
         key = f"{prefix}{now.astimezone(SHANGHAI):%Y%m%d}"
-        row = s.get(Counter, key, with_for_update=True)
-        if row is None:
-            row = Counter(key=key, value=0)
-            s.add(row)
-        row.value += 1
-        s.flush()
-        return f"{key}-{row.value:04d}"
+        return f"{key}-{next_counter(s, key):04d}"
 
     def _load(self, s, inst: Instance) -> BpmnWorkflow:
         self.specs.get(inst.definition)
@@ -536,7 +530,7 @@ class Kefu:
 
     def _fire_instance(self, instance_id: int, now: datetime) -> list[dict]:
         with self.db.unit_of_work() as s:
-            inst = s.get(Instance, instance_id, with_for_update=True, options=_WITH_STATE)
+            inst = s.get(Instance, instance_id, with_for_update={"of": Instance}, options=_WITH_STATE)
             if inst is None or inst.status == "completed":
                 return []
             due = [t for t in s.scalars(select(Timer).where(Timer.instance_id == instance_id,
