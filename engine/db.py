@@ -217,6 +217,10 @@ def next_counter(session: Session, key: str) -> int:
 
 # SQLSTATEs of a PostgreSQL transaction aborted because of a concurrent one: retrying is the remedy.
 RETRYABLE_SQLSTATES = {"40001": "a concurrent change (serialization failure)", "40P01": "a deadlock"}
+# Rows keyed by the instance's own sequence or workflow ids: a duplicate means that another unit of work
+# saved the same instance meanwhile (on PostgreSQL two saves of one instance can both pass their reads;
+# the second then collides on the audit sequence before its lock_version check is reached).
+PER_INSTANCE_TABLES = {"audit_events", "human_tasks", "timers"}
 
 
 def database_url(url: str) -> str:
@@ -231,11 +235,14 @@ def translate_error(exc: DBAPIError) -> Exception | None:
     """The engine error for a database error that is the caller's to handle, else None."""
     orig = getattr(exc, "orig", None)
     sqlstate = getattr(orig, "sqlstate", None)
+    diag = getattr(orig, "diag", None)
+    if sqlstate == "23505" and getattr(diag, "table_name", None) in PER_INSTANCE_TABLES:
+        return Conflict("the instance was changed by someone else meanwhile; nothing was saved, "
+                        "reload and try again")
     if sqlstate in RETRYABLE_SQLSTATES:
         return Conflict(f"the database aborted this change because of {RETRYABLE_SQLSTATES[sqlstate]} with "
                         "another one running at the same time; nothing was saved, try again")
     if sqlstate == "22001":  # string_data_right_truncation: SQLite keeps long text, PostgreSQL refuses it
-        diag = getattr(orig, "diag", None)
         detail = getattr(diag, "message_primary", None) or "value too long"
         return InvalidInput(f"a value is longer than the database allows ({detail}); nothing was saved")
     return None

@@ -123,6 +123,36 @@ def test_a_timer_and_a_completion_racing_on_one_instance_never_both_apply(k, clo
     assert k.verify_audit() == []
 
 
+def test_two_tasks_of_one_instance_completed_at_once_never_lose_an_update(k, clock):
+    # After the overdue timer, the agent's re-dispatch and the supervisor's warning are both ready. Each
+    # completion locks only its own task row, so both may load the same instance version; the second
+    # save must then be a Conflict (never a raw duplicate-key error, never an overwrite).
+    instances = []
+    for _ in range(6):
+        r = k.start("repair", "agent", data=REPAIR)
+        dispatch = next(t for t in r["tasks"] if t["bpmn_id"] == "dispatch")
+        k.complete(dispatch["id"], "agent", {"technician": "technician", "repair_requirement": "换读卡器",
+                                             "required_arrival_time": (k.now() + timedelta(hours=2)).isoformat()})
+        instances.append(r["instance_id"])
+    clock.advance(timedelta(hours=24, seconds=1))
+    assert len(k.fire_due_timers()) == len(instances)
+    conflicts = 0
+    for iid in instances:
+        ready = {t["bpmn_id"]: t["id"] for t in k.tasks(instance=iid)}
+        redispatch = lambda: k.complete(ready["redispatch"], "agent", {  # noqa: E731
+            "technician": "technician2", "required_arrival_time": (k.now() + timedelta(hours=1)).isoformat(),
+            "redispatch_reason": "超时"})
+        warn = lambda: k.complete(ready["overdue_warning"], "supervisor", {"warning_note": "已提醒"})  # noqa: E731
+        outcomes = together(2, lambda i: (redispatch, warn)[i]())
+        assert all(isinstance(o, (dict, Conflict)) for o in outcomes), outcomes
+        conflicts += sum(isinstance(o, Conflict) for o in outcomes)
+        done = {e["bpmn_id"] for e in k.show(iid)["events"] if e["type"] == "task_completed"}
+        still = {t["bpmn_id"] for t in k.tasks(instance=iid)}
+        for bpmn_id, o in zip(("redispatch", "overdue_warning"), outcomes):
+            assert (bpmn_id in done) == isinstance(o, dict) and (bpmn_id in still) == isinstance(o, Conflict)
+    assert k.verify_audit() == []
+
+
 def _complete_or_conflict(k, task_id):
     try:
         k.complete(task_id, "technician", {"repair_result": "已更换", "customer_cooperation_needed": False})
