@@ -181,3 +181,28 @@ def test_postgresql_urls_use_psycopg_3(pg_url):
             assert s.scalar(select(func.count()).select_from(Customer)) == 0
     finally:
         db.dispose()
+
+
+# ------------------------------------------------------------------ the throw-away server itself
+
+
+def test_without_postgresql_tests_skip_locally_but_fail_under_ci(monkeypatch):
+    from tests import pg
+    monkeypatch.setattr(pg.glob, "glob", lambda _pattern: [])
+    monkeypatch.setattr(pg.shutil, "which", lambda _name: None)
+    with pytest.raises(pg.PgUnavailable, match="install-postgres.sh"):
+        pg.server_bindir()
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="PostgreSQL not available: no server"):
+        pg.unavailable("no server")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="required under CI=true: no server"):
+        pg.unavailable("no server")
+
+
+def test_the_newest_installed_server_is_used(monkeypatch):
+    from tests import pg
+    monkeypatch.setattr(pg.glob, "glob", lambda _pattern: ["/usr/lib/postgresql/9/bin/initdb",
+                                                           "/usr/lib/postgresql/16/bin/initdb",
+                                                           "/usr/lib/postgresql/15/bin/initdb"])
+    assert str(pg.server_bindir()) == "/usr/lib/postgresql/16/bin"
