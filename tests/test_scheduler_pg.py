@@ -23,7 +23,10 @@ from engine.db import AuditEvent, HumanTask, Timer
 from tests.conftest import ROOT
 from tests.factories import make_kefu
 
-# The scheduler under test: prints each timer it fires as a JSON line and exits once nothing is due.
+# The scheduler under test, the one line to change when the service has its own scheduler command. The
+# contract: configured by KEFU_* variables, prints each timer it fires as a JSON line (the dict that
+# fire_due_timers returns) and exits 0 once nothing is due. KEFU_TEST_BARRIER/KEFU_TEST_PARTIES, which
+# release the processes together, are optional for it.
 SCHEDULER = [sys.executable, "-m", "tests.scheduler_worker"]
 TICKETS = 200
 PROCESSES = 2
