@@ -37,7 +37,11 @@ apt-get install -y -qq --no-install-recommends \
   -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
   postgresql </dev/null >/dev/null
 
-# The package creates a default cluster (port 5432); the tests never use it. Make sure it is not running.
+# The package creates a default cluster (port 5432); the tests never use it. Make sure it is not running,
+# and on a machine booted with systemd, that it does not start at the next boot either.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+  systemctl disable --now postgresql >/dev/null 2>&1 || true
+fi
 if command -v pg_lsclusters >/dev/null; then
   pg_lsclusters --no-header 2>/dev/null | while read -r version name _port status _rest; do
     if [ "$status" = online ]; then
