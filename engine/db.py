@@ -5,8 +5,8 @@ must, and leaving the block without an exception commits everything at once; an 
 
 Two databases are supported: SQLite (the default; every writing transaction takes the write lock at once)
 and PostgreSQL through psycopg 3 (``postgresql://…`` URLs; READ COMMITTED, row locks with ``FOR UPDATE``).
-A PostgreSQL transaction aborted by a deadlock or a serialization failure is a ``Conflict``: nothing was
-saved and the caller may simply try again.
+A PostgreSQL transaction aborted by a deadlock or a serialization failure, or a save that collides with a
+concurrent save of the same instance, is a ``Conflict``: nothing was saved and the caller may try again.
 """
 from __future__ import annotations
 
