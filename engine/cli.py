@@ -246,7 +246,12 @@ def cmd_scheduler(args):
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     k = _service()
     _warn_missing_calendar(k)
-    return run_forever(k, sweep_seconds=args.sweep)
+
+    def print_fired(fired):  # one JSON line per timer fired, for tools that watch the scheduler
+        for f in fired:
+            print(json.dumps(f, ensure_ascii=False), flush=True)
+    return run_forever(k, sweep_seconds=args.sweep, until_idle=args.until_idle,
+                       on_fired=print_fired if args.json else None)
 
 
 def _warn_missing_calendar(k) -> None:
@@ -391,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--instance")
     sp = add("scheduler", cmd_scheduler, "run a timer scheduler process (several may share one database)")
     sp.add_argument("--sweep", type=float, default=5.0, help="seconds between sweeps (default 5)")
+    sp.add_argument("--until-idle", action="store_true", help="fire what is due, then exit (catch up)")
     clock = sub.add_parser("clock", help="the service's clock (moves only in demo and test)").add_subparsers(
         dest="sub", required=True, metavar="ACTION")
     add("show", cmd_clock_show, "show the service's current time", subparsers=clock)

@@ -2,6 +2,11 @@
 
 Only the unit of work commits: a service takes a session from ``Database.unit_of_work()``, changes what it
 must, and leaving the block without an exception commits everything at once; an exception rolls it all back.
+
+Two databases are supported: SQLite (the default; every writing transaction takes the write lock at once)
+and PostgreSQL through psycopg 3 (``postgresql://…`` URLs; READ COMMITTED, row locks with ``FOR UPDATE``).
+A PostgreSQL transaction aborted by a deadlock or a serialization failure, or a save that collides with a
+concurrent save of the same instance, is a ``Conflict``: nothing was saved and the caller may try again.
 """
 from __future__ import annotations
 
@@ -11,14 +16,20 @@ from datetime import date, datetime, timezone
 
 from sqlalchemy import (JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator,
                         UniqueConstraint, create_engine, event)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from .errors import Conflict, InvalidInput
 
 
 log = logging.getLogger("kefu.db")
 
 
 class UTCDateTime(TypeDecorator):
-    """Stores UTC without an offset (SQLite keeps none) and always returns aware UTC datetimes."""
+    """Stores UTC without an offset (SQLite keeps none; PostgreSQL: ``timestamp without time zone``, so the
+    session's time zone never shifts it) and always returns aware UTC datetimes."""
     impl = DateTime
     cache_ok = True
 
@@ -212,14 +223,71 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(Integer)
 
 
+def next_counter(session: Session, key: str) -> int:
+    """Add one to the counter ``key`` (created at 1) and return it; concurrent callers never share a value."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Two transactions creating the same new row would race on its primary key; an upsert cannot:
+        # the second waits for the first and then increments the committed row.
+        stmt = (pg_insert(Counter).values(key=key, value=1)
+                .on_conflict_do_update(index_elements=[Counter.key], set_={"value": Counter.value + 1})
+                .returning(Counter.value))
+        return session.execute(stmt).scalar_one()
+    # SQLite: the transaction already holds the database's write lock (BEGIN IMMEDIATE).
+    row = session.get(Counter, key, with_for_update=True)
+    if row is None:
+        row = Counter(key=key, value=0)
+        session.add(row)
+    row.value += 1
+    session.flush()
+    return row.value
+
+
+# SQLSTATEs of a PostgreSQL transaction aborted because of a concurrent one: retrying is the remedy.
+RETRYABLE_SQLSTATES = {"40001": "a concurrent change (serialization failure)", "40P01": "a deadlock"}
+# Rows keyed by the instance's own sequence or workflow ids: a duplicate means that another unit of work
+# saved the same instance meanwhile (on PostgreSQL two saves of one instance can both pass their reads;
+# the second then collides on the audit sequence before its lock_version check is reached).
+PER_INSTANCE_TABLES = {"audit_events", "human_tasks", "timers"}
+
+
+def database_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs use psycopg 3 (SQLAlchemy's default would be psycopg2)."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
+def translate_error(exc: DBAPIError) -> Exception | None:
+    """The engine error for a database error that is the caller's to handle, else None."""
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    diag = getattr(orig, "diag", None)
+    if sqlstate == "23505" and getattr(diag, "table_name", None) in PER_INSTANCE_TABLES:
+        return Conflict("the instance was changed by someone else meanwhile; nothing was saved, "
+                        "reload and try again")
+    if sqlstate in RETRYABLE_SQLSTATES:
+        return Conflict(f"the database aborted this change because of {RETRYABLE_SQLSTATES[sqlstate]} with "
+                        "another one running at the same time; nothing was saved, try again")
+    if sqlstate == "22001":  # string_data_right_truncation: SQLite keeps long text, PostgreSQL refuses it
+        detail = getattr(diag, "message_primary", None) or "value too long"
+        return InvalidInput(f"a value is longer than the database allows ({detail}); nothing was saved")
+    return None
+
+
 class Database:
     def __init__(self, url: str):
+        url = database_url(url)
         self.url = url
+        self.dialect = make_url(url).get_backend_name()
         kwargs = {}
-        if url.startswith("sqlite"):
+        if self.dialect == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
+        elif self.dialect == "postgresql":
+            # The units of work rely on it: a statement after a row lock sees the lock holder's commit.
+            kwargs["isolation_level"] = "READ COMMITTED"
         self.engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
+        if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -227,7 +295,7 @@ class Database:
         self.timer_listeners: list = []
         event.listen(self.sessions, "after_commit", self._after_commit)
         # Reads need no write lock: on SQLite they get their own engine without BEGIN IMMEDIATE.
-        if url.startswith("sqlite"):
+        if self.dialect == "sqlite":
             self.read_engine = create_engine(url, **kwargs)
             event.listen(self.read_engine, "connect", _sqlite_read_pragmas)
         else:
@@ -257,6 +325,12 @@ class Database:
         try:
             yield session
             session.commit()
+        except DBAPIError as exc:
+            session.rollback()
+            translated = translate_error(exc)
+            if translated is None:
+                raise
+            raise translated from exc
         except BaseException:
             session.rollback()
             raise

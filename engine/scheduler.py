@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -29,8 +30,9 @@ WAKE_SLACK = timedelta(milliseconds=5)  # SpiffWorkflow fires strictly after the
 
 
 class TimerScheduler:
-    def __init__(self, kefu, sweep_seconds: float = 5.0):
+    def __init__(self, kefu, sweep_seconds: float = 5.0, on_fired=None):
         self.kefu = kefu
+        self.on_fired = on_fired  # called with the list of timers each sweep fired
         self.sweep_seconds = float(sweep_seconds)
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults=JOB_DEFAULTS)
         self._lock = threading.Lock()
@@ -65,6 +67,8 @@ class TimerScheduler:
             if fired:
                 self.fired_total += len(fired)
                 log.info("fired %d timer(s)", len(fired))
+                if self.on_fired is not None:
+                    self.on_fired(fired)
             self.last_error = None
             self._arm(self.kefu.next_timer_due())
             return len(fired)
@@ -96,14 +100,32 @@ class TimerScheduler:
         self.scheduler.add_job(self.tick, "date", run_date=run_at, id="wake", replace_existing=True)
 
 
-def run_forever(kefu, sweep_seconds: float = 5.0) -> int:
-    """``kefu scheduler``: a scheduler process of its own (scale-out); stops on SIGTERM or Ctrl-C."""
+    def idle(self) -> bool:
+        """Nothing is due now (the next timer, if any, lies in the future)."""
+        nxt = self.kefu.next_timer_due()
+        return nxt is None or nxt >= self.kefu.now()
+
+
+def run_forever(kefu, sweep_seconds: float = 5.0, until_idle: bool = False, on_fired=None) -> int:
+    """``kefu scheduler``: a scheduler process of its own (scale-out); stops on SIGTERM or Ctrl-C, or with
+    ``until_idle`` as soon as nothing is due (catch up, then exit)."""
     import signal
 
+    if until_idle:
+        sched = TimerScheduler(kefu, sweep_seconds, on_fired)
+        while True:
+            sched.tick()
+            kefu.sync()
+            if sched.last_error is None and sched.idle():
+                break
+            if sched.last_error is not None:
+                time.sleep(min(1.0, sweep_seconds))
+        log.info("nothing due: fired %d timer(s)", sched.fired_total)
+        return 0
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    sched = TimerScheduler(kefu, sweep_seconds).start()
+    sched = TimerScheduler(kefu, sweep_seconds, on_fired).start()
     try:
         while not stop.wait(1.0):
             pass

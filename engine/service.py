@@ -30,7 +30,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from . import audit, calendar as calendar_mod, clock as clock_mod, scripting
 from .clock import SHANGHAI, Clock
 from .config import Config
-from .db import CalendarDay, Counter, Customer, Database, Definition, HumanTask, Instance, Setting, Timer, User
+from .db import CalendarDay, Customer, Database, Definition, HumanTask, Instance, Setting, Timer, User, \
+    next_counter
 from .definitions import ROLES, SpecCache, diagram_files, lane_role, latest, make_serializer, next_version, \
     parse_diagram, rule_ids
 from .errors import ClockError, Conflict, DefinitionError, FormValidationError, IncidentError, InvalidInput, NotAllowed, \
@@ -368,13 +369,7 @@ class Kefu:
     def _next_ticket_no(self, s, kind: str, now: datetime) -> str:
         prefix = TICKET_PREFIX.get(kind, kind[:2].upper())
         key = f"{prefix}{now.astimezone(SHANGHAI):%Y%m%d}"
-        row = s.get(Counter, key, with_for_update=True)
-        if row is None:
-            row = Counter(key=key, value=0)
-            s.add(row)
-        row.value += 1
-        s.flush()
-        return f"{key}-{row.value:04d}"
+        return f"{key}-{next_counter(s, key):04d}"
 
     def _sla(self, s):
         """The SLA table in force (latest deployed version) and its definition row, or None."""

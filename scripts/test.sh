@@ -9,4 +9,5 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 export PATH="$PWD/.venv/bin:$PATH"
 bash scripts/install-browser.sh || echo "test.sh: browser tests will be skipped (or fail under CI=true)" >&2
+bash scripts/install-postgres.sh || [ "${CI:-}" != true ]  # server binaries for the PostgreSQL tests
 exec .venv/bin/python -m pytest "$@"

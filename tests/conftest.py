@@ -1,4 +1,5 @@
-"""Shared fixtures: a real SQLite database per test, the real diagrams, a pinned clock, demo users."""
+"""Shared fixtures: a real SQLite database per test (PostgreSQL where a test asks, see tests/pg.py), the real
+diagrams, a pinned clock, demo users."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -8,6 +9,7 @@ import pytest
 
 from engine import Clock
 from engine.clock import SHANGHAI
+from tests.pg import pg_server, pg_url  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ROOT / "processes"
@@ -21,7 +23,10 @@ def clock():
 
 
 @pytest.fixture
-def db_url(tmp_path):
+def db_url(request, tmp_path):
+    """SQLite by default; ``@on_both_databases`` (tests/pg.py) runs a test on PostgreSQL too."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("pg_url")
     return f"sqlite:///{tmp_path / 'kefu.db'}"
 
 

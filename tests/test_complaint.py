@@ -4,6 +4,7 @@ from datetime import datetime
 import pytest
 
 from engine import FormValidationError, NotAllowed
+from tests.pg import on_both_databases
 
 
 def register(sc, severity="general", **over):
@@ -69,6 +70,7 @@ def test_p5_major_complaint_goes_to_supervisor_at_once(scenario):
     assert scenario.k.tasks(actor="agent", instance=scenario.instance_id) == []
 
 
+@on_both_databases
 def test_p5_task_force_members_work_in_parallel_and_results_are_consolidated(scenario):
     register(scenario, severity="major")
     scenario.complete("form_taskforce", "supervisor", {
@@ -155,6 +157,7 @@ def test_p9_revisit_three_to_five_working_days_after_handling(scenario):
     assert [e["bpmn_id"] for e in scenario.events("timer_fired")] == ["wait_revisit", "timer_revisit_late"]
 
 
+@on_both_databases
 def test_p10_customer_care_after_closing(scenario):
     until_revisit(scenario)
     scenario.complete("revisit", "agent", {"satisfaction_score": 95, "other_opinions": "无"})

@@ -4,6 +4,7 @@ from datetime import datetime
 import pytest
 
 from engine import FormValidationError, NotAllowed
+from tests.pg import on_both_databases
 
 
 def register(sc, on_spot, **over):
@@ -96,6 +97,7 @@ def test_c5_department_answer_is_relayed_and_satisfaction_confirmed(scenario):
                                                                          "agent"]
 
 
+@on_both_databases
 def test_t1_overdue_department_reply_is_redispatched_and_supervisor_warned(scenario):
     to_department(scenario, hours=2)
     scenario.advance(hours=2, seconds=1)

@@ -1,4 +1,5 @@
-"""Units of work on a real SQLite database: validation, authorization, conflicts, timers, incidents, audit."""
+"""Units of work on a real SQLite database (the ones marked @on_both_databases on PostgreSQL too): validation,
+authorization, conflicts, timers, incidents, audit."""
 from datetime import timedelta
 
 import pytest
@@ -7,6 +8,7 @@ from sqlalchemy import func, select, text
 from engine import Clock, Config, Conflict, FormValidationError, Kefu, NotAllowed, NotFound
 from engine.db import AuditEvent, Customer, Instance
 from tests.factories import diagram, make_kefu
+from tests.pg import on_both_databases
 
 
 @pytest.fixture
@@ -71,6 +73,7 @@ def test_claimed_task_belongs_to_its_claimer(k):
     k.complete(t["id"], "department2", {"result": "done"})
 
 
+@on_both_databases
 def test_double_completion_is_a_conflict(k):
     r = register(k)
     t = handle_task(k, r)
@@ -98,6 +101,7 @@ def test_a_task_the_workflow_has_not_reached_cannot_be_completed(k):
         k.complete(t["id"], "department", {"result": "again"})
 
 
+@on_both_databases
 def test_stale_save_is_a_conflict_not_an_overwrite(k):
     r = register(k)
     stale = k.db.read_sessions()
@@ -112,6 +116,7 @@ def test_stale_save_is_a_conflict_not_an_overwrite(k):
     assert k.show(r["instance_id"])["summary"] != "overwrite"
 
 
+@on_both_databases
 def test_timer_fired_first_then_completion_is_a_conflict(k, clock):
     r = register(k)
     t = handle_task(k, r)
@@ -147,6 +152,7 @@ def test_timers_fire_only_when_due_and_only_once(k, clock):
     assert k.timers(instance=r["instance_id"]) == []
 
 
+@on_both_databases
 def test_script_error_becomes_incident_and_retry_fixes_it(k):
     r = register(k, divisor=0)
     shown = k.show(r["instance_id"])
@@ -168,6 +174,7 @@ def test_retry_without_incident_is_a_conflict(k):
         k.retry_incident(r["instance_id"], "supervisor", {})
 
 
+@on_both_databases
 def test_customer_is_linked_by_phone_and_vip_flows_into_the_process(k):
     vip = k.create_customer({"name": "华东银行", "phone": "021-1", "vip": True})
     r = k.start("mini", "agent", data={"divisor": 1, "deadline": (k.now() + timedelta(hours=1)).isoformat()},
@@ -181,6 +188,7 @@ def test_customer_is_linked_by_phone_and_vip_flows_into_the_process(k):
     assert vip["id"] in [c["id"] for c in k.find_customers("华东")]
 
 
+@on_both_databases
 def test_every_action_is_audited_in_a_verified_chain(k):
     r = register(k)
     t = handle_task(k, r)
@@ -199,6 +207,7 @@ def test_every_action_is_audited_in_a_verified_chain(k):
     assert k.verify_audit() == []
 
 
+@on_both_databases
 def test_tampering_with_the_audit_log_is_detected(k):
     r = register(k)
     with k.db.unit_of_work() as s:
@@ -232,6 +241,7 @@ def test_kefu_clock_is_honoured_only_in_test_or_demo(capsys):
     assert "ignored" in capsys.readouterr().err
 
 
+@on_both_databases
 def test_a_crash_mid_request_loses_nothing(k, monkeypatch):
     r = register(k)
     t = handle_task(k, r)
@@ -268,6 +278,7 @@ def _race(*calls):
     return results
 
 
+@on_both_databases
 def test_two_users_completing_the_same_task_at_once_one_wins_one_conflicts(k):
     r = register(k)
     t = handle_task(k, r)
@@ -278,6 +289,7 @@ def test_two_users_completing_the_same_task_at_once_one_wins_one_conflicts(k):
     assert len(done) == 2 and k.verify_audit() == []
 
 
+@on_both_databases
 def test_timer_firing_while_the_user_completes_never_applies_both(k, clock):
     r = register(k)
     t = handle_task(k, r)

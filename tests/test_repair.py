@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from engine import FormValidationError, NotAllowed
+from tests.pg import on_both_databases
 
 
 def register(sc, emergency=False, customer_id=None, **over):
@@ -100,6 +101,7 @@ def test_r5_unsatisfied_customer_gets_the_repair_redone(scenario):
     assert scenario.ready_ids() == []
 
 
+@on_both_databases
 def test_r6_revisit_two_to_three_working_days_after_completion(scenario):
     register(scenario)
     dispatch(scenario)
@@ -115,6 +117,7 @@ def test_r6_revisit_two_to_three_working_days_after_completion(scenario):
     assert shown["status"] == "completed" and shown["data"]["satisfaction_score"] == 92
 
 
+@on_both_databases
 def test_t1_overdue_work_order_is_redispatched_and_supervisor_warned(scenario):
     register(scenario)
     dispatch(scenario)
