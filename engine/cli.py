@@ -277,9 +277,11 @@ def cmd_clock_advance(args):
 
 
 def _clock_text(r):
-    off = r["offset_seconds"]
+    off = int(r["offset_seconds"])
+    span = " ".join(f"{v}{u}" for v, u in ((off // 86400, "d"), (off % 86400 // 3600, "h"),
+                                            (off % 3600 // 60, "m"), (off % 60, "s")) if v) if off > 0 else ""
     return (f"now {r['now']} (KEFU_ENV={r['env']}" + (", pinned" if r["pinned"] else "")
-            + (f", advanced by {off / 86400:.2f} days" if off else "") + ")")
+            + (f", advanced by {span}" if span else "") + ")")
 
 
 def cmd_calendar_status(args):
