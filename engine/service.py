@@ -602,8 +602,12 @@ class Kefu:
                 with self.db.unit_of_work() as s:
                     ids = self._claim_due(s, now, failed)
                     batch = []
-                    for instance_id in ids:
-                        batch.extend(self._fire_in(s, instance_id, now))
+                    # The batch's instances are locked for this transaction, so nobody can save them meanwhile:
+                    # their changes are flushed together (one multi-row statement per table), not one by one.
+                    with s.no_autoflush:
+                        for instance_id in ids:
+                            batch.extend(self._fire_in(s, instance_id, now, flush=False))
+                    s.flush()
                 fired.extend(batch)
             except Exception:  # noqa: BLE001 - one broken instance: redo this batch one instance at a time
                 log.warning("a batch of timer firings failed; retrying its %d instance(s) one by one", len(ids))
@@ -634,7 +638,7 @@ class Kefu:
             list(s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*_WITH_STATE)))
         return ids
 
-    def _fire_in(self, s, instance_id: int, now: datetime) -> list[dict]:
+    def _fire_in(self, s, instance_id: int, now: datetime, flush: bool = True) -> list[dict]:
         inst = s.get(Instance, instance_id, options=_WITH_STATE)
         if inst is None or inst.status == "completed":
             return []
@@ -645,7 +649,7 @@ class Kefu:
         events: list[audit.PendingEvent] = []
         before = self._states(wf)
         incident = self._run(wf)
-        self._save(s, inst, wf, events, SYSTEM, before, incident)
+        self._save(s, inst, wf, events, SYSTEM, before, incident, flush=flush)
         fired_ids = {str(e.task_id) for e in events if e.type == "timer_fired"}
         return [{"instance_id": inst.id, "ticket_no": inst.ticket_no, "timer": t.bpmn_id,
                  "name": t.name, "due_at": iso(t.due_at), "fired_at": iso(now)} for t in due if t.id in fired_ids]
@@ -861,10 +865,12 @@ class Kefu:
     def _fields(self, task):
         return build_fields(task.task_spec.extensions.get("form"))
 
-    def _save(self, s, inst: Instance, wf, events, actor, before, incident, claimer: str | None = None):
+    def _save(self, s, inst: Instance, wf, events, actor, before, incident, claimer: str | None = None,
+              flush: bool = True):
         with s.no_autoflush:  # one flush at the end, not one per projection query
             ready = self._project(s, inst, wf, events, actor, before, incident, claimer)
-        self._flush(s, inst)
+        if flush:
+            self._flush(s, inst)
         return ready
 
     def _project(self, s, inst: Instance, wf, events, actor, before, incident, claimer):
