@@ -683,6 +683,18 @@ class Kefu:
         log.info("%s advanced the clock by %s to %s", actor, delta, iso(self.now()))
         return self.clock_status()
 
+    def sla_table(self) -> dict | None:
+        """The SLA targets in force for new tickets (the latest deployed ``sla.dmn``), case by case."""
+        with self.db.reading() as s:
+            found = self._sla(s)
+            if found is None:
+                return None
+            d, table = found
+            return {"version": d.version, "sha256": d.sha256, "deployed_at": iso(d.deployed_at),
+                    "deployed_by": d.deployed_by, "name": table.name,
+                    "cases": [{"case": case, "label": table.labels.get(case), **targets}
+                              for case, targets in table.targets.items()]}
+
     # ------------------------------------------------------------------ working-day calendar (T2)
     def calendar_days(self, year: int | None = None) -> list[dict]:
         with self.db.reading() as s:

@@ -70,12 +70,13 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     babel.init_app(app, locale_selector=_locale, timezone_selector=lambda: "Asia/Shanghai")
     login_manager.init_app(app)
 
-    from . import auth, desk, records, views
+    from . import auth, desk, records, timekeeping, views
     from .labels import register_template_helpers
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(desk.bp)
     app.register_blueprint(records.bp)
+    app.register_blueprint(timekeeping.bp)
     register_template_helpers(app)
 
     def wants_json() -> bool:
