@@ -15,7 +15,11 @@ instance, ``refresh_timers()`` + ``do_engine_steps()``, serializing it (stock se
 
 A second, steady run spreads a few hundred timers over some seconds and reports how punctually they fire.
 
-    python bench/timers.py [--count 10000] [--steady 300] [--steady-spread 15] [--sweep 5] [--json]
+With ``--postgres N`` the storm also runs on a throw-away PostgreSQL (Debian's server, as the tests start it)
+with N separate ``kefu scheduler`` processes: the scale-out set-up.
+
+    python bench/timers.py [--count 10000] [--steady 300] [--steady-spread 15] [--sweep 5] [--postgres N]
+                           [--json]
 """
 from __future__ import annotations
 
@@ -181,20 +185,83 @@ def run(count: int, spread: timedelta, sweep: float, measure_raw: bool) -> dict:
     return out
 
 
+def run_postgres(count: int, schedulers: int) -> dict:
+    """The storm on a throw-away PostgreSQL (tests/pg.py) with ``schedulers`` separate ``kefu scheduler``
+    processes sharing the database: the scale-out set-up."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.pg import start_server
+    server = start_server()
+    try:
+        url = server.url_for(server.create_database())
+        clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI))
+        k = Kefu(Config(database_url=url, env="test"), clock=clock)
+        k.init()
+        k.deploy()
+        seed_demo(k, password=None)
+        base = make_base(k)
+        due = k.next_timer_due()
+        t0 = time.perf_counter()
+        clone(k, base, count - 1)
+        setup = time.perf_counter() - t0
+        lead = timedelta(seconds=6)  # the processes start and connect before the storm
+        offset = (due - lead) - datetime.now(timezone.utc)
+        with k.db.unit_of_work() as s:
+            s.merge(Setting(key=CLOCK_OFFSET, value=repr(offset.total_seconds())))
+        live = Clock()
+        k.clock = clock_mod.use(live)
+        k.sync()
+        env = {**os.environ, "KEFU_DATABASE_URL": url, "KEFU_ENV": "test", "PYTHONPATH": str(ROOT)}
+        env.pop("KEFU_CLOCK", None)
+        procs = [subprocess.Popen([sys.executable, "-m", "engine.cli", "scheduler", "--json"], cwd=ROOT, env=env,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True) for _ in range(schedulers)]
+        try:
+            while (nxt := k.next_timer_due()) is not None and nxt <= due:
+                time.sleep(0.05)
+            done_real = datetime.now(timezone.utc)
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            shares = [sum(1 for line in p.communicate(timeout=60)[0].splitlines() if line.startswith("{"))
+                      for p in procs]
+        with k.db.reading() as s:
+            fired = list(s.execute(select(AuditEvent.task_id, AuditEvent.at, AuditEvent.data)
+                                   .where(AuditEvent.type == "timer_fired")))
+        per_timer = {}
+        for task_id, _at, _data in fired:
+            per_timer[task_id] = per_timer.get(task_id, 0) + 1
+        latency = [(at - datetime.fromisoformat(data["due_at"])).total_seconds() for _t, at, data in fired]
+        broken = k.verify_audit()
+        k.db.dispose()
+    finally:
+        server.stop()
+    return {"timers": count, "schedulers": schedulers, "shares": shares, "setup_seconds": round(setup, 1),
+            "all_fired_after_first_due_seconds": round((done_real - live.real_time_of(due)).total_seconds(), 2),
+            "fired": len(per_timer), "fired_twice": sum(1 for v in per_timer.values() if v > 1),
+            "never_fired": count - len(per_timer), "latency_p50_s": round(pct(latency, 50), 3),
+            "latency_p99_s": round(pct(latency, 99), 3), "audit_chains_broken": len(broken)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--count", type=int, default=10_000, help="timers in the storm (default 10000)")
     ap.add_argument("--steady", type=int, default=300, help="timers in the punctuality run (default 300)")
     ap.add_argument("--steady-spread", type=float, default=15.0, help="seconds they are spread over")
     ap.add_argument("--sweep", type=float, default=5.0)
+    ap.add_argument("--postgres", type=int, default=0, metavar="N",
+                    help="also run the storm on a throw-away PostgreSQL with N scheduler processes")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     steady = run(args.steady, timedelta(seconds=args.steady_spread), args.sweep, measure_raw=False)
     storm = run(args.count, timedelta(0), args.sweep, measure_raw=True)
+    pg = run_postgres(args.count, args.postgres) if args.postgres else None
     ok = all(r["fired_twice"] == 0 and r["never_fired"] == 0 and r["audit_chains_broken"] == 0
-             for r in (steady, storm))
+             for r in (steady, storm, pg) if r is not None)
     if args.json:
-        print(json.dumps({"steady": steady, "storm": storm}))
+        print(json.dumps({"steady": steady, "storm": storm, "postgres": pg}))
         return 0 if ok else 1
     print(f"punctuality: {steady['timers']} timers falling due over {steady['spread_seconds']:.0f} s, "
           f"one scheduler, SQLite")
@@ -211,6 +278,13 @@ def main(argv=None) -> int:
     print(f"  per firing: service {storm['service_ms_per_firing']} ms (whole unit of work, amortized) vs "
           f"raw SpiffWorkflow {storm['raw_spiff_ms_per_firing']} ms (restore, fire, serialize; median) "
           f"-> ratio {storm['ratio_raw_to_service']}x")
+    if pg is not None:
+        print(f"scale-out: {pg['timers']} timers due at once, {pg['schedulers']} 'kefu scheduler' processes, "
+              f"PostgreSQL (throw-away, fsync off)")
+        print(f"  all fired {pg['all_fired_after_first_due_seconds']} s after the due time; shares {pg['shares']}")
+        print(f"  fire latency p50 {pg['latency_p50_s']} s, p99 {pg['latency_p99_s']} s; fired twice: "
+              f"{pg['fired_twice']}, never fired: {pg['never_fired']}, broken audit chains: "
+              f"{pg['audit_chains_broken']}")
     return 0 if ok else 1
 
 
