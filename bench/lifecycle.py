@@ -1,7 +1,7 @@
 """Complaint lifecycles per second: Kefu's engine with SQLite persistence vs raw SpiffWorkflow.
 
 Both drive processes/complaint.bpmn along the same path with the same data:
-register → transfer → department_handle → feedback (satisfied) → revisit timer → revisit → customer_care.
+register → transfer → department_accept → department_handle → feedback (satisfied) → revisit timer → revisit → customer_care.
 
 * service: every step is a Kefu unit of work (find the task, check the actor, validate the form, run,
   write state + human tasks + timers + audit events, commit) on a SQLite file;
@@ -38,6 +38,7 @@ from engine.cli import seed_demo  # noqa: E402
 from engine.clock import SHANGHAI  # noqa: E402
 from engine.db import Instance  # noqa: E402
 from engine.definitions import parse_diagram  # noqa: E402
+from engine.sla import parse_sla  # noqa: E402
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI)
 
@@ -50,6 +51,7 @@ def steps(now: datetime):
                                "customer_demand": "道歉", "nature": "service_attitude", "severity": "general"}),
         ("transfer", "agent", {"department": "security_ops", "handling_requirement": "调查整改",
                                "handling_deadline": (now + timedelta(days=1)).isoformat()}),
+        ("department_accept", "department", {"accept_note": "已接单"}),
         ("department_handle", "department", {"handling_result": "已整改"}),
         ("feedback", "agent", {"satisfied": True, "customer_opinion": None}),
         None,
@@ -107,6 +109,7 @@ class RawRunner:
         self.clock = CLOCK
         data = (ROOT / "processes" / "complaint.bpmn").read_bytes()
         self.spec, self.subs = parse_diagram(data, "complaint.bpmn").specs["complaint"]
+        self.sla = parse_sla((ROOT / "processes" / "sla.dmn").read_bytes(), "sla.dmn").targets
         self.serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(DEFAULT_CONFIG))
         self.step_times: list[float] = []
         self.size = 0
@@ -124,7 +127,7 @@ class RawRunner:
         t0 = time.perf_counter()
         wf = BpmnWorkflow(self.spec, self.subs, script_engine=scripting.make_script_engine())
         wf.task_tree.data.update(ticket_no="TS-BENCH", kind="complaint", customer_id=1, vip=False,
-                                 started_by="agent")
+                                 started_by="agent", sla_targets=self.sla, sla_version=1)
         wf.do_engine_steps()
         wf = self._run(wf, plan[0])
         self.step_times.append(time.perf_counter() - t0)
