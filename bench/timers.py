@@ -124,6 +124,21 @@ def raw_single_firing(k: Kefu, base_id: int, due: datetime, rounds: int = 200) -
     return statistics.median(samples)
 
 
+def firing_outcome(k: Kefu, count: int) -> dict:
+    """What the audit trail says: timers fired once, twice or never, fire latencies, whole chains."""
+    with k.db.reading() as s:
+        fired = list(s.execute(select(AuditEvent.task_id, AuditEvent.at, AuditEvent.data)
+                               .where(AuditEvent.type == "timer_fired")))
+    per_timer = {}
+    for task_id, _at, _data in fired:
+        per_timer[task_id] = per_timer.get(task_id, 0) + 1
+    latency = [(at - datetime.fromisoformat(data["due_at"])).total_seconds() for _t, at, data in fired]
+    return {"fired": len(per_timer), "fired_twice": sum(1 for v in per_timer.values() if v > 1),
+            "never_fired": count - len(per_timer), "latency_p50_s": round(pct(latency, 50), 3),
+            "latency_p95_s": round(pct(latency, 95), 3), "latency_p99_s": round(pct(latency, 99), 3),
+            "latency_max_s": round(max(latency), 3), "audit_chains_broken": len(k.verify_audit())}
+
+
 def run(count: int, spread: timedelta, sweep: float, measure_raw: bool) -> dict:
     """Set up ``count`` waiting timers falling due over ``spread`` (0: all at once), run one scheduler
     until all fired, and report what happened."""
@@ -159,26 +174,13 @@ def run(count: int, spread: timedelta, sweep: float, measure_raw: bool) -> dict:
             done_real = datetime.now(timezone.utc)
         finally:
             sched.shutdown()
-        with k.db.reading() as s:
-            fired = list(s.execute(select(AuditEvent.task_id, AuditEvent.at, AuditEvent.data)
-                                   .where(AuditEvent.type == "timer_fired")))
-        per_timer = {}
-        for task_id, _at, _data in fired:
-            per_timer[task_id] = per_timer.get(task_id, 0) + 1
-        latency = [(at - datetime.fromisoformat(data["due_at"])).total_seconds() for _t, at, data in fired]
-        broken = k.verify_audit()
+        outcome = firing_outcome(k, count)
         k.db.dispose()
-    out = {
-        "timers": count, "spread_seconds": spread.total_seconds(), "setup_seconds": round(setup, 1),
-        "all_fired_after_first_due_seconds": round((done_real - live.real_time_of(first_due)).total_seconds(), 2),
-        "fired": len(per_timer), "fired_twice": sum(1 for v in per_timer.values() if v > 1),
-        "never_fired": count - len(per_timer),
-        "latency_p50_s": round(pct(latency, 50), 3), "latency_p95_s": round(pct(latency, 95), 3),
-        "latency_p99_s": round(pct(latency, 99), 3), "latency_max_s": round(max(latency), 3),
-        "audit_chains_broken": len(broken),
-    }
+    out = {"timers": count, "spread_seconds": spread.total_seconds(), "setup_seconds": round(setup, 1),
+           "all_fired_after_first_due_seconds": round((done_real - live.real_time_of(first_due)).total_seconds(),
+                                                      2), **outcome}
     if raw is not None:
-        out["service_ms_per_firing"] = round(out["all_fired_after_first_due_seconds"] / max(1, len(per_timer))
+        out["service_ms_per_firing"] = round(out["all_fired_after_first_due_seconds"] / max(1, out["fired"])
                                              * 1000, 2)
         out["raw_spiff_ms_per_firing"] = round(raw * 1000, 2)
         out["ratio_raw_to_service"] = round(out["raw_spiff_ms_per_firing"] / out["service_ms_per_firing"], 2)
@@ -227,22 +229,13 @@ def run_postgres(count: int, schedulers: int) -> dict:
                 p.send_signal(signal.SIGTERM)
             shares = [sum(1 for line in p.communicate(timeout=60)[0].splitlines() if line.startswith("{"))
                       for p in procs]
-        with k.db.reading() as s:
-            fired = list(s.execute(select(AuditEvent.task_id, AuditEvent.at, AuditEvent.data)
-                                   .where(AuditEvent.type == "timer_fired")))
-        per_timer = {}
-        for task_id, _at, _data in fired:
-            per_timer[task_id] = per_timer.get(task_id, 0) + 1
-        latency = [(at - datetime.fromisoformat(data["due_at"])).total_seconds() for _t, at, data in fired]
-        broken = k.verify_audit()
+        outcome = firing_outcome(k, count)
         k.db.dispose()
     finally:
         server.stop()
     return {"timers": count, "schedulers": schedulers, "shares": shares, "setup_seconds": round(setup, 1),
             "all_fired_after_first_due_seconds": round((done_real - live.real_time_of(due)).total_seconds(), 2),
-            "fired": len(per_timer), "fired_twice": sum(1 for v in per_timer.values() if v > 1),
-            "never_fired": count - len(per_timer), "latency_p50_s": round(pct(latency, 50), 3),
-            "latency_p99_s": round(pct(latency, 99), 3), "audit_chains_broken": len(broken)}
+            **outcome}
 
 
 def main(argv=None) -> int:
