@@ -180,6 +180,11 @@ def cmd_unclaim(args):
     _print(args, t, lambda t: f"released: {_task_line(t)}")
 
 
+def cmd_reassign(args):
+    t = _service().reassign(args.task, args.actor, args.to)
+    _print(args, t, lambda t: f"reassigned: {_task_line(t)}")
+
+
 def cmd_escalate(args):
     r = _service().escalate(args.task, args.actor, args.reason)
     _print(args, r, lambda r: f"escalated to the supervisor: {r['ticket_no']} (ticket {r['parent']})")
@@ -372,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp = add(name, func, help_)
         sp.add_argument("task")
         sp.add_argument("--as", dest="actor", required=True)
+    sp = add("reassign", cmd_reassign, "hand a ready task to another user (supervisor)")
+    sp.add_argument("task")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--to", required=True, help="user name; must hold the task's role")
     sp = add("escalate", cmd_escalate, "escalate a transferred task to the supervisor (000 §五.1)")
     sp.add_argument("task")
     sp.add_argument("--as", dest="actor", required=True)

@@ -172,3 +172,13 @@ def test_a_scheduler_process_fires_due_timers_and_stops_cleanly(seeded, kefu_cli
     assert proc.returncode == 0, err
     assert j(kefu_cli("show", "1", "--json"))["status"] == "completed"
     assert "fired 1 timer(s)" in err
+
+
+def test_a_supervisor_reassigns_from_the_command_line(seeded, kefu_cli):
+    kefu_cli("start", "mini", "--as", "agent", "--data",
+             '{"customer_name": "李四", "divisor": 1, "deadline": "2026-11-24T09:00"}')
+    kefu_cli("users", "add", "dept2", "--role", "department")
+    task = j(kefu_cli("tasks", "--json"))[0]["id"]
+    p = kefu_cli("reassign", task, "--as", "agent", "--to", "dept2", expect=3)
+    assert "only a supervisor" in p.stderr
+    assert j(kefu_cli("reassign", task, "--as", "supervisor", "--to", "dept2", "--json"))["assignee"] == "dept2"
