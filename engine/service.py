@@ -692,7 +692,8 @@ class Kefu:
             d, table = found
             return {"version": d.version, "sha256": d.sha256, "deployed_at": iso(d.deployed_at),
                     "deployed_by": d.deployed_by, "name": table.name,
-                    "cases": [{"case": case, "label": table.labels.get(case), **targets}
+                    "cases": [{"case": case, "label": (table.labels.get(case) or {}).get("zh"),
+                               "label_en": (table.labels.get(case) or {}).get("en"), **targets}
                               for case, targets in table.targets.items()]}
 
     # ------------------------------------------------------------------ working-day calendar (T2)

@@ -2,7 +2,7 @@
 
 The table has one input, the case (``"work_order"``, ``"vip"``, ``"emergency"`` ...), and the outputs
 ``respond_minutes``, ``finish_hours``, ``revisit_min_working_days`` and ``revisit_max_working_days`` (an
-empty cell: no such target). The process owner edits and deploys it like a diagram; every deploy is a
+empty cell: no such target). A rule's description is its label, ``中文 | English``. The process owner edits and deploys it like a diagram; every deploy is a
 version. A new ticket takes a copy of the version in force (``sla_targets`` and ``sla_version`` in its data),
 so a running ticket keeps the targets it started with, and diagrams read them there, e.g.
 ``add_hours(now(), sla_targets["vip"]["finish_hours"])``.
@@ -38,7 +38,7 @@ class SlaTable:
     name: str | None
     sha256: str
     targets: dict[str, dict]
-    labels: dict[str, str]
+    labels: dict[str, dict]  # case → {"zh": ..., "en": ...} from the rule's description
     filename: str
     xml: bytes
 
@@ -107,7 +107,8 @@ def parse_sla(data: bytes, filename: str) -> SlaTable:
                 and row["revisit_min_working_days"] > row["revisit_max_working_days"]):
             raise bad(f"the revisit window of case {case!r} ends before it starts", rule)
         targets[case] = row
-        labels[case] = (rule.findtext(q("description")) or "").strip()
+        zh, _sep, en = (rule.findtext(q("description")) or "").partition(" | ")
+        labels[case] = {"zh": zh.strip() or None, "en": en.strip() or None}
     missing = [c for c in REQUIRED_CASES if c not in targets]
     if missing:
         raise bad(f"the table lacks the case(s) the diagrams use: {', '.join(missing)}", table)

@@ -52,3 +52,10 @@ def test_production_has_no_clock_controls(kefu):
     assert "演示时钟" not in html and "演示时间" not in html
     r = web.post("/clock/advance", {"step": "1d"}, follow_redirects=True)
     assert "时钟只能在演示和测试环境中调整" in r.get_data(as_text=True)
+
+
+def test_the_sla_table_reads_in_english_too(kefu):
+    web = Web(kefu).login_as("supervisor")
+    web.get("/lang/en")
+    html = web.page("/deadlines")
+    assert "SLA targets" in html and "VIP customer fault (002 art. 19)" in html and "Demo clock" in html
