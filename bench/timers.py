@@ -18,7 +18,7 @@ A second, steady run spreads a few hundred timers over some seconds and reports 
 With ``--postgres N`` the storm also runs on a throw-away PostgreSQL (Debian's server, as the tests start it)
 with N separate ``kefu scheduler`` processes: the scale-out set-up.
 
-    python bench/timers.py [--count 10000] [--steady 300] [--steady-spread 15] [--sweep 5] [--postgres N]
+    python bench/timers.py [--count 10000] [--steady 300] [--steady-spread 15] [--sweep 1] [--postgres N]
                            [--json]
 """
 from __future__ import annotations
@@ -243,7 +243,7 @@ def main(argv=None) -> int:
     ap.add_argument("--count", type=int, default=10_000, help="timers in the storm (default 10000)")
     ap.add_argument("--steady", type=int, default=300, help="timers in the punctuality run (default 300)")
     ap.add_argument("--steady-spread", type=float, default=15.0, help="seconds they are spread over")
-    ap.add_argument("--sweep", type=float, default=5.0)
+    ap.add_argument("--sweep", type=float, default=1.0)
     ap.add_argument("--postgres", type=int, default=0, metavar="N",
                     help="also run the storm on a throw-away PostgreSQL with N scheduler processes")
     ap.add_argument("--json", action="store_true")

@@ -406,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("verify", cmd_audit_verify, "verify the hash chains of the audit log", subparsers=aud)
     sp.add_argument("--instance")
     sp = add("scheduler", cmd_scheduler, "run a timer scheduler process (several may share one database)")
-    sp.add_argument("--sweep", type=float, default=5.0, help="seconds between sweeps (default 5)")
+    sp.add_argument("--sweep", type=float, default=1.0, help="seconds between sweeps (default 1)")
     sp.add_argument("--until-idle", action="store_true", help="fire what is due, then exit (catch up)")
     clock = sub.add_parser("clock", help="the service's clock (moves only in demo and test)").add_subparsers(
         dest="sub", required=True, metavar="ACTION")

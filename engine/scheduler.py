@@ -5,8 +5,8 @@ instance). APScheduler 3 runs two jobs over it:
 
 - ``wake``: a date job at the nearest due time (re-armed after every sweep, and at once when this process
   writes an earlier timer), so a timer fires within milliseconds of falling due;
-- ``sweep``: an interval job (every ``sweep_seconds``) that catches timers written by other processes and
-  is the safety net for everything else.
+- ``sweep``: an interval job (every ``sweep_seconds``, default 1 s: two small reads when nothing is due)
+  that catches timers written by other processes and is the safety net for everything else.
 
 Both call ``Kefu.fire_due_timers()``, which claims the instances of due timers atomically (``FOR UPDATE
 SKIP LOCKED``; SQLite's write lock), so any number of schedulers can run on one database. Jobs have no
@@ -30,7 +30,7 @@ WAKE_SLACK = timedelta(milliseconds=5)  # SpiffWorkflow fires strictly after the
 
 
 class TimerScheduler:
-    def __init__(self, kefu, sweep_seconds: float = 5.0, on_fired=None):
+    def __init__(self, kefu, sweep_seconds: float = 1.0, on_fired=None):
         self.kefu = kefu
         self.on_fired = on_fired  # called with the list of timers each sweep fired
         self.sweep_seconds = float(sweep_seconds)
@@ -106,7 +106,7 @@ class TimerScheduler:
         return nxt is None or nxt >= self.kefu.now()
 
 
-def run_forever(kefu, sweep_seconds: float = 5.0, until_idle: bool = False, on_fired=None) -> int:
+def run_forever(kefu, sweep_seconds: float = 1.0, until_idle: bool = False, on_fired=None) -> int:
     """``kefu scheduler``: a scheduler process of its own (scale-out); stops on SIGTERM or Ctrl-C, or with
     ``until_idle`` as soon as nothing is due (catch up, then exit)."""
     import signal

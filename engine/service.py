@@ -596,6 +596,9 @@ class Kefu:
         """
         now = now or self.now()
         fired, failed = [], set()
+        nxt = self.next_timer_due()
+        if nxt is None or nxt >= now:
+            return fired  # nothing due: no write transaction (SQLite's write lock) for an idle sweep
         while limit is None or len(fired) < limit:
             ids = []
             try:

@@ -111,7 +111,7 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     return app
 
 
-def start_scheduler(kefu: Kefu, sweep_seconds: float = 5.0):
+def start_scheduler(kefu: Kefu, sweep_seconds: float = 1.0):
     """Fire due timers in the background (the embedded default): see ``engine.scheduler``."""
     from engine.scheduler import TimerScheduler
     return TimerScheduler(kefu, sweep_seconds).start()
