@@ -29,6 +29,9 @@ class PendingEvent:
     data: dict | None = None
 
 
+BUFFER = "kefu_audit_buffer"
+
+
 def canonical(instance_id: int, seq: int, e) -> str:
     rules = e.rules if isinstance(e.rules, str) or e.rules is None else ",".join(e.rules)
     body = {"instance_id": instance_id, "seq": seq, "type": e.type, "actor": e.actor,
@@ -52,10 +55,24 @@ def append(session: Session, instance: Instance, events: list[PendingEvent]) -> 
                      "task_id": e.task_id, "bpmn_id": e.bpmn_id, "task_name": e.task_name,
                      "rules": ",".join(e.rules) or None, "data": e.data, "prev_hash": head, "hash": digest})
         head = digest
-    if rows:
+    buffered = session.info.get(BUFFER)
+    if buffered is not None:
+        buffered.extend(rows)  # written by write_buffered() with the rest of a batch
+    elif rows:
         # One multi-row INSERT in the caller's transaction; events are never read back as objects here.
         session.execute(insert(AuditEvent), rows)
     instance.audit_head, instance.audit_count = head, seq
+
+
+def buffer_events(session: Session) -> None:
+    """Collect the events of several instances in this transaction and write them in one statement."""
+    session.info[BUFFER] = []
+
+
+def write_buffered(session: Session) -> None:
+    rows = session.info.pop(BUFFER, None)
+    if rows:
+        session.execute(insert(AuditEvent), rows)
 
 
 def events_of(session: Session, instance_id: int) -> list[AuditEvent]:

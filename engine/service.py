@@ -54,6 +54,7 @@ SYSTEM = "system"
 CALENDAR_REVISION = "calendar_revision"
 CLOCK_OFFSET = "clock_offset_seconds"
 FIRE_BATCH = 50  # instances fired per transaction: one commit (one fsync) for many firings
+PRELOADED = "kefu_preloaded"  # session.info key: rows a firing batch loaded for all its instances at once
 CALENDAR_ROLES = {"process_owner"}
 # Data keys the diagrams use for the two clocks of a work order (T1) and their pause (R4).
 CLOCKS = ("response", "finish")
@@ -607,10 +608,12 @@ class Kefu:
                     batch = []
                     # The batch's instances are locked for this transaction, so nobody can save them meanwhile:
                     # their changes are flushed together (one multi-row statement per table), not one by one.
+                    audit.buffer_events(s)
                     with s.no_autoflush:
                         for instance_id in ids:
                             batch.extend(self._fire_in(s, instance_id, now, flush=False))
                     s.flush()
+                    audit.write_buffered(s)
                 fired.extend(batch)
             except Exception:  # noqa: BLE001 - one broken instance: redo this batch one instance at a time
                 log.warning("a batch of timer firings failed; retrying its %d instance(s) one by one", len(ids))
@@ -637,15 +640,24 @@ class Kefu:
         elif failed:
             q = q.where(Instance.id.not_in(failed))
         ids = list(dict.fromkeys(s.scalars(q)))[:FIRE_BATCH]
-        if ids:  # load the batch (with its state) in one query; _fire_in finds them in the session
+        if ids:  # load the batch (with its state, timers and ready tasks) in three queries, not three per instance
             list(s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*_WITH_STATE)))
+            pre = s.info.setdefault(PRELOADED, {})
+            for i in ids:
+                pre[("timers", i)], pre[("ready", i)] = [], []
+            for t in s.scalars(select(Timer).where(Timer.instance_id.in_(ids))):
+                pre[("timers", t.instance_id)].append(t)
+            for r in s.scalars(select(HumanTask).where(HumanTask.instance_id.in_(ids), HumanTask.state == "ready")):
+                pre[("ready", r.instance_id)].append(r)
         return ids
 
     def _fire_in(self, s, instance_id: int, now: datetime, flush: bool = True) -> list[dict]:
         inst = s.get(Instance, instance_id, options=_WITH_STATE)
         if inst is None or inst.status == "completed":
             return []
-        due = list(s.scalars(select(Timer).where(Timer.instance_id == instance_id, Timer.due_at < now)))
+        timers = s.info.get(PRELOADED, {}).get(("timers", instance_id))
+        due = ([t for t in timers if t.due_at < now] if timers is not None else
+               list(s.scalars(select(Timer).where(Timer.instance_id == instance_id, Timer.due_at < now))))
         if not due:
             return []  # fired or completed meanwhile by someone else
         wf = self._load(s, inst)
@@ -969,8 +981,9 @@ class Kefu:
         completed_by = {e.task_id: e.actor for e in done_events if e.type == "task_completed"}
         timer_fired = any(e.type == "timer_fired" for e in done_events)
         events = []
-        existing = {r.id: r for r in s.scalars(select(HumanTask).where(HumanTask.instance_id == inst.id,
-                                                                       HumanTask.state == "ready"))}
+        preloaded = s.info.get(PRELOADED, {}).pop(("ready", inst.id), None)
+        existing = {r.id: r for r in (preloaded if preloaded is not None else s.scalars(select(HumanTask).where(
+            HumanTask.instance_id == inst.id, HumanTask.state == "ready")))}
         ready = {str(t.id): t for t in wf.get_tasks(state=TaskState.READY, manual=True)}
         due = self._boundary_due(wf)
         for tid, row in existing.items():
@@ -1062,7 +1075,9 @@ class Kefu:
         current = {}
         for t, when, attached in self._waiting_timers(wf):
             current[str(t.id)] = (t, when, attached)
-        rows = {r.id: r for r in s.scalars(select(Timer).where(Timer.instance_id == inst.id))}
+        preloaded = s.info.get(PRELOADED, {}).pop(("timers", inst.id), None)
+        rows = {r.id: r for r in (preloaded if preloaded is not None else
+                                  s.scalars(select(Timer).where(Timer.instance_id == inst.id)))}
         for tid, row in rows.items():
             if tid not in current:
                 s.delete(row)

@@ -303,3 +303,18 @@ def test_t1_a_transfer_not_accepted_in_time_is_redispatched(scenario, kind, minu
     assert scenario.advance(minutes=minutes) == []
     assert [f["timer"] for f in scenario.advance(seconds=1)] == ["timer_response_overdue"]
     assert {t["bpmn_id"] for t in scenario.ready()} == {"redispatch", "overdue_warning"}
+
+
+def test_one_broken_instance_does_not_hold_up_a_batch(mini, clock, caplog):
+    from sqlalchemy import text
+    from tests.test_engine import register
+    made = [register(mini) for _ in range(5)]
+    broken = made[2]["instance_id"]
+    with mini.db.unit_of_work() as s:   # a state nobody can load (say, written by a faulty tool)
+        s.execute(text("UPDATE instances SET state = '{not json' WHERE id = :i"), {"i": broken})
+    clock.advance(timedelta(days=2))
+    fired = Kefu(mini.config, database=mini.db, clock=clock).fire_due_timers()
+    assert sorted(f["instance_id"] for f in fired) == sorted(r["instance_id"] for r in made if r["instance_id"] != broken)
+    assert [t["instance_id"] for t in mini.timers()] == [broken]          # kept, tried again next sweep
+    assert "firing the timers of instance" in caplog.text
+    assert sorted(fired_counts(mini).values()) == [1] * 4
