@@ -641,8 +641,9 @@ class Kefu:
             q = q.where(Instance.id.not_in(failed))
         ids = list(dict.fromkeys(s.scalars(q)))[:FIRE_BATCH]
         if ids:  # load the batch (with its state, timers and ready tasks) in three queries, not three per instance
-            list(s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*_WITH_STATE)))
             pre = s.info.setdefault(PRELOADED, {})
+            for inst in s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*_WITH_STATE)):
+                pre[("instance", inst.id)] = inst  # a strong reference: the identity map's are weak
             for i in ids:
                 pre[("timers", i)], pre[("ready", i)] = [], []
             for t in s.scalars(select(Timer).where(Timer.instance_id.in_(ids))):
@@ -652,10 +653,11 @@ class Kefu:
         return ids
 
     def _fire_in(self, s, instance_id: int, now: datetime, flush: bool = True) -> list[dict]:
-        inst = s.get(Instance, instance_id, options=_WITH_STATE)
+        pre = s.info.get(PRELOADED, {})
+        timers = pre.get(("timers", instance_id))
+        inst = pre.get(("instance", instance_id)) or s.get(Instance, instance_id, options=_WITH_STATE)
         if inst is None or inst.status == "completed":
             return []
-        timers = s.info.get(PRELOADED, {}).get(("timers", instance_id))
         due = ([t for t in timers if t.due_at < now] if timers is not None else
                list(s.scalars(select(Timer).where(Timer.instance_id == instance_id, Timer.due_at < now))))
         if not due:
