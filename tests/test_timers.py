@@ -106,15 +106,18 @@ def test_t2_a_process_crossing_into_2027_does_not_stop(scenario, clock):
 
 
 # ---------------------------------------------------------------- SLA targets and the two clocks
-@pytest.mark.parametrize("case,respond,finish", [("work_order", 30, 24), ("vip", 20, 6), ("emergency", 10, 6)])
+@pytest.mark.parametrize("case,respond,finish", [("work_order", 30, 24), ("vip", 20, 6), ("emergency", 10, 6),
+                                                 ("emergency_large", 10, 8)])
 def test_t1_work_order_targets_from_the_sla_table(scenario, case, respond, finish):
     now = scenario.base.clock.now()
     if case == "vip":
         vip = scenario.k.find_customers("021-63210000")[0]
         repair.register(scenario, customer_id=vip["id"], customer_name=vip["name"], contact_phone=vip["phone"])
     else:
-        repair.register(scenario, emergency=case == "emergency")
-    repair.dispatch(scenario, task="emergency_dispatch" if case == "emergency" else "dispatch", accept=False)
+        repair.register(scenario, emergency=case.startswith("emergency"),
+                        emergency_scale="large" if case == "emergency_large" else "small")
+    repair.dispatch(scenario, task="emergency_dispatch" if case.startswith("emergency") else "dispatch",
+                    accept=False)
     accept = scenario.task("accept_order")
     assert datetime.fromisoformat(accept["due_at"]) == now + timedelta(minutes=respond)
     assert datetime.fromisoformat(accept["response_due"]) == now + timedelta(minutes=respond)
