@@ -139,33 +139,42 @@ def firing_outcome(k: Kefu, count: int) -> dict:
             "latency_max_s": round(max(latency), 3), "audit_chains_broken": len(k.verify_audit())}
 
 
+def prepare(url: str, count: int, spread: timedelta = timedelta(0)):
+    """A service on ``url`` with ``count`` waiting work orders (one real, the rest cloned); returns the
+    engine, the real instance, the first due time and the setup seconds."""
+    k = Kefu(Config(database_url=url, env="test"), clock=Clock(datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI)))
+    k.init()
+    k.deploy()
+    seed_demo(k, password=None)
+    base = make_base(k)
+    first_due = k.next_timer_due()
+    t0 = time.perf_counter()
+    clone(k, base, count - 1, spread)
+    return k, base, first_due, time.perf_counter() - t0
+
+
+def run_clock_live(k: Kefu, first_due: datetime, lead: timedelta) -> Clock:
+    """From here the service clock (shared through the database, as 'kefu clock advance' does) runs in real
+    time, ``lead`` before the first due moment."""
+    offset = (first_due - lead) - datetime.now(timezone.utc)
+    with k.db.unit_of_work() as s:
+        s.merge(Setting(key=CLOCK_OFFSET, value=repr(offset.total_seconds())))
+    k.clock = clock_mod.use(Clock())
+    k.sync()
+    return k.clock
+
+
 def run(count: int, spread: timedelta, sweep: float, measure_raw: bool) -> dict:
     """Set up ``count`` waiting timers falling due over ``spread`` (0: all at once), run one scheduler
     until all fired, and report what happened."""
     with tempfile.TemporaryDirectory() as tmp:
-        clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI))
-        k = Kefu(Config(database_url=f"sqlite:///{tmp}/timers.db", env="test"), clock=clock)
-        k.init()
-        k.deploy()
-        seed_demo(k, password=None)
-        base = make_base(k)
-        first_due = k.next_timer_due()
-        t0 = time.perf_counter()
-        clone(k, base, count - 1, spread)
-        setup = time.perf_counter() - t0
+        k, base, first_due, setup = prepare(f"sqlite:///{tmp}/timers.db", count, spread)
         last_due = first_due + spread
         raw = None
         if measure_raw:
             clock_mod.use(Clock(first_due + timedelta(seconds=1)))
             raw = raw_single_firing(k, base, first_due)
-        # From here the service clock (shared through the database, as 'kefu clock advance' does) runs in real
-        # time, 2 s before the first due moment.
-        live = Clock()
-        offset = (first_due - timedelta(seconds=2)) - datetime.now(timezone.utc)
-        with k.db.unit_of_work() as s:
-            s.merge(Setting(key=CLOCK_OFFSET, value=repr(offset.total_seconds())))
-        k.clock = clock_mod.use(live)
-        k.sync()
+        live = run_clock_live(k, first_due, timedelta(seconds=2))
         sched = TimerScheduler(k, sweep_seconds=sweep)
         sched.start()
         try:
@@ -198,23 +207,8 @@ def run_postgres(count: int, schedulers: int) -> dict:
     server = start_server()
     try:
         url = server.url_for(server.create_database())
-        clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI))
-        k = Kefu(Config(database_url=url, env="test"), clock=clock)
-        k.init()
-        k.deploy()
-        seed_demo(k, password=None)
-        base = make_base(k)
-        due = k.next_timer_due()
-        t0 = time.perf_counter()
-        clone(k, base, count - 1)
-        setup = time.perf_counter() - t0
-        lead = timedelta(seconds=6)  # the processes start and connect before the storm
-        offset = (due - lead) - datetime.now(timezone.utc)
-        with k.db.unit_of_work() as s:
-            s.merge(Setting(key=CLOCK_OFFSET, value=repr(offset.total_seconds())))
-        live = Clock()
-        k.clock = clock_mod.use(live)
-        k.sync()
+        k, _base, due, setup = prepare(url, count)
+        live = run_clock_live(k, due, timedelta(seconds=6))  # the processes start and connect meanwhile
         env = {**os.environ, "KEFU_DATABASE_URL": url, "KEFU_ENV": "test", "PYTHONPATH": str(ROOT)}
         env.pop("KEFU_CLOCK", None)
         procs = [subprocess.Popen([sys.executable, "-m", "engine.cli", "scheduler", "--json"], cwd=ROOT, env=env,
