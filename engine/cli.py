@@ -325,6 +325,41 @@ def cmd_serve(args):
     return webapp.serve(host=args.host, port=args.port, demo=not args.no_demo)
 
 
+# ------------------------------------------------------------------ schema migrations (scale-out)
+def cmd_db_upgrade(args):
+    from . import migrate
+    k = _service(need_schema=False)
+    r = migrate.upgrade(k.db, args.revision)
+    _print(args, r, lambda r: ("stamped a database from before migrations at the baseline\n" if r["stamped"]
+                               else "") + f"schema: {r['from'] or '(empty)'} -> {r['to']}")
+
+
+def cmd_db_downgrade(args):
+    from . import migrate
+    r = migrate.downgrade(_service(need_schema=False).db, args.revision)
+    _print(args, r, lambda r: f"schema: {r['from'] or '(empty)'} -> {r['to'] or '(empty)'}")
+
+
+def cmd_db_current(args):
+    from . import migrate
+    k = _service(need_schema=False)
+    rev, newest = migrate.current(k.db), migrate.head()
+    legacy = rev is None and k.db.has_schema()
+    r = {"current": rev, "head": newest, "up_to_date": rev == newest, "needs_stamp": legacy}
+    _print(args, r, lambda r: f"current: {r['current'] or '(none)'}  head: {r['head']}" + (
+        "  (up to date)" if r["up_to_date"] else
+        "  (tables from before migrations: 'kefu db upgrade' stamps and upgrades them)" if legacy else
+        "  (run 'kefu db upgrade')"))
+
+
+def cmd_db_history(args):
+    from . import migrate
+    rs = migrate.history()
+    _print(args, rs, lambda rs: "\n".join(
+        f"{r['down_revision'] or '(base)'} -> {r['revision']}{' (head)' if r['head'] else ''}: {r['message']}"
+        for r in rs))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kefu", description="Kefu customer-service process service")
     common = argparse.ArgumentParser(add_help=False)
@@ -336,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
-    add("init", cmd_init, "create the database schema (KEFU_DATABASE_URL)")
+    add("init", cmd_init, "create or upgrade the database schema (KEFU_DATABASE_URL)")
     sp = add("deploy", cmd_deploy, "deploy diagrams as new definition versions (default: processes/)")
     sp.add_argument("paths", nargs="*")
     sp.add_argument("--as", dest="actor")
@@ -431,6 +466,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("add", cmd_calendar_add, "the date N working days after a start", subparsers=cal)
     sp.add_argument("start", help="ISO date or time (Asia/Shanghai when no offset)")
     sp.add_argument("days", type=int)
+    db = sub.add_parser("db", help="schema migrations (Alembic)").add_subparsers(dest="sub", required=True,
+                                                                                   metavar="ACTION")
+    sp = add("upgrade", cmd_db_upgrade, "upgrade the schema (stamps a database from before migrations first)",
+             subparsers=db)
+    sp.add_argument("revision", nargs="?", default="head")
+    sp = add("downgrade", cmd_db_downgrade, "downgrade the schema to a revision ('base': drop everything)",
+             subparsers=db)
+    sp.add_argument("revision")
+    add("current", cmd_db_current, "the database's revision and the newest one", subparsers=db)
+    add("history", cmd_db_history, "every revision, newest first", subparsers=db)
     sp = add("serve", cmd_serve, "run the service: web UI, scheduler, embedded database")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=5000)

@@ -116,8 +116,10 @@ class Kefu:
         return clock_mod.now()
 
     # ------------------------------------------------------------------ setup
-    def init(self) -> None:
-        self.db.create_all()
+    def init(self) -> dict:
+        """Create or upgrade the schema to the newest migration (engine/migrate.py)."""
+        from . import migrate
+        return migrate.upgrade(self.db)
 
     def deploy(self, paths=None, actor: str = SYSTEM) -> list[dict]:
         """Deploy every diagram under ``paths``; all of them or none. Unchanged files keep their version."""

@@ -2,6 +2,8 @@
 diagrams, a pinned clock, demo users."""
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -9,12 +11,50 @@ import pytest
 
 from engine import Clock
 from engine.clock import SHANGHAI
-from tests.pg import pg_server, pg_url  # noqa: F401 - fixtures
+from tests.pg import pg_server, pg_template, pg_url, pg_url_at_head  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ROOT / "processes"
 DIAGRAMS = Path(__file__).resolve().parent / "diagrams"
 MONDAY_9AM = datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI)
+# The database every ``db_url`` test runs on: ``sqlite`` (default) or ``postgresql`` (scripts/test.sh runs both).
+TEST_DATABASE_ENV = "KEFU_TEST_DATABASE"
+TEST_DATABASE = os.environ.get(TEST_DATABASE_ENV, "sqlite").strip().lower() or "sqlite"
+if TEST_DATABASE not in ("sqlite", "postgresql"):
+    raise pytest.UsageError(f"{TEST_DATABASE_ENV} must be 'sqlite' or 'postgresql', not {TEST_DATABASE!r}")
+on_postgresql = TEST_DATABASE == "postgresql"
+
+
+def sqlite_only(reason: str):
+    """Mark a test that is about SQLite itself: skipped on the PostgreSQL pass, with the reason."""
+    return pytest.mark.skipif(on_postgresql, reason=f"SQLite-specific: {reason}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """On the PostgreSQL pass the SQLite half of ``@on_both_databases`` already ran in the SQLite pass."""
+    if not on_postgresql:
+        return
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        (drop if params.get("db_url") == "sqlite" else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """A SQLite file migrated to head once per session; each test's database starts as a copy of it."""
+    from engine import migrate
+    from engine.db import Database
+    path = tmp_path_factory.mktemp("template") / "kefu.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        migrate.upgrade(db)
+    finally:
+        db.dispose()  # folds the write-ahead log back into the file
+    return path
 
 
 @pytest.fixture
@@ -24,10 +64,13 @@ def clock():
 
 @pytest.fixture
 def db_url(request, tmp_path):
-    """SQLite by default; ``@on_both_databases`` (tests/pg.py) runs a test on PostgreSQL too."""
-    if getattr(request, "param", "sqlite") == "postgresql":
-        return request.getfixturevalue("pg_url")
-    return f"sqlite:///{tmp_path / 'kefu.db'}"
+    """A fresh database with the schema at the newest migration: SQLite by default, PostgreSQL when
+    ``KEFU_TEST_DATABASE=postgresql``; ``@on_both_databases`` (tests/pg.py) runs a test on both."""
+    if getattr(request, "param", TEST_DATABASE) == "postgresql":
+        return request.getfixturevalue("pg_url_at_head")
+    path = tmp_path / "kefu.db"
+    shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture

@@ -90,10 +90,10 @@ class PgServer:
         url = make_url(self.admin_url).set(drivername="postgresql")
         return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True, connect_timeout=10)
 
-    def create_database(self) -> str:
+    def create_database(self, template: str = "template0") -> str:
         name = f"kefu_test_{uuid.uuid4().hex[:12]}"
         with self.connect() as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" ENCODING \'UTF8\'')
         return name
 
     def drop_database(self, name: str) -> None:
@@ -191,6 +191,33 @@ def pg_server():
 def pg_url(pg_server):
     """A SQLAlchemy URL (psycopg) of a new, empty database, dropped after the test."""
     name = pg_server.create_database()
+    try:
+        yield pg_server.url_for(name)
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server):
+    """The name of a database migrated to head once per session; ``pg_url_at_head`` copies it."""
+    from engine import migrate
+    from engine.db import Database
+    name = pg_server.create_database()
+    db = Database(pg_server.url_for(name))
+    try:
+        migrate.upgrade(db)
+    finally:
+        db.dispose()  # CREATE DATABASE ... TEMPLATE needs the template without connections
+    try:
+        yield name
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def pg_url_at_head(pg_server, pg_template):
+    """Like ``pg_url``, with the schema already at the newest migration (a copy of ``pg_template``)."""
+    name = pg_server.create_database(template=pg_template)
     try:
         yield pg_server.url_for(name)
     finally:
