@@ -30,14 +30,25 @@ def sqlite_only(reason: str):
     return pytest.mark.skipif(on_postgresql, reason=f"SQLite-specific: {reason}")
 
 
+# Set by scripts/test.sh on its SQLite pass: the PostgreSQL pass follows and runs the PostgreSQL-only tests.
+PG_PASS_FOLLOWS = os.environ.get("KEFU_TEST_POSTGRESQL_PASS_FOLLOWS") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "postgresql_only: runs on its own PostgreSQL database whatever "
+                                       "KEFU_TEST_DATABASE says (scripts/test.sh runs it in the PostgreSQL pass)")
+
+
 def pytest_collection_modifyitems(config, items):
-    """On the PostgreSQL pass the SQLite half of ``@on_both_databases`` already ran in the SQLite pass."""
-    if not on_postgresql:
-        return
+    """On the PostgreSQL pass the SQLite half of ``@on_both_databases`` already ran in the SQLite pass; on a
+    SQLite pass followed by a PostgreSQL one, the ``postgresql_only`` tests wait for that pass."""
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        (drop if params.get("db_url") == "sqlite" else keep).append(item)
+        if on_postgresql:
+            (drop if params.get("db_url") == "sqlite" else keep).append(item)
+        else:
+            (drop if PG_PASS_FOLLOWS and item.get_closest_marker("postgresql_only") else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -17,6 +17,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from engine.db import AuditEvent, HumanTask, Timer
@@ -27,6 +28,7 @@ from tests.factories import make_kefu
 # --json it prints each timer it fires as a JSON line, and --until-idle makes it exit once nothing is due.
 SCHEDULER = [sys.executable, "-m", "engine.cli", "scheduler", "--until-idle", "--json"]
 TICKETS = 200
+pytestmark = pytest.mark.postgresql_only
 PROCESSES = 2
 
 

@@ -5,6 +5,7 @@ import stat
 
 from webapp import create_app
 
+from tests.conftest import sqlite_only
 from tests.test_complaint import register, transfer
 from tests.webclient import TOKEN, Web, field_error, field_value
 
@@ -45,6 +46,7 @@ def test_forms_without_a_csrf_token_change_nothing(scenario, kefu):
     assert scenario.ready_ids() == ["transfer"]
 
 
+@sqlite_only("the key file is kept beside a SQLite database file; PostgreSQL has no such folder")
 def test_secret_key_is_generated_once_and_kept_beside_the_database(kefu, tmp_path, monkeypatch):
     monkeypatch.delenv("KEFU_SECRET_KEY", raising=False)
     first = create_app({"TESTING": True}, kefu=kefu).config["SECRET_KEY"]
