@@ -360,6 +360,25 @@ def cmd_db_history(args):
         for r in rs))
 
 
+# ---------------------------------------------------------------- JSON API (issue 8)
+def cmd_users_token(args):
+    k = _service()
+    if args.revoke:
+        r = k.revoke_tokens(args.name)
+        _print(args, r, lambda r: f"revoked {r['revoked']} token(s) of {r['user']}")
+        return
+    t = k.create_token(args.name, args.label)
+    _print(args, t, lambda t: t["token"])  # shown once; only its hash is stored
+
+
+def cmd_web(args):
+    if args.workers < 1 or args.threads < 1 or args.timeout < 1:
+        raise InvalidInput("--workers, --threads and --timeout must be at least 1")
+    _service()  # refuse to start on a database without the schema
+    webapp = importlib.import_module("webapp.server")
+    return webapp.run_gunicorn(args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kefu", description="Kefu customer-service process service")
     common = argparse.ArgumentParser(add_help=False)
@@ -384,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--display-name")
     sp.add_argument("--password")
     add("list", cmd_users_list, "list users", subparsers=users)
+    # JSON API (issue 8): bearer tokens and the gunicorn web server
+    sp = add("token", cmd_users_token, "create an API token for a user (printed once), or --revoke its tokens",
+             subparsers=users)
+    sp.add_argument("name")
+    sp.add_argument("--label", help="what the token is for, e.g. the telephony system")
+    sp.add_argument("--revoke", action="store_true", help="revoke every token of the user")
     add("demo", cmd_demo, f"seed demo users (password {DEMO_PASSWORD}) and customers")
     cust = sub.add_parser("customers", help="customer registry").add_subparsers(dest="sub", required=True,
                                                                                  metavar="ACTION")
@@ -480,6 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=5000)
     sp.add_argument("--no-demo", action="store_true", help="do not seed demo users and customers")
+    sp = add("web", cmd_web, "run the web UI and JSON API under gunicorn (no scheduler: run 'kefu scheduler')")
+    sp.add_argument("--bind", default="127.0.0.1:8000", help="host:port (default 127.0.0.1:8000)")
+    sp.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    sp.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
+    sp.add_argument("--timeout", type=int, default=60, help="seconds before a silent worker is restarted")
     return p
 
 

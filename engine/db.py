@@ -223,6 +223,19 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(Integer)
 
 
+# ---------------------------------------------------------------- API tokens (JSON API, issue 8)
+class ApiToken(Base):
+    """A bearer token of the JSON API; only its SHA-256 is stored. It acts as its user (roles, groups)."""
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    label: Mapped[str | None] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 def next_counter(session: Session, key: str) -> int:
     """Add one to the counter ``key`` (created at 1) and return it; concurrent callers never share a value."""
     if session.get_bind().dialect.name == "postgresql":

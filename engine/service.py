@@ -1295,5 +1295,33 @@ class Kefu:
                          .options(undefer(Definition.xml)))
             return {"process_id": d.process_id, "version": d.version, "sha256": d.sha256, "xml": d.xml}
 
+    # ------------------------------------------------------------------ API tokens (JSON API, issue 8)
+    def create_token(self, name: str, label: str | None = None) -> dict:
+        """A new bearer token for the existing user ``name``; the token text is returned only here."""
+        from . import tokens
+        with self.db.unit_of_work() as s:
+            user = s.scalar(select(User).where(User.name == name)) if name else None
+            if user is None:
+                raise NotFound(f"no user {name!r}; add it with 'kefu users add'")
+            token, row = tokens.create(s, user, label, self.now())
+            return {"token": token, "id": row.id, "user": user.name, "label": row.label,
+                    "created_at": iso(row.created_at)}
+
+    def revoke_tokens(self, name: str) -> dict:
+        """Revoke every live token of user ``name``."""
+        from . import tokens
+        with self.db.unit_of_work() as s:
+            user = s.scalar(select(User).where(User.name == name)) if name else None
+            if user is None:
+                raise NotFound(f"no user {name!r}")
+            return {"user": user.name, "revoked": tokens.revoke(s, user, self.now())}
+
+    def token_user(self, token: str) -> dict | None:
+        """The active user a live bearer token acts as, or None."""
+        from . import tokens
+        with self.db.reading() as s:
+            user = tokens.user_of(s, token)
+            return self._user_dict(user) if user is not None else None
+
 
 __all__ = ["Kefu", "iso", "phone_digits"]

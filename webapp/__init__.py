@@ -78,6 +78,8 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     app.register_blueprint(records.bp)
     app.register_blueprint(timekeeping.bp)
     register_template_helpers(app)
+    from . import api  # JSON API for integrations (issue 8)
+    app.register_blueprint(api.bp)
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or (

@@ -1,0 +1,286 @@
+"""The JSON API for integrations (``/api/v1``): a telephony system opens tickets, other systems read them,
+integration users list, claim and complete tasks.
+
+Authentication is ``Authorization: Bearer <token>`` only (``kefu users token NAME``); sessions and cookies are
+ignored, which is why the blueprint is exempt from CSRF. A token acts as its user: the engine checks roles,
+lanes, groups and claims exactly as for the web UI, and validates form data with the same calls.
+
+Every error is ``{"error": {"code": ..., "message": ..., "fields": {...}?}}`` with a stable code:
+unauthorized 401, forbidden 403, not_found 404, method_not_allowed 405, conflict 409, payload_too_large 413,
+unsupported_media_type 415, invalid_input 400 (``fields`` maps a field to its message), internal_error 500.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from engine import Conflict, FormValidationError, InvalidInput, KefuError, NotAllowed, NotFound
+from engine.definitions import ROLES
+
+from . import csrf
+from .access import WIDE_ROLES, may_see_customer, may_see_instance
+from .auth import WebUser
+from .labels import INTAKE_KINDS
+
+log = logging.getLogger("kefu.api")
+
+PREFIX = "/api/v1"
+MAX_BODY = 256 * 1024  # bytes; intake and task forms are far smaller
+MAX_QUERY = 200  # characters of a search text
+
+bp = Blueprint("api", __name__, url_prefix=PREFIX)
+csrf.exempt(bp)
+
+# Who may do what beyond the engine's own checks (which stay authoritative for every change).
+TICKET_ROLES = ("agent", "supervisor", "integration")
+CUSTOMER_SEARCH_ROLES = ("agent", "supervisor", "integration")
+READ_ROLES = (*WIDE_ROLES, "integration")
+
+STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "method_not_allowed": 405, "conflict": 409,
+          "payload_too_large": 413, "unsupported_media_type": 415, "invalid_input": 400, "internal_error": 500}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str, fields: dict | None = None):
+        super().__init__(message)
+        self.code, self.message, self.fields = code, message, fields
+
+
+def error(code: str, message: str, fields: dict | None = None, status: int | None = None):
+    body = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return jsonify({"error": body}), status or STATUS[code]
+
+
+def kefu():
+    return current_app.extensions["kefu"]
+
+
+def user() -> WebUser:
+    return g.api_user
+
+
+# ---------------------------------------------------------------- authentication and request checks
+@bp.before_request
+def authenticate():
+    request.max_content_length = MAX_BODY
+    if request.endpoint == "api.openapi":
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return error("unauthorized", "send 'Authorization: Bearer <token>'; get a token with "
+                                     "'kefu users token NAME'")
+    found = kefu().token_user(token.strip())
+    if found is None:
+        return error("unauthorized", "unknown or revoked token, or its user is inactive")
+    g.api_user = WebUser(found)
+    return None
+
+
+def body(allowed: tuple[str, ...]) -> dict:
+    """The request's JSON object with only ``allowed`` keys; an empty body is ``{}``."""
+    if request.content_length and request.content_length > MAX_BODY:
+        raise ApiError("payload_too_large", f"the body is larger than {MAX_BODY} bytes")
+    raw = request.get_data(cache=True)  # bounded by request.max_content_length
+    if not raw.strip():
+        return {}
+    if request.mimetype != "application/json":
+        raise ApiError("unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'")
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError("invalid_input", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ApiError("invalid_input", "the body must be a JSON object")
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        raise ApiError("invalid_input", f"unknown field(s): {', '.join(map(str, unknown))}; "
+                                        f"allowed: {', '.join(allowed) or 'none'}",
+                       {k: "unknown field" for k in unknown})
+    return value
+
+
+def object_field(value, name: str) -> dict | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ApiError("invalid_input", f"'{name}' must be a JSON object", {name: "must be a JSON object"})
+    return value
+
+
+def require(*roles) -> None:
+    if not user().has(*roles):
+        raise ApiError("forbidden", f"user {user().name} may not do this (needs role {' or '.join(roles)})")
+
+
+def query_args(allowed: tuple[str, ...]) -> None:
+    unknown = [k for k in request.args if k not in allowed]
+    if unknown:
+        raise ApiError("invalid_input", f"unknown query parameter(s): {', '.join(unknown)}",
+                       {k: "unknown parameter" for k in unknown})
+
+
+# ---------------------------------------------------------------- errors
+def _from_kefu(exc: KefuError):
+    if isinstance(exc, FormValidationError):
+        return error("invalid_input", exc.headline, {k: str(v) for k, v in exc.errors.items()})
+    if isinstance(exc, NotFound):
+        return error("not_found", exc.message)
+    if isinstance(exc, NotAllowed) or exc.code == "clock_refused":
+        return error("forbidden", exc.message)
+    if isinstance(exc, Conflict):
+        return error("conflict", exc.message)
+    if isinstance(exc, InvalidInput):
+        fields = exc.details.get("fields")
+        return error("invalid_input", exc.message, {f: exc.message for f in fields} if fields else None)
+    if exc.code == "incident":  # a script of the diagram failed: the ticket was not opened
+        return error("conflict", exc.message)
+    log.error("API request %s %s failed: %s", request.method, request.path, exc.message)
+    return error("internal_error", "the service could not do this; the error is logged")
+
+
+_HTTP_CODES = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def _from_http(exc: HTTPException):
+    code = _HTTP_CODES.get(exc.code or 500)
+    if code is None:
+        return error("internal_error" if (exc.code or 500) >= 500 else "invalid_input",
+                     exc.description or exc.name, status=exc.code)
+    response = error(code, exc.description or exc.name, status=exc.code)
+    if exc.code == 405 and getattr(exc, "valid_methods", None):
+        response[0].headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+@bp.errorhandler(Exception)
+def api_error(exc):
+    if isinstance(exc, ApiError):
+        return error(exc.code, exc.message, exc.fields)
+    if isinstance(exc, KefuError):
+        return _from_kefu(exc)
+    if isinstance(exc, HTTPException):
+        return _from_http(exc)
+    log.exception("API request %s %s failed", request.method, request.path)
+    return error("internal_error", "the service could not do this; the error is logged")
+
+
+@bp.app_errorhandler(HTTPException)
+def unrouted_error(exc: HTTPException):
+    """Errors raised before a view is chosen (no such URL, wrong method) are JSON under /api/v1 too."""
+    if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+        return _from_http(exc)
+    return exc
+
+
+# ---------------------------------------------------------------- tickets and customers
+@bp.post("/tickets")
+def start_ticket():
+    """Open a consultation, complaint or repair; with ``data`` the intake form is completed at once."""
+    require(*TICKET_ROLES)
+    b = body(("kind", "customer_id", "data"))
+    kind = b.get("kind")
+    if kind not in INTAKE_KINDS:
+        raise ApiError("invalid_input", f"'kind' must be one of {', '.join(INTAKE_KINDS)}",
+                       {"kind": f"one of {', '.join(INTAKE_KINDS)}"})
+    customer_id = b.get("customer_id")
+    if customer_id is not None and (not isinstance(customer_id, int) or isinstance(customer_id, bool)):
+        raise ApiError("invalid_input", "'customer_id' must be an integer", {"customer_id": "must be an integer"})
+    data = object_field(b.get("data"), "data")
+    result = kefu().start(kind, user().name, data=data, customer_id=customer_id)
+    return jsonify(result), 201
+
+
+@bp.get("/customers")
+def find_customers():
+    """Customers whose phone or name contains ``q``, VIPs first (at most 20)."""
+    require(*CUSTOMER_SEARCH_ROLES)
+    query_args(("q",))
+    q = request.args.get("q", "")
+    if len(q) > MAX_QUERY:
+        raise ApiError("invalid_input", f"'q' is longer than {MAX_QUERY} characters", {"q": "too long"})
+    return jsonify({"customers": kefu().find_customers(q, limit=20)})
+
+
+@bp.get("/customers/<int:customer_id>")
+def customer(customer_id):
+    """One customer profile."""
+    c = kefu().get_customer(customer_id)
+    if not (user().has(*CUSTOMER_SEARCH_ROLES) or may_see_customer(user(), customer_id)):
+        raise ApiError("forbidden", f"user {user().name} may not see customer {customer_id}")
+    return jsonify(c)
+
+
+# ---------------------------------------------------------------- tasks
+@bp.get("/tasks")
+def tasks():
+    """Ready tasks the caller may work: its own and its roles' queues (``role``, ``kind``, ``instance``)."""
+    query_args(("role", "kind", "instance"))
+    role, kind, instance = (request.args.get(k) or None for k in ("role", "kind", "instance"))
+    if role is not None and role not in ROLES:
+        raise ApiError("invalid_input", f"unknown role {role!r}", {"role": f"one of {', '.join(ROLES)}"})
+    if instance is not None and len(instance) > 64:
+        raise ApiError("invalid_input", "'instance' is too long", {"instance": "too long"})
+    rows = kefu().tasks(actor=user().name, instance=instance, role=role)
+    if kind:
+        rows = [t for t in rows if t["kind"] == kind]
+    return jsonify({"tasks": rows})
+
+
+@bp.get("/tasks/<task_id>")
+def task(task_id):
+    """One task with its form (fields: id, label, type, required, options…)."""
+    return jsonify(kefu().task(task_id, actor=user().name))
+
+
+@bp.post("/tasks/<task_id>/claim")
+def claim(task_id):
+    """Take a task from the role's queue."""
+    body(())
+    return jsonify(kefu().claim(task_id, user().name))
+
+
+@bp.post("/tasks/<task_id>/unclaim")
+def unclaim(task_id):
+    """Put a claimed task back into its role's queue (the assignee, or a supervisor)."""
+    body(())
+    return jsonify(kefu().unclaim(task_id, user().name))
+
+
+@bp.post("/tasks/<task_id>/complete")
+def complete(task_id):
+    """Submit the task's form; nothing is saved unless all of it is valid and the task is still ready."""
+    b = body(("data",))
+    data = object_field(b.get("data"), "data") or {}
+    result = kefu().complete(task_id, user().name, data)
+    done = kefu().task(task_id)
+    instance = {k: result[k] for k in ("instance_id", "ticket_no", "status", "incident")}
+    return jsonify({"task": done, "instance": instance, "tasks": result["tasks"]})
+
+
+# ---------------------------------------------------------------- instances
+@bp.get("/instances/<ref>")
+def instance(ref):
+    """A ticket by id or ticket number, with its tasks, timers, data and ``trace`` (its audit events)."""
+    if len(ref) > 64:
+        raise ApiError("not_found", f"no instance {ref[:64]!r}…")
+    shown = kefu().show(ref)
+    if not (user().has(*READ_ROLES) or may_see_instance(user(), shown)):
+        raise ApiError("forbidden", f"user {user().name} has no task on {shown['ticket_no']} and may not see it")
+    shown["trace"] = shown.pop("events")
+    return jsonify(shown)
+
+
+# ---------------------------------------------------------------- the document
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3 document of this API (no token needed)."""
+    from .openapi import document
+    return jsonify(document())
+

@@ -1,0 +1,55 @@
+"""``kefu web``: the web UI and the JSON API under gunicorn, for several worker processes on one database.
+
+The app is not preloaded: every worker builds its own app, engine and database connections after the fork
+(``wsgi_app``), from the same environment as ``kefu serve`` (KEFU_DATABASE_URL, KEFU_ENV, KEFU_SECRET_KEY…).
+No worker runs the timer scheduler; run one or more ``kefu scheduler`` processes beside it. SIGTERM stops
+gunicorn gracefully: workers finish the requests in hand, then exit.
+
+With a SQLite database the secret key file is made once by the master before the workers start, so every
+worker signs sessions alike; on other databases set KEFU_SECRET_KEY (or the key file in the instance folder is
+shared the same way).
+"""
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("kefu.web")
+
+
+def wsgi_app():
+    """The app factory each gunicorn worker calls (``gunicorn 'webapp.server:wsgi_app()'``)."""
+    from . import create_app
+    return create_app()
+
+
+def run_gunicorn(bind: str, workers: int = 2, threads: int = 1, timeout: int = 60) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from engine import Kefu
+    from . import _secret_key
+
+    import os
+    from flask import Flask
+    if not os.environ.get("KEFU_SECRET_KEY"):  # one key for every worker, made before they fork
+        k = Kefu()
+        try:
+            os.environ["KEFU_SECRET_KEY"] = _secret_key(k, Flask("webapp").instance_path)
+        finally:
+            k.db.dispose()
+
+    class KefuWeb(BaseApplication):
+        def load_config(self):
+            settings = {"bind": [bind], "workers": workers, "threads": threads, "timeout": timeout,
+                        "preload_app": False, "graceful_timeout": 30, "keepalive": 5,
+                        "accesslog": None, "errorlog": "-", "loglevel": "info",
+                        "proc_name": "kefu-web",
+                        "control_socket_disable": True}  # gunicorn 27: several servers may run on one machine
+            for key, value in settings.items():
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
+
+        def load(self):
+            return wsgi_app()
+
+    KefuWeb().run()
+    return 0
