@@ -39,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import undefer
 
 from engine.db import AuditEvent, HumanTask, Instance, Setting, Timer
@@ -283,8 +283,10 @@ def test_web_workers_and_schedulers_lose_nothing_under_load_and_sigkill(pg_url, 
         env.pop("KEFU_CLOCK", None)
 
         def spawn(name, *argv):
+            # Each process names its connections (application_name), so the test can see what it is doing.
+            named = {**env, "KEFU_DATABASE_URL": f"{pg_url}?application_name=kefu-{name}"}
             with open(tmp_path / f"{name}.log", "w") as log:  # the child keeps its own descriptor
-                p = subprocess.Popen([sys.executable, "-m", "engine.cli", *argv], cwd=ROOT, env=env,
+                p = subprocess.Popen([sys.executable, "-m", "engine.cli", *argv], cwd=ROOT, env=named,
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
             procs.append((name, p))
             return p
@@ -321,10 +323,19 @@ def test_web_workers_and_schedulers_lose_nothing_under_load_and_sigkill(pg_url, 
             with k.db.reading() as s:
                 return s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.type == "timer_fired"))
 
-        # SIGKILL one scheduler and one web worker in the middle of the storm and the client load: a second
-        # after the timers fell due both schedulers hold claimed batches (committed only when whole).
-        while time.monotonic() < storm_start + 1.0:
-            time.sleep(0.05)
+        def writing(name):
+            """Whether process ``name`` is inside a writing transaction (it holds a transaction id lock)."""
+            with k.db.reading() as s:
+                return bool(s.scalar(text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE a.application_name = :n AND l.locktype = 'transactionid'"), {"n": f"kefu-{name}"}))
+
+        # SIGKILL one scheduler and one web worker in the middle of the storm and the client load: the
+        # scheduler while it holds a claimed batch of due timers (a batch commits only when whole).
+        while time.monotonic() < storm_start + 0.5 or (not writing("scheduler1")
+                                                       and time.monotonic() < storm_start + 15):
+            time.sleep(0.02)
+        killed_mid_batch = writing("scheduler1")
         fired_at_kill = fired()
         victim = children(web.pid)[0]
         os.kill(schedulers[0].pid, signal.SIGKILL)
@@ -386,6 +397,7 @@ def test_web_workers_and_schedulers_lose_nothing_under_load_and_sigkill(pg_url, 
             assert fired_in[i] + accepted_in[i] == 1, (i, fired_in[i], accepted_in[i])
         assert sorted(load.accepted) == sorted(i for i in storm_ids if accepted_in[i])
         assert sum(fired_in[i] for i in storm_ids) >= STORM // 2, "the storm was too small to prove anything"
+        assert killed_mid_batch, "scheduler1 was never seen holding a batch; the kill would prove little"
         assert fired_at_kill < sum(fired_in.values()), "the kill came after the storm"
         assert killed_at < client_seconds - 5, "the kill came after the clients"
         assert len(load.started) <= consultations <= len(load.started) + load.start_dropped
@@ -403,7 +415,9 @@ def test_web_workers_and_schedulers_lose_nothing_under_load_and_sigkill(pg_url, 
             "duplicate_submissions": len(load.duplicates), "work_orders_accepted_before_their_timer":
                 len(load.accepted), "timers_fired": sum(fired_in.values()),
             "storm_done_seconds": round(storm_seconds, 1), "killed_at_seconds": round(killed_at, 1),
-            "timers_fired_before_kill": fired_at_kill, "requests": sum(api.statuses.values()),
+            "timers_fired_before_kill": fired_at_kill, "scheduler_killed_mid_batch": killed_mid_batch,
+            "fired_per_scheduler": {n: (tmp_path / f"{n}.log").read_text().count('"fired_at"')
+                                    for n in ("scheduler1", "scheduler2", "scheduler3")}, "requests": sum(api.statuses.values()),
             "requests_dropped_by_the_kill": len(api.dropped), "statuses": dict(sorted(api.statuses.items())),
             "latency_p50_ms": round(lat[len(lat) // 2] * 1000, 1),
             "latency_p95_ms": round(lat[int(len(lat) * 0.95)] * 1000, 1),
