@@ -46,6 +46,12 @@ def _service(need_schema=True):
     _opened.append(k)
     if need_schema and not k.db.has_schema():
         raise KefuError(f"the database {k.config.database_url} has no Kefu schema yet; run 'kefu init'")
+    if need_schema:
+        from . import migrate  # schema migrations (scale-out)
+        if not migrate.is_current(k.db):
+            raise KefuError(f"the database {k.config.database_url} is at schema revision "
+                            f"{migrate.current(k.db) or '(none)'}, this Kefu needs {migrate.head()}; "
+                            "run 'kefu db upgrade'")
     return k
 
 

@@ -129,3 +129,18 @@ def test_kefu_db_commands(tmp_path, monkeypatch, capsys):
     assert rc == 0 and f"(base) -> {migrate.BASELINE}" in out
     rc, _, err = run("db", "upgrade", "no_such_revision")
     assert rc != 0 and "no_such_revision" in err and "Traceback" not in err
+
+
+def test_commands_on_an_outdated_database_ask_for_an_upgrade(tmp_path, monkeypatch, capsys):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    db = Database(url)
+    migrate.upgrade(db, migrate.BASELINE)
+    db.dispose()
+    monkeypatch.setenv("KEFU_DATABASE_URL", url)
+    if migrate.head() == migrate.BASELINE:
+        pytest.skip("only one revision: nothing to be behind")
+    assert main(["users", "list"]) == 1
+    assert "run 'kefu db upgrade'" in capsys.readouterr().err
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    assert main(["users", "list"]) == 0
