@@ -44,6 +44,7 @@ from .users import check_password, check_roles, check_user_name, hash_password
 log = logging.getLogger("kefu.engine")
 TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX", "escalation": "SJ"}
 START_ROLES = {"agent", "supervisor"}
+OPEN_ROLES = START_ROLES | {"integration"}  # may open tickets (the JSON API's integration users)
 # Tasks worked outside the customer-service department: an agent may escalate them (000 §五.1).
 TRANSFERRED_ROLES = {"department", "technician", "taskforce"}
 ESCALATION = "escalation"
@@ -304,8 +305,8 @@ class Kefu:
         """Open a ticket. With ``data`` the first task (the intake form) is completed at once."""
         with self.db.unit_of_work() as s:
             user = self._user(s, actor)
-            if not user.role_set & START_ROLES:
-                raise NotAllowed(f"user {actor} may not open tickets (needs role agent or supervisor)")
+            if not user.role_set & OPEN_ROLES:
+                raise NotAllowed(f"user {actor} may not open tickets (needs role agent, supervisor or integration)")
             if kind == ESCALATION:
                 raise InvalidInput("an escalation is opened from the task it escalates ('escalate'), not directly")
             customer = None
@@ -366,7 +367,8 @@ class Kefu:
             events.extend(self._step_events(wf, before, actor, now))
             before = self._states(wf)
             incident = self._complete_in(s, inst, wf, first, user, data, events)
-        claimer = None if data is not None or parent is not None else actor
+        # An integration user (no lane) leaves the intake task in the agents' queue.
+        claimer = None if data is not None or parent is not None or not user.role_set & START_ROLES else actor
         ready = self._save(s, inst, wf, events, actor, before, incident, claimer=claimer)
         return inst, ready
 
