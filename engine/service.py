@@ -538,7 +538,8 @@ class Kefu:
             incident = self._complete_in(s, inst, wf, task, user, data or {}, events)
             ready = self._save(s, inst, wf, events, actor, before, incident)
             return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status,
-                    "incident": inst.incident, "tasks": [self._task_brief(t) for t in ready]}
+                    "incident": inst.incident, "tasks": [self._task_brief(t) for t in ready],
+                    "task": self._task_dict(row, inst)}  # the completed task (the JSON API answers with it)
 
     def _complete_in(self, s, inst, wf, task, user, data, events):
         """Validate and complete one ready task inside the current unit of work; returns an incident or None."""
