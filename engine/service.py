@@ -45,6 +45,7 @@ log = logging.getLogger("kefu.engine")
 TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX", "escalation": "SJ"}
 START_ROLES = {"agent", "supervisor"}
 OPEN_ROLES = START_ROLES | {"integration"}  # may open tickets (the JSON API's integration users)
+MAX_ROW_ID = 2**31 - 1  # the largest INTEGER primary key PostgreSQL stores
 # Tasks worked outside the customer-service department: an agent may escalate them (000 §五.1).
 TRANSFERRED_ROLES = {"department", "technician", "taskforce"}
 ESCALATION = "escalation"
@@ -75,6 +76,11 @@ def _aware(text: str | None) -> datetime | None:
 
 
 _WITH_STATE = (undefer(Instance.state),)
+
+
+def _row_id(value) -> bool:
+    """An integer a primary key can hold; any other number names no row (and the database would refuse it)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ROW_ID
 
 
 def phone_digits(phone) -> str | None:
@@ -232,7 +238,7 @@ class Kefu:
 
     def update_customer(self, customer_id: int, data: dict) -> dict:
         with self.db.unit_of_work() as s:
-            c = s.get(Customer, customer_id)
+            c = s.get(Customer, customer_id) if _row_id(customer_id) else None
             if c is None:
                 raise NotFound(f"no customer {customer_id}")
             self._apply_customer(c, data, partial=True)
@@ -241,7 +247,7 @@ class Kefu:
 
     def get_customer(self, customer_id: int) -> dict:
         with self.db.reading() as s:
-            c = s.get(Customer, customer_id)
+            c = s.get(Customer, customer_id) if _row_id(customer_id) else None
             if c is None:
                 raise NotFound(f"no customer {customer_id}")
             return self._customer_dict(c)
@@ -311,7 +317,7 @@ class Kefu:
                 raise InvalidInput("an escalation is opened from the task it escalates ('escalate'), not directly")
             customer = None
             if customer_id is not None:
-                customer = s.get(Customer, customer_id)
+                customer = s.get(Customer, customer_id) if _row_id(customer_id) else None
                 if customer is None:
                     raise NotFound(f"no customer {customer_id}")
             inst, ready = self._open(s, kind, user, customer, data)
@@ -422,8 +428,9 @@ class Kefu:
     def _instance(self, s, ref, with_state=False) -> Instance:
         options = _WITH_STATE if with_state else ()
         inst = None
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            inst = s.get(Instance, int(ref), options=options)
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
+            if 0 < int(ref) <= MAX_ROW_ID:  # beyond it no row exists, and the database refuses the number
+                inst = s.get(Instance, int(ref), options=options)
         if inst is None and isinstance(ref, str):
             inst = s.scalar(select(Instance).where(Instance.ticket_no == ref).options(*options))
         if inst is None:

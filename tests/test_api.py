@@ -295,6 +295,12 @@ def test_unknown_tasks_and_instances_are_404(api):
     error_of(agent.get("/tasks?role=pilot"), 400, "invalid_input")
     error_of(agent.get("/instances/ZX20990101-0001"), 404, "not_found")
     error_of(agent.get("/instances/" + "9" * 300), 404, "not_found")
+    error_of(agent.get("/instances/" + "9" * 30), 404, "not_found")  # beyond any row id: no database error
+    error_of(agent.get("/instances/²"), 404, "not_found")  # a digit, but not a number
+    error_of(agent.get("/tasks?instance=" + "9" * 30), 404, "not_found")
+    error_of(agent.get("/customers/" + "9" * 30), 404, "not_found")
+    error_of(agent.post("/tickets", {"kind": "repair", "customer_id": 10**30}), 404, "not_found")
+    error_of(agent.post("/tickets", {"kind": "repair", "customer_id": -1}), 404, "not_found")
     error_of(agent.get("/nothing-here"), 404, "not_found")
 
 

@@ -145,3 +145,30 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(app, kefu):
         except Exception as exc:  # noqa: BLE001 - collect every operation's failure, then report them all
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_schemathesis_stateful_runs_follow_the_links_through_real_tickets(app, kefu):
+    """Open a ticket, then get, claim, release and complete its tasks along the document's links (generated
+    form data, a fixed seed, bounded): no server error, no response outside the document."""
+    import hypothesis
+    import schemathesis
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    token = kefu.create_token("agent")["token"]
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    base = schema.as_state_machine()
+
+    class Scenario(base):
+        def get_call_kwargs(self, case):
+            return {"headers": {"Authorization": f"Bearer {token}"}}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, excluded_checks=[positive_data_acceptance],
+                                   headers=kwargs.get("headers"), transport_kwargs=kwargs or None,
+                                   recorder=self.recorder)
+
+    Scenario.run(settings=hypothesis.settings(
+        max_examples=15, stateful_step_count=6, derandomize=True, database=None, deadline=None,
+        suppress_health_check=list(hypothesis.HealthCheck), phases=[hypothesis.Phase.generate]))
+    assert kefu.instances(limit=500), "the scenarios opened no ticket"
+    assert not kefu.verify_audit()

@@ -124,8 +124,19 @@ def _errors(*codes) -> dict:
     return out
 
 
-def _ok(status: int, schema: dict, description: str) -> dict:
-    return {str(status): {"description": description, "content": {"application/json": {"schema": schema}}}}
+def _ok(status: int, schema: dict, description: str, links: dict | None = None) -> dict:
+    out = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if links:
+        out["links"] = links
+    return {str(status): out}
+
+
+def _task_links(pointer: str) -> dict:
+    """Links from a response naming a task (at JSON pointer ``pointer``) to what may be done with it next."""
+    expr = f"$response.body#{pointer}"
+    return {name: {"operationId": op, "parameters": {"task_id": expr}} for name, op in (
+        ("GetTask", "getTask"), ("ClaimTask", "claimTask"), ("UnclaimTask", "unclaimTask"),
+        ("CompleteTask", "completeTask"))}
 
 
 def _body(name: str, required: bool) -> dict:
@@ -139,7 +150,9 @@ PATHS = {
     "/api/v1/tickets": {"post": {
         "operationId": "startTicket", "summary": "Open a consultation, complaint or repair",
         "requestBody": _body("StartTicket", True),
-        "responses": {**_ok(201, _ref("Started"), "the ticket was opened"),
+        "responses": {**_ok(201, _ref("Started"), "the ticket was opened", {
+            **_task_links("/tasks/0/id"),
+            "GetInstance": {"operationId": "getInstance", "parameters": {"ref": "$response.body#/ticket_no"}}}),
                       **_errors(400, 403, 404, 409, 413, 415)}}},
     "/api/v1/customers": {"get": {
         "operationId": "findCustomers", "summary": "Customers whose phone or name contains q (VIPs first, 20)",
@@ -166,17 +179,20 @@ PATHS = {
     "/api/v1/tasks/{task_id}/claim": {"post": {
         "operationId": "claimTask", "summary": "Take a task from the role's queue", "parameters": [TASK_ID],
         "requestBody": _body("Empty", False),
-        "responses": {**_ok(200, _ref("Task"), "the task, now the caller's"),
+        "responses": {**_ok(200, _ref("Task"), "the task, now the caller's", _task_links("/id")),
                       **_errors(400, 403, 404, 409, 413, 415)}}},
     "/api/v1/tasks/{task_id}/unclaim": {"post": {
         "operationId": "unclaimTask", "summary": "Put a claimed task back into its role's queue",
         "parameters": [TASK_ID], "requestBody": _body("Empty", False),
-        "responses": {**_ok(200, _ref("Task"), "the task, unassigned"), **_errors(400, 403, 404, 409, 413, 415)}}},
+        "responses": {**_ok(200, _ref("Task"), "the task, unassigned", _task_links("/id")), **_errors(400, 403, 404, 409, 413, 415)}}},
     "/api/v1/tasks/{task_id}/complete": {"post": {
         "operationId": "completeTask",
         "summary": "Submit the task's form (validated like the web form); nothing is saved unless all is valid",
         "parameters": [TASK_ID], "requestBody": _body("CompleteTask", True),
-        "responses": {**_ok(200, _ref("Completion"), "the completed task, its instance and its next ready tasks"),
+        "responses": {**_ok(200, _ref("Completion"), "the completed task, its instance and its next ready tasks", {
+            **_task_links("/tasks/0/id"),
+            "GetInstance": {"operationId": "getInstance",
+                            "parameters": {"ref": "$response.body#/instance/ticket_no"}}}),
                       **_errors(400, 403, 404, 409, 413, 415)}}},
     "/api/v1/instances/{ref}": {"get": {
         "operationId": "getInstance", "summary": "A ticket by id or ticket number, with its audit trace",
