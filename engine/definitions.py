@@ -28,7 +28,8 @@ from .forms import CAMUNDA_NS, lint_form, read_form, read_properties
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 B = "{%s}" % BPMN_NS
 C = "{%s}" % CAMUNDA_NS
-ROLES = ("agent", "supervisor", "department", "technician", "taskforce", "qa", "auditor", "process_owner")
+ROLES = ("agent", "supervisor", "department", "technician", "taskforce", "qa", "auditor", "process_owner",
+         "integration")  # integration: a system (e.g. telephony) that opens tickets and reads them via the API
 LANE_ROLES = ("agent", "supervisor", "department", "technician", "taskforce", "qa")
 RULE_ID = re.compile(r"\b(?:[CPRTIQK]\d{1,2}|K-cycle|K-score|QA)\b")
 MAX_DIAGRAM_BYTES = 5 * 1024 * 1024

@@ -44,6 +44,8 @@ from .users import check_password, check_roles, check_user_name, hash_password
 log = logging.getLogger("kefu.engine")
 TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX", "escalation": "SJ"}
 START_ROLES = {"agent", "supervisor"}
+OPEN_ROLES = START_ROLES | {"integration"}  # may open tickets (the JSON API's integration users)
+MAX_ROW_ID = 2**31 - 1  # the largest INTEGER primary key PostgreSQL stores
 # Tasks worked outside the customer-service department: an agent may escalate them (000 §五.1).
 TRANSFERRED_ROLES = {"department", "technician", "taskforce"}
 ESCALATION = "escalation"
@@ -74,6 +76,11 @@ def _aware(text: str | None) -> datetime | None:
 
 
 _WITH_STATE = (undefer(Instance.state),)
+
+
+def _row_id(value) -> bool:
+    """An integer a primary key can hold; any other number names no row (and the database would refuse it)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ROW_ID
 
 
 def phone_digits(phone) -> str | None:
@@ -233,7 +240,7 @@ class Kefu:
 
     def update_customer(self, customer_id: int, data: dict) -> dict:
         with self.db.unit_of_work() as s:
-            c = s.get(Customer, customer_id)
+            c = s.get(Customer, customer_id) if _row_id(customer_id) else None
             if c is None:
                 raise NotFound(f"no customer {customer_id}")
             self._apply_customer(c, data, partial=True)
@@ -242,7 +249,7 @@ class Kefu:
 
     def get_customer(self, customer_id: int) -> dict:
         with self.db.reading() as s:
-            c = s.get(Customer, customer_id)
+            c = s.get(Customer, customer_id) if _row_id(customer_id) else None
             if c is None:
                 raise NotFound(f"no customer {customer_id}")
             return self._customer_dict(c)
@@ -306,13 +313,13 @@ class Kefu:
         """Open a ticket. With ``data`` the first task (the intake form) is completed at once."""
         with self.db.unit_of_work() as s:
             user = self._user(s, actor)
-            if not user.role_set & START_ROLES:
-                raise NotAllowed(f"user {actor} may not open tickets (needs role agent or supervisor)")
+            if not user.role_set & OPEN_ROLES:
+                raise NotAllowed(f"user {actor} may not open tickets (needs role agent, supervisor or integration)")
             if kind == ESCALATION:
                 raise InvalidInput("an escalation is opened from the task it escalates ('escalate'), not directly")
             customer = None
             if customer_id is not None:
-                customer = s.get(Customer, customer_id)
+                customer = s.get(Customer, customer_id) if _row_id(customer_id) else None
                 if customer is None:
                     raise NotFound(f"no customer {customer_id}")
             inst, ready = self._open(s, kind, user, customer, data)
@@ -368,7 +375,8 @@ class Kefu:
             events.extend(self._step_events(wf, before, actor, now))
             before = self._states(wf)
             incident = self._complete_in(s, inst, wf, first, user, data, events)
-        claimer = None if data is not None or parent is not None else actor
+        # An integration user (no lane) leaves the intake task in the agents' queue.
+        claimer = None if data is not None or parent is not None or not user.role_set & START_ROLES else actor
         ready = self._save(s, inst, wf, events, actor, before, incident, claimer=claimer)
         return inst, ready
 
@@ -422,8 +430,9 @@ class Kefu:
     def _instance(self, s, ref, with_state=False) -> Instance:
         options = _WITH_STATE if with_state else ()
         inst = None
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            inst = s.get(Instance, int(ref), options=options)
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
+            if 0 < int(ref) <= MAX_ROW_ID:  # beyond it no row exists, and the database refuses the number
+                inst = s.get(Instance, int(ref), options=options)
         if inst is None and isinstance(ref, str):
             inst = s.scalar(select(Instance).where(Instance.ticket_no == ref).options(*options))
         if inst is None:
@@ -538,7 +547,8 @@ class Kefu:
             incident = self._complete_in(s, inst, wf, task, user, data or {}, events)
             ready = self._save(s, inst, wf, events, actor, before, incident)
             return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status,
-                    "incident": inst.incident, "tasks": [self._task_brief(t) for t in ready]}
+                    "incident": inst.incident, "tasks": [self._task_brief(t) for t in ready],
+                    "task": self._task_dict(row, inst)}  # the completed task (the JSON API answers with it)
 
     def _complete_in(self, s, inst, wf, task, user, data, events):
         """Validate and complete one ready task inside the current unit of work; returns an incident or None."""

@@ -295,6 +295,12 @@ def test_unknown_tasks_and_instances_are_404(api):
     error_of(agent.get("/tasks?role=pilot"), 400, "invalid_input")
     error_of(agent.get("/instances/ZX20990101-0001"), 404, "not_found")
     error_of(agent.get("/instances/" + "9" * 300), 404, "not_found")
+    error_of(agent.get("/instances/" + "9" * 30), 404, "not_found")  # beyond any row id: no database error
+    error_of(agent.get("/instances/²"), 404, "not_found")  # a digit, but not a number
+    error_of(agent.get("/tasks?instance=" + "9" * 30), 404, "not_found")
+    error_of(agent.get("/customers/" + "9" * 30), 404, "not_found")
+    error_of(agent.post("/tickets", {"kind": "repair", "customer_id": 10**30}), 404, "not_found")
+    error_of(agent.post("/tickets", {"kind": "repair", "customer_id": -1}), 404, "not_found")
     error_of(agent.get("/nothing-here"), 404, "not_found")
 
 
@@ -333,3 +339,51 @@ def test_an_unexpected_failure_is_a_json_500(app, api, monkeypatch):
     monkeypatch.setattr(app.extensions["kefu"], "tasks", broken)
     err = error_of(agent.get("/tasks"), 500, "internal_error")
     assert "disk" not in err["message"]  # details go to the log, not to the caller
+
+
+# ---------------------------------------------------------------- integration users
+@pytest.fixture
+def telephony(kefu, api):
+    kefu.add_user("telephony", ["integration"], display_name="呼叫中心电话系统")
+    return api("telephony")
+
+
+def test_an_integration_user_opens_tickets_and_reads_them(telephony, api, kefu):
+    status, body = telephony.post("/tickets", {"kind": "repair"})
+    assert status == 201, body
+    intake = body["tasks"][0]
+    assert intake["role"] == "agent" and intake["assignee"] is None  # in the agents' queue, not with the system
+    assert intake["id"] in [t["id"] for t in api("agent2").get("/tasks")[1]["tasks"]]
+    status, full = telephony.post("/tickets", {"kind": "consultation", "data": CONSULTATION})
+    assert status == 201 and full["tasks"][0]["bpmn_id"] == "promise_reply"
+    status, shown = telephony.get(f"/instances/{full['ticket_no']}")
+    assert status == 200 and shown["status"] == "active" and shown["created_by"] == "telephony"
+    assert telephony.get("/customers?q=13800138000")[1]["customers"][0]["name"] == "李先生"
+
+
+def test_an_integration_user_works_no_task(telephony, kefu, scenario):
+    started = telephony.post("/tickets", {"kind": "consultation", "data": CONSULTATION})[1]
+    task_id = started["tasks"][0]["id"]
+    before = counts(kefu)
+    assert telephony.get("/tasks")[1] == {"tasks": []}
+    error_of(telephony.get(f"/tasks/{task_id}"), 403, "forbidden")
+    error_of(telephony.post(f"/tasks/{task_id}/claim"), 403, "forbidden")
+    error_of(telephony.post(f"/tasks/{task_id}/complete",
+                            {"data": {"promised_reply_time": scenario.later(days=1), "needs_department": False}}),
+             403, "forbidden")
+    assert counts(kefu) == before
+
+
+def test_integration_is_a_role_for_users_token_cli(kefu, tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+    monkeypatch.setenv("KEFU_DATABASE_URL", kefu.config.database_url)
+    assert main(["users", "add", "telephony", "--role", "integration"]) == 0
+    capsys.readouterr()
+    assert main(["users", "token", "telephony", "--label", "PBX"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("kefu_") and kefu.token_user(token)["roles"] == ["integration"]
+    assert main(["users", "token", "nobody"]) == 4
+    assert "no user 'nobody'" in capsys.readouterr().err
+    assert main(["users", "token", "telephony", "--revoke", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"user": "telephony", "revoked": 1}
+    assert kefu.token_user(token) is None

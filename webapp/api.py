@@ -259,9 +259,8 @@ def complete(task_id):
     b = body(("data",))
     data = object_field(b.get("data"), "data") or {}
     result = kefu().complete(task_id, user().name, data)
-    done = kefu().task(task_id)
     instance = {k: result[k] for k in ("instance_id", "ticket_no", "status", "incident")}
-    return jsonify({"task": done, "instance": instance, "tasks": result["tasks"]})
+    return jsonify({"task": result["task"], "instance": instance, "tasks": result["tasks"]})
 
 
 # ---------------------------------------------------------------- instances

@@ -19,7 +19,7 @@ NEW_KIND = {"consultation": _l("新建咨询"), "complaint": _l("新建投诉"),
 STATUSES = {"active": _l("处理中"), "completed": _l("已完成"), "incident": _l("异常")}
 ROLES = {"agent": _l("客服专员"), "supervisor": _l("客服主管"), "department": _l("责任部门"),
          "technician": _l("维修人员"), "taskforce": _l("专项处理小组"), "qa": _l("质检"), "auditor": _l("审计"),
-         "process_owner": _l("流程负责人")}
+         "process_owner": _l("流程负责人"), "integration": _l("系统集成")}
 TASK_STATES = {"ready": _l("待处理"), "completed": _l("已完成"), "cancelled": _l("已取消")}
 SEVERITIES = {"general": _l("一般"), "urgent": _l("紧急"), "major": _l("重大")}
 END_REASONS = {"timer": _l("超时自动取消"), "cancelled": _l("已取消")}

@@ -39,7 +39,9 @@ def run_gunicorn(bind: str, workers: int = 2, threads: int = 1, timeout: int = 6
 
     class KefuWeb(BaseApplication):
         def load_config(self):
+            # gthread workers keep connections alive (sync workers close each one), even with one thread.
             settings = {"bind": [bind], "workers": workers, "threads": threads, "timeout": timeout,
+                        "worker_class": "gthread",
                         "preload_app": False, "graceful_timeout": 30, "keepalive": 5,
                         "accesslog": None, "errorlog": "-", "loglevel": "info",
                         "proc_name": "kefu-web",

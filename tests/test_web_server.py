@@ -1,0 +1,111 @@
+"""``kefu web``: gunicorn with several workers on a free loopback port answers the UI and the API, and stops
+gracefully on SIGTERM."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kefu_cli(env, *args) -> str:
+    done = subprocess.run([sys.executable, "-m", "engine.cli", *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def request(url, token=None, body=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def env(tmp_path):
+    env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{tmp_path / 'kefu.db'}", "KEFU_ENV": "test"}
+    env.pop("KEFU_SECRET_KEY", None)
+    kefu_cli(env, "deploy")
+    kefu_cli(env, "demo")
+    return env
+
+
+def test_kefu_web_runs_gunicorn_workers_and_stops_on_sigterm(env, tmp_path):
+    token = kefu_cli(env, "users", "token", "agent", "--label", "test").strip()
+    port = free_port()
+    log = open(tmp_path / "web.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "web", "--bind", f"127.0.0.1:{port}",
+                             "--workers", "2"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, health = request(base + "/healthz")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, (tmp_path / "web.log").read_text()
+                assert time.monotonic() < deadline, "kefu web did not answer within 60 s"
+                time.sleep(0.2)
+        assert status == 200 and health["status"] == "ok"
+        assert len(children(proc.pid)) == 2  # two workers, no scheduler among them
+        status, started = request(base + "/api/v1/tickets", token, {"kind": "repair"})
+        assert status == 201 and started["ticket_no"].startswith("BX"), started
+        statuses = {request(base + f"/api/v1/instances/{started['ticket_no']}", token)[0] for _ in range(6)}
+        assert statuses == {200}
+        assert request(base + "/api/v1/tasks")[0] == 401
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    text = (tmp_path / "web.log").read_text()
+    assert "Handling signal: term" in text and "Shutting down: Master" in text
+    assert "Traceback" not in text
+
+
+def test_kefu_web_refuses_a_database_without_schema_and_bad_numbers(tmp_path):
+    env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "web", "--workers", "0"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--workers" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "web", "--bind", f"127.0.0.1:{free_port()}"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "kefu init" in done.stderr

@@ -1,0 +1,223 @@
+"""The OpenAPI 3.1 document of the JSON API (``GET /api/v1/openapi.json``).
+
+``tests/test_openapi.py`` keeps it true: every /api/v1 route is documented with its methods and nothing
+else is, real responses validate against these schemas, and schemathesis finds no server error.
+"""
+from __future__ import annotations
+
+import copy
+
+from engine.definitions import ROLES
+from engine.forms import FIELD_TYPES
+
+from .labels import INTAKE_KINDS
+
+ERROR_CODES = ["unauthorized", "forbidden", "not_found", "invalid_input", "conflict", "method_not_allowed",
+               "payload_too_large", "unsupported_media_type", "internal_error"]
+
+
+def _nullable(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+TIME = {"type": "string", "format": "date-time"}
+N_STR, N_INT, N_TIME = _nullable(STR), _nullable(INT), _nullable(TIME)
+OBJ = {"type": "object"}
+
+
+def _obj(props: dict, required=None, extra: bool = False) -> dict:
+    return {"type": "object", "properties": props, "required": list(props) if required is None else required,
+            "additionalProperties": extra}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+TASK_BRIEF = {
+    "id": {"type": "string", "format": "uuid"}, "bpmn_id": STR, "name": STR, "role": STR, "assignee": N_STR,
+    "state": {"enum": ["ready", "completed", "cancelled"]}, "due_at": N_TIME, "created_at": TIME,
+    "ended_at": N_TIME, "completed_by": N_STR, "end_reason": N_STR,
+}
+FORM_FIELD = _obj({
+    "id": STR, "type": {"enum": list(FIELD_TYPES)}, "label": N_STR, "label_en": N_STR, "required": BOOL,
+    "options": {"type": "array", "items": _obj({"id": STR, "label": N_STR})},
+    "default": {}, "role": STR, "minlength": INT, "maxlength": INT, "min": {"type": "number"},
+    "max": {"type": "number"}, "multiline": BOOL, "future": BOOL, "readonly": BOOL,
+}, required=["id", "type", "label", "required"])
+TASK = _obj({
+    **TASK_BRIEF, "instance_id": INT, "instance": INT, "ticket_no": STR, "kind": STR,
+    "severity": N_STR, "vip": BOOL, "candidate_group": N_STR, "response_due": N_TIME, "finish_due": N_TIME,
+    "clock_paused_at": N_TIME, "escalatable": BOOL, "name_en": N_STR, "rules": {"type": "array", "items": STR},
+    "documentation": N_STR, "form": {"type": "array", "items": _ref("FormField")},
+})
+CUSTOMER = _obj({
+    "id": INT, "name": STR, "phone": N_STR, "email": N_STR, "company": N_STR, "address": N_STR, "region": N_STR,
+    "needs": N_STR, "vip": BOOL, "special_note": N_STR, "created_at": TIME, "updated_at": TIME,
+})
+STARTED = _obj({
+    "instance_id": INT, "ticket_no": STR, "kind": STR, "status": {"enum": ["active", "completed",
+                                                                                    "incident"]},
+    "customer_id": N_INT, "tasks": {"type": "array", "items": _ref("TaskBrief")},
+})
+EVENT = _obj({
+    "seq": {"type": "integer", "minimum": 1}, "type": STR, "actor": STR, "at": TIME, "task_id": N_STR,
+    "bpmn_id": N_STR, "task_name": N_STR, "rules": {"type": "array", "items": STR}, "data": _nullable(OBJ),
+    "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+})
+TIMER = _obj({
+    "id": STR, "instance_id": INT, "bpmn_id": STR, "name": N_STR, "kind": STR, "interrupting": _nullable(BOOL),
+    "attached_task_id": N_STR, "due_at": TIME,
+})
+INSTANCE = _obj({
+    "instance_id": INT, "ticket_no": STR, "kind": STR,
+    "status": {"enum": ["active", "completed", "incident"]},
+    "definition": _obj({"process_id": STR, "version": INT, "sha256": STR}),
+    "customer": _nullable(_ref("Customer")), "severity": N_STR, "nature": N_STR, "vip": BOOL, "summary": N_STR,
+    "created_by": STR, "created_at": TIME, "updated_at": TIME, "completed_at": N_TIME,
+    "incident": _nullable(OBJ), "data": OBJ, "deadlines": OBJ, "sla": _nullable(OBJ), "parent_id": N_INT,
+    "tasks": {"type": "array", "items": _ref("TaskBrief")}, "timers": {"type": "array", "items": _ref("Timer")},
+    "trace": {"type": "array", "items": _ref("AuditEvent")},
+})
+COMPLETION = _obj({
+    "task": _ref("Task"),
+    "instance": _obj({"instance_id": INT, "ticket_no": STR, "status": {"enum": ["active", "completed", "incident"]},
+                      "incident": _nullable(OBJ)}),
+    "tasks": {"type": "array", "items": _ref("TaskBrief")},
+})
+ERROR = _obj({"error": _obj({
+    "code": {"enum": ERROR_CODES}, "message": {"type": "string", "minLength": 1},
+    "fields": {"type": "object", "additionalProperties": STR},
+}, required=["code", "message"])})
+
+SCHEMAS = {
+    "Error": ERROR, "FormField": FORM_FIELD, "TaskBrief": _obj(TASK_BRIEF), "Task": TASK, "Customer": CUSTOMER,
+    "Started": STARTED, "AuditEvent": EVENT, "Timer": TIMER, "Instance": INSTANCE, "Completion": COMPLETION,
+    "StartTicket": _obj({
+        "kind": {"enum": list(INTAKE_KINDS)},
+        "customer_id": {**N_INT, "description": "an existing customer; its contact details prefill the form"},
+        "data": {**_nullable(OBJ), "description": "the intake form's values; the form is completed at once"},
+    }, required=["kind"]),
+    "CompleteTask": _obj({"data": {"type": "object", "description": "the task form's values by field id"}},
+                         required=[]),
+    "Empty": _obj({}, required=[]),
+}
+
+_MESSAGES = {
+    400: "invalid input: not a JSON object, an unknown or wrong field (``fields`` names each)",
+    401: "no token, or an unknown or revoked one", 403: "the caller's roles, lane or group do not allow this",
+    404: "no such task, instance or customer", 405: "method not allowed",
+    409: "the state moved on: the task is no longer ready (completed, cancelled), or a concurrent save",
+    413: "the body is too large", 415: "the body is not JSON",
+    500: "an unexpected failure (never expected; logged)",
+}
+
+
+def _errors(*codes) -> dict:
+    out = {}
+    for c in (401, 405, 500, *codes):
+        out[str(c)] = {"description": _MESSAGES[c],
+                       "content": {"application/json": {"schema": _ref("Error")}}}
+    return out
+
+
+def _ok(status: int, schema: dict, description: str, links: dict | None = None) -> dict:
+    out = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if links:
+        out["links"] = links
+    return {str(status): out}
+
+
+def _task_links(pointer: str) -> dict:
+    """Links from a response naming a task (at JSON pointer ``pointer``) to what may be done with it next."""
+    expr = f"$response.body#{pointer}"
+    return {name: {"operationId": op, "parameters": {"task_id": expr}} for name, op in (
+        ("GetTask", "getTask"), ("ClaimTask", "claimTask"), ("UnclaimTask", "unclaimTask"),
+        ("CompleteTask", "completeTask"))}
+
+
+def _body(name: str, required: bool) -> dict:
+    return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": STR,
+           "description": "the task's id (a UUID)"}
+
+PATHS = {
+    "/api/v1/tickets": {"post": {
+        "operationId": "startTicket", "summary": "Open a consultation, complaint or repair",
+        "requestBody": _body("StartTicket", True),
+        "responses": {**_ok(201, _ref("Started"), "the ticket was opened", {
+            **_task_links("/tasks/0/id"),
+            "GetInstance": {"operationId": "getInstance", "parameters": {"ref": "$response.body#/ticket_no"}}}),
+                      **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/customers": {"get": {
+        "operationId": "findCustomers", "summary": "Customers whose phone or name contains q (VIPs first, 20)",
+        "parameters": [{"name": "q", "in": "query", "required": False,
+                        "schema": {"type": "string", "maxLength": 200}}],
+        "responses": {**_ok(200, _obj({"customers": {"type": "array", "items": _ref("Customer")}}),
+                            "matching customers"), **_errors(400, 403)}}},
+    "/api/v1/customers/{customer_id}": {"get": {
+        "operationId": "getCustomer", "summary": "One customer",
+        "parameters": [{"name": "customer_id", "in": "path", "required": True, "schema": INT}],
+        "responses": {**_ok(200, _ref("Customer"), "the customer"), **_errors(403, 404)}}},
+    "/api/v1/tasks": {"get": {
+        "operationId": "listTasks", "summary": "Ready tasks the caller may work: its own and its roles' queues",
+        "parameters": [
+            {"name": "role", "in": "query", "required": False, "schema": {"enum": list(ROLES)}},
+            {"name": "kind", "in": "query", "required": False, "schema": STR},
+            {"name": "instance", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64},
+             "description": "instance id or ticket number"}],
+        "responses": {**_ok(200, _obj({"tasks": {"type": "array", "items": _ref("Task")}}), "ready tasks"),
+                      **_errors(400, 404)}}},
+    "/api/v1/tasks/{task_id}": {"get": {
+        "operationId": "getTask", "summary": "One task with its form", "parameters": [TASK_ID],
+        "responses": {**_ok(200, _ref("Task"), "the task"), **_errors(403, 404)}}},
+    "/api/v1/tasks/{task_id}/claim": {"post": {
+        "operationId": "claimTask", "summary": "Take a task from the role's queue", "parameters": [TASK_ID],
+        "requestBody": _body("Empty", False),
+        "responses": {**_ok(200, _ref("Task"), "the task, now the caller's", _task_links("/id")),
+                      **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/tasks/{task_id}/unclaim": {"post": {
+        "operationId": "unclaimTask", "summary": "Put a claimed task back into its role's queue",
+        "parameters": [TASK_ID], "requestBody": _body("Empty", False),
+        "responses": {**_ok(200, _ref("Task"), "the task, unassigned", _task_links("/id")), **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/tasks/{task_id}/complete": {"post": {
+        "operationId": "completeTask",
+        "summary": "Submit the task's form (validated like the web form); nothing is saved unless all is valid",
+        "parameters": [TASK_ID], "requestBody": _body("CompleteTask", True),
+        "responses": {**_ok(200, _ref("Completion"), "the completed task, its instance and its next ready tasks", {
+            **_task_links("/tasks/0/id"),
+            "GetInstance": {"operationId": "getInstance",
+                            "parameters": {"ref": "$response.body#/instance/ticket_no"}}}),
+                      **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/instances/{ref}": {"get": {
+        "operationId": "getInstance", "summary": "A ticket by id or ticket number, with its audit trace",
+        "parameters": [{"name": "ref", "in": "path", "required": True, "schema": STR,
+                        "description": "instance id or ticket number"}],
+        "responses": {**_ok(200, _ref("Instance"), "the instance"), **_errors(403, 404)}}},
+    "/api/v1/openapi.json": {"get": {
+        "operationId": "openapi", "summary": "This document", "security": [],
+        "responses": {**_ok(200, OBJ, "the OpenAPI document"), **{k: v for k, v in _errors().items()
+                                                                   if k != "401"}}}},
+}
+
+DOCUMENT = {
+    "openapi": "3.1.0",
+    "info": {"title": "Kefu JSON API", "version": "1",
+             "description": "Open tickets, find customers, list, claim and complete tasks, read instances. "
+                            "Authenticate with 'Authorization: Bearer <token>' ('kefu users token NAME'); a token "
+                            "acts as its user, with that user's roles and groups."},
+    "servers": [{"url": "/"}],
+    "security": [{"bearerAuth": []}],
+    "paths": PATHS,
+    "components": {"schemas": SCHEMAS,
+                   "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+}
+
+
+def document() -> dict:
+    return copy.deepcopy(DOCUMENT)
