@@ -56,6 +56,10 @@ def read_properties(node) -> dict:
     return props
 
 
+# Control characters other than tab and line breaks: no user text needs them; PostgreSQL refuses NUL.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 @dataclass(frozen=True)
 class Field:
     id: str
@@ -206,6 +210,8 @@ class FormValidator:
             if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
                 raise ValueError("must be text")
             value = str(raw).strip() if not f.multiline else str(raw).strip("\n")
+            if _CONTROL.search(value):
+                raise ValueError("must not contain control characters")
             if len(value) > (f.maxlength or MAX_STRING):
                 raise ValueError(f"at most {f.maxlength or MAX_STRING} characters")
             if f.minlength and len(value) < f.minlength:

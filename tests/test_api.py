@@ -387,3 +387,27 @@ def test_integration_is_a_role_for_users_token_cli(kefu, tmp_path, monkeypatch, 
     assert main(["users", "token", "telephony", "--revoke", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"user": "telephony", "revoked": 1}
     assert kefu.token_user(token) is None
+
+
+def test_nul_characters_are_refused_everywhere_and_store_nothing(app, api, kefu):
+    """PostgreSQL cannot store NUL and no field needs it: query, path, JSON body and form data are refused
+    with a clear 400 on either database, never a server error."""
+    before = counts(kefu)
+    a = api("agent")
+    error_of(a.get("/customers?q=ab%00cd"), 400, "invalid_input")
+    error_of(a.get("/instances/T%00X"), 400, "invalid_input")
+    error_of(a.post("/tickets", {"kind": "consultation", "data": {**CONSULTATION, "question": "a\x00b"}}),
+             400, "invalid_input")
+    error_of(a.post("/tickets", {"kind": "consultation", "data": {"x\x00": 1}}), 400, "invalid_input")
+    page = app.test_client().get("/login?next=%00")
+    assert page.status_code == 400 and "NUL" in page.get_data(as_text=True)
+    assert counts(kefu) == before
+
+
+def test_control_characters_in_form_text_are_invalid_input(kefu):
+    from engine.errors import InvalidInput
+    with pytest.raises(InvalidInput) as caught:
+        kefu.start("consultation", "agent", data={**CONSULTATION, "question": "bell\x07"})
+    assert "control characters" in str(caught.value.to_dict())
+    # tabs and line breaks are ordinary text
+    kefu.start("consultation", "agent", data={**CONSULTATION, "question": "第一行\n第二行\t完"})

@@ -85,6 +85,21 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
         return request.path.startswith("/api/") or (
             request.accept_mimetypes.best == "application/json")
 
+    @app.before_request
+    def refuse_nul():
+        """No text needs a NUL character and PostgreSQL cannot store one: refuse it in the path, the query
+        or a posted form before any view sees it."""
+        values = [request.path, *(k + v for k, v in request.args.items(multi=True))]
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data") and \
+                not request.path.startswith("/api/"):  # the API reads JSON only and checks it itself
+            values += [k + v for k, v in request.form.items(multi=True)]
+        if any("\x00" in v for v in values):
+            message = "the request contains a NUL character (\\0), which no field accepts"
+            if wants_json():
+                return jsonify({"error": {"code": "invalid_input", "message": message}}), 400
+            return render_template("error.html", status=400, code="invalid_input", message=message), 400
+        return None
+
     @app.errorhandler(KefuError)
     def kefu_error(exc: KefuError):
         """Answer engine errors with their stable code: JSON for the API, a page for people."""

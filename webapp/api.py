@@ -97,12 +97,25 @@ def body(allowed: tuple[str, ...]) -> dict:
         raise ApiError("invalid_input", f"the body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ApiError("invalid_input", "the body must be a JSON object")
+    if _has_nul(value):
+        raise ApiError("invalid_input", "the body contains a NUL character (\\u0000), which no field accepts")
     unknown = [k for k in value if k not in allowed]
     if unknown:
         raise ApiError("invalid_input", f"unknown field(s): {', '.join(map(str, unknown))}; "
                                         f"allowed: {', '.join(allowed) or 'none'}",
                        {k: "unknown field" for k in unknown})
     return value
+
+
+def _has_nul(value) -> bool:
+    """Whether a NUL character hides in any key or string of a JSON value (PostgreSQL cannot store one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def object_field(value, name: str) -> dict | None:
