@@ -118,6 +118,7 @@ class Kefu:
     # ------------------------------------------------------------------ setup
     def init(self) -> None:
         self.db.create_all()
+        audit.install_guards(self.db.engine)  # audit (issue 6): UPDATE/DELETE on the record refused by SQL
 
     def deploy(self, paths=None, actor: str = SYSTEM) -> list[dict]:
         """Deploy every diagram under ``paths``; all of them or none. Unchanged files keep their version."""
@@ -850,13 +851,12 @@ class Kefu:
                      "customer": i.customer.name if i.customer else None, "created_at": iso(i.created_at),
                      "version": i.definition.version} for i in s.scalars(q)]
 
-    def verify_audit(self, instance_ref=None) -> list[dict]:
+    def verify_audit(self, instance_ref=None, anchor: tuple[int, str] | None = None) -> list[dict]:
+        """Audit (issue 6): every problem in the ledger and the instances' chains, each naming the first
+        changed, deleted or reordered event (see ``engine.audit``)."""
         with self.db.reading() as s:
-            q = select(Instance).order_by(Instance.id)
-            if instance_ref is not None:
-                q = q.where(Instance.id == self._instance(s, instance_ref).id)
-            return [{"instance_id": i.id, "ticket_no": i.ticket_no, "problem": problem}
-                    for i in s.scalars(q) if (problem := audit.verify_instance(s, i))]
+            instance_id = self._instance(s, instance_ref).id if instance_ref is not None else None
+            return audit.verify(s, instance_id, anchor=anchor)
 
     # ------------------------------------------------------------------ engine internals
     def _run(self, wf: BpmnWorkflow) -> dict | None:
