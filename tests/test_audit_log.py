@@ -16,6 +16,8 @@ from tests.pg import on_both_databases
 from tests.tamper import drop_guards, sql
 from tests.test_complaint import register, transfer
 
+pytestmark = pytest.mark.no_replay  # these tests tamper with the record on purpose
+
 
 @pytest.fixture
 def two(scenario):
