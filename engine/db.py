@@ -153,7 +153,9 @@ class HumanTask(Base):
     """A user task as people see it: the projection of a SpiffWorkflow task into a queryable row."""
     __tablename__ = "human_tasks"
     __table_args__ = (Index("ix_human_tasks_state_role", "state", "role"),
-                      Index("ix_human_tasks_completed_by", "completed_by"))  # audit search by agent
+                      # audit search (issue 6): by agent, overdue tasks
+                      Index("ix_human_tasks_completed_by", "completed_by"),
+                      Index("ix_human_tasks_state_due", "state", "due_at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)

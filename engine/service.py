@@ -858,6 +858,41 @@ class Kefu:
             instance_id = self._instance(s, instance_ref).id if instance_ref is not None else None
             return audit.verify(s, instance_id, anchor=anchor)
 
+    # ------------------------------------------------------------------ audit (issue 6): trace, search, replay
+    def audit_trace(self, instance_ref) -> dict:
+        """Everything that happened to one ticket, for auditors (``engine.trace``)."""
+        from . import trace
+        shown = self.show(instance_ref)
+        with self.db.reading() as s:
+            inst = self._instance(s, shown["instance_id"])
+            spec, subs = self.specs.get(inst.definition)
+            d = inst.definition
+            definition = {"process_id": d.process_id, "version": d.version, "sha256": d.sha256,
+                          "filename": d.filename, "deployed_at": iso(d.deployed_at), "deployed_by": d.deployed_by}
+        return trace.build(shown, trace.element_rules(spec, subs), definition, self.now())
+
+    def audit_search(self, args: dict) -> dict:
+        """Filtered, newest-first, keyset-paginated instances (``engine.search``)."""
+        from . import search
+        f = search.parse(args or {})
+        with self.db.reading() as s:
+            page = search.search(s, f, self.now())
+        for row in page["rows"]:
+            for key in ("created_at", "completed_at", "response_due", "finish_due"):
+                row[key] = iso(row[key])
+        return {**page, "filters": f.params(), "limit": f.limit}
+
+    def audit_replay(self, instance_ref=None) -> list[dict]:
+        """Rebuild one instance (or all) from its recorded events and compare (``engine.replay``)."""
+        from . import replay
+        return replay.replay_all(self) if instance_ref is None else [replay.replay(self, instance_ref)]
+
+    def audit_head(self) -> dict | None:
+        """The newest ledger entry: record it outside the database to anchor later verifications."""
+        with self.db.reading() as s:
+            head = audit.ledger_head(s)
+        return head and {**head, "at": iso(head["at"])}
+
     # ------------------------------------------------------------------ engine internals
     def _run(self, wf: BpmnWorkflow) -> dict | None:
         """Run the engine until nothing is left to do now; a failing step becomes an incident."""
