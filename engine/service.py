@@ -887,6 +887,16 @@ class Kefu:
         from . import replay
         return replay.replay_all(self) if instance_ref is None else [replay.replay(self, instance_ref)]
 
+    READ_ONLY_ROLES = frozenset({"auditor"})
+
+    def check_may_change(self, actor: str) -> None:
+        """Refuse a user who may only read (the auditor role) before any change is attempted."""
+        with self.db.reading() as s:
+            user = self._user(s, actor)
+            if not user.role_set - self.READ_ONLY_ROLES:
+                raise NotAllowed(f"user {actor} may only read (role {', '.join(sorted(user.role_set))}); "
+                                 "nothing was changed")
+
     def audit_head(self) -> dict | None:
         """The newest ledger entry: record it outside the database to anchor later verifications."""
         with self.db.reading() as s:
