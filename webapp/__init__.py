@@ -78,6 +78,8 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     app.register_blueprint(records.bp)
     app.register_blueprint(timekeeping.bp)
     register_template_helpers(app)
+    from . import audit  # audit (issue 6): search, trace, exports (read-only)
+    app.register_blueprint(audit.bp)
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or (
