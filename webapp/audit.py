@@ -40,7 +40,7 @@ def _csv(text: str, filename: str) -> Response:
 @bp.app_template_filter("pretty_json")
 def pretty_json(value) -> str:
     """Submitted data as people read it (Chinese kept, not escaped); the template escapes the HTML."""
-    return json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True, default=str)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "), default=str)
 
 
 @bp.get("/audit")
