@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, render_template, request
-from flask_babel import lazy_gettext as _l
+from flask import Blueprint, Response, abort, render_template, request
+from flask_login import current_user
+from flask_babel import gettext as _, lazy_gettext as _l
 
 from engine import InvalidInput
 from engine.exports import rows_to_csv, trace_csv
@@ -17,6 +18,9 @@ from .auth import kefu, roles_required
 bp = Blueprint("audit", __name__)
 
 AUDIT_ROLES = ("auditor", "supervisor", "process_owner")
+READ_ONLY_ROLES = {"auditor"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+SESSION_ENDPOINTS = {"auth.login", "auth.logout", "auth.language"}  # one's own sign-in, no record changes
 SEARCH_ARGS = ("ticket", "customer", "kind", "severity", "status", "agent", "date_from", "date_to", "overdue",
                "limit", "after")
 DEADLINE_STATES = {"met": _l("按时"), "missed": _l("超时"), "running": _l("进行中"), "paused": _l("计时暂停")}
@@ -35,6 +39,17 @@ def _csv(text: str, filename: str) -> Response:
     # A byte-order mark lets spreadsheet programs read the UTF-8 Chinese text.
     return Response("\ufeff" + text, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@bp.before_app_request
+def read_only_roles_change_nothing():
+    """A user holding only read-only roles (the auditor) is refused every changing request, on every route,
+    including routes added later; the engine's own checks stay in force behind this."""
+    if request.method in SAFE_METHODS or request.endpoint in SESSION_ENDPOINTS:
+        return None
+    if current_user.is_authenticated and not (current_user.roles - READ_ONLY_ROLES):
+        abort(403, _("审计角色只能查看，不能修改任何内容"))
+    return None
 
 
 @bp.app_template_filter("pretty_json")
