@@ -140,8 +140,9 @@ def statement(f: Filters, now: datetime):
                Instance.response_due, Instance.finish_due, Instance.clock_paused_at, Customer.name.label("customer"),
                Instance.customer_id).outerjoin(Customer, Customer.id == Instance.customer_id)
     if f.ticket:
-        q = q.where(Instance.ticket_no == f.ticket) if "-" in f.ticket and len(f.ticket) >= 13 else \
-            q.where(Instance.ticket_no.like(_escape(f.ticket) + "%", escape="\\"))
+        # Exact, or a prefix (e.g. TS20261123 for one day's complaints) as a range the unique index serves.
+        q = q.where(or_(Instance.ticket_no == f.ticket,
+                        and_(Instance.ticket_no > f.ticket, Instance.ticket_no < f.ticket + "\uffff")))
     if f.customer:
         if f.customer.isdigit():
             q = q.where(Instance.customer_id == int(f.customer))
