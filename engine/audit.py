@@ -296,21 +296,12 @@ def install_guards(engine) -> None:
                                      "FOR EACH STATEMENT EXECUTE FUNCTION kefu_audit_append_only()")
 
 
-@sa_event.listens_for(AuditEvent, "before_update")
-def _refuse_update(_mapper, _connection, _target):
-    raise NotAllowed("audit events are append-only and cannot be changed")
+def _refuse(what: str, verb: str):
+    def listener(_mapper, _connection, _target):
+        raise NotAllowed(f"{what} append-only and cannot be {verb}")
+    return listener
 
 
-@sa_event.listens_for(AuditEvent, "before_delete")
-def _refuse_delete(_mapper, _connection, _target):
-    raise NotAllowed("audit events are append-only and cannot be deleted")
-
-
-@sa_event.listens_for(AuditLedger, "before_update")
-def _refuse_ledger_update(_mapper, _connection, _target):
-    raise NotAllowed("the audit ledger is append-only and cannot be changed")
-
-
-@sa_event.listens_for(AuditLedger, "before_delete")
-def _refuse_ledger_delete(_mapper, _connection, _target):
-    raise NotAllowed("the audit ledger is append-only and cannot be deleted")
+for _model, _what in ((AuditEvent, "audit events are"), (AuditLedger, "the audit ledger is")):
+    sa_event.listen(_model, "before_update", _refuse(_what, "changed"))
+    sa_event.listen(_model, "before_delete", _refuse(_what, "deleted"))
