@@ -164,8 +164,10 @@ def main() -> int:
     sample = seed(k, a.instances)
     seed_s = time.perf_counter() - t0
     indexed = measure(k, sample, a.repeat)
-    bare = timed(lambda: k.db.read_engine.connect().execute(text(
-        "SELECT * FROM instances ORDER BY id DESC LIMIT 51")).all(), a.repeat)
+    def bare_select():
+        with k.db.read_engine.connect() as conn:
+            conn.execute(text("SELECT * FROM instances ORDER BY id DESC LIMIT 51")).all()
+    bare = timed(bare_select, a.repeat)
     with k.db.engine.begin() as conn:
         for name in SEARCH_INDEXES:
             conn.exec_driver_sql(f"DROP INDEX {name}")
