@@ -35,8 +35,8 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI)
 KINDS = [("complaint", "TS"), ("repair", "BX"), ("consultation", "ZX")]
 SEARCH_INDEXES = ["ix_instances_kind_status_created", "ix_instances_status_created",
                   "ix_instances_severity_created", "ix_instances_customer_created", "ix_instances_creator_created",
-                  "ix_instances_finish_due", "ix_instances_response_due", "ix_human_tasks_completed_by",
-                  "ix_human_tasks_state_due"]
+                  "ix_instances_finish_due", "ix_human_tasks_completed_by",
+                  "ix_human_tasks_assignee_instance", "ix_human_tasks_state_due"]
 
 
 def seed(k: Kefu, n: int) -> dict:

@@ -114,8 +114,7 @@ class Instance(Base):
                       Index("ix_instances_severity_created", "severity", "created_at"),
                       Index("ix_instances_customer_created", "customer_id", "created_at"),
                       Index("ix_instances_creator_created", "created_by", "created_at"),
-                      Index("ix_instances_finish_due", "finish_due"),
-                      Index("ix_instances_response_due", "response_due"))
+                      Index("ix_instances_finish_due", "finish_due"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_no: Mapped[str] = mapped_column(String(32), unique=True)
@@ -154,7 +153,8 @@ class HumanTask(Base):
     __tablename__ = "human_tasks"
     __table_args__ = (Index("ix_human_tasks_state_role", "state", "role"),
                       # audit search (issue 6): by agent, overdue tasks
-                      Index("ix_human_tasks_completed_by", "completed_by"),
+                      Index("ix_human_tasks_completed_by", "completed_by", "instance_id"),
+                      Index("ix_human_tasks_assignee_instance", "assignee", "instance_id"),
                       Index("ix_human_tasks_state_due", "state", "due_at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import and_, exists, or_, select, union
+from sqlalchemy import and_, exists, func, or_, select, union
 
 from .clock import SHANGHAI
 from .db import Customer, HumanTask, Instance
@@ -134,7 +134,25 @@ def overdue_clause(now: datetime):
                 or_(and_(Instance.finish_due < now, Instance.clock_paused_at.is_(None)), late_task))
 
 
-def statement(f: Filters, now: datetime):
+# An agent's instance references: up to this many they are looked up one by one; more, and the newest-first
+# scan meets a page of them quickly, so each row is probed against the set instead.
+AGENT_LOOKUP_LIMIT = 3000
+
+
+def _agent_sets(agent: str):
+    """Who opened the ticket, completed a task on it, or holds one."""
+    return (select(Instance.id).where(Instance.created_by == agent),
+            select(HumanTask.instance_id).where(HumanTask.completed_by == agent),
+            select(HumanTask.instance_id).where(HumanTask.assignee == agent))
+
+
+def agent_size(session, agent: str) -> int:
+    """Index-only counts: how large the agent's set is, to pick the plan."""
+    return sum(session.scalar(select(func.count()).select_from(q.subquery())) for q in _agent_sets(agent))
+
+
+def statement(f: Filters, now: datetime, agent_rows: int = 0):
+    """The page query; ``agent_rows`` is ``agent_size`` of the agent filter."""
     q = select(Instance.id, Instance.ticket_no, Instance.kind, Instance.status, Instance.severity,
                Instance.vip, Instance.summary, Instance.created_by, Instance.created_at, Instance.completed_at,
                Instance.response_due, Instance.finish_due, Instance.clock_paused_at, Customer.name.label("customer"),
@@ -153,10 +171,12 @@ def statement(f: Filters, now: datetime):
         if getattr(f, key):
             q = q.where(getattr(Instance, key) == getattr(f, key))
     if f.agent:
-        worked = union(select(Instance.id).where(Instance.created_by == f.agent),
-                       select(HumanTask.instance_id).where(HumanTask.completed_by == f.agent),
-                       select(HumanTask.instance_id).where(HumanTask.assignee == f.agent))
-        q = q.where(Instance.id.in_(worked))
+        if agent_rows <= AGENT_LOOKUP_LIMIT:  # few: look each instance up, then sort them
+            q = q.where(Instance.id.in_(union(*_agent_sets(f.agent))))
+        else:  # many: the newest-first scan checks each row and soon has a page
+            q = q.where(or_(Instance.created_by == f.agent, exists().where(
+                HumanTask.instance_id == Instance.id,
+                or_(HumanTask.completed_by == f.agent, HumanTask.assignee == f.agent))))
     if f.date_from:
         q = q.where(Instance.created_at >= _start_of(f.date_from))
     if f.date_to:
@@ -175,7 +195,8 @@ def _escape(text: str) -> str:
 
 def search(session, f: Filters, now: datetime) -> dict:
     """One page: ``{"rows": [...], "next": cursor or None}``."""
-    rows = session.execute(statement(f, now)).all()
+    size = agent_size(session, f.agent) if f.agent else 0
+    rows = session.execute(statement(f, now, size)).all()
     more = len(rows) > f.limit
     rows = rows[:f.limit]
     out = []
