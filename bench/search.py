@@ -109,6 +109,7 @@ def queries(sample: dict) -> list[tuple[str, dict]]:
         ("kind+date range", {"kind": "complaint", "date_from": "2026-07-01", "date_to": "2026-07-31"}),
         ("agent+kind+date", {"agent": sample["agent"], "kind": "repair", "date_from": "2026-06-01",
                              "date_to": "2026-09-30"}),
+        ("agent+status incident", {"agent": sample["worker"], "status": "incident"}),  # few rows of many
         ("overdue+severity", {"overdue": "1", "severity": "major"}),
         ("customer+status", {"customer": str(sample["customer_id"]), "status": "completed"}),
     ]
