@@ -134,8 +134,10 @@ def overdue_clause(now: datetime):
                 or_(and_(Instance.finish_due < now, Instance.clock_paused_at.is_(None)), late_task))
 
 
-# An agent's instance references: up to this many they are looked up one by one; more, and the newest-first
-# scan meets a page of them quickly, so each row is probed against the set instead.
+# An agent's instance references: up to this many they are looked up one by one and sorted; more, and the
+# newest-first scan meets a page of them quickly, so each row is probed against the set instead. Measured on
+# 100,000 instances: 2,500 references cost about 25 ms looked up against 7 ms scanned; 500 cost 14 ms looked
+# up against 40 ms scanned (and 50 cost 260 ms scanned), so a rare agent must not take the scan.
 AGENT_LOOKUP_LIMIT = 3000
 
 
