@@ -153,16 +153,20 @@ def agent_size(session, agent: str) -> int:
     return sum(session.scalar(select(func.count()).select_from(q.subquery())) for q in _agent_sets(agent))
 
 
-def statement(f: Filters, now: datetime, agent_rows: int = 0):
+def statement(f: Filters, now: datetime, agent_rows: int = 0, dialect: str = "sqlite"):
     """The page query; ``agent_rows`` is ``agent_size`` of the agent filter."""
     q = select(Instance.id, Instance.ticket_no, Instance.kind, Instance.status, Instance.severity,
                Instance.vip, Instance.summary, Instance.created_by, Instance.created_at, Instance.completed_at,
                Instance.response_due, Instance.finish_due, Instance.clock_paused_at, Customer.name.label("customer"),
                Instance.customer_id).outerjoin(Customer, Customer.id == Instance.customer_id)
     if f.ticket:
-        # Exact, or a prefix (e.g. TS20261123 for one day's complaints) as a range the unique index serves.
-        q = q.where(or_(Instance.ticket_no == f.ticket,
-                        and_(Instance.ticket_no > f.ticket, Instance.ticket_no < f.ticket + "\uffff")))
+        # Exact, or a prefix (e.g. TS20261123 for one day's complaints): on SQLite (binary collation) a range
+        # the unique index serves; elsewhere LIKE, since a linguistic collation may order the range otherwise.
+        if dialect == "sqlite":
+            prefix = and_(Instance.ticket_no > f.ticket, Instance.ticket_no < f.ticket + "\uffff")
+        else:
+            prefix = Instance.ticket_no.like(_escape(f.ticket) + "%", escape="\\")
+        q = q.where(or_(Instance.ticket_no == f.ticket, prefix))
     if f.customer:
         if f.customer.isdigit():
             q = q.where(Instance.customer_id == int(f.customer))
@@ -198,7 +202,7 @@ def _escape(text: str) -> str:
 def search(session, f: Filters, now: datetime) -> dict:
     """One page: ``{"rows": [...], "next": cursor or None}``."""
     size = agent_size(session, f.agent) if f.agent else 0
-    rows = session.execute(statement(f, now, size)).all()
+    rows = session.execute(statement(f, now, size, session.get_bind().dialect.name)).all()
     more = len(rows) > f.limit
     rows = rows[:f.limit]
     out = []

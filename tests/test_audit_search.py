@@ -8,6 +8,7 @@ import json
 import pytest
 
 from engine import InvalidInput
+from tests.pg import on_both_databases
 from tests.test_complaint import register, transfer
 from tests.test_consultation import register as register_consultation
 from tests.test_repair import register as register_repair
@@ -36,10 +37,13 @@ def tickets_of(kefu, **args):
     return [r["ticket_no"] for r in kefu.audit_search(args)["rows"]]
 
 
+@on_both_databases
 def test_each_filter(tickets, kefu):
     assert tickets_of(kefu) == [tickets["consultation"], tickets["repair"], tickets["late"], tickets["urgent"]]
     assert tickets_of(kefu, ticket=tickets["late"]) == [tickets["late"]]
     assert set(tickets_of(kefu, ticket="TS")) == {tickets["late"], tickets["urgent"]}  # a prefix
+    assert tickets_of(kefu, ticket=tickets["late"][:11]) == [tickets["late"], tickets["urgent"]]  # "TS20261123-"
+    assert tickets_of(kefu, ticket="TS_") == [] and tickets_of(kefu, ticket="TS%") == []
     assert tickets_of(kefu, kind="repair") == [tickets["repair"]]
     assert tickets_of(kefu, severity="urgent") == [tickets["urgent"]]
     assert tickets_of(kefu, customer="华东银行") == [tickets["late"], tickets["urgent"]]
@@ -55,6 +59,7 @@ def test_each_filter(tickets, kefu):
     assert tickets_of(kefu, kind="complaint", severity="general", overdue="1") == [tickets["late"]]
 
 
+@on_both_databases
 def test_keyset_pages_walk_everything_once(tickets, kefu):
     seen, cursor = [], None
     while True:
@@ -66,6 +71,7 @@ def test_keyset_pages_walk_everything_once(tickets, kefu):
     assert seen == tickets_of(kefu) and len(seen) == 4
 
 
+@on_both_databases
 @pytest.mark.parametrize("agent", ["agent", "department", "nobody"])
 def test_both_agent_plans_find_the_same_pages(tickets, kefu, monkeypatch, agent):
     """The agent filter looks a small set up by id and probes a large one row by row: same rows, same pages."""
