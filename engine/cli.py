@@ -366,7 +366,8 @@ def _search_args(args) -> dict:
 
 
 def cmd_audit_search(args):
-    page = _service().audit_search(_search_args(args))
+    k = _service()
+    page = k.audit_export(_search_args(args)) if args.all else k.audit_search(_search_args(args))
     if args.format:
         from .exports import rows_to_csv
         sys.stdout.write(rows_to_csv(page["rows"]) if args.format == "csv" else
@@ -413,6 +414,7 @@ def _add_audit_commands(sub, add, common):
     sp.add_argument("--overdue", action="store_true")
     sp.add_argument("--limit", type=int, default=50)
     sp.add_argument("--format", choices=["csv", "json"], help="export the page instead of listing it")
+    sp.add_argument("--all", action="store_true", help="the whole result (up to 10,000 rows), not one page")
     sp = add("export", cmd_audit_export, "an instance's trace as CSV (events) or JSON (everything)",
              subparsers=aud)
     sp.add_argument("instance")

@@ -882,6 +882,19 @@ class Kefu:
                 row[key] = iso(row[key])
         return {**page, "filters": f.params(), "limit": f.limit}
 
+    def audit_export(self, args: dict, most: int = 10_000) -> dict:
+        """The whole search result for an export: keyset pages walked up to ``most`` rows; ``next`` (None when
+        the result is complete) continues after them."""
+        from .search import MAX_PAGE
+        rows, args = [], {**(args or {}), "limit": None}
+        while True:
+            args["limit"] = min(MAX_PAGE, most - len(rows))
+            page = self.audit_search(args)
+            rows += page["rows"]
+            if page["next"] is None or len(rows) >= most:
+                return {**page, "rows": rows, "limit": most}
+            args["after"] = page["next"]
+
     def audit_replay(self, instance_ref=None) -> list[dict]:
         """Rebuild one instance (or all) from its recorded events and compare (``engine.replay``)."""
         from . import replay

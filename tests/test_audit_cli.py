@@ -37,6 +37,8 @@ def test_search_and_export(two, kefu_cli):  # noqa: F811
     assert [r["ticket_no"] for r in one["rows"]] == [second] and one["next"]
     rest = j(kefu_cli("audit", "search", "--agent", "agent", "--limit", "1", "--after", one["next"], "--json"))
     assert [r["ticket_no"] for r in rest["rows"]] == [first] and rest["next"] is None
+    whole = j(kefu_cli("audit", "search", "--all", "--limit", "1", "--format", "json"))
+    assert [r["ticket_no"] for r in whole["rows"]] == [second, first] and whole["next"] is None
     rows = list(csv.DictReader(io.StringIO(kefu_cli("audit", "search", "--agent", "department", "--format",
                                                     "csv").stdout.lstrip("\ufeff"))))
     assert [r["ticket_no"] for r in rows] == [first]

@@ -129,6 +129,20 @@ def test_exports(tickets, kefu):
     assert "transfer" in full["path"]["completed"] and "department_handle" in full["path"]["active"]
 
 
+def test_an_export_is_the_whole_result(tickets, kefu):
+    web = Web(kefu).login_as("auditor")
+    rows = list(csv.DictReader(io.StringIO(web.get("/audit/export.csv?kind=complaint&limit=1").get_data(
+        as_text=True).lstrip("\ufeff"))))
+    assert [x["ticket_no"] for x in rows] == [tickets["late"], tickets["urgent"]]   # every page, not the first
+    first = kefu.audit_export({}, most=3)
+    assert [r["ticket_no"] for r in first["rows"]] == tickets_of(kefu)[:3] and first["next"]
+    rest = kefu.audit_export({"after": first["next"]}, most=3)
+    assert [r["ticket_no"] for r in rest["rows"]] == tickets_of(kefu)[3:] and rest["next"] is None
+    for url in ("/audit/export.csv?kind=weather", "/audit/export.json?after=page-2"):
+        r = web.get(url)
+        assert r.status_code == 400, (url, r.status_code)
+
+
 def test_a_formula_in_submitted_data_is_neutralised_in_csv(scenario, kefu):
     register(scenario, content="=HYPERLINK(\"http://evil\")", place="+cmd")
     text = Web(kefu).login_as("auditor").get("/audit/export.csv").get_data(as_text=True)

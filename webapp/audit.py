@@ -75,8 +75,8 @@ def search():
 @bp.get("/audit/export.<any(csv, json):fmt>")
 @roles_required(*AUDIT_ROLES)
 def export_search(fmt):
-    """One page of search results (up to 500 rows with limit=500) as CSV or JSON."""
-    page = kefu().audit_search(_search_args())
+    """The whole search result (up to 10,000 rows; JSON's ``next`` continues after them) as CSV or JSON."""
+    page = kefu().audit_export(_search_args())
     if fmt == "json":
         return _json(page, "kefu-search.json")
     return _csv(rows_to_csv(page["rows"]), "kefu-search.csv")
