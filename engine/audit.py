@@ -1,7 +1,19 @@
-"""Audit events: append-only and hash-chained per instance (P12).
+"""Audit events: append-only and hash-chained per instance, instance heads chained globally (P12).
 
-Each event's hash covers the previous event's hash and the event's own canonical content, so changing,
-deleting or reordering a stored event breaks the chain from that event on.
+Tamper model (an attacker with write access to the database, who may drop the guards first):
+
+* Each event's hash covers the previous event's hash and the event's own canonical content (with its
+  instance and sequence number), so changing, deleting or reordering a stored event breaks its instance's
+  chain at that event. Per-instance chains let instances be written concurrently.
+* Every unit of work that wrote events appends, at commit, one entry per instance it touched to the global
+  ledger (``audit_ledger``): ticket, last event number and chain head, hashed over the previous entry.
+  Entries are numbered 1, 2, 3 … without gaps. Deleting a whole instance, deleting its last events and
+  rolling its head back, or deleting ledger entries is therefore caught: the ledger names what must exist.
+* Triggers (SQLite and PostgreSQL, migration 0003) refuse UPDATE and DELETE on both tables; the ORM refuses too:
+  nothing in the application can change the record, even by SQL.
+* Limit: whoever can rewrite the whole tail of the ledger consistently can forge that tail. Record the
+  ledger head (``kefu audit head``) outside the database now and then; ``kefu audit verify --anchor N:HASH``
+  proves the ledger still holds that entry, so everything up to it is unaltered.
 """
 from __future__ import annotations
 
@@ -10,10 +22,10 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import event as sa_event, insert, select
+from sqlalchemy import event as sa_event, insert, select, text
 from sqlalchemy.orm import Session
 
-from .db import AuditEvent, Instance
+from .db import AuditEvent, AuditLedger, Instance
 from .errors import NotAllowed
 
 
@@ -30,6 +42,7 @@ class PendingEvent:
 
 
 BUFFER = "kefu_audit_buffer"
+LEDGER = "kefu_audit_ledger"  # session.info: instance id → the instance, for the ledger entries at commit
 
 
 def canonical(instance_id: int, seq: int, e) -> str:
@@ -62,6 +75,8 @@ def append(session: Session, instance: Instance, events: list[PendingEvent]) -> 
         # One multi-row INSERT in the caller's transaction; events are never read back as objects here.
         session.execute(insert(AuditEvent), rows)
     instance.audit_head, instance.audit_count = head, seq
+    if rows:
+        session.info.setdefault(LEDGER, {})[instance.id] = instance
 
 
 def buffer_events(session: Session) -> None:
@@ -80,26 +95,189 @@ def events_of(session: Session, instance_id: int) -> list[AuditEvent]:
                                 .order_by(AuditEvent.seq)))
 
 
-def verify_instance(session: Session, instance: Instance) -> str | None:
-    """None when the instance's chain is whole, else a description of the first broken event."""
+def ledger_content(entry_id: int, instance_id: int, ticket_no: str, event_seq: int, head: str) -> str:
+    return json.dumps({"id": entry_id, "instance_id": instance_id, "ticket_no": ticket_no, "event_seq": event_seq,
+                       "head": head}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_ledger(session: Session) -> None:
+    """One ledger entry per instance whose events this unit of work wrote, chained after the newest entry."""
+    touched = session.info.pop(LEDGER, None)
+    if not touched:
+        return
+    session.flush()
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        # Held to the end of the transaction: ledger entries are appended one committer at a time (briefly:
+        # this runs just before the commit), while the events of different instances are written concurrently.
+        session.execute(text("SELECT pg_advisory_xact_lock(7476071)"))
+    # SQLite: the transaction holds the database's write lock already (BEGIN IMMEDIATE).
+    last = session.execute(select(AuditLedger.id, AuditLedger.hash).order_by(AuditLedger.id.desc())
+                           .limit(1)).first()
+    entry_id, prev = (last[0], last[1]) if last else (0, "")
+    rows = []
+    at = max((i.updated_at for i in touched.values() if i.updated_at is not None), default=None)
+    for instance_id in sorted(touched):
+        inst = touched[instance_id]
+        entry_id += 1
+        digest = chain_hash(prev, ledger_content(entry_id, instance_id, inst.ticket_no, inst.audit_count,
+                                                  inst.audit_head))
+        rows.append({"id": entry_id, "instance_id": instance_id, "ticket_no": inst.ticket_no,
+                     "event_seq": inst.audit_count, "head": inst.audit_head, "at": inst.updated_at or at,
+                     "prev_hash": prev, "hash": digest})
+        prev = digest
+    session.execute(insert(AuditLedger), rows)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_ledger(session: Session) -> None:
+    session.info.pop(LEDGER, None)
+
+
+def events_of(session: Session, instance_id: int) -> list[AuditEvent]:
+    return list(session.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance_id)
+                                .order_by(AuditEvent.seq)))
+
+
+def ledger_head(session: Session) -> dict | None:
+    row = session.scalar(select(AuditLedger).order_by(AuditLedger.id.desc()).limit(1))
+    return None if row is None else {"entry": row.id, "hash": row.hash, "at": row.at}
+
+
+def _problem(inst_id, ticket, seq, event_id, kind, message) -> dict:
+    return {"instance_id": inst_id, "ticket_no": ticket, "seq": seq, "event_id": event_id, "kind": kind,
+            "problem": message}
+
+
+def check_chain(instance_id: int, ticket: str | None, events: list, recorded_count: int | None,
+                recorded_head: str | None, ledger_seq: int = 0, ledger_heads: dict | None = None) -> dict | None:
+    """The first problem in one instance's chain (events ordered by seq), or None.
+
+    ``ledger_seq``/``ledger_heads``: the highest event number the ledger recorded for it and the heads it
+    recorded (event number → hash)."""
     head = ""
-    events = events_of(session, instance.id)
-    for expected_seq, ev in enumerate(events, start=1):
-        if ev.seq != expected_seq:
-            return f"event #{expected_seq} is missing (found #{ev.seq})"
-        if ev.prev_hash != head or chain_hash(head, canonical(instance.id, ev.seq, ev)) != ev.hash:
-            return f"event #{ev.seq} ({ev.type}) was altered"
+    by_hash = {}
+    for e in events:
+        by_hash[e.hash] = e
+    seqs = [e.seq for e in events]
+    for expected, ev in enumerate(events, start=1):
+        if ev.seq != expected:
+            return _problem(instance_id, ticket, expected, None, "deleted",
+                            f"event #{expected} was deleted (the chain jumps from #{expected - 1} to #{ev.seq})")
+        own = chain_hash(ev.prev_hash, canonical(instance_id, ev.seq, ev))
+        if own != ev.hash:
+            moved = next((s for s in seqs if s != ev.seq and
+                          chain_hash(ev.prev_hash, canonical(instance_id, s, ev)) == ev.hash), None)
+            if moved is not None:
+                return _problem(instance_id, ticket, ev.seq, ev.id, "reordered",
+                                f"event #{ev.seq} ({ev.type}) was reordered: it was written as event #{moved}")
+            return _problem(instance_id, ticket, ev.seq, ev.id, "altered",
+                            f"event #{ev.seq} ({ev.type}) was altered: its content does not match its hash")
+        if ev.prev_hash != head:
+            moved = by_hash.get(ev.prev_hash)
+            if moved is not None and moved.seq != expected - 1:
+                return _problem(instance_id, ticket, ev.seq, ev.id, "reordered",
+                                f"event #{ev.seq} ({ev.type}) was reordered: it followed event #{moved.seq} "
+                                f"when written")
+            return _problem(instance_id, ticket, ev.seq, ev.id, "altered",
+                            f"event #{ev.seq} ({ev.type}) does not follow event #{ev.seq - 1}: an earlier event "
+                            "was replaced or the chain was rebuilt")
+        if ledger_heads and ev.seq in ledger_heads and ledger_heads[ev.seq] != ev.hash:
+            return _problem(instance_id, ticket, ev.seq, ev.id, "altered",
+                            f"event #{ev.seq} ({ev.type}) differs from the head the ledger recorded: the chain "
+                            "was rewritten from here or earlier")
         head = ev.hash
-    if len(events) != (instance.audit_count or 0) or head != (instance.audit_head or ""):
-        return f"the chain ends at event #{len(events)} but the instance recorded #{instance.audit_count}"
+    n = len(events)
+    if ledger_seq > n:
+        return _problem(instance_id, ticket, n + 1, None, "deleted",
+                        f"event #{n + 1} was deleted: the ledger recorded events up to #{ledger_seq}, "
+                        f"the chain ends at #{n}")
+    if recorded_count is not None and (n != (recorded_count or 0) or head != (recorded_head or "")):
+        return _problem(instance_id, ticket, min(n, recorded_count or 0) + 1, None, "deleted",
+                        f"the chain ends at event #{n} but the instance recorded #{recorded_count}")
+    if ledger_heads is not None and n > ledger_seq:
+        return _problem(instance_id, ticket, ledger_seq + 1, None, "unrecorded",
+                        f"events #{ledger_seq + 1}-#{n} are not in the ledger (written outside the application, "
+                        "or ledger entries were removed)")
     return None
 
 
-@sa_event.listens_for(AuditEvent, "before_update")
-def _refuse_update(_mapper, _connection, _target):
-    raise NotAllowed("audit events are append-only and cannot be changed")
+def verify_instance(session: Session, instance: Instance) -> str | None:
+    """None when the instance's chain is whole, else a description of the first broken event."""
+    heads = dict(session.execute(select(AuditLedger.event_seq, AuditLedger.head)
+                                 .where(AuditLedger.instance_id == instance.id)).all())
+    found = check_chain(instance.id, instance.ticket_no, events_of(session, instance.id), instance.audit_count,
+                        instance.audit_head, max(heads, default=0), heads)
+    return found and found["problem"]
 
 
-@sa_event.listens_for(AuditEvent, "before_delete")
-def _refuse_delete(_mapper, _connection, _target):
-    raise NotAllowed("audit events are append-only and cannot be deleted")
+def verify(session: Session, instance_id: int | None = None, anchor: tuple[int, str] | None = None) -> list[dict]:
+    """Every problem found: the ledger's own chain first, then each instance's chain against the ledger.
+    One problem per instance (its first broken event)."""
+    problems = []
+    q = select(AuditLedger).order_by(AuditLedger.id)
+    if instance_id is not None:
+        q = q.where(AuditLedger.instance_id == instance_id)
+    entries = list(session.scalars(q))
+    if instance_id is None:
+        prev = ""
+        for expected, e in enumerate(entries, start=1):
+            if e.id != expected:
+                problems.append(_problem(None, None, None, None, "ledger",
+                                         f"ledger entry {expected} was deleted (entries jump to {e.id})"))
+                break
+            content = ledger_content(e.id, e.instance_id, e.ticket_no, e.event_seq, e.head)
+            if e.prev_hash != prev or chain_hash(e.prev_hash, content) != e.hash:
+                problems.append(_problem(e.instance_id, e.ticket_no, e.event_seq, None, "ledger",
+                                         f"ledger entry {e.id} ({e.ticket_no} up to event #{e.event_seq}) "
+                                         "was altered"))
+                break
+            prev = e.hash
+        if anchor is not None:
+            entry = next((e for e in entries if e.id == anchor[0]), None)
+            if entry is None or entry.hash != anchor[1]:
+                problems.append(_problem(None, None, None, None, "anchor",
+                                         f"the ledger no longer holds entry {anchor[0]} with the recorded hash "
+                                         f"{anchor[1][:16]}…: the ledger was rewritten up to there"))
+    ledger: dict[int, dict] = {}
+    for e in entries:
+        led = ledger.setdefault(e.instance_id, {"ticket": e.ticket_no, "heads": {}})
+        led["heads"][e.event_seq] = e.head
+    iq = select(Instance.id, Instance.ticket_no, Instance.audit_count, Instance.audit_head).order_by(Instance.id)
+    eq = select(AuditEvent).order_by(AuditEvent.instance_id, AuditEvent.seq)
+    if instance_id is not None:
+        iq, eq = iq.where(Instance.id == instance_id), eq.where(AuditEvent.instance_id == instance_id)
+    instances = {r.id: r for r in session.execute(iq)}
+    events: dict[int, list] = {}
+    for ev in session.scalars(eq):
+        events.setdefault(ev.instance_id, []).append(ev)
+    for iid in sorted(set(instances) | set(ledger) | set(events)):
+        inst, led = instances.get(iid), ledger.get(iid)
+        if inst is None:
+            ticket = led["ticket"] if led else None
+            last = max(led["heads"]) if led else len(events.get(iid, []))
+            problems.append(_problem(iid, ticket, 1, None, "instance_deleted",
+                                     f"instance {iid} ({ticket or 'unknown ticket'}) was deleted: the ledger "
+                                     f"recorded its events up to #{last}"))
+            continue
+        heads = led["heads"] if led else {}
+        found = check_chain(iid, inst.ticket_no, events.get(iid, []), inst.audit_count, inst.audit_head,
+                            max(heads, default=0), heads)
+        if found:
+            problems.append(found)
+    return problems
+
+
+# ---- guards: nothing in the application, not even SQL, changes or deletes the record
+
+
+def _refuse(what: str, verb: str):
+    def listener(_mapper, _connection, _target):
+        raise NotAllowed(f"{what} append-only and cannot be {verb}")
+    return listener
+
+
+for _model, _what in ((AuditEvent, "audit events are"), (AuditLedger, "the audit ledger is")):
+    sa_event.listen(_model, "before_update", _refuse(_what, "changed"))
+    sa_event.listen(_model, "before_delete", _refuse(_what, "deleted"))

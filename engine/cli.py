@@ -243,10 +243,10 @@ def cmd_incident_retry(args):
 
 
 def cmd_audit_verify(args):
-    problems = _service().verify_audit(args.instance)
+    problems = _service().verify_audit(args.instance or args.ref, anchor=_anchor(args.anchor))
     _print(args, {"ok": not problems, "problems": problems},
            lambda r: "audit chain verified" if r["ok"] else "\n".join(
-               f"{p['ticket_no']}: {p['problem']}" for p in r["problems"]))
+               f"{p['ticket_no'] or 'ledger'}: {p['problem']}" for p in r["problems"]))
     return 0 if not problems else 7
 
 
@@ -385,6 +385,118 @@ def cmd_web(args):
     return webapp.run_gunicorn(args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout)
 
 
+# ---------------------------------------------------------------- audit (issue 6)
+# Every command is one or the other; tests/test_audit_readonly.py fails on a command in neither set.
+MUTATING = {"init", "deploy", "users add", "demo", "customers add", "customers update", "start", "claim",
+            "unclaim", "reassign", "escalate", "complete", "timers fire-due", "incident retry", "clock advance",
+            "calendar set", "calendar unset", "scheduler", "serve", "web", "users token", "db upgrade",
+            "db downgrade"}
+READ_ONLY = {"definitions", "users list", "customers find", "customers show", "tasks", "task", "show",
+             "timers list", "audit verify", "audit replay", "audit search", "audit export", "audit head",
+             "clock show", "calendar status", "calendar add", "db current", "db history"}
+
+
+def _anchor(text):
+    if not text:
+        return None
+    entry, _, digest = text.partition(":")
+    if not entry.isdigit() or len(digest) != 64:
+        raise InvalidInput("--anchor must be ENTRY:HASH as printed by 'kefu audit head'")
+    return int(entry), digest
+
+
+def cmd_audit_head(args):
+    head = _service().audit_head()
+    _print(args, head, lambda h: f"{h['entry']}:{h['hash']}  ({h['at']})" if h else "the ledger is empty")
+
+
+def cmd_audit_replay(args):
+    if not args.all and not args.instance:
+        raise InvalidInput("name an instance (id or ticket number) or give --all")
+    results = _service().audit_replay(None if args.all else args.instance)
+    bad = [r for r in results if not r["matches"]]
+    _print(args, {"ok": not bad, "replayed": len(results), "mismatches": bad, "results": results},
+           lambda r: "\n".join(f"{x['ticket_no']}: {'matches' if x['matches'] else 'MISMATCH: ' + x['difference']}"
+                               for x in results) or "no instances")
+    return 0 if not bad else 8
+
+
+def _search_args(args) -> dict:
+    return {k: getattr(args, k) for k in ("ticket", "customer", "kind", "severity", "status", "agent",
+                                         "date_from", "date_to", "limit", "after")} | {"overdue": args.overdue}
+
+
+def cmd_audit_search(args):
+    k = _service()
+    page = k.audit_export(_search_args(args)) if args.all else k.audit_search(_search_args(args))
+    if args.format:
+        from .exports import rows_to_csv
+        sys.stdout.write(rows_to_csv(page["rows"]) if args.format == "csv" else
+                         json.dumps(page, ensure_ascii=False, indent=2) + "\n")
+        return 0
+    _print(args, page, lambda p: "\n".join(
+        f"{r['ticket_no']:16} {r['kind']:12} {r['status']:9} {r['severity'] or '-':8} {r['created_at']}  "
+        f"{r['customer'] or ''}" for r in p["rows"]) + (f"\nnext page: --after {p['next']}" if p["next"] else "")
+        if p["rows"] else "no instances match")
+
+
+def cmd_audit_export(args):
+    from .exports import trace_csv
+    t = _service().audit_trace(args.instance)
+    if args.format == "csv":
+        sys.stdout.write(trace_csv(t))
+    else:
+        sys.stdout.write(json.dumps(t, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _command_path(parser, prefix=()):
+    """(path, parser) of every leaf command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _command_path(sub, prefix + (name,))
+            return
+    yield " ".join(prefix), parser
+
+
+def _add_audit_commands(sub, add, common):
+    aud = next(a for a in sub.choices["audit"]._actions if isinstance(a, argparse._SubParsersAction))
+    verify = aud.choices["verify"]
+    verify.add_argument("--anchor", help="ENTRY:HASH from 'kefu audit head', recorded outside the database")
+    verify.add_argument("ref", nargs="?", metavar="INSTANCE")
+    add("head", cmd_audit_head, "the newest ledger entry (record it elsewhere; verify --anchor checks it)",
+        subparsers=aud)
+    sp = add("replay", cmd_audit_replay, "rebuild instances from their recorded events and compare", subparsers=aud)
+    sp.add_argument("instance", nargs="?")
+    sp.add_argument("--all", action="store_true")
+    sp = add("search", cmd_audit_search, "search instances (newest first)", subparsers=aud)
+    for name in ("ticket", "customer", "kind", "severity", "status", "agent", "date-from", "date-to", "after"):
+        sp.add_argument(f"--{name}")
+    sp.add_argument("--overdue", action="store_true")
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--format", choices=["csv", "json"], help="export the page instead of listing it")
+    sp.add_argument("--all", action="store_true", help="the whole result (up to 10,000 rows), not one page")
+    sp = add("export", cmd_audit_export, "an instance's trace as CSV (events) or JSON (everything)",
+             subparsers=aud)
+    sp.add_argument("instance")
+    sp.add_argument("--format", choices=["csv", "json"], default="json")
+
+
+def _read_only_guard(parser) -> None:
+    """Every mutating command takes ``--as``; an auditor (read-only role) given there is refused."""
+    for path, sp in _command_path(parser):
+        if path in MUTATING and not any("--as" in a.option_strings for a in sp._actions):
+            sp.add_argument("--as", dest="actor")
+        sp.set_defaults(command_path=path)
+
+
+def _check_may_change(args) -> None:
+    if getattr(args, "command_path", None) in MUTATING and getattr(args, "actor", None):
+        k = _service(need_schema=False)
+        if k.db.has_schema():
+            k.check_may_change(args.actor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kefu", description="Kefu customer-service process service")
     common = argparse.ArgumentParser(add_help=False)
@@ -516,6 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     sp.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
     sp.add_argument("--timeout", type=int, default=60, help="seconds before a silent worker is restarted")
+    _add_audit_commands(sub, add, common)  # audit (issue 6)
+    _read_only_guard(p)
     return p
 
 
@@ -539,6 +653,7 @@ def main(argv=None) -> int:
     if not hasattr(args, "json"):
         args.json = False
     try:
+        _check_may_change(args)  # audit (issue 6): read-only roles change nothing
         rc = args.func(args)
         return rc or 0
     except KefuError as exc:

@@ -107,7 +107,14 @@ class Customer(Base):
 class Instance(Base):
     """A running or finished ticket: serialized workflow (spec by reference) plus summary columns."""
     __tablename__ = "instances"
-    __table_args__ = (Index("ix_instances_kind_status", "kind", "status"),)
+    __table_args__ = (Index("ix_instances_kind_status", "kind", "status"),
+                      # audit search (issue 6): filters combined with the newest-first order
+                      Index("ix_instances_kind_status_created", "kind", "status", "created_at"),
+                      Index("ix_instances_status_created", "status", "created_at"),
+                      Index("ix_instances_severity_created", "severity", "created_at"),
+                      Index("ix_instances_customer_created", "customer_id", "created_at"),
+                      Index("ix_instances_creator_created", "created_by", "created_at"),
+                      Index("ix_instances_finish_due", "finish_due"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_no: Mapped[str] = mapped_column(String(32), unique=True)
@@ -144,7 +151,11 @@ class Instance(Base):
 class HumanTask(Base):
     """A user task as people see it: the projection of a SpiffWorkflow task into a queryable row."""
     __tablename__ = "human_tasks"
-    __table_args__ = (Index("ix_human_tasks_state_role", "state", "role"),)
+    __table_args__ = (Index("ix_human_tasks_state_role", "state", "role"),
+                      # audit search (issue 6): by agent, overdue tasks
+                      Index("ix_human_tasks_completed_by", "completed_by", "instance_id"),
+                      Index("ix_human_tasks_assignee_instance", "assignee", "instance_id"),
+                      Index("ix_human_tasks_state_due", "state", "due_at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
@@ -193,6 +204,22 @@ class AuditEvent(Base):
     task_name: Mapped[str | None] = mapped_column(String(200))
     rules: Mapped[str | None] = mapped_column(String(200))
     data: Mapped[dict | None] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditLedger(Base):
+    """Audit (issue 6): the global, hash-chained ledger of instance heads. Each unit of work that wrote audit
+    events appends one entry per instance it touched (its ticket, last event number and chain head), chained
+    over the previous entry: deleting an instance, truncating its chain or dropping entries breaks it."""
+    __tablename__ = "audit_ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # gapless, 1, 2, 3 …
+    instance_id: Mapped[int] = mapped_column(Integer, index=True)  # no foreign key: outlives a deleted instance
+    ticket_no: Mapped[str] = mapped_column(String(32))
+    event_seq: Mapped[int] = mapped_column(Integer)
+    head: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

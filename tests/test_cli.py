@@ -94,7 +94,7 @@ def test_timers_fire_when_the_pinned_clock_passes_them(seeded, kefu_cli):
     (("start", "mini", "--as", "agent", "--data", "{not json"), 2, "not valid JSON"),
     (("start", "mini", "--as", "agent", "--data", '{"bogus": 1}'), 2, "  bogus: unknown field"),
     (("start", "nosuch", "--as", "agent"), 4, "no deployed process"),
-    (("start", "mini", "--as", "auditor"), 3, "may not open tickets"),
+    (("start", "mini", "--as", "auditor"), 3, "auditor may only read"),  # audit (issue 6): read-only guard
     (("complete", "00000000-0000-0000-0000-000000000000", "--as", "agent"), 4, "no task"),
     (("users", "add", "x", "--role", "janitor"), 2, "unknown role"),
     (("show", "999"), 4, "no instance"),

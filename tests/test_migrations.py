@@ -144,3 +144,26 @@ def test_commands_on_an_outdated_database_ask_for_an_upgrade(tmp_path, monkeypat
     assert main(["db", "upgrade"]) == 0
     capsys.readouterr()
     assert main(["users", "list"]) == 0
+
+
+def test_upgrading_to_the_ledger_backfills_it_so_older_records_verify(empty_db, clock):
+    """Revision 0003 adds the global audit ledger: instances recorded before it get one entry for their
+    current head, so verify passes on them and still catches a later change."""
+    from engine.cli import seed_demo
+    k = Kefu(Config(database_url=empty_db.url, env="test"), database=empty_db, clock=clock)
+    k.init()
+    k.deploy()
+    seed_demo(k, password=None)
+    tickets = [k.start("consultation", "agent")["ticket_no"] for _ in range(3)]
+    migrate.downgrade(empty_db, "0002_api_tokens")
+    assert "audit_ledger" not in tables(empty_db)
+    migrate.upgrade(empty_db)
+    assert k.verify_audit() == []
+    with empty_db.engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_ledger")).scalar() == 3
+        # the append-only triggers came back with the revision
+        with pytest.raises(Exception, match="append-only"):
+            with conn.begin_nested():
+                conn.execute(text("DELETE FROM audit_ledger"))
+    k.start("consultation", "agent")
+    assert k.verify_audit() == [] and len(tickets) == 3

@@ -80,6 +80,8 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     register_template_helpers(app)
     from . import api  # JSON API for integrations (issue 8)
     app.register_blueprint(api.bp)
+    from . import audit  # audit (issue 6): search, trace, exports (read-only)
+    app.register_blueprint(audit.bp)
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or (
