@@ -22,8 +22,10 @@ Decisions (cited in README.md "KPIs"):
   complaint counts as not handled once its handling deadline (or 24 h after registration, 003) has passed.
 - **K3 customer satisfaction.** Mean of the revisit scores (``satisfaction_score``, P9/R6) of the month's
   complaints and repairs; tickets without a revisit are excluded.
-- **K4 information entry accuracy (QA).** Accurate ÷ inspected tickets in the month's QA sample
-  (``qa_sampling`` process, ``qa_review`` task's ``entry_accurate``).
+- **K4 information entry accuracy (QA).** Accurate ÷ inspected tickets: the QA reviews (``qa_sampling``
+  process, ``qa_review`` task's ``entry_accurate``) *recorded in the month*. The sample of month M−1 is
+  drawn on the 1st of M and scored during M, so it is M's report that counts it; a ticket is attributed
+  to the agent who opened it.
 - **Work orders (K5, K7, K8).** Repairs, and consultations/complaints transferred to a department or a task
   force (the ones with a deadline, SLA table "work order").
 - **K5 work order timeliness (R7).** Timely = handled (repair completed, department answer, complaint
@@ -53,6 +55,7 @@ from .db import AuditEvent, Instance
 from .errors import InvalidInput
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+QA_KIND = "qa_sampling"
 KPI_IDS = ("K1", "K2", "K3", "K4", "K5", "K6", "K7", "K8")
 
 
@@ -353,20 +356,26 @@ def _row(t: Ticket, outcome, reason: str) -> dict:
             "outcome": outcome, "reason": reason}
 
 
-def qa_reviews(session, month: str, as_of: datetime) -> list[dict]:
-    """The QA scores of the month's sample: one dict per reviewed ticket (latest review wins)."""
-    out = {}
+def qa_reviews(session, start: datetime, as_of: datetime) -> list[dict]:
+    """The QA scores recorded in [start, as_of): one dict per review, paired with the ticket the
+    ``pick_ticket`` script named just before it (the audit trail of a ``qa_sampling`` instance)."""
+    out = []
     q = (select(AuditEvent).join(Instance, Instance.id == AuditEvent.instance_id)
-         .where(Instance.kind == "qa_sampling", AuditEvent.type == "task_completed",
-                AuditEvent.bpmn_id == "qa_review", AuditEvent.at < as_of).order_by(AuditEvent.id))
+         .where(Instance.kind == QA_KIND, AuditEvent.at < as_of,
+                ((AuditEvent.type == "script_ran") & (AuditEvent.bpmn_id == "pick_ticket"))
+                | ((AuditEvent.type == "task_completed") & (AuditEvent.bpmn_id == "qa_review")))
+         .order_by(AuditEvent.instance_id, AuditEvent.seq))
+    current = {}
     for e in session.scalars(q):
         data = e.data or {}
-        if data.get("sample_month") != month or not data.get("sampled_ticket"):
+        if e.type == "script_ran":
+            current[e.instance_id] = data.get("sampled_ticket")
             continue
-        out[data["sampled_ticket"]] = {"ticket_no": data["sampled_ticket"], "qa": e.actor,
-                                       "entry_accurate": data.get("entry_accurate"),
-                                       "service_quality": data.get("service_quality")}
-    return list(out.values())
+        if e.at < start or not current.get(e.instance_id):
+            continue
+        out.append({"ticket_no": current[e.instance_id], "qa": e.actor, "at": e.at,
+                    "entry_accurate": data.get("entry_accurate"), "service_quality": data.get("service_quality")})
+    return out
 
 
 def compute(session, month, as_of: datetime | None = None, now: datetime | None = None) -> dict:
@@ -375,7 +384,7 @@ def compute(session, month, as_of: datetime | None = None, now: datetime | None 
     key = month_key(year, mon)
     start, end = month_bounds(key)
     now = now or datetime.now(timezone.utc)
-    as_of = as_of or min(end, now)
+    as_of = as_of or min(end, now + timedelta(microseconds=1))  # a running month includes this instant
     insts = list(session.scalars(select(Instance).where(
         Instance.created_at >= start, Instance.created_at < end,
         Instance.kind.in_(("consultation", "complaint", "repair"))).order_by(Instance.id)))
@@ -399,10 +408,13 @@ def compute(session, month, as_of: datetime | None = None, now: datetime | None 
                 rows[kpi][1].append(_row(t, None, reason))
             else:
                 rows[kpi][0].append(_row(t, outcome, reason))
-    for r in qa_reviews(session, key, as_of):
-        t = by_no.get(r["ticket_no"])
+    reviews = qa_reviews(session, start, as_of)
+    others = {i.ticket_no: i for i in session.scalars(select(Instance).where(
+        Instance.ticket_no.in_({r["ticket_no"] for r in reviews} - set(by_no))))} if reviews else {}
+    for r in reviews:
+        t = by_no.get(r["ticket_no"]) or others.get(r["ticket_no"])
         row = {"instance_id": t.id if t else None, "ticket_no": r["ticket_no"], "kind": t.kind if t else None,
-               "agent": t.agent if t else None}
+               "agent": (t.agent if isinstance(t, Ticket) else t.created_by) if t else None}
         if not isinstance(r["entry_accurate"], bool):
             rows["K4"][1].append({**row, "outcome": None, "reason": "QA gave no entry-accuracy verdict"})
         else:
@@ -521,3 +533,90 @@ def csv_rows(report_: dict):
             yield [report_["month"], scope, k, f["name_en"], f["numerator"], f["denominator"],
                    "" if f["value"] is None else f["value"], f["unit"], f["target"],
                    "" if f["score"] is None else f["score"]]
+
+
+# ---------------------------------------------------------------------------- QA sampling (QA, K4)
+QA_SIZE_KEY = "qa_sample_size"
+QA_DEFAULT_SIZE = 10
+QA_MAX_SIZE = 500
+QA_START_ROLES = {"supervisor", "qa", "process_owner"}
+
+
+def sample_size(kefu) -> int:
+    from .db import Setting
+    with kefu.db.reading() as s:
+        row = s.get(Setting, QA_SIZE_KEY)
+        return int(row.value) if row is not None else QA_DEFAULT_SIZE
+
+
+def set_sample_size(kefu, size, actor: str) -> int:
+    """The process owner sets how many closed tickets QA inspects each month."""
+    from .db import Setting
+    from .errors import NotAllowed
+    if not actor:
+        raise NotAllowed("the sample size is set by a process owner (--as)")
+    _check(kefu, actor, {"process_owner"})
+    try:
+        n = int(str(size).strip())
+    except ValueError:
+        raise InvalidInput(f"sample size must be a whole number, not {str(size)[:40]!r}") from None
+    if not 1 <= n <= QA_MAX_SIZE:
+        raise InvalidInput(f"sample size must be between 1 and {QA_MAX_SIZE}")
+    with kefu.db.unit_of_work() as s:
+        row = s.get(Setting, QA_SIZE_KEY)
+        if row is None:
+            s.add(Setting(key=QA_SIZE_KEY, value=str(n)))
+        else:
+            row.value = str(n)
+    return n
+
+
+def draw_sample(session, month, size: int, seed: int) -> list[str]:
+    """A reproducible random sample: the same seed over the same closed tickets gives the same sample."""
+    import random
+    start, end = month_bounds(month)
+    pool = sorted(session.scalars(select(Instance.ticket_no).where(
+        Instance.kind.in_(("consultation", "complaint", "repair")), Instance.status == "completed",
+        Instance.completed_at >= start, Instance.completed_at < end)))
+    return sorted(random.Random(seed).sample(pool, min(size, len(pool))))
+
+
+def qa_sample_of(kefu, month) -> dict | None:
+    key = month_key(*parse_month(month))
+    with kefu.db.reading() as s:
+        inst = s.scalars(select(Instance).where(Instance.kind == QA_KIND, Instance.summary == key)).first()
+        return None if inst is None else {"instance_id": inst.id, "ticket_no": inst.ticket_no,
+                                          "status": inst.status}
+
+
+def start_qa_sampling(kefu, month, actor: str | None = None, size: int | None = None,
+                      seed: int | None = None) -> dict:
+    """Start the month's ``qa_sampling`` process over a seeded random sample of its closed tickets."""
+    import secrets
+    from .db import User
+    from .definitions import latest
+    from .errors import Conflict, NotFound
+    _check(kefu, actor, QA_START_ROLES)
+    key = month_key(*parse_month(month))
+    _start, end = month_bounds(key)
+    if end > kefu.now():
+        raise InvalidInput(f"month {key} is not over yet; its closed tickets are sampled from the 1st of the next month")
+    if qa_sample_of(kefu, key) is not None:
+        raise Conflict(f"the QA sample of {key} was drawn already ({qa_sample_of(kefu, key)['ticket_no']})")
+    size = sample_size(kefu) if size is None else int(size)
+    if not 1 <= size <= QA_MAX_SIZE:
+        raise InvalidInput(f"sample size must be between 1 and {QA_MAX_SIZE}")
+    seed = secrets.randbelow(2 ** 31) if seed is None else int(seed)
+    with kefu.db.unit_of_work() as s:
+        if latest(s, QA_KIND) is None:
+            raise NotFound(f"no deployed process {QA_KIND!r}; deploy it with 'kefu deploy'")
+        sample = draw_sample(s, key, size, seed)
+        user = s.scalar(select(User).where(User.name == actor)) if actor else User(name=SYSTEM, roles="")
+        inst, _ready = kefu._open(s, QA_KIND, user, None, None, initial={
+            "sample_month": key, "sample_size": size, "sample_seed": seed, "sample": sample})
+        inst.summary = key
+        for row in _ready:  # the reviews belong to the qa queue, not to whoever started the sampling
+            if "qa" not in user.role_set:
+                row.assignee = None
+        return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "month": key, "size": size,
+                "seed": seed, "sample": sample, "status": inst.status}
