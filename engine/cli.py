@@ -435,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=5000)
     sp.add_argument("--no-demo", action="store_true", help="do not seed demo users and customers")
+    # --- kpi (issue 7): kefu kpi, kefu kpi report, kefu qa sample, kefu qa sample-size ---
+    from .kpi_cli import add_commands as add_kpi_commands
+    add_kpi_commands(sub, add, common)
+    # --- end kpi ---
     return p
 
 

@@ -620,3 +620,36 @@ def start_qa_sampling(kefu, month, actor: str | None = None, size: int | None = 
                 row.assignee = None
         return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "month": key, "size": size,
                 "seed": seed, "sample": sample, "status": inst.status}
+
+
+# ---------------------------------------------------------------------------- K-cycle job
+K_CYCLE_CRON = {"day": 1, "hour": 0, "minute": 5}  # Asia/Shanghai
+
+
+def k_cycle_job(kefu) -> dict:
+    """The monthly job (and its catch-up at start): store the previous month's assessment if missing, and
+    draw that month's QA sample if none was drawn and it has closed tickets. Never raises: it logs."""
+    import logging
+    log = logging.getLogger("kefu.kpi")
+    done = {"report": None, "qa_sample": None}
+    try:
+        kefu.sync()
+        stored_now = k_cycle(kefu)
+        done["report"] = stored_now["month"] if stored_now else None
+        month = previous_month(kefu.now())
+        if qa_sample_of(kefu, month) is None:
+            with kefu.db.reading() as s:
+                pool = draw_sample(s, month, 1, 0)
+            if pool:
+                done["qa_sample"] = start_qa_sampling(kefu, month)["ticket_no"]
+    except Exception:  # noqa: BLE001 - the next run (or a restart) tries again
+        log.exception("K-cycle job failed")
+    return done
+
+
+def schedule(scheduler, kefu) -> None:
+    """Add the K-cycle cron job (1st of the month, 00:05 Asia/Shanghai) and a catch-up run now."""
+    scheduler.add_job(k_cycle_job, "cron", args=[kefu], id="k_cycle", timezone=SHANGHAI,
+                      replace_existing=True, **K_CYCLE_CRON)
+    scheduler.add_job(k_cycle_job, "date", args=[kefu], id="k_cycle_catch_up", replace_existing=True,
+                      run_date=datetime.now(timezone.utc))

@@ -279,3 +279,29 @@ def test_scores_follow_002_linear_with_floors():
 def test_month_bounds_are_shanghai_calendar_months():
     start, end = kpi.month_bounds("2026-12")
     assert start.isoformat() == "2026-11-30T16:00:00+00:00" and end.isoformat() == "2026-12-31T16:00:00+00:00"
+
+
+def test_scheduler_runs_the_k_cycle_catch_up_at_start(month):
+    import time as _time
+    from engine.scheduler import TimerScheduler
+    kefu, _t = month  # the clock is on 1 December: November has no stored assessment yet
+    sched = TimerScheduler(kefu, sweep_seconds=60).start()
+    try:
+        job = sched.scheduler.get_job("k_cycle")
+        assert str(job.trigger) == "cron[day='1', hour='0', minute='5']"
+        assert str(job.trigger.timezone) == "Asia/Shanghai"
+        deadline = _time.monotonic() + 20
+        while kpi.stored(kefu, "2026-11") is None and _time.monotonic() < deadline:
+            _time.sleep(0.1)
+        assert kpi.stored(kefu, "2026-11")["computed_by"] == "system"
+        while kpi.qa_sample_of(kefu, "2026-11") is None and _time.monotonic() < deadline:
+            _time.sleep(0.1)
+        assert kpi.qa_sample_of(kefu, "2026-11") is not None  # November has closed tickets to sample
+    finally:
+        sched.shutdown()
+
+
+def test_k_cycle_job_on_an_empty_month_stores_the_report_but_draws_no_sample(kefu):
+    kefu.clock.advance(timedelta(days=8))
+    assert kpi.k_cycle_job(kefu) == {"report": "2026-11", "qa_sample": None}
+    assert kpi.k_cycle_job(kefu) == {"report": None, "qa_sample": None}
