@@ -96,7 +96,7 @@ def parse_month(text) -> tuple[int, int]:
     try:
         y, m = str(text).strip().split("-")
         year, mon = int(y), int(m)
-        if len(y) != 4 or not 1 <= mon <= 12 or year < 1900:
+        if len(y) != 4 or not 1 <= mon <= 12 or not 1900 <= year <= 9998:
             raise ValueError
     except ValueError:
         raise InvalidInput(f"month must look like 2026-11, not {str(text)[:40]!r}") from None
