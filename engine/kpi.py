@@ -422,7 +422,8 @@ def compute(session, month, as_of: datetime | None = None, now: datetime | None 
                 "entry accurate" if r["entry_accurate"] else "entry inaccurate")
                 + f" (QA {r['qa']}, service quality {r['service_quality']})"})
     department = {k: _figure(k, *rows[k]) for k in KPI_IDS}
-    agents = sorted({t.agent for t in tickets})
+    # an agent with QA reviews this month but no ticket opened in it still has a K4 figure
+    agents = sorted({t.agent for t in tickets} | {r["agent"] for r in rows["K4"][0] + rows["K4"][1] if r["agent"]})
     per_agent = {}
     for agent in agents:
         per_agent[agent] = {k: _figure(k, [c for c in rows[k][0] if c["agent"] == agent],

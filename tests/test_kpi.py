@@ -15,6 +15,8 @@ The seeded month (November 2026, the pinned clock starts Monday 23rd 09:00 Asia/
 | r_pause| agent  | repair, clock paused waiting for the customer past the first deadline, done in time, revisited (90) |
 | r_late | agent2 | repair overdue: re-dispatched to technician2 after acceptance, revisited (70) |
 | december | agent | a ticket of 1 December, not in November                                   |
+
+QA (K4) scores the sample of November's closed tickets during December: see the last test.
 """
 from datetime import timedelta
 
@@ -305,3 +307,31 @@ def test_k_cycle_job_on_an_empty_month_stores_the_report_but_draws_no_sample(kef
     kefu.clock.advance(timedelta(days=8))
     assert kpi.k_cycle_job(kefu) == {"report": "2026-11", "qa_sample": None}
     assert kpi.k_cycle_job(kefu) == {"report": None, "qa_sample": None}
+
+
+def test_qa_scores_of_the_seeded_month_feed_the_next_months_k4(month):
+    """K4 (QA): November's closed tickets are sampled on 1 December and scored in December, so December's
+    report counts them, each for the agent who opened it."""
+    kefu, t = month
+    no = {name: sc.ticket_no for name, sc in t.items()}
+    kpi.set_sample_size(kefu, kpi.QA_MAX_SIZE, "owner")  # larger than the month: every closed ticket
+    started = kpi.start_qa_sampling(kefu, "2026-11", "supervisor", seed=3)
+    # closed (instance completed) in November: c_spot, c_ok, r_pause. Not closed yet: the complaints wait for
+    # customer care (P10), c_late and r_late for the supervisor to read the overdue warning, c_open and p_open
+    # are open; December's ticket is not November's.
+    assert started["sample"] == sorted(no[n] for n in ("c_spot", "c_ok", "r_pause"))
+    inaccurate = {no["r_pause"]}
+    while (task := next((x for x in kefu.tasks(actor="qa") if x["bpmn_id"] == "qa_review"), None)):
+        ticket = kefu.show(started["instance_id"])["data"]["sampled_ticket"]
+        kefu.complete(task["id"], "qa", {"entry_accurate": ticket not in inaccurate, "service_quality": 80})
+    dec = kpi.live(kefu, "2026-12")
+    # 2 accurate of 3 = 66.67 % → 66.67 / 98 × 100 = 68.03
+    k4 = dec["department"]["K4"]
+    assert (k4["numerator"], k4["denominator"], k4["value"], k4["score"]) == (2, 3, 66.67, 68.03)
+    assert lineage(k4)[0] == {no["c_spot"]: True, no["c_ok"]: True, no["r_pause"]: False}
+    # agent opened c_spot ✓ and r_pause ✗ → 1/2 = 50 %; agent2 opened c_ok ✓ → 1/1 = 100 %
+    a1, a2 = dec["agents"]["agent"]["K4"], dec["agents"]["agent2"]["K4"]
+    assert (a1["numerator"], a1["denominator"], a1["value"]) == (1, 2, 50.0)
+    assert (a2["numerator"], a2["denominator"], a2["value"], a2["score"]) == (1, 1, 100.0, 100.0)
+    assert dec["tickets"] == 1 and dec["agents"]["agent2"]["K1"]["denominator"] == 0  # agent2 opened none
+    assert kpi.live(kefu, "2026-11")["department"]["K4"]["denominator"] == 0  # November itself: none yet
