@@ -23,7 +23,7 @@ def _scale(values, target, unit):
 def trend(points: list[tuple[str, float | None]], target: float, unit: str, title: str,
           width: int = 300, height: int = 130) -> Markup:
     """A line over the months (None leaves a gap), the target as a dashed line, the value on each point."""
-    left, right, top, bottom = 30, 10, 14, 22
+    left, right, top, bottom = 30, 20, 14, 22
     w, h = width - left - right, height - top - bottom
     scale = _scale([v for _m, v in points], target, unit)
     n = max(1, len(points) - 1)
