@@ -512,6 +512,8 @@ def trend(kefu, months: int = 6, until=None, actor: str | None = None) -> list[d
     year, mon = parse_month(until or current_month(kefu.now()))
     keys = []
     for _ in range(max(1, min(int(months), 24))):
+        if year < 1900:  # parse_month's lower bound
+            break
         keys.append(month_key(year, mon))
         year, mon = (year - 1, 12) if mon == 1 else (year, mon - 1)
     out = []

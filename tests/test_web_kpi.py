@@ -122,7 +122,8 @@ def test_the_owner_sets_the_sample_size_and_qa_draws_the_sample(kefu):
 @pytest.mark.parametrize("who", READERS)
 def test_readers_open_every_page(kefu, who):
     web = Web(kefu).login_as(who)
-    for url in ("/kpi", "/kpi?month=2026-10", "/kpi/2026-11/K5", "/kpi/2026-11/report", "/kpi/2026-11.csv"):
+    for url in ("/kpi", "/kpi?month=2026-10", "/kpi?month=1900-01", "/kpi?month=9998-12&agent=", "/kpi/2026-11/K5",
+                "/kpi/2026-11/report", "/kpi/2026-11.csv"):
         assert web.get(url).status_code == 200, url
     assert 'href="/kpi"' in web.page("/deadlines")  # the nav link
 
