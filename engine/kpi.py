@@ -506,8 +506,9 @@ def k_cycle(kefu) -> dict | None:
     return store(kefu, month)
 
 
-def trend(kefu, months: int = 6, until=None, actor: str | None = None) -> list[dict]:
-    """Department and per-agent figures (no lineage) of the last ``months`` months up to ``until``."""
+def trend(kefu, months: int = 6, until=None, actor: str | None = None, known: dict | None = None) -> list[dict]:
+    """Department and per-agent figures (no lineage) of the last ``months`` months up to ``until``;
+    ``known`` holds reports the caller has already (by month), so they are not computed twice."""
     _check(kefu, actor, READ_ROLES)
     year, mon = parse_month(until or current_month(kefu.now()))
     keys = []
@@ -518,7 +519,7 @@ def trend(kefu, months: int = 6, until=None, actor: str | None = None) -> list[d
         year, mon = (year - 1, 12) if mon == 1 else (year, mon - 1)
     out = []
     for key in reversed(keys):
-        r = report(kefu, key)
+        r = (known or {}).get(key) or report(kefu, key)
         out.append({"month": key, "department": summary(r),
                     "agents": {a: summary(r, a) for a in r["agents"]}})
     return out

@@ -115,7 +115,7 @@ def dashboard():
     month = _month(request.args.get("month"))
     report = kpi.report(k, month)
     agent = _agent(report, request.args.get("agent"))
-    history = kpi.trend(k, TREND_MONTHS, month)
+    history = kpi.trend(k, TREND_MONTHS, month, known={month: report})
     charts = {}
     for key in kpi.KPI_IDS:
         spec = kpi.SPECS[key]
