@@ -162,3 +162,6 @@ def test_the_dashboard_reads_in_english(month):
     html = web.page("/kpi?month=2026-11")
     assert "Consultation response timeliness" in html and "Monthly trend" in html and "Export CSV" in html
     assert "咨询响应及时率" not in html
+    html = web.page("/kpi/2026-11/K7")  # the reasons too
+    assert "routed to technician, accepted; technician accepted, re-dispatched to technician2 when overdue" in html
+    assert "Counted tickets (8)" in html and not re.search(r"[\u4e00-\u9fff]", html.split("<main>")[1])

@@ -7,7 +7,7 @@ import io
 import re
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _, lazy_gettext as _l
+from flask_babel import get_locale, gettext as _, lazy_gettext as _l
 from flask_login import current_user
 
 from engine import KefuError
@@ -81,7 +81,7 @@ def reason_text(reason: str) -> str:
                 break
         else:
             parts.append(part)
-    return "；".join(parts)
+    return ("；" if str(get_locale() or "zh").startswith("zh") else "; ").join(parts)
 
 
 def _month(text: str | None) -> str:
