@@ -378,6 +378,10 @@ def qa_reviews(session, start: datetime, as_of: datetime) -> list[dict]:
     return out
 
 
+EVENT_COLUMNS = (AuditEvent.instance_id, AuditEvent.type, AuditEvent.bpmn_id, AuditEvent.at, AuditEvent.actor,
+                 AuditEvent.data)
+
+
 def compute(session, month, as_of: datetime | None = None, now: datetime | None = None) -> dict:
     """Every KPI of ``month`` for the department and for each agent, with lineage."""
     year, mon = parse_month(month)
@@ -392,7 +396,8 @@ def compute(session, month, as_of: datetime | None = None, now: datetime | None 
     if insts:
         ids = [i.id for i in insts]
         for chunk in range(0, len(ids), 500):
-            for e in session.scalars(select(AuditEvent).where(AuditEvent.instance_id.in_(ids[chunk:chunk + 500]))
+            # only the columns the rules read (rows, not ORM objects: a month holds many events)
+            for e in session.execute(select(*EVENT_COLUMNS).where(AuditEvent.instance_id.in_(ids[chunk:chunk + 500]))
                                      .order_by(AuditEvent.instance_id, AuditEvent.seq)):
                 events[e.instance_id].append(e)
     tickets = [Ticket(i, events[i.id], as_of) for i in insts]
