@@ -117,6 +117,15 @@ def test_the_owner_sets_the_sample_size_and_qa_draws_the_sample(kefu):
     assert "已抽取 2 张工单交质检" in html and sample["ticket_no"] in html
     r = web.post("/kpi/2026-11/qa-sample", follow_redirects=True)  # only once a month
     assert "未抽样" in r.get_data(as_text=True)
+    # QA scores each sampled ticket on its task page, which names the ticket
+    for expected in kefu.show(sample["instance_id"])["data"]["sample"]:
+        task = next(x for x in kefu.tasks(actor="qa") if x["bpmn_id"] == "qa_review")
+        html = web.page(f"/tasks/{task['id']}")
+        assert re.search(r'id="f-sampled_ticket" value="%s" disabled' % expected, html)
+        r = web.post(f"/tasks/{task['id']}", {"entry_accurate": "true", "service_quality": "88", "qa_notes": ""})
+        assert r.status_code == 302
+    assert kefu.show(sample["instance_id"])["status"] == "completed"
+    assert kpi.live(kefu, "2026-12")["department"]["K4"]["value"] == 100.0
 
 
 @pytest.mark.parametrize("who", READERS)
