@@ -544,6 +544,21 @@ def csv_rows(report_: dict):
                    "" if f["score"] is None else f["score"]]
 
 
+LINEAGE_COLUMNS = ("month", "kpi", "ticket_no", "kind", "agent", "counted", "outcome", "reason")
+
+
+def lineage_rows(report_: dict):
+    """Rows for the lineage CSV: every ticket behind every department figure, counted or excluded, and why."""
+    for k in KPI_IDS:
+        f = report_["department"][k]
+        for counted, rows in (("yes", f["counted"]), ("no", f["excluded"])):
+            for r in rows:
+                o = r["outcome"]
+                outcome = "met" if o is True else "missed" if o is False else "" if o is None else o  # K3: score
+                yield [report_["month"], k, r["ticket_no"], r["kind"] or "", r["agent"] or "", counted, outcome,
+                       r["reason"]]
+
+
 # ---------------------------------------------------------------------------- QA sampling (QA, K4)
 QA_SIZE_KEY = "qa_sample_size"
 QA_DEFAULT_SIZE = 10

@@ -68,7 +68,7 @@ def test_lineage_lists_counted_and_excluded_tickets_with_reasons_and_links(month
 
 
 def test_the_printable_report_and_the_csv_agree_with_the_figures(month):
-    kefu, _t = month
+    kefu, t = month
     web = Web(kefu).login_as("owner")
     html = web.page("/kpi/2026-11/report")
     assert "客服部月度考核 · 2026-11" in html and "window.print()" in html and 'class="no-print"' in html
@@ -83,6 +83,17 @@ def test_the_printable_report_and_the_csv_agree_with_the_figures(month):
         ("2", "3", "66.67", "95.0", "70.18")
     k4 = next(x for x in rows if x["scope"] == "department" and x["kpi"] == "K4")
     assert (k4["value"], k4["score"]) == ("", "")
+    # the tickets behind every figure
+    r = web.get("/kpi/2026-11/lineage.csv")
+    assert r.status_code == 200 and r.headers["Content-Disposition"] == "attachment; filename=kpi-2026-11-lineage.csv"
+    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff"))))
+    k1 = {(x["ticket_no"], x["counted"], x["outcome"]) for x in rows if x["kpi"] == "K1"}
+    assert k1 == {(t["c_spot"].ticket_no, "yes", "met"), (t["c_ok"].ticket_no, "yes", "met"),
+                  (t["c_late"].ticket_no, "yes", "missed"), (t["c_open"].ticket_no, "no", "")}
+    k3 = {x["ticket_no"]: x["outcome"] for x in rows if x["kpi"] == "K3" and x["counted"] == "yes"}
+    assert k3 == {t["p_ok"].ticket_no: "95.0", t["p_again"].ticket_no: "80.0", t["r_pause"].ticket_no: "90.0",
+                  t["r_late"].ticket_no: "70.0"}
+    assert next(x for x in rows if x["ticket_no"] == t["c_open"].ticket_no)["reason"].startswith("still open")
 
 
 def test_supervisor_stores_the_month_and_the_dashboard_says_so(month):
@@ -132,7 +143,7 @@ def test_the_owner_sets_the_sample_size_and_qa_draws_the_sample(kefu):
 def test_readers_open_every_page(kefu, who):
     web = Web(kefu).login_as(who)
     for url in ("/kpi", "/kpi?month=2026-10", "/kpi?month=1900-01", "/kpi?month=9998-12&agent=", "/kpi/2026-11/K5",
-                "/kpi/2026-11/report", "/kpi/2026-11.csv"):
+                "/kpi/2026-11/report", "/kpi/2026-11.csv", "/kpi/2026-11/lineage.csv"):
         assert web.get(url).status_code == 200, url
     assert 'href="/kpi"' in web.page("/deadlines")  # the nav link
 
@@ -140,7 +151,7 @@ def test_readers_open_every_page(kefu, who):
 @pytest.mark.parametrize("who", OTHERS)
 def test_other_roles_are_refused_everywhere(kefu, who):
     web = Web(kefu).login_as(who)
-    for url in ("/kpi", "/kpi/2026-11/K5", "/kpi/2026-11/report", "/kpi/2026-11.csv"):
+    for url in ("/kpi", "/kpi/2026-11/K5", "/kpi/2026-11/report", "/kpi/2026-11.csv", "/kpi/2026-11/lineage.csv"):
         assert web.get(url).status_code == 403, url
     for url in ("/kpi/2026-10/store", "/kpi/2026-10/qa-sample", "/kpi/qa-sample-size"):
         assert web.post(url, {"size": "3"}).status_code == 403, url

@@ -156,17 +156,27 @@ def monthly(month):
                            agents={a: _figures(report, a) for a in sorted(report["agents"])})
 
 
+def _csv(columns, rows, filename: str) -> Response:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(columns)
+    w.writerows(rows)
+    return Response("\ufeff" + buf.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f"attachment; filename={filename}"})
+
+
 @bp.get("/kpi/<month>.csv")
 @roles_required(*READERS)
 def export(month):
     month = _month(month)
-    report = kpi.report(kefu(), month)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(kpi.CSV_COLUMNS)
-    w.writerows(kpi.csv_rows(report))
-    return Response("\ufeff" + buf.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f"attachment; filename=kpi-{month}.csv"})
+    return _csv(kpi.CSV_COLUMNS, kpi.csv_rows(kpi.report(kefu(), month)), f"kpi-{month}.csv")
+
+
+@bp.get("/kpi/<month>/lineage.csv")
+@roles_required(*READERS)
+def export_lineage(month):
+    month = _month(month)
+    return _csv(kpi.LINEAGE_COLUMNS, kpi.lineage_rows(kpi.report(kefu(), month)), f"kpi-{month}-lineage.csv")
 
 
 @bp.post("/kpi/<month>/store")
