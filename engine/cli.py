@@ -390,7 +390,7 @@ def cmd_web(args):
 MUTATING = {"init", "deploy", "users add", "demo", "customers add", "customers update", "start", "claim",
             "unclaim", "reassign", "escalate", "complete", "timers fire-due", "incident retry", "clock advance",
             "calendar set", "calendar unset", "scheduler", "serve", "web", "users token", "db upgrade",
-            "db downgrade"}
+            "db downgrade", "kpi report", "qa sample", "qa sample-size"}
 READ_ONLY = {"definitions", "users list", "customers find", "customers show", "tasks", "task", "show",
              "timers list", "audit verify", "audit replay", "audit search", "audit export", "audit head",
              "clock show", "calendar status", "calendar add", "db current", "db history"}
@@ -628,6 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     sp.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
     sp.add_argument("--timeout", type=int, default=60, help="seconds before a silent worker is restarted")
+    # --- kpi (issue 7): kefu kpi, kefu kpi report, kefu qa sample, kefu qa sample-size ---
+    from .kpi_cli import add_commands as add_kpi_commands
+    add_kpi_commands(sub, add, common)
+    # --- end kpi ---
     _add_audit_commands(sub, add, common)  # audit (issue 6)
     _read_only_guard(p)
     return p

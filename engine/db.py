@@ -263,6 +263,19 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# --- kpi (issue 7): stored monthly assessments (K-cycle) ---------------------------------------------
+class KpiReport(Base):
+    """One computed monthly assessment (K1–K8 with lineage); the newest row of a month is the report."""
+    __tablename__ = "kpi_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), index=True)  # "2026-11", Asia/Shanghai
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    computed_by: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict] = mapped_column(JSON)
+# --- end kpi ----------------------------------------------------------------------------------------
+
+
 def next_counter(session: Session, key: str) -> int:
     """Add one to the counter ``key`` (created at 1) and return it; concurrent callers never share a value."""
     if session.get_bind().dialect.name == "postgresql":

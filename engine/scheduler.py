@@ -44,6 +44,10 @@ class TimerScheduler:
     def start(self) -> "TimerScheduler":
         self.scheduler.add_job(self.tick, "interval", seconds=self.sweep_seconds, id="sweep",
                                next_run_time=datetime.now(timezone.utc))
+        # --- kpi (issue 7): the monthly assessment (K-cycle) and QA sample, with a catch-up at start ---
+        from .kpi import schedule as schedule_k_cycle
+        schedule_k_cycle(self.scheduler, self.kefu)
+        # --- end kpi ---
         self.scheduler.start()
         self.kefu.timer_listeners.append(self.notify)
         log.info("timer scheduler started (sweep every %.1f s, database %s)", self.sweep_seconds,

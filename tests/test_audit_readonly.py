@@ -89,6 +89,7 @@ CLI_ARGS = {
     "incident retry": ["{instance}"], "clock advance": ["1d"], "calendar set": ["2026-12-01", "holiday"],
     "calendar unset": ["2026-12-01"], "scheduler": ["--until-idle"], "serve": ["--port", "1"],
     "web": ["--bind", "127.0.0.1:1"], "users token": ["agent"], "db upgrade": [], "db downgrade": ["base"],
+    "kpi report": ["--month", "2026-10"], "qa sample": ["--month", "2026-10"], "qa sample-size": ["5"],
 }
 
 

@@ -77,6 +77,8 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     app.register_blueprint(desk.bp)
     app.register_blueprint(records.bp)
     app.register_blueprint(timekeeping.bp)
+    from . import kpi as kpi_pages  # kpi (issue 7): dashboard, lineage, monthly report, CSV
+    app.register_blueprint(kpi_pages.bp)
     register_template_helpers(app)
     from . import api  # JSON API for integrations (issue 8)
     app.register_blueprint(api.bp)

@@ -85,9 +85,13 @@ def _task_page(task_id: str, values=None, errors=None, notice=None, status=200):
     steps = kefu().steps(t["instance_id"])
     workable = may_work(current_user, t)
     customer = shown["customer"]
+    values = values if values is not None else defaults(t["form"])
+    for f in t["form"]:  # a read-only field shows what the process holds (kpi: the QA review's sampled ticket)
+        if f.get("readonly") and (shown.get("data") or {}).get(f["id"]) is not None:
+            values[f["id"]] = shown["data"][f["id"]]
     return render_template(
         "task.html", t=t, i=shown, steps=steps, workable=workable,
-        values=values if values is not None else defaults(t["form"]), errors=errors or {}, notice=notice,
+        values=values, errors=errors or {}, notice=notice,
         users=users_by_role(), show_contact=bool(customer) and contact_visible(current_user, customer["id"])), \
         status
 

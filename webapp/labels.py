@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 from engine.clock import SHANGHAI
 
 KINDS = {"consultation": _l("客户咨询"), "complaint": _l("客户投诉"), "repair": _l("客户报修"),
-         "escalation": _l("升级工单")}
+         "escalation": _l("升级工单"), "qa_sampling": _l("质检抽检")}
 INTAKE_KINDS = ("consultation", "complaint", "repair")
 NEW_KIND = {"consultation": _l("新建咨询"), "complaint": _l("新建投诉"), "repair": _l("新建报修")}
 STATUSES = {"active": _l("处理中"), "completed": _l("已完成"), "incident": _l("异常")}

@@ -1,0 +1,679 @@
+"""The monthly KPIs K1–K8 (RULES.md, 000 §六, 002) computed from recorded instances and audit events.
+
+Pure computation: ``compute(session, month, as_of)`` reads, never writes. Every figure carries its lineage:
+the tickets counted (with whether they met the criterion and why) and the tickets excluded (and why).
+
+Decisions (cited in README.md "KPIs"):
+
+- **Month.** An Asia/Shanghai calendar month. A KPI's population is the tickets *opened* in that month;
+  their state is judged from the audit events recorded before ``as_of`` — the month's end for a past month
+  (so the K-cycle report computed on the 1st never changes afterwards), now for the running month.
+- **Agent.** The agent accountable for a ticket is the one who opened it (``instances.created_by``). The
+  department figure is the whole customer-service department: every ticket of the month.
+- **Still open at month end.** A ticket whose outcome is not yet decided at ``as_of`` (no deadline passed,
+  revisit window still open) is *excluded* with that reason; once its deadline has passed it is counted
+  as a miss.
+- **K1 consultation response timeliness (C6).** All consultations. Timely = answered on the spot (C2), or
+  the answer relayed to the customer (``relay_answer``) no later than the reply time promised to the customer
+  (C3, ``promised_reply_time``) and no department deadline overran (no overdue timer fired, T1).
+- **K2 complaint handling rate (P11).** All complaints. Handled = the customer declared satisfied
+  (``mark_handled`` ran, P8). A complaint the customer sent back (unsatisfied, another round: the
+  "reopened" complaint) counts once, handled when its last round satisfied the customer. An unhandled
+  complaint counts as not handled once its handling deadline (or 24 h after registration, 003) has passed.
+- **K3 customer satisfaction.** Mean of the revisit scores (``satisfaction_score``, P9/R6) of the month's
+  complaints and repairs; tickets without a revisit are excluded.
+- **K4 information entry accuracy (QA).** Accurate ÷ inspected tickets: the QA reviews (``qa_sampling``
+  process, ``qa_review`` task's ``entry_accurate``) *recorded in the month*. The sample of month M−1 is
+  drawn on the 1st of M and scored during M, so it is M's report that counts it; a ticket is attributed
+  to the agent who opened it.
+- **Work orders (K5, K7, K8).** Repairs, and consultations/complaints transferred to a department or a task
+  force (the ones with a deadline, SLA table "work order").
+- **K5 work order timeliness (R7).** Timely = handled (repair completed, department answer, complaint
+  handled) without an overdue timer firing (T1). A re-dispatched order was overdue: it counts once, late.
+  A paused finish clock (R4) moves the deadline, so time waiting for the customer never makes an order late.
+- **K6 revisit rate (002 第六条).** Closed complaints and repairs whose revisit fell due (``wait_revisit``
+  fired); revisited = revisit recorded. One still inside its revisit window is excluded; one whose window
+  closed (``timer_revisit_late`` fired) without a revisit counts as not revisited.
+- **K7 dispatch accuracy.** Correctly routed = the first department/technician was kept. Routed wrongly =
+  the order sat unaccepted until the response timer fired and was re-dispatched to another handler. A
+  re-dispatch after the handler accepted (finish overdue) is a lateness (K5), not a routing error.
+- **K8 30-minute response.** Work orders with a response clock: accepted (``department_accept``,
+  ``accept_order``) within 30 minutes of dispatch. Task-force complaints have no response clock: excluded.
+- **K-score.** Score = 100 × min(1, value ÷ target); K3 scores 0 below 90 % of its target, K6 below 70 %
+  (002 第九条.5, 第十五条.3); the other KPIs are work targets scored linearly without a floor.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from .db import AuditEvent, Instance
+from .errors import InvalidInput
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+QA_KIND = "qa_sampling"
+KPI_IDS = ("K1", "K2", "K3", "K4", "K5", "K6", "K7", "K8")
+
+
+@dataclass(frozen=True)
+class KpiSpec:
+    id: str
+    name: str          # Chinese, as in 000 §六 / 002
+    name_en: str
+    target: float
+    unit: str          # "%" (value is a percentage) or "pts" (mean score 0–100)
+    floor: float | None  # value below which the score is 0
+    rules: str
+
+
+SPECS = {s.id: s for s in (
+    KpiSpec("K1", "咨询响应及时率", "Consultation response timeliness", 95.0, "%", None, "K1, C6"),
+    KpiSpec("K2", "投诉处理率", "Complaint handling rate", 100.0, "%", None, "K2, P11"),
+    KpiSpec("K3", "客户满意度", "Customer satisfaction", 90.0, "pts", 81.0, "K3, K-score"),
+    KpiSpec("K4", "信息录入准确率", "Information entry accuracy", 98.0, "%", None, "K4, QA"),
+    KpiSpec("K5", "工单处理及时率", "Work order timeliness", 90.0, "%", None, "K5, R7, T1"),
+    KpiSpec("K6", "回访率", "Revisit rate", 90.0, "%", 70.0, "K6, K-score"),
+    KpiSpec("K7", "派工准确率", "Dispatch accuracy", 98.0, "%", None, "K7"),
+    KpiSpec("K8", "30分钟响应率", "30-minute response ratio", 70.0, "%", None, "K8"),
+)}
+
+OVERDUE_TIMERS = {"timer_response_overdue", "timer_department_overdue", "timer_repair_overdue",
+                  "timer_taskforce_overdue"}
+ACCEPT_TASKS = {"department_accept", "accept_order"}
+HANDLER_FIELDS = ("department", "technician")
+COMPLAINT_FEEDBACK = timedelta(hours=24)  # 003: complaint feedback within 24 h when no deadline was set
+RESPONSE_LIMIT = timedelta(minutes=30)     # K8
+
+
+def parse_month(text) -> tuple[int, int]:
+    """'2026-11' → (2026, 11); anything else is a clear error."""
+    if isinstance(text, date):
+        return text.year, text.month
+    try:
+        y, m = str(text).strip().split("-")
+        year, mon = int(y), int(m)
+        if len(y) != 4 or not 1 <= mon <= 12 or not 1900 <= year <= 9998:
+            raise ValueError
+    except ValueError:
+        raise InvalidInput(f"month must look like 2026-11, not {str(text)[:40]!r}") from None
+    return year, mon
+
+
+def month_key(year: int, mon: int) -> str:
+    return f"{year:04d}-{mon:02d}"
+
+
+def month_bounds(month) -> tuple[datetime, datetime]:
+    """Start and end (exclusive) of an Asia/Shanghai calendar month, as aware UTC datetimes."""
+    year, mon = parse_month(month)
+    start = datetime.combine(date(year, mon, 1), time(0), SHANGHAI)
+    nxt = date(year + (mon == 12), mon % 12 + 1, 1)
+    end = datetime.combine(nxt, time(0), SHANGHAI)
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def previous_month(now: datetime) -> str:
+    local = now.astimezone(SHANGHAI).date().replace(day=1) - timedelta(days=1)
+    return month_key(local.year, local.month)
+
+
+def current_month(now: datetime) -> str:
+    local = now.astimezone(SHANGHAI)
+    return month_key(local.year, local.month)
+
+
+def score(kpi: str, value: float | None) -> float | None:
+    """K-score: linear (value ÷ target, capped at 100), zero below the KPI's floor."""
+    spec = SPECS[kpi]
+    if value is None:
+        return None
+    if spec.floor is not None and value < spec.floor:
+        return 0.0
+    return round(min(1.0, value / spec.target) * 100, 2)
+
+
+def _when(text) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        d = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return d if d.tzinfo else d.replace(tzinfo=SHANGHAI)
+
+
+class Ticket:
+    """One instance with its events before ``as_of``, and the facts the KPIs read from them."""
+
+    def __init__(self, inst: Instance, events: list[AuditEvent], as_of: datetime):
+        self.id, self.ticket_no, self.kind = inst.id, inst.ticket_no, inst.kind
+        self.agent, self.created_at, self.severity = inst.created_by, inst.created_at, inst.severity
+        self.as_of = as_of
+        self.events = [e for e in events if e.at < as_of]
+
+    def completed(self, *bpmn_ids) -> list[AuditEvent]:
+        return [e for e in self.events if e.type == "task_completed" and e.bpmn_id in bpmn_ids]
+
+    def first_completed(self, *bpmn_ids) -> AuditEvent | None:
+        found = self.completed(*bpmn_ids)
+        return found[0] if found else None
+
+    def fired(self, *bpmn_ids) -> list[AuditEvent]:
+        return [e for e in self.events if e.type == "timer_fired" and e.bpmn_id in bpmn_ids]
+
+    def ran(self, bpmn_id) -> AuditEvent | None:
+        return next((e for e in self.events if e.type == "script_ran" and e.bpmn_id == bpmn_id), None)
+
+    def deadlines(self, clock) -> list[AuditEvent]:
+        return [e for e in self.events if e.type in ("deadline_set", "clock_resumed")
+                and (e.data or {}).get("clock") == clock]
+
+    def finish_due(self) -> datetime | None:
+        """The finish deadline in force at ``as_of``; None while paused (R4) or never set."""
+        last = None
+        for e in self.events:
+            if (e.data or {}).get("clock") != "finish":
+                continue
+            if e.type in ("deadline_set", "clock_resumed"):
+                last = _when(e.data.get("due_at"))
+            elif e.type == "clock_paused":
+                last = None
+        return last
+
+    @property
+    def is_work_order(self) -> bool:
+        return self.kind == "repair" or (self.kind in ("consultation", "complaint")
+                                         and (bool(self.deadlines("finish")) or bool(self.completed("form_taskforce"))))
+
+    def register_data(self) -> dict:
+        e = self.first_completed("register")
+        return (e.data or {}) if e is not None else {}
+
+
+# ---------------------------------------------------------------------------- the eight rules
+# Each returns (outcome, reason): outcome True/False = counted (met or not), None = excluded;
+# for K3 the outcome is the score.
+
+def k1(t: Ticket):
+    if t.kind != "consultation":
+        return None
+    if t.register_data().get("answered_on_spot") is True:
+        return True, "answered on the spot (C2)"
+    promise = t.first_completed("promise_reply")
+    promised = _when((promise.data or {}).get("promised_reply_time")) if promise else None
+    overdue = t.fired(*OVERDUE_TIMERS)
+    relay = t.first_completed("relay_answer")
+    if relay is not None:
+        if overdue:
+            return False, f"department deadline overran ({overdue[0].bpmn_id}), answer re-dispatched (T1)"
+        if promised is not None and relay.at > promised:
+            return False, "answer relayed after the promised reply time (C3)"
+        return True, "answer relayed within the promised reply time (C3, C5)"
+    if overdue:
+        return False, f"not answered; department deadline overran ({overdue[0].bpmn_id}) (T1)"
+    if promised is not None and promised < t.as_of:
+        return False, "not answered by the promised reply time (C3)"
+    return "exclude", "still open at month end, promised reply time not yet reached"
+
+
+def k2(t: Ticket):
+    if t.kind != "complaint":
+        return None
+    rounds = len(t.completed("feedback"))
+    again = f" after {rounds} rounds (P8: customer sent it back)" if rounds > 1 else ""
+    if t.ran("mark_handled") is not None:
+        return True, f"handled, customer satisfied{again} (P8, P11)"
+    due = t.finish_due() or (t.created_at + COMPLAINT_FEEDBACK)
+    if due < t.as_of:
+        return False, f"not handled by its deadline {due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}{again} (P11)"
+    return "exclude", "still open at month end, handling deadline not yet reached"
+
+
+def k3(t: Ticket):
+    if t.kind not in ("complaint", "repair"):
+        return None
+    revisit = t.first_completed("revisit")
+    if revisit is None or not isinstance((revisit.data or {}).get("satisfaction_score"), (int, float)):
+        return "exclude", "no revisit score recorded by month end"
+    value = revisit.data["satisfaction_score"]
+    return float(value), f"revisit score {value} (P9/R6)"
+
+
+def k5(t: Ticket):
+    if not t.is_work_order:
+        return None
+    overdue = t.fired(*OVERDUE_TIMERS)
+    if overdue:
+        redone = len(t.completed("redispatch"))
+        extra = f", re-dispatched {redone}×" if redone else ""
+        return False, f"overdue ({overdue[0].bpmn_id} fired){extra} (T1)"
+    if _handled(t):
+        paused = any(e.type == "clock_paused" for e in t.events)
+        return True, "handled within its deadline" + (" (clock paused while waiting for the customer, R4)"
+                                                      if paused else "")
+    due = t.finish_due()
+    if due is not None and due < t.as_of:
+        return False, "deadline passed, not handled (T1)"
+    return "exclude", "still open at month end, deadline not yet reached"
+
+
+def _handled(t: Ticket) -> bool:
+    if t.kind == "repair":
+        return t.ran("mark_completed") is not None
+    if t.kind == "consultation":
+        return t.first_completed("department_answer") is not None
+    return bool(t.completed("department_handle", "consolidate")) or t.ran("mark_handled") is not None
+
+
+def k6(t: Ticket):
+    if t.kind not in ("complaint", "repair"):
+        return None
+    if t.first_completed("revisit") is not None:
+        return True, "revisited (P9/R6)"
+    if t.fired("timer_revisit_late"):
+        return False, "revisit window closed without a revisit (P9/R6)"
+    if t.fired("wait_revisit"):
+        return "exclude", "revisit window still open at month end"
+    return "exclude", "not closed, or revisit not yet due at month end"
+
+
+def k7(t: Ticket):
+    if not t.is_work_order:
+        return None
+    handler = None
+    first = t.first_completed("transfer", "dispatch", "emergency_dispatch")
+    if first is None:
+        if t.completed("form_taskforce"):
+            return True, "major complaint handed to the supervisor's task force (P5)"
+        return "exclude", "not yet dispatched"
+    handler = _handler(first)
+    unaccepted_overdue = False
+    moved = []
+    for e in t.events:
+        if e.type == "task_completed" and e.bpmn_id in ACCEPT_TASKS:
+            unaccepted_overdue = False
+        elif e.type == "timer_fired" and e.bpmn_id == "timer_response_overdue":
+            unaccepted_overdue = True
+        elif e.type == "task_completed" and e.bpmn_id == "redispatch":
+            new = _handler(e)
+            if unaccepted_overdue and new and new != handler:
+                return False, f"not accepted by {handler}, re-dispatched to {new}"
+            if new and new != handler:
+                moved.append(f"{handler} accepted, re-dispatched to {new} when overdue (K5, not routing)")
+            handler = new or handler
+    return True, "; ".join([f"routed to {_handler(first)}, accepted"] + moved)
+
+
+def _handler(e: AuditEvent) -> str | None:
+    data = e.data or {}
+    return next((str(data[f]) for f in HANDLER_FIELDS if data.get(f)), None)
+
+
+def k8(t: Ticket):
+    if not t.is_work_order:
+        return None
+    clocks = t.deadlines("response")
+    if not clocks:
+        return "exclude", "no response clock (task force, or not dispatched)"
+    dispatched = clocks[0].at
+    accepted = t.first_completed(*ACCEPT_TASKS)
+    if accepted is not None:
+        minutes = (accepted.at - dispatched).total_seconds() / 60
+        ok = accepted.at - dispatched <= RESPONSE_LIMIT
+        return ok, f"accepted {minutes:.0f} min after dispatch" + ("" if ok else " (> 30 min)")
+    if t.as_of - dispatched > RESPONSE_LIMIT:
+        return False, "not accepted within 30 min"
+    return "exclude", "dispatched less than 30 min before month end"
+
+
+RULE_FUNCS = {"K1": k1, "K2": k2, "K3": k3, "K5": k5, "K6": k6, "K7": k7, "K8": k8}
+
+
+# ---------------------------------------------------------------------------- aggregation
+def _figure(kpi: str, counted: list, excluded: list) -> dict:
+    spec = SPECS[kpi]
+    if spec.unit == "pts":
+        numerator = round(sum(c["outcome"] for c in counted), 2)
+        denominator = len(counted)
+        value = round(numerator / denominator, 2) if denominator else None
+    else:
+        numerator = sum(1 for c in counted if c["outcome"] is True)
+        denominator = len(counted)
+        value = round(100.0 * numerator / denominator, 2) if denominator else None
+    return {"kpi": kpi, "name": spec.name, "name_en": spec.name_en, "unit": spec.unit, "target": spec.target,
+            "floor": spec.floor, "rules": spec.rules, "numerator": numerator, "denominator": denominator,
+            "value": value, "score": score(kpi, value),
+            "met": None if value is None else value >= spec.target,
+            "counted": counted, "excluded": excluded}
+
+
+def _row(t: Ticket, outcome, reason: str) -> dict:
+    return {"instance_id": t.id, "ticket_no": t.ticket_no, "kind": t.kind, "agent": t.agent,
+            "outcome": outcome, "reason": reason}
+
+
+def qa_reviews(session, start: datetime, as_of: datetime) -> list[dict]:
+    """The QA scores recorded in [start, as_of): one dict per review, paired with the ticket the
+    ``pick_ticket`` script named just before it (the audit trail of a ``qa_sampling`` instance)."""
+    out = []
+    q = (select(AuditEvent).join(Instance, Instance.id == AuditEvent.instance_id)
+         .where(Instance.kind == QA_KIND, AuditEvent.at < as_of,
+                ((AuditEvent.type == "script_ran") & (AuditEvent.bpmn_id == "pick_ticket"))
+                | ((AuditEvent.type == "task_completed") & (AuditEvent.bpmn_id == "qa_review")))
+         .order_by(AuditEvent.instance_id, AuditEvent.seq))
+    current = {}
+    for e in session.scalars(q):
+        data = e.data or {}
+        if e.type == "script_ran":
+            current[e.instance_id] = data.get("sampled_ticket")
+            continue
+        if e.at < start or not current.get(e.instance_id):
+            continue
+        out.append({"ticket_no": current[e.instance_id], "qa": e.actor, "at": e.at,
+                    "entry_accurate": data.get("entry_accurate"), "service_quality": data.get("service_quality")})
+    return out
+
+
+EVENT_COLUMNS = (AuditEvent.instance_id, AuditEvent.type, AuditEvent.bpmn_id, AuditEvent.at, AuditEvent.actor,
+                 AuditEvent.data)
+
+
+def compute(session, month, as_of: datetime | None = None, now: datetime | None = None) -> dict:
+    """Every KPI of ``month`` for the department and for each agent, with lineage."""
+    year, mon = parse_month(month)
+    key = month_key(year, mon)
+    start, end = month_bounds(key)
+    now = now or datetime.now(timezone.utc)
+    as_of = as_of or min(end, now + timedelta(microseconds=1))  # a running month includes this instant
+    insts = list(session.scalars(select(Instance).where(
+        Instance.created_at >= start, Instance.created_at < end,
+        Instance.kind.in_(("consultation", "complaint", "repair"))).order_by(Instance.id)))
+    events = defaultdict(list)
+    if insts:
+        ids = [i.id for i in insts]
+        for chunk in range(0, len(ids), 500):
+            # only the columns the rules read (rows, not ORM objects: a month holds many events)
+            for e in session.execute(select(*EVENT_COLUMNS).where(AuditEvent.instance_id.in_(ids[chunk:chunk + 500]))
+                                     .order_by(AuditEvent.instance_id, AuditEvent.seq)):
+                events[e.instance_id].append(e)
+    tickets = [Ticket(i, events[i.id], as_of) for i in insts]
+    by_no = {t.ticket_no: t for t in tickets}
+    rows: dict[str, tuple[list, list]] = {k: ([], []) for k in KPI_IDS}
+    for t in tickets:
+        for kpi, fn in RULE_FUNCS.items():
+            result = fn(t)
+            if result is None:
+                continue
+            outcome, reason = result
+            if outcome == "exclude":
+                rows[kpi][1].append(_row(t, None, reason))
+            else:
+                rows[kpi][0].append(_row(t, outcome, reason))
+    reviews = qa_reviews(session, start, as_of)
+    others = {i.ticket_no: i for i in session.scalars(select(Instance).where(
+        Instance.ticket_no.in_({r["ticket_no"] for r in reviews} - set(by_no))))} if reviews else {}
+    for r in reviews:
+        t = by_no.get(r["ticket_no"]) or others.get(r["ticket_no"])
+        row = {"instance_id": t.id if t else None, "ticket_no": r["ticket_no"], "kind": t.kind if t else None,
+               "agent": (t.agent if isinstance(t, Ticket) else t.created_by) if t else None}
+        if not isinstance(r["entry_accurate"], bool):
+            rows["K4"][1].append({**row, "outcome": None, "reason": "QA gave no entry-accuracy verdict"})
+        else:
+            rows["K4"][0].append({**row, "outcome": r["entry_accurate"], "reason": (
+                "entry accurate" if r["entry_accurate"] else "entry inaccurate")
+                + f" (QA {r['qa']}, service quality {r['service_quality']})"})
+    department = {k: _figure(k, *rows[k]) for k in KPI_IDS}
+    # an agent with QA reviews this month but no ticket opened in it still has a K4 figure
+    agents = sorted({t.agent for t in tickets} | {r["agent"] for r in rows["K4"][0] + rows["K4"][1] if r["agent"]})
+    per_agent = {}
+    for agent in agents:
+        per_agent[agent] = {k: _figure(k, [c for c in rows[k][0] if c["agent"] == agent],
+                                       [x for x in rows[k][1] if x["agent"] == agent]) for k in KPI_IDS}
+    return {"month": key, "start": start.isoformat(), "end": end.isoformat(), "as_of": as_of.isoformat(),
+            "final": as_of >= end, "tickets": len(tickets), "department": department, "agents": per_agent}
+
+
+def summary(report: dict, agent: str | None = None) -> dict:
+    """The figures without lineage (for trends, CSV and the CLI table)."""
+    figures = report["department"] if agent is None else report["agents"].get(agent)
+    if figures is None:
+        raise InvalidInput(f"no tickets opened by agent {agent!r} in {report['month']}")
+    return {k: {f: v for f, v in figures[k].items() if f not in ("counted", "excluded")} for k in KPI_IDS}
+
+
+# ---------------------------------------------------------------------------- operations over a Kefu
+READ_ROLES = {"supervisor", "process_owner", "auditor", "qa"}
+STORE_ROLES = {"supervisor"}
+SYSTEM = "system"
+
+
+def _check(kefu, actor: str | None, roles: set) -> None:
+    """``actor`` None is the service itself (the K-cycle job, the CLI without --as)."""
+    if actor is None or actor == SYSTEM:
+        return
+    from .errors import NotAllowed
+    user = kefu.get_user(actor)
+    if user is None:
+        raise NotAllowed(f"unknown user {actor!r}")
+    if not set(user["roles"]) & roles:
+        raise NotAllowed(f"user {actor} may not do this (needs role {' or '.join(sorted(roles))})")
+
+
+def live(kefu, month, actor: str | None = None) -> dict:
+    """The month's figures computed now (a running month as of now, a past one as of its end)."""
+    _check(kefu, actor, READ_ROLES)
+    with kefu.db.reading() as s:
+        return compute(s, month, now=kefu.now())
+
+
+def stored(kefu, month, actor: str | None = None) -> dict | None:
+    """The newest stored assessment of ``month``, or None."""
+    from .db import KpiReport
+    _check(kefu, actor, READ_ROLES)
+    key = month_key(*parse_month(month))
+    with kefu.db.reading() as s:
+        row = s.scalars(select(KpiReport).where(KpiReport.month == key)
+                        .order_by(KpiReport.computed_at.desc(), KpiReport.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return {**row.data, "computed_at": row.computed_at.isoformat(), "computed_by": row.computed_by}
+
+
+def report(kefu, month, actor: str | None = None) -> dict:
+    """The stored assessment if there is one, else the live figures."""
+    return stored(kefu, month, actor) or live(kefu, month, actor)
+
+
+def store(kefu, month, actor: str | None = None) -> dict:
+    """Compute a finished month as of its end and store it (K-cycle)."""
+    from .db import KpiReport
+    _check(kefu, actor, STORE_ROLES)
+    key = month_key(*parse_month(month))
+    now = kefu.now()
+    _start, end = month_bounds(key)
+    if end > now:
+        raise InvalidInput(f"month {key} is not over yet; its assessment is stored from the 1st of the next month")
+    with kefu.db.unit_of_work() as s:
+        data = compute(s, key, as_of=end, now=now)
+        s.add(KpiReport(month=key, computed_at=now, computed_by=actor or SYSTEM, data=data))
+    return {**data, "computed_at": now.isoformat(), "computed_by": actor or SYSTEM}
+
+
+def k_cycle(kefu) -> dict | None:
+    """At the start of a month: store the previous month's assessment unless it is stored already."""
+    month = previous_month(kefu.now())
+    if stored(kefu, month) is not None:
+        return None
+    return store(kefu, month)
+
+
+def trend(kefu, months: int = 6, until=None, actor: str | None = None, known: dict | None = None) -> list[dict]:
+    """Department and per-agent figures (no lineage) of the last ``months`` months up to ``until``;
+    ``known`` holds reports the caller has already (by month), so they are not computed twice."""
+    _check(kefu, actor, READ_ROLES)
+    year, mon = parse_month(until or current_month(kefu.now()))
+    keys = []
+    for _ in range(max(1, min(int(months), 24))):
+        if year < 1900:  # parse_month's lower bound
+            break
+        keys.append(month_key(year, mon))
+        year, mon = (year - 1, 12) if mon == 1 else (year, mon - 1)
+    out = []
+    for key in reversed(keys):
+        r = (known or {}).get(key) or report(kefu, key)
+        out.append({"month": key, "department": summary(r),
+                    "agents": {a: summary(r, a) for a in r["agents"]}})
+    return out
+
+
+CSV_COLUMNS = ("month", "scope", "kpi", "name", "numerator", "denominator", "value", "unit", "target", "score")
+
+
+def csv_rows(report_: dict):
+    """Rows for the CSV export: the department, then each agent."""
+    scopes = [("department", report_["department"])] + [(f"agent:{a}", f) for a, f in report_["agents"].items()]
+    for scope, figures in scopes:
+        for k in KPI_IDS:
+            f = figures[k]
+            yield [report_["month"], scope, k, f["name_en"], f["numerator"], f["denominator"],
+                   "" if f["value"] is None else f["value"], f["unit"], f["target"],
+                   "" if f["score"] is None else f["score"]]
+
+
+LINEAGE_COLUMNS = ("month", "kpi", "ticket_no", "kind", "agent", "counted", "outcome", "reason")
+
+
+def lineage_rows(report_: dict):
+    """Rows for the lineage CSV: every ticket behind every department figure, counted or excluded, and why."""
+    for k in KPI_IDS:
+        f = report_["department"][k]
+        for counted, rows in (("yes", f["counted"]), ("no", f["excluded"])):
+            for r in rows:
+                o = r["outcome"]
+                outcome = "met" if o is True else "missed" if o is False else "" if o is None else o  # K3: score
+                yield [report_["month"], k, r["ticket_no"], r["kind"] or "", r["agent"] or "", counted, outcome,
+                       r["reason"]]
+
+
+# ---------------------------------------------------------------------------- QA sampling (QA, K4)
+QA_SIZE_KEY = "qa_sample_size"
+QA_DEFAULT_SIZE = 10
+QA_MAX_SIZE = 500
+QA_START_ROLES = {"supervisor", "qa", "process_owner"}
+
+
+def sample_size(kefu) -> int:
+    from .db import Setting
+    with kefu.db.reading() as s:
+        row = s.get(Setting, QA_SIZE_KEY)
+        return int(row.value) if row is not None else QA_DEFAULT_SIZE
+
+
+def set_sample_size(kefu, size, actor: str) -> int:
+    """The process owner sets how many closed tickets QA inspects each month."""
+    from .db import Setting
+    from .errors import NotAllowed
+    if not actor:
+        raise NotAllowed("the sample size is set by a process owner (--as)")
+    _check(kefu, actor, {"process_owner"})
+    try:
+        n = int(str(size).strip())
+    except ValueError:
+        raise InvalidInput(f"sample size must be a whole number, not {str(size)[:40]!r}") from None
+    if not 1 <= n <= QA_MAX_SIZE:
+        raise InvalidInput(f"sample size must be between 1 and {QA_MAX_SIZE}")
+    with kefu.db.unit_of_work() as s:
+        row = s.get(Setting, QA_SIZE_KEY)
+        if row is None:
+            s.add(Setting(key=QA_SIZE_KEY, value=str(n)))
+        else:
+            row.value = str(n)
+    return n
+
+
+def draw_sample(session, month, size: int, seed: int) -> list[str]:
+    """A reproducible random sample: the same seed over the same closed tickets gives the same sample."""
+    import random
+    start, end = month_bounds(month)
+    pool = sorted(session.scalars(select(Instance.ticket_no).where(
+        Instance.kind.in_(("consultation", "complaint", "repair")), Instance.status == "completed",
+        Instance.completed_at >= start, Instance.completed_at < end)))
+    return sorted(random.Random(seed).sample(pool, min(size, len(pool))))
+
+
+def qa_sample_of(kefu, month) -> dict | None:
+    key = month_key(*parse_month(month))
+    with kefu.db.reading() as s:
+        inst = s.scalars(select(Instance).where(Instance.kind == QA_KIND, Instance.summary == key)).first()
+        return None if inst is None else {"instance_id": inst.id, "ticket_no": inst.ticket_no,
+                                          "status": inst.status}
+
+
+def start_qa_sampling(kefu, month, actor: str | None = None, size: int | None = None,
+                      seed: int | None = None) -> dict:
+    """Start the month's ``qa_sampling`` process over a seeded random sample of its closed tickets."""
+    import secrets
+    from .db import User
+    from .definitions import latest
+    from .errors import Conflict, NotFound
+    _check(kefu, actor, QA_START_ROLES)
+    key = month_key(*parse_month(month))
+    _start, end = month_bounds(key)
+    if end > kefu.now():
+        raise InvalidInput(f"month {key} is not over yet; its closed tickets are sampled from the 1st of the next month")
+    if qa_sample_of(kefu, key) is not None:
+        raise Conflict(f"the QA sample of {key} was drawn already ({qa_sample_of(kefu, key)['ticket_no']})")
+    size = sample_size(kefu) if size is None else int(size)
+    if not 1 <= size <= QA_MAX_SIZE:
+        raise InvalidInput(f"sample size must be between 1 and {QA_MAX_SIZE}")
+    seed = secrets.randbelow(2 ** 31) if seed is None else int(seed)
+    with kefu.db.unit_of_work() as s:
+        if latest(s, QA_KIND) is None:
+            raise NotFound(f"no deployed process {QA_KIND!r}; deploy it with 'kefu deploy'")
+        sample = draw_sample(s, key, size, seed)
+        user = s.scalar(select(User).where(User.name == actor)) if actor else User(name=SYSTEM, roles="")
+        inst, _ready = kefu._open(s, QA_KIND, user, None, None, initial={
+            "sample_month": key, "sample_size": size, "sample_seed": seed, "sample": sample})
+        inst.summary = key
+        for row in _ready:  # the reviews belong to the qa queue, not to whoever started the sampling
+            if "qa" not in user.role_set:
+                row.assignee = None
+        return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "month": key, "size": size,
+                "seed": seed, "sample": sample, "status": inst.status}
+
+
+# ---------------------------------------------------------------------------- K-cycle job
+K_CYCLE_CRON = {"day": 1, "hour": 0, "minute": 5}  # Asia/Shanghai
+
+
+def k_cycle_job(kefu) -> dict:
+    """The monthly job (and its catch-up at start): store the previous month's assessment if missing, and
+    draw that month's QA sample if none was drawn and it has closed tickets. Never raises: it logs."""
+    import logging
+    log = logging.getLogger("kefu.kpi")
+    done = {"report": None, "qa_sample": None}
+    try:
+        kefu.sync()
+        stored_now = k_cycle(kefu)
+        done["report"] = stored_now["month"] if stored_now else None
+        month = previous_month(kefu.now())
+        if qa_sample_of(kefu, month) is None:
+            with kefu.db.reading() as s:
+                pool = draw_sample(s, month, 1, 0)
+            if pool:
+                done["qa_sample"] = start_qa_sampling(kefu, month)["ticket_no"]
+    except Exception:  # noqa: BLE001 - the next run (or a restart) tries again
+        log.exception("K-cycle job failed")
+    return done
+
+
+def schedule(scheduler, kefu) -> None:
+    """Add the K-cycle cron job (1st of the month, 00:05 Asia/Shanghai) and a catch-up run now."""
+    scheduler.add_job(k_cycle_job, "cron", args=[kefu], id="k_cycle", timezone=SHANGHAI,
+                      replace_existing=True, **K_CYCLE_CRON)
+    scheduler.add_job(k_cycle_job, "date", args=[kefu], id="k_cycle_catch_up", replace_existing=True,
+                      run_date=datetime.now(timezone.utc))

@@ -1,0 +1,217 @@
+"""The supervisor's KPI dashboard (K1–K8, K-cycle, K-score, QA): figures with target, score and colour, trend
+charts per month and per agent, the tickets behind every figure, the printable monthly assessment and CSV."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale, gettext as _, lazy_gettext as _l
+from flask_login import current_user
+
+from engine import KefuError
+from engine import kpi
+
+from . import kpi_charts
+from .auth import kefu, me, roles_required
+
+bp = Blueprint("kpi", __name__)
+
+READERS = tuple(sorted(kpi.READ_ROLES))
+LABELS = {"K1": _l("咨询响应及时率"), "K2": _l("投诉处理率"), "K3": _l("客户满意度"), "K4": _l("信息录入准确率"),
+          "K5": _l("工单处理及时率"), "K6": _l("回访率"), "K7": _l("派工准确率"), "K8": _l("30分钟响应率")}
+TREND_MONTHS = 6
+
+# The engine words each lineage reason in English (CLI, JSON, CSV); the pages say it in the reader's language.
+REASONS = [(re.compile(p), msg) for p, msg in (
+    (r"answered on the spot \(C2\)", _l("当场答复（C2）")),
+    (r"department deadline overran \((?P<t>\w+)\), answer re-dispatched \(T1\)",
+     _l("部门超时（%(t)s），已改派后答复（T1）")),
+    (r"answer relayed after the promised reply time \(C3\)", _l("答复晚于承诺回复时间（C3）")),
+    (r"answer relayed within the promised reply time \(C3, C5\)", _l("在承诺回复时间内答复客户（C3、C5）")),
+    (r"not answered; department deadline overran \((?P<t>\w+)\) \(T1\)", _l("未答复；部门超时（%(t)s）（T1）")),
+    (r"not answered by the promised reply time \(C3\)", _l("承诺回复时间已过仍未答复（C3）")),
+    (r"still open at month end, promised reply time not yet reached", _l("月底仍在处理，尚未到承诺回复时间")),
+    (r"handled, customer satisfied \(P8, P11\)", _l("已处理，客户满意（P8、P11）")),
+    (r"handled, customer satisfied after (?P<n>\d+) rounds \(P8: customer sent it back\) \(P8, P11\)",
+     _l("客户退回后经 %(n)s 轮处理，客户满意（P8、P11）")),
+    (r"not handled by its deadline (?P<t>[\d\- :]+) \(P11\)", _l("处理时限 %(t)s 已过仍未处理完毕（P11）")),
+    (r"not handled by its deadline (?P<t>[\d\- :]+) after (?P<n>\d+) rounds \(P8: customer sent it back\) \(P11\)",
+     _l("经 %(n)s 轮处理，处理时限 %(t)s 已过仍未处理完毕（P11）")),
+    (r"still open at month end, handling deadline not yet reached", _l("月底仍在处理，尚未到处理时限")),
+    (r"no revisit score recorded by month end", _l("月底前没有回访评分")),
+    (r"revisit score (?P<n>[\d.]+) \(P9/R6\)", _l("回访评分 %(n)s（P9/R6）")),
+    (r"overdue \((?P<t>\w+) fired\) \(T1\)", _l("超时（%(t)s 已触发）（T1）")),
+    (r"overdue \((?P<t>\w+) fired\), re-dispatched (?P<n>\d+)× \(T1\)", _l("超时（%(t)s 已触发），改派 %(n)s 次（T1）")),
+    (r"handled within its deadline", _l("在时限内处理完毕")),
+    (r"handled within its deadline \(clock paused while waiting for the customer, R4\)",
+     _l("在时限内处理完毕（等待客户配合期间暂停计时，R4）")),
+    (r"deadline passed, not handled \(T1\)", _l("时限已过仍未处理完毕（T1）")),
+    (r"still open at month end, deadline not yet reached", _l("月底仍在处理，尚未到时限")),
+    (r"revisited \(P9/R6\)", _l("已回访（P9/R6）")),
+    (r"revisit window closed without a revisit \(P9/R6\)", _l("回访期限已过未回访（P9/R6）")),
+    (r"revisit window still open at month end", _l("月底回访期限未到")),
+    (r"not closed, or revisit not yet due at month end", _l("月底未结单或尚未到回访时间")),
+    (r"major complaint handed to the supervisor's task force \(P5\)", _l("重大投诉交主管专项小组（P5）")),
+    (r"not yet dispatched", _l("尚未派单")),
+    (r"not accepted by (?P<a>.+), re-dispatched to (?P<b>.+)", _l("%(a)s 未接单，改派给 %(b)s")),
+    (r"(?P<a>.+) accepted, re-dispatched to (?P<b>.+) when overdue \(K5, not routing\)",
+     _l("%(a)s 已接单，超时后改派给 %(b)s（计入 K5，不算派错）")),
+    (r"routed to (?P<a>.+), accepted", _l("派给 %(a)s，已接单")),
+    (r"no response clock \(task force, or not dispatched\)", _l("没有响应时限（专项小组或尚未派单）")),
+    (r"accepted (?P<n>\d+) min after dispatch", _l("派单后 %(n)s 分钟接单")),
+    (r"accepted (?P<n>\d+) min after dispatch \(> 30 min\)", _l("派单后 %(n)s 分钟接单（超过 30 分钟）")),
+    (r"not accepted within 30 min", _l("30 分钟内未接单")),
+    (r"dispatched less than 30 min before month end", _l("月底前不足 30 分钟派单")),
+    (r"QA gave no entry-accuracy verdict", _l("质检未判定录入是否准确")),
+    (r"entry accurate \(QA (?P<a>.+), service quality (?P<n>.+)\)", _l("录入准确（质检 %(a)s，服务质量 %(n)s）")),
+    (r"entry inaccurate \(QA (?P<a>.+), service quality (?P<n>.+)\)", _l("录入不准确（质检 %(a)s，服务质量 %(n)s）")),
+)]
+
+
+def reason_text(reason: str) -> str:
+    """One lineage reason in the reader's language; several (K7's routing history) are joined by '; '."""
+    parts = []
+    for part in str(reason or "").split("; "):
+        for pattern, msg in REASONS:
+            m = pattern.fullmatch(part)
+            if m:
+                parts.append(str(msg) % m.groupdict() if m.groupdict() else str(msg))
+                break
+        else:
+            parts.append(part)
+    return ("；" if str(get_locale() or "zh").startswith("zh") else "; ").join(parts)
+
+
+def _month(text: str | None) -> str:
+    if not text:
+        return kpi.current_month(kefu().now())
+    try:
+        return kpi.month_key(*kpi.parse_month(text))
+    except KefuError as exc:
+        abort(400, exc.message)
+
+
+def _agent(report: dict, agent: str | None):
+    if agent and agent not in report["agents"]:
+        abort(404, _("%(month)s 没有 %(agent)s 开立的工单", month=report["month"], agent=agent))
+    return agent or None
+
+
+def _figures(report: dict, agent: str | None) -> list[dict]:
+    figures = report["agents"][agent] if agent else report["department"]
+    out = []
+    for k in kpi.KPI_IDS:
+        f = figures[k]
+        out.append({**f, "label": LABELS[k], "status": kpi_charts.status(f["value"], f["target"], f["score"])})
+    return out
+
+
+@bp.get("/kpi")
+@roles_required(*READERS)
+def dashboard():
+    k = kefu()
+    month = _month(request.args.get("month"))
+    report = kpi.report(k, month)
+    agent = _agent(report, request.args.get("agent"))
+    history = kpi.trend(k, TREND_MONTHS, month, known={month: report})
+    charts = {}
+    for key in kpi.KPI_IDS:
+        spec = kpi.SPECS[key]
+        points = [(h["month"], (h["agents"].get(agent, {}).get(key, {}) if agent else h["department"][key])
+                   .get("value")) for h in history]
+        agent_rows = [(a, f[key]["value"], f[key]["score"]) for a, f in sorted(report["agents"].items())]
+        charts[key] = {"trend": kpi_charts.trend(points, spec.target, spec.unit, f"{key} {LABELS[key]}"),
+                       "agents": kpi_charts.bars(agent_rows, spec.target, spec.unit, f"{key} {LABELS[key]}")}
+    return render_template("kpi_dashboard.html", report=report, month=month, agent=agent,
+                           figures=_figures(report, agent), charts=charts, agents=sorted(report["agents"]),
+                           sample_size=kpi.sample_size(k), qa_sample=kpi.qa_sample_of(k, month),
+                           previous=kpi.previous_month(k.now()),
+                           may_store=current_user.has("supervisor"),
+                           may_sample=current_user.has(*kpi.QA_START_ROLES),
+                           may_size=current_user.has("process_owner"))
+
+
+@bp.get("/kpi/<month>/<key>")
+@roles_required(*READERS)
+def lineage(month, key):
+    month = _month(month)
+    if key not in kpi.KPI_IDS:
+        abort(404, _("没有指标 %(key)s", key=key[:20]))
+    report = kpi.report(kefu(), month)
+    agent = _agent(report, request.args.get("agent"))
+    figure = (report["agents"][agent] if agent else report["department"])[key]
+    return render_template("kpi_lineage.html", report=report, month=month, agent=agent, key=key, f=figure,
+                           label=LABELS[key], reason_text=reason_text,
+                           status=kpi_charts.status(figure["value"], figure["target"], figure["score"]))
+
+
+@bp.get("/kpi/<month>/report")
+@roles_required(*READERS)
+def monthly(month):
+    month = _month(month)
+    report = kpi.report(kefu(), month)
+    return render_template("kpi_report.html", report=report, month=month, figures=_figures(report, None),
+                           agents={a: _figures(report, a) for a in sorted(report["agents"])})
+
+
+def _csv(columns, rows, filename: str) -> Response:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(columns)
+    w.writerows(rows)
+    return Response("\ufeff" + buf.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f"attachment; filename={filename}"})
+
+
+@bp.get("/kpi/<month>.csv")
+@roles_required(*READERS)
+def export(month):
+    month = _month(month)
+    return _csv(kpi.CSV_COLUMNS, kpi.csv_rows(kpi.report(kefu(), month)), f"kpi-{month}.csv")
+
+
+@bp.get("/kpi/<month>/lineage.csv")
+@roles_required(*READERS)
+def export_lineage(month):
+    month = _month(month)
+    return _csv(kpi.LINEAGE_COLUMNS, kpi.lineage_rows(kpi.report(kefu(), month)), f"kpi-{month}-lineage.csv")
+
+
+@bp.post("/kpi/<month>/store")
+@roles_required("supervisor")
+def store(month):
+    month = _month(month)
+    try:
+        kpi.store(kefu(), month, me())
+    except KefuError as exc:
+        flash(_("考核未保存：%(reason)s", reason=exc.message), "error")
+    else:
+        flash(_("%(month)s 月度考核已计算并保存", month=month), "success")
+    return redirect(url_for(".dashboard", month=month))
+
+
+@bp.post("/kpi/<month>/qa-sample")
+@roles_required(*sorted(kpi.QA_START_ROLES))
+def qa_sample(month):
+    month = _month(month)
+    try:
+        r = kpi.start_qa_sampling(kefu(), month, me())
+    except KefuError as exc:
+        flash(_("未抽样：%(reason)s", reason=exc.message), "error")
+    else:
+        flash(_("已抽取 %(n)s 张工单交质检（%(ticket)s）", n=len(r["sample"]), ticket=r["ticket_no"]), "success")
+    return redirect(url_for(".dashboard", month=month))
+
+
+@bp.post("/kpi/qa-sample-size")
+@roles_required("process_owner")
+def qa_sample_size():
+    try:
+        n = kpi.set_sample_size(kefu(), request.form.get("size", ""), me())
+    except KefuError as exc:
+        flash(_("抽样数量未修改：%(reason)s", reason=exc.message), "error")
+    else:
+        flash(_("每月质检抽样数量设为 %(n)s", n=n), "success")
+    return redirect(url_for(".dashboard", month=request.form.get("month") or None))
