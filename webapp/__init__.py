@@ -78,6 +78,9 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     app.register_blueprint(records.bp)
     app.register_blueprint(timekeeping.bp)
     register_template_helpers(app)
+    # designer: definitions page, modeler, check and deploy
+    from . import designer
+    app.register_blueprint(designer.bp)
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or (
