@@ -20,7 +20,7 @@ bp = Blueprint("designer", __name__)
 OWNER = ("process_owner",)
 READERS = ("process_owner", "auditor")
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # the engine's own limit for a diagram (engine.definitions)
-DMN_NS = b"http://www.omg.org/spec/DMN/"
+DMN_NS = b"/spec/DMN/"  # the DMN namespace, http or https, any edition
 
 
 # ---------------------------------------------------------------- helpers
@@ -68,7 +68,10 @@ def _read_diagram() -> tuple[bytes, str]:
         xml, filename = body["xml"].encode("utf-8"), body.get("filename")
     elif "file" in request.files:
         upload = request.files["file"]
-        xml, filename = upload.read(MAX_UPLOAD_BYTES + 1), upload.filename
+        try:
+            xml, filename = upload.read(MAX_UPLOAD_BYTES + 1), upload.filename
+        finally:
+            upload.close()
     else:
         xml, filename = (request.form.get("xml") or "").encode("utf-8"), request.form.get("filename")
     if len(xml) > MAX_UPLOAD_BYTES:
@@ -98,7 +101,7 @@ def _process(process_id: str) -> dict:
 
 
 def _is_table(xml: bytes) -> bool:
-    return DMN_NS in xml[:2000]
+    return DMN_NS in xml[:3000]
 
 
 def _json_error(message: str, status: int, code: str = "invalid_input", **extra):
