@@ -24,12 +24,19 @@ MAX_STEPS = 300
 MAX_RUNS = 40
 
 
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None  # a malformed constraint: the lint reports it
+
+
 def sample_value(f: dict, now: datetime = START):
     """A value that passes the field's own validation."""
     t, v = f.get("type"), f.get("validation") or {}
     if t == "long":
-        low = v.get("min")
-        return int(float(low)) if low not in (None, "") else 1
+        low = _number(v.get("min"))
+        return int(low) if low is not None else 1
     if t == "boolean":
         return False
     if t == "date":
@@ -44,12 +51,12 @@ def sample_value(f: dict, now: datetime = START):
     if t == "users":
         return ["sample_user"]
     text = f"sample {f.get('id')}"
-    low = v.get("minlength")
-    if low not in (None, ""):
-        text = text.ljust(int(float(low)), "x")
-    high = v.get("maxlength")
-    if high not in (None, ""):
-        text = text[:max(1, int(float(high)))]
+    low = _number(v.get("minlength"))
+    if low is not None:
+        text = text.ljust(min(int(low), 10_000), "x")
+    high = _number(v.get("maxlength"))
+    if high is not None:
+        text = text[:max(1, int(high))]
     return text
 
 
