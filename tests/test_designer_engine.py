@@ -141,3 +141,208 @@ def test_timer_on_sample_data_uses_the_given_sample():
     assert lint_diagram(text).ok
     f = only(lint_diagram(text, sample={"deadline": "tomorrow"}), "timer_fails")
     assert f.element_id == "timer_handle"
+
+
+# ---------------------------------------------------------------- test run
+
+from engine.testrun import test_run_xml as run_xml  # noqa: E402
+
+
+def test_test_run_walks_each_path_of_the_complaint_diagram_without_the_database():
+    (report,) = run_xml((PROCESSES / "complaint.bpmn").read_bytes(), "complaint.bpmn")
+    assert report.ok and report.process_id == "complaint", report.to_dict()
+    choices = [p.choice for p in report.paths]
+    assert {} in choices and {"severity": "major"} in choices and {"satisfied": True} in choices
+    by_choice = {tuple(p.choice.items()): p for p in report.paths}
+    major = by_choice[(("severity", "major"),)]
+    assert "taskforce_investigate" in major.steps and "department_handle" not in major.steps
+    plain = by_choice[()]
+    assert plain.steps[0] == "start" and plain.steps[-1] == "end_closed" and plain.completed
+    assert plain.steps.count("feedback") == 2  # not satisfied once: the loop is taken, then left
+    assert "wait_revisit" in plain.timers_fired  # the revisit timer fired on the run's own clock
+    assert report.to_dict()["paths"][0]["steps"] == report.paths[0].steps
+
+
+def test_test_run_reports_a_failing_step_by_element():
+    broken = MINI.replace("ratio = 100 // divisor", "ratio = 100 // (divisor - 1)")
+    assert lint_diagram(broken).ok
+    (report,) = run_xml(broken, "mini.bpmn")
+    assert not report.ok
+    (path,) = report.paths
+    assert path.failed_at == "compute" and "division" in path.failure and not path.completed
+    assert path.steps[:2] == ["start", "register"]
+
+
+def test_test_run_does_not_run_a_diagram_that_fails_the_lint():
+    (report,) = run_xml(MINI.replace('name="department"', 'name="warehouse"'), "mini.bpmn")
+    assert not report.ok and not report.paths and report.lint_errors[0]["element"] == "Lane_department"
+    assert "lint" in report.to_dict()["message"]["en"]
+
+
+def test_test_run_names_branches_no_sample_reached():
+    text = with_gateway().replace('<bpmn:exclusiveGateway id="gw"/>', '<bpmn:exclusiveGateway id="gw" default="g2"/>')
+    text = text.replace("severity == 'major'", "severity == 'never'")
+    (report,) = run_xml(text, "gw.bpmn")
+    assert report.ok
+    assert report.unreached == [{"gateway": "gw", "flow": "g1", "target": "handle"}]
+
+
+# ---------------------------------------------------------------- deploy, versions, change summary
+
+from sqlalchemy import select  # noqa: E402
+
+from engine import DefinitionError, NotAllowed, NotFound  # noqa: E402
+from engine.db import DefinitionChange  # noqa: E402
+from tests.factories import make_kefu  # noqa: E402
+
+
+@pytest.fixture
+def owner_kefu(db_url, clock):
+    k = make_kefu(db_url, clock, deploy=(), demo=True)
+    yield k
+    k.db.dispose()
+
+
+def test_deploy_xml_creates_versions_with_a_change_summary(owner_kefu):
+    k = owner_kefu
+    first = k.deploy_xml(MINI.encode(), "mini.bpmn", "owner")
+    assert (first["process_id"], first["version"], first["created"]) == ("mini", 1, True)
+    assert len(first["sha"]) == 64 and first["summary"]["first_version"] and first["warnings"] == []
+    again = k.deploy_xml(MINI.encode(), "mini.bpmn", "owner")
+    assert (again["version"], again["created"]) == (1, False)
+    changed = MINI.replace('label="客户姓名"', 'label="客户全名"').replace(
+        '<camunda:formField id="contact_phone" label="联系电话" type="string"/>',
+        '<camunda:formField id="email" label="电子邮箱" type="string"/>')
+    changed = changed.replace("due_at(deadline)", "add_hours(deadline, 2)")
+    second = k.deploy_xml(changed, "mini.bpmn", "owner")
+    assert (second["version"], second["created"]) == (2, True)
+    s = second["summary"]
+    assert s["fields_relabelled"] == [{"element": "register", "field": "customer_name", "label_before": "客户姓名",
+                                       "label": "客户全名"}]
+    assert s["fields_added"] == [{"element": "register", "field": "email", "label": "电子邮箱"}]
+    assert s["fields_removed"] == [{"element": "register", "field": "contact_phone", "label": "联系电话"}]
+    assert [t["id"] for t in s["timers_changed"]] == ["timer_handle"]
+    assert s["timers_changed"][0]["after"] == {"timeDate": "add_hours(deadline, 2)"}
+    assert {c["id"] for c in s["elements_changed"]} == {"register", "timer_handle"}
+    assert s["elements_added"] == s["elements_removed"] == []
+    with k.db.reading() as session:
+        stored = {c.previous_version: c.summary for c in session.scalars(select(DefinitionChange))}
+    assert stored[1] == s and stored[None]["first_version"]
+    assert k.definition_xml("mini", 1) == MINI.encode() and k.definition_xml("mini", "2") == changed.encode()
+    # a new instance runs on the new version; the version numbers never move
+    assert k.show(k.start("mini", "agent")["instance_id"])["definition"]["version"] == 2
+
+
+def test_change_summary_of_elements_added_and_removed(owner_kefu):
+    text = with_gateway().replace('<bpmn:exclusiveGateway id="gw"/>', '<bpmn:exclusiveGateway id="gw" default="g2"/>')
+    s = owner_kefu.change_summary(MINI.encode(), text.encode())
+    assert {(e["id"], e["type"]) for e in s["elements_added"]} == {("gw", "exclusiveGateway"),
+                                                                    ("g1", "sequenceFlow"), ("g2", "sequenceFlow")}
+    assert s["elements_removed"] == [] and {c["id"] for c in s["elements_changed"]} == {"f3"}
+    back = owner_kefu.change_summary(text, MINI)
+    assert {e["id"] for e in back["elements_removed"]} == {"gw", "g1", "g2"}
+    assert owner_kefu.change_summary(MINI, MINI)["count"] == 0
+
+
+@pytest.mark.parametrize("actor", ["agent", "supervisor", "auditor", "nobody"])
+def test_only_a_process_owner_deploys(owner_kefu, actor):
+    with pytest.raises(NotAllowed):
+        owner_kefu.deploy_xml(MINI.encode(), "mini.bpmn", actor)
+    assert owner_kefu.definition_overview() == []
+
+
+def test_deploy_xml_refuses_lint_errors_and_failing_test_runs_and_keeps_nothing(owner_kefu):
+    k = owner_kefu
+    with pytest.raises(DefinitionError) as exc:
+        k.deploy_xml(MINI.replace('name="department"', 'name="warehouse"'), "mini.bpmn", "owner")
+    d = exc.value.to_dict()
+    assert d["code"] == "diagram_rejected" and "Lane_department" in exc.value.message
+    assert d["findings"][0]["element"] == "Lane_department" and "泳道名" in d["message_zh"]
+    with pytest.raises(DefinitionError) as exc:
+        k.deploy_xml(MINI.replace("ratio = 100 // divisor", "ratio = 100 // (divisor - 1)"), "mini.bpmn", "owner")
+    assert "test run" in exc.value.message and "'compute'" in exc.value.message
+    assert exc.value.details["test_runs"][0]["paths"][0]["failed_at"] == "compute"
+    for bad in (b"", b"<nope", "日本".encode("utf-16"), None, 42):
+        with pytest.raises((DefinitionError, InvalidInput)):
+            k.deploy_xml(bad, "x.bpmn", "owner")
+    assert k.definition_overview() == []
+
+
+def test_deploy_xml_warns_about_camunda_extras_and_dry_run_writes_nothing(owner_kefu):
+    k = owner_kefu
+    text = MINI.replace('<bpmn:userTask id="handle"', '<bpmn:userTask id="handle" camunda:formKey="embedded:x"')
+    dry = k.deploy_xml(text, "../../etc/mini.bpmn", "owner", dry_run=True)
+    assert dry["version"] == 1 and not dry["created"] and dry["filename"] == "mini.bpmn"
+    assert [w["element"] for w in dry["warnings"]] == ["handle"]
+    assert k.definition_overview() == []
+    assert k.deploy_xml(text, "mini.bpmn", "owner")["created"]
+
+
+def test_definition_overview_counts_running_instances_per_version(owner_kefu):
+    k = owner_kefu
+    k.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.start("mini", "agent")["instance_id"]
+    k.start("mini", "agent")
+    k.deploy_xml(MINI.replace('name="处理"', 'name="部门处理"'), "mini.bpmn", "owner")
+    k.start("mini", "agent")
+    (mini,) = k.definition_overview()
+    assert mini["process_id"] == "mini" and mini["name"] == "迷你流程" and mini["running"] == 3
+    v2, v1 = mini["versions"]
+    assert (v2["version"], v2["running"], v2["total"], v2["deployed_by"]) == (2, 1, 1, "owner")
+    assert (v1["version"], v1["running"], v1["total"]) == (1, 2, 2)
+    assert v2["summary"]["elements_changed"][0]["name_before"] == "处理" and len(v1["sha"]) == 64
+    assert k.show(a)["definition"]["version"] == 1
+    for pid, version in (("mini", 3), ("nosuch", 1), ("mini", "x"), ("mini", None)):
+        with pytest.raises(NotFound):
+            k.definition_xml(pid, version)
+
+
+def test_bootstrap_deploy_records_change_summaries_too(owner_kefu, tmp_path):
+    k = owner_kefu
+    k.deploy([diagram("mini.bpmn")])
+    path = tmp_path / "mini.bpmn"
+    path.write_text(MINI.replace('label="结果"', 'label="处理结果"'), encoding="utf-8")
+    k.deploy([path])
+    (mini,) = k.definition_overview()
+    assert mini["versions"][0]["summary"]["fields_relabelled"][0]["field"] == "result"
+
+
+# ---------------------------------------------------------------- CLI
+
+from engine.cli import main as kefu_main  # noqa: E402
+from engine.errors import InvalidInput  # noqa: E402
+
+
+@pytest.fixture
+def cli(owner_kefu, monkeypatch, capsys):
+    monkeypatch.setenv("KEFU_DATABASE_URL", owner_kefu.config.database_url)
+    monkeypatch.setenv("KEFU_ENV", "test")
+    monkeypatch.setenv("KEFU_CLOCK", "2026-11-23T09:00:00+08:00")
+
+    def run(*args, expect=0):
+        rc = kefu_main(list(args))
+        out = capsys.readouterr()
+        assert rc == expect, (args, rc, out.out, out.err)
+        return out
+    return run
+
+
+def test_cli_lint_testrun_deploy_definitions(cli, tmp_path):
+    good, bad = tmp_path / "mini.bpmn", tmp_path / "bad.bpmn"
+    good.write_text(MINI, encoding="utf-8")
+    bad.write_text(MINI.replace('name="department"', 'name="warehouse"'), encoding="utf-8")
+    out = cli("lint", str(good), str(bad), expect=2).out
+    assert "mini.bpmn: ok" in out and "bad.bpmn: FAILED" in out and "element 'Lane_department'" in out
+    assert "泳道名" in out
+    import json
+    assert json.loads(cli("lint", str(good), "--json").out)[0]["ok"] is True
+    out = cli("testrun", str(good)).out
+    assert "mini: ok (1 path(s))" in out and "start → register → compute → handle → end" in out
+    assert "not run" in cli("testrun", str(bad), expect=2).out
+    assert "may not change procedures" in cli("deploy", str(good), "--as", "agent", expect=3).err
+    assert "Lane_department" in cli("deploy", str(bad), "--as", "owner", expect=2).err
+    out = cli("deploy", str(good), "--as", "owner").out
+    assert "deployed   mini v1" in out
+    out = cli("definitions").out
+    assert "mini (迷你流程): 0 running" in out and "owner" in out and "first version" in out
+    assert cli("lint", str(tmp_path / "missing.bpmn"), expect=2).err.startswith("kefu: error: cannot read")
