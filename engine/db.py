@@ -223,6 +223,15 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(Integer)
 
 
+# --- changing a procedure (designer): what a deployed version changed against the one before it
+class DefinitionChange(Base):
+    __tablename__ = "definition_changes"
+
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"), primary_key=True)
+    previous_version: Mapped[int | None] = mapped_column(Integer)
+    summary: Mapped[dict] = mapped_column(JSON)
+
+
 def next_counter(session: Session, key: str) -> int:
     """Add one to the counter ``key`` (created at 1) and return it; concurrent callers never share a value."""
     if session.get_bind().dialect.name == "postgresql":

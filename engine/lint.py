@@ -27,40 +27,51 @@ SUPPORTED_CAMUNDA_ATTRS = {"assignee", "candidateGroups"}
 SUPPORTED_CAMUNDA_ELEMENTS = {"formData", "formField", "value", "validation", "constraint", "properties",
                               "property"}
 
-# English message (as written by definitions.lint / forms.lint_form) -> Chinese template.
+# English message (as written by definitions.lint / forms.lint_form) -> (code, Chinese template).
 _ZH = [
-    (r"no executable process.*", "没有可执行的流程(isExecutable=\"true\")"),
-    (r"process id must be .*", "流程 id 必须以字母开头,只含字母、数字或 '_'"),
-    (r"lane name (.*) names no single role.*", r"泳道名 \1 未对应唯一的角色(agent、supervisor、department、"
-                                                r"technician、taskforce、qa 之一)"),
-    (r"user task is in no lane.*", "用户任务不在任何泳道中,没有角色可以处理它"),
-    (r"form field (.*) has the same id as an element of the diagram", r"表单字段 \1 与图中元素的 id 相同"),
-    (r"form field (.*): field id must start with a letter.*",
+    ("no_executable_process", r"no executable process.*", "没有可执行的流程(isExecutable=\"true\")"),
+    ("bad_process_id", r"process id must be .*", "流程 id 必须以字母开头,只含字母、数字或 '_'"),
+    ("lane_without_role", r"lane name (.*) names no single role.*",
+     r"泳道名 \1 未对应唯一的角色(agent、supervisor、department、technician、taskforce、qa 之一)"),
+    ("task_without_lane", r"user task is in no lane.*", "用户任务不在任何泳道中,没有角色可以处理它"),
+    ("field_shadows_element", r"form field (.*) has the same id as an element of the diagram",
+     r"表单字段 \1 与图中元素的 id 相同"),
+    ("field_bad_id", r"form field (.*): field id must start with a letter.*",
      r"表单字段 \1:字段 id 必须以字母开头,只含字母、数字或 '_'(最多 64 个)"),
-    (r"form field (.*): field id shadows a helper function or builtin", r"表单字段 \1:字段 id 与内置函数重名"),
-    (r"form field (.*): duplicate field id", r"表单字段 \1:字段 id 重复"),
-    (r"form field (.*): unknown field type (.*) \(known.*", r"表单字段 \1:未知的字段类型 \2"),
-    (r"form field (.*): enum field without options", r"表单字段 \1:枚举字段没有选项"),
-    (r"form field (.*): enum options need distinct, non-empty ids", r"表单字段 \1:枚举选项的 id 必须非空且不重复"),
-    (r"form field (.*): unknown constraint (.*)", r"表单字段 \1:未知的校验约束 \2"),
-    (r"form field (.*): constraint (.*) needs a number, got (.*)", r"表单字段 \1:约束 \2 需要数字,实际为 \3"),
-    (r"form field (.*): field has no label", r"表单字段 \1:字段没有标签"),
-    (r"script does not compile in the sandbox: (.*)", r"脚本无法在沙箱中编译:\1"),
-    (r"(.*) uses Camunda/JUEL syntax.*", r"\1 使用了 Camunda/JUEL 语法;Kefu 的表达式是 Python(例如 severity == 'major')"),
-    (r"timer (\w+) (.*) is a Python expression: quote the duration, e\.g\. (.*)",
+    ("field_shadows_builtin", r"form field (.*): field id shadows a helper function or builtin",
+     r"表单字段 \1:字段 id 与内置函数重名"),
+    ("field_duplicate", r"form field (.*): duplicate field id", r"表单字段 \1:字段 id 重复"),
+    ("field_unknown_type", r"form field (.*): unknown field type (.*) \(known.*", r"表单字段 \1:未知的字段类型 \2"),
+    ("field_enum_empty", r"form field (.*): enum field without options", r"表单字段 \1:枚举字段没有选项"),
+    ("field_enum_options", r"form field (.*): enum options need distinct, non-empty ids",
+     r"表单字段 \1:枚举选项的 id 必须非空且不重复"),
+    ("field_unknown_constraint", r"form field (.*): unknown constraint (.*)", r"表单字段 \1:未知的校验约束 \2"),
+    ("field_bad_constraint", r"form field (.*): constraint (.*) needs a number, got (.*)",
+     r"表单字段 \1:约束 \2 需要数字,实际为 \3"),
+    ("field_no_label", r"form field (.*): field has no label", r"表单字段 \1:字段没有标签"),
+    ("script_rejected", r"script does not compile in the sandbox: (.*)", r"脚本无法在沙箱中编译:\1"),
+    ("camunda_syntax", r"(.*) uses Camunda/JUEL syntax.*",
+     r"\1 使用了 Camunda/JUEL 语法;Kefu 的表达式是 Python(例如 severity == 'major')"),
+    ("unquoted_duration", r"timer (\w+) (.*) is a Python expression: quote the duration, e\.g\. (.*)",
      r"定时器 \1 \2 会被当作 Python 表达式:请给时长加引号,例如 \3"),
-    (r"(.*) does not compile in the sandbox: (.*)", r"\1 无法在沙箱中编译:\2"),
-    (r"gateway with several outgoing flows has no default flow", "有多条出口连线的网关没有默认连线"),
-    (r"flow (.*) leaving the gateway has no condition", r"离开网关的连线 \1 没有条件"),
+    ("expression_rejected", r"(.*) does not compile in the sandbox: (.*)", r"\1 无法在沙箱中编译:\2"),
+    ("gateway_without_default", r"gateway with several outgoing flows has no default flow",
+     "有多条出口连线的网关没有默认连线"),
+    ("flow_without_condition", r"flow (.*) leaving the gateway has no condition", r"离开网关的连线 \1 没有条件"),
 ]
 
 
 def zh_of(en: str) -> str:
-    for pattern, template in _ZH:
+    return translate(en)[1]
+
+
+def translate(en: str) -> tuple[str, str]:
+    """(code, Chinese text) of an English message of ``definitions.lint``."""
+    for code, pattern, template in _ZH:
         m = re.fullmatch(pattern, en, re.S)
         if m:
-            return m.expand(template)
-    return en
+            return code, m.expand(template)
+    return "invalid", en
 
 
 @dataclass
@@ -70,13 +81,18 @@ class Finding:
     zh: str
     element: str | None = None
     line: int | None = None
+    code: str = "invalid"  # stable machine-readable kind of problem, e.g. "gateway_without_default"
+
+    @property
+    def element_id(self) -> str | None:
+        return self.element
 
     def message(self, locale: str = "zh_CN") -> str:
         return self.en if (locale or "").startswith("en") else self.zh
 
     def to_dict(self) -> dict:
-        return {"severity": self.severity, "element": self.element, "line": self.line,
-                "message": {"zh": self.zh, "en": self.en}}
+        return {"severity": self.severity, "code": self.code, "element": self.element,
+                "element_id": self.element, "line": self.line, "message": {"zh": self.zh, "en": self.en}}
 
     def __str__(self) -> str:
         where = ", ".join(p for p in (f"element '{self.element}'" if self.element else None,
@@ -117,29 +133,33 @@ def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict
     if isinstance(data, str):
         data = data.encode("utf-8")
     if not data or not data.strip():
-        add(Finding("error", "the file is empty", "文件为空"))
+        add(Finding("error", "the file is empty", "文件为空", code="empty"))
         return report
     try:
         root = safe_xml(data, filename)
     except DefinitionError as exc:
         reason = exc.details.get("reason") or exc.message
-        zh = ("图中不允许 DOCTYPE(拒绝外部实体)" if "DOCTYPE" in reason
-              else "图太大" if "larger than" in reason
-              else "根元素必须是 bpmn:definitions" if "root element" in reason
-              else f"XML 无效:{reason}")
-        add(Finding("error", reason, zh, line=exc.details.get("line")))
+        code, zh = (("doctype", "图中不允许 DOCTYPE(拒绝外部实体)") if "DOCTYPE" in reason
+                    else ("too_large", "图太大") if "larger than" in reason
+                    else ("not_bpmn", "根元素必须是 bpmn:definitions") if "root element" in reason
+                    else ("invalid_xml", f"XML 无效:{reason}"))
+        add(Finding("error", reason, zh, line=exc.details.get("line"), code=code))
         return report
     report.root = root
     try:
         _validator().validate(root, filename)
     except ValidationException as exc:
-        msg = str(getattr(exc, "message", None) or exc).split("\n")[0]
+        raw = str(getattr(exc, "message", None) or exc).split("\n")[0]
+        msg = raw.replace(B, "bpmn:").replace(C, "camunda:")
+        line = getattr(exc, "line_number", None)
         add(Finding("error", f"not valid BPMN 2.0 (unknown or misplaced element): {msg}",
-                    f"不是有效的 BPMN 2.0(未知或位置错误的元素):{msg}", line=getattr(exc, "line_number", None)))
+                    f"不是有效的 BPMN 2.0(未知或位置错误的元素):{msg}", element=_element_at(root, line, raw),
+                    line=line, code="schema"))
         return report
     for p in kefu_lint(root, filename):
         reason = p.details.get("reason") or p.message
-        add(Finding("error", reason, zh_of(reason), element=p.details.get("element"), line=p.details.get("line")))
+        code, zh = translate(reason)
+        add(Finding("error", reason, zh, element=p.details.get("element"), line=p.details.get("line"), code=code))
     _camunda_extensions(root, add)
     _timers_on_sample(root, add, sample)
     if report.errors:
@@ -153,16 +173,37 @@ def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict
         element = getattr(exc, "id", None) or getattr(exc, "name", None)
         msg = str(getattr(exc, "message", None) or exc).split("\n")[0]
         add(Finding("error", f"the engine cannot parse it: {msg}", f"引擎无法解析:{msg}", element=element,
-                    line=getattr(exc, "line_number", None)))
+                    line=getattr(exc, "line_number", None), code="engine_parse"))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        add(Finding("error", f"the engine cannot parse it: {exc}", f"引擎无法解析:{exc}"))
+        add(Finding("error", f"the engine cannot parse it: {exc}", f"引擎无法解析:{exc}", code="engine_parse"))
     return report
 
 
+def _element_at(root, line, msg) -> str | None:
+    """The id of the element the schema complains about: the element of that line whose tag the message
+    names, or its nearest ancestor with an id (an unknown element may have none)."""
+    if not line:
+        return None
+    m = re.search(r"Element '([^']+)'", msg)
+    at_line = [n for n in root.iter() if isinstance(n.tag, str) and n.sourceline == line]
+    named = [n for n in at_line if m and n.tag == m.group(1)]
+    for node in named or at_line:
+        owner = node if node.get("id") else _owner(node)
+        if owner is not None:
+            return owner.get("id")
+    return None
+
+
 def _owner(node):
-    while node is not None and node.get("id") is None:
+    """The nearest BPMN element with an id at or above ``node`` (a camunda: extension names its task)."""
+    while node is not None and not (node.get("id") is not None and str(node.tag).startswith(B)):
         node = node.getparent()
     return node
+
+
+def _where(node):
+    owner = _owner(node)
+    return (owner if owner is not None else node).get("id")
 
 
 def _camunda_extensions(root, add) -> None:
@@ -173,13 +214,13 @@ def _camunda_extensions(root, add) -> None:
             if attr.startswith(C) and attr[len(C):] not in SUPPORTED_CAMUNDA_ATTRS:
                 name = attr[len(C):]
                 add(Finding("warning", f"camunda:{name} is not supported by Kefu and is ignored",
-                            f"Kefu 不支持 camunda:{name},运行时将忽略", element=(_owner(node) or node).get("id"),
-                            line=node.sourceline))
+                            f"Kefu 不支持 camunda:{name},运行时将忽略", element=_where(node),
+                            line=node.sourceline, code="camunda_unsupported"))
         if node.tag.startswith(C) and node.tag[len(C):] not in SUPPORTED_CAMUNDA_ELEMENTS:
             name = node.tag[len(C):]
             add(Finding("warning", f"camunda:{name} is not supported by Kefu and is ignored",
-                        f"Kefu 不支持 camunda:{name},运行时将忽略", element=(_owner(node) or node).get("id"),
-                        line=node.sourceline))
+                        f"Kefu 不支持 camunda:{name},运行时将忽略", element=_where(node),
+                        line=node.sourceline, code="camunda_unsupported"))
 
 
 _ISO_DURATION = re.compile(r"^R?\d*/?P")
@@ -236,7 +277,7 @@ def _timers_on_sample(root, add, sample) -> None:
             except Exception as exc:  # noqa: BLE001 - any failure of the diagram's own code is the finding
                 add(Finding("error", f"timer {kind} {text!r} fails on sample data: {exc}",
                             f"定时器 {kind} {text!r} 在样例数据上出错:{exc}", element=event.get("id"),
-                            line=node.sourceline))
+                            line=node.sourceline, code="timer_fails"))
 
 
 def _check_timer_value(kind: str, value) -> None:

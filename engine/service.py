@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import undefer
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import audit, calendar as calendar_mod, clock as clock_mod, scripting
+from . import audit, calendar as calendar_mod, clock as clock_mod, designer, scripting
 from .clock import SHANGHAI, Clock
 from .config import Config
 from .db import CalendarDay, Customer, Database, Definition, HumanTask, Instance, Setting, Timer, User, \
@@ -156,6 +156,7 @@ class Kefu:
                         self._sla_tables[p.sha256] = p
                     else:
                         self.specs.put(pid, p.sha256, p.specs[pid])
+                        designer.record_change(s, d, current)  # designer: the change summary
                     results.append(self._definition_dict(d, status="deployed"))
         return results
 
@@ -1292,6 +1293,22 @@ class Kefu:
             d = s.scalar(select(Definition).where(Definition.id == inst.definition_id)
                          .options(undefer(Definition.xml)))
             return {"process_id": d.process_id, "version": d.version, "sha256": d.sha256, "xml": d.xml}
+
+    # ------------------------------------------------------------------ changing a procedure (designer)
+    def deploy_xml(self, data, filename: str, actor: str, *, dry_run: bool = False) -> dict:
+        """Check, test-run and deploy one diagram as a new immutable version (process_owner only)."""
+        return designer.deploy_xml(self, data, filename, actor, dry_run=dry_run)
+
+    def change_summary(self, old_xml, new_xml) -> dict:
+        from .changes import change_summary
+        return change_summary(old_xml, new_xml)
+
+    def definition_overview(self) -> list[dict]:
+        """Every process with its versions (newest first) and how many instances run on each."""
+        return designer.definition_overview(self)
+
+    def definition_xml(self, process_id: str, version) -> bytes:
+        return designer.definition_xml(self, process_id, version)
 
 
 __all__ = ["Kefu", "iso", "phone_digits"]

@@ -24,12 +24,19 @@ MAX_STEPS = 300
 MAX_RUNS = 40
 
 
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None  # a malformed constraint: the lint reports it
+
+
 def sample_value(f: dict, now: datetime = START):
     """A value that passes the field's own validation."""
     t, v = f.get("type"), f.get("validation") or {}
     if t == "long":
-        low = v.get("min")
-        return int(float(low)) if low not in (None, "") else 1
+        low = _number(v.get("min"))
+        return int(low) if low is not None else 1
     if t == "boolean":
         return False
     if t == "date":
@@ -44,12 +51,12 @@ def sample_value(f: dict, now: datetime = START):
     if t == "users":
         return ["sample_user"]
     text = f"sample {f.get('id')}"
-    low = v.get("minlength")
-    if low not in (None, ""):
-        text = text.ljust(int(float(low)), "x")
-    high = v.get("maxlength")
-    if high not in (None, ""):
-        text = text[:max(1, int(float(high)))]
+    low = _number(v.get("minlength"))
+    if low is not None:
+        text = text.ljust(min(int(low), 10_000), "x")
+    high = _number(v.get("maxlength"))
+    if high is not None:
+        text = text[:max(1, int(high))]
     return text
 
 
@@ -69,17 +76,23 @@ class PathResult:
 
 @dataclass
 class TestRunReport:
-    process_id: str
+    process_id: str | None
     paths: list[PathResult] = field(default_factory=list)
     unreached: list[dict] = field(default_factory=list)  # gateway branches no sample reached
+    lint_errors: list[dict] = field(default_factory=list)  # the diagram failed the lint: nothing ran
 
     @property
     def ok(self) -> bool:
-        return all(p.failure is None for p in self.paths)
+        return not self.lint_errors and all(p.failure is None for p in self.paths)
 
     def to_dict(self) -> dict:
-        return {"process_id": self.process_id, "ok": self.ok, "paths": [p.to_dict() for p in self.paths],
-                "unreached": self.unreached}
+        out = {"process_id": self.process_id, "ok": self.ok, "paths": [p.to_dict() for p in self.paths],
+               "unreached": self.unreached}
+        if self.lint_errors:
+            out.update(lint_errors=self.lint_errors, message={
+                "en": f"not run: the diagram has {len(self.lint_errors)} lint error(s)",
+                "zh": f"未运行:图有 {len(self.lint_errors)} 个检查错误"})
+        return out
 
 
 def _forms(spec_and_subs) -> list[dict]:
@@ -106,13 +119,22 @@ def _variants(fields: list[dict]) -> list[dict]:
     return variants[:MAX_RUNS]
 
 
-def _submission(task, choice: dict) -> dict:
+def _submission(task, choice: dict, visit: int = 1) -> dict:
+    """Sample data for a user task. A task met again (a loop back) answers differently each time: a
+    boolean the other way, an enum its next option, so that a loop is taken and then left."""
     form = task.task_spec.extensions.get("form") or {}
     data = {}
     for f in form.get("fields", []):
         if "readonly" in (f.get("validation") or {}):
             continue
-        data[f["id"]] = choice.get(f["id"], sample_value(f, clock.now()))
+        value = choice.get(f["id"], sample_value(f, clock.now()))
+        if visit > 1 and f.get("type") == "boolean":
+            value = (not value) if visit % 2 == 0 else value
+        elif visit > 1 and f.get("type") == "enum":
+            ids = [o["id"] for o in (f.get("options") or []) if o.get("id")]
+            if value in ids:
+                value = ids[(ids.index(value) + visit - 1) % len(ids)]
+        data[f["id"]] = value
     return FormValidator(build_fields(form)).validate(data, task.task_spec.bpmn_name)
 
 
@@ -135,22 +157,27 @@ def run_path(spec_and_subs, process_id: str, choice: dict, initial: dict | None 
     previous = clock.active()
     clock.use(clock.Clock(pinned=START))
     current = None
+    visits: dict[str, int] = {}
+    seen: set = set()
+    wf = None
     try:
         wf = BpmnWorkflow(spec, subs, script_engine=scripting.make_script_engine())
         wf.task_tree.data.update({"ticket_no": "TEST-0001", "kind": process_id, "started_by": "sample_user",
                                   "customer_id": None, "vip": False, **(initial or {})})
         for _ in range(MAX_STEPS):
-            wf.refresh_waiting_tasks()
+            wf.refresh_timers()
             wf.do_engine_steps()
+            _collect(wf, seen, result.steps)
             if wf.is_completed():
                 result.completed = True
                 break
             ready = wf.get_tasks(state=TaskState.READY, manual=True)
             if ready:
                 current = ready[0]
-                current.data.update(_submission(current, choice))
+                visits[current.task_spec.bpmn_id] = visits.get(current.task_spec.bpmn_id, 0) + 1
+                current.data.update(_submission(current, choice, visits[current.task_spec.bpmn_id]))
                 current.run()
-                result.steps.append(current.task_spec.bpmn_id)
+                _collect(wf, seen, result.steps)
                 current = None
                 continue
             timers = sorted(_waiting_timers(wf), key=lambda x: x[1])
@@ -163,32 +190,24 @@ def run_path(spec_and_subs, process_id: str, choice: dict, initial: dict | None 
             result.timers_fired.append(task.task_spec.bpmn_id)
         else:
             result.failure = f"more than {MAX_STEPS} steps: the run does not end (a loop?)"
-        done = [t for t in wf.get_tasks(state=TaskState.COMPLETED)
-                if t.task_spec.bpmn_id and not t.task_spec.manual]
-        result.steps = _ordered(result.steps, done)
     except Exception as exc:  # noqa: BLE001 - any failure of the diagram is the result
         result.failure = str(getattr(exc, "message", None) or exc).split("\n")[0] or type(exc).__name__
         task = getattr(exc, "task", None) or current
         if task is not None:
             result.failed_at = task.task_spec.bpmn_id
+        if wf is not None:
+            _collect(wf, seen, result.steps)
     finally:
         clock.use(previous)
     return result
 
 
-def _ordered(user_steps: list[str], done) -> list[str]:
-    """All steps that ran (user tasks, events, gateways, scripts) in the order they finished."""
-    seen = sorted(done, key=lambda t: t.last_state_change)
-    out = [t.task_spec.bpmn_id for t in seen]
-    return list(dict.fromkeys(out + user_steps)) if not out else _merge(out, user_steps)
-
-
-def _merge(auto: list[str], user: list[str]) -> list[str]:
-    merged = list(auto)
-    for u in user:
-        if u not in merged:
-            merged.append(u)
-    return merged
+def _collect(wf, seen: set, steps: list[str]) -> None:
+    """Append the tasks completed since the last look (events, gateways, scripts, user tasks), in order."""
+    new = [t for t in wf.get_tasks(state=TaskState.COMPLETED) if t.id not in seen and t.task_spec.bpmn_id]
+    for t in sorted(new, key=lambda t: t.last_state_change):
+        seen.add(t.id)
+        steps.append(t.task_spec.bpmn_id)
 
 
 def test_run(report) -> list[TestRunReport]:
@@ -231,6 +250,17 @@ def _unreached(root, process_id: str, paths: list[PathResult]) -> list[dict]:
     return out
 
 
+def test_run_xml(data, filename: str = "diagram.bpmn") -> list[TestRunReport]:
+    """Lint a diagram, then run each of its processes along each path. With lint errors nothing runs and
+    the one report returned says so (``lint_errors``)."""
+    from .lint import lint_diagram
+    report = lint_diagram(data, filename)
+    if report.errors:
+        return [TestRunReport(None, lint_errors=[f.to_dict() for f in report.errors])]
+    return test_run(report)
+
+
 # pytest must not collect the function above as a test
 test_run.__test__ = False
+test_run_xml.__test__ = False
 TestRunReport.__test__ = False

@@ -1,0 +1,348 @@
+"""Changing a procedure, engine half: the lint before deploy (each finding names the element and says what is
+wrong in Chinese and English), the test run, deploy with a change summary, and moving instances."""
+from pathlib import Path
+
+import pytest
+
+from engine.lint import lint_diagram
+from tests.conftest import PROCESSES
+from tests.factories import diagram
+
+MINI = Path(diagram("mini.bpmn")).read_text(encoding="utf-8")
+GATEWAY = ('<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="gw"/>'
+           '<bpmn:exclusiveGateway id="gw"/>'
+           '<bpmn:sequenceFlow id="g1" sourceRef="gw" targetRef="handle">'
+           "<bpmn:conditionExpression>severity == 'major'</bpmn:conditionExpression></bpmn:sequenceFlow>"
+           '<bpmn:sequenceFlow id="g2" sourceRef="gw" targetRef="end">'
+           "<bpmn:conditionExpression>severity != 'major'</bpmn:conditionExpression></bpmn:sequenceFlow>")
+
+
+def with_gateway(text: str = MINI) -> str:
+    text = text.replace('<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="handle"/>', GATEWAY)
+    return text.replace("<bpmn:flowNodeRef>compute</bpmn:flowNodeRef>",
+                        "<bpmn:flowNodeRef>compute</bpmn:flowNodeRef><bpmn:flowNodeRef>gw</bpmn:flowNodeRef>")
+
+
+def only(report, code):
+    found = [f for f in report.findings if f.code == code]
+    assert found, [str(f) for f in report.findings]
+    return found[0]
+
+
+# ---------------------------------------------------------------- lint
+
+
+@pytest.mark.parametrize("path", sorted(PROCESSES.glob("*.bpmn")), ids=lambda p: p.name)
+def test_the_shipped_diagrams_pass_the_lint(path):
+    report = lint_diagram(path.read_bytes(), path.name)
+    assert report.ok and not report.errors, [str(f) for f in report.findings]
+    assert report.process_ids
+
+
+@pytest.mark.parametrize("change, code, element, en, zh", [
+    (('name="department"', 'name="warehouse"'), "lane_without_role", "Lane_department",
+     "names no single role", "未对应唯一的角色"),
+    (("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>", "<bpmn:timeDuration>PT2H</bpmn:timeDuration>"),
+     "unquoted_duration", "timer_handle", "quote the duration", "请给时长加引号"),
+    (("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>", "<bpmn:timeDate>${deadline}</bpmn:timeDate>"),
+     "camunda_syntax", "timer_handle", "Camunda/JUEL", "Camunda/JUEL 语法"),
+    (('<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="handle"/>',
+      '<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="handle">'
+      '<bpmn:conditionExpression>${severity == "major"}</bpmn:conditionExpression></bpmn:sequenceFlow>'),
+     "camunda_syntax", "f3", "Camunda/JUEL", "Camunda/JUEL 语法"),
+    (("ratio = 100 // divisor", "ratio = 100 //"), "script_rejected", "compute", "syntax error", "脚本无法在沙箱中编译"),
+    (("ratio = 100 // divisor", "import os"), "script_rejected", "compute", "imports are not allowed",
+     "脚本无法在沙箱中编译"),
+    (("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>", "<bpmn:timeDate>due_at(deadline.__class__)</bpmn:timeDate>"),
+     "expression_rejected", "timer_handle", "does not compile in the sandbox", "无法在沙箱中编译"),
+    (('<camunda:formField id="contact_phone"', '<camunda:formField id="customer_name"'), "field_duplicate",
+     "register", "duplicate field id", "字段 id 重复"),
+    (('<camunda:formField id="contact_phone"', '<camunda:formField id="1phone"'), "field_bad_id",
+     "register", "must start with a letter", "必须以字母开头"),
+    (('type="datetime"', 'type="money"'), "field_unknown_type", "register", "unknown field type 'money'",
+     "未知的字段类型 'money'"),
+    (('<camunda:formField id="result"', '<camunda:formField id="compute"'), "field_shadows_element", "handle",
+     "same id as an element", "与图中元素的 id 相同"),
+    (('<camunda:formField id="contact_phone" label="联系电话" type="string"/>',
+      '<camunda:formField id="contact_phone" label="联系电话" type="string">'
+      '<camunda:validation><camunda:constraint name="maxlength" config="many"/></camunda:validation>'
+      '</camunda:formField>'), "field_bad_constraint", "register", "needs a number", "需要数字"),
+    (('<camunda:value id="major" name="重大"/>', '<camunda:value id="general" name="重大"/>'),
+     "field_enum_options", "register", "distinct, non-empty ids", "不重复"),
+    (("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>", "<bpmn:timeDate>due_at(customer_name)</bpmn:timeDate>"),
+     "timer_fails", "timer_handle", "fails on sample data", "在样例数据上出错"),
+    (("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>", "<bpmn:timeDate>divisor + 1</bpmn:timeDate>"),
+     "timer_fails", "timer_handle", "not an ISO 8601 text", "在样例数据上出错"),
+    (('<bpmn:endEvent id="end"/>', '<bpmn:endEvent id="end"/><bpmn:teleport id="beam"/>'), "schema", "beam",
+     "not valid BPMN 2.0", "不是有效的 BPMN 2.0"),
+    (('<bpmn:endEvent id="end"/>', '<bpmn:endEvent id="end"><bpmn:teleport/></bpmn:endEvent>'), "schema", "end",
+     "bpmn:teleport", "未知或位置错误的元素"),
+    (("<bpmn:flowNodeRef>handle</bpmn:flowNodeRef>", ""), "task_without_lane", "handle", "in no lane",
+     "不在任何泳道中"),
+])
+def test_each_lint_case_names_the_element_in_both_languages(change, code, element, en, zh):
+    assert change[0] in MINI
+    report = lint_diagram(MINI.replace(*change), "broken.bpmn")
+    assert not report.ok
+    f = only(report, code)
+    assert f.severity == "error" and f.element_id == element, str(f)
+    assert en in f.message("en") and zh in f.message("zh_CN"), str(f)
+    d = f.to_dict()
+    assert d["element_id"] == element and d["code"] == code and d["message"] == {"en": f.en, "zh": f.zh}
+    assert report.to_dict()["ok"] is False and report.to_dict()["errors"] == len(report.errors) >= 1
+
+
+def test_gateway_without_default_and_flow_without_condition():
+    report = lint_diagram(with_gateway(), "gw.bpmn")
+    f = only(report, "gateway_without_default")
+    assert f.element_id == "gw" and "default flow" in f.message("en") and "默认连线" in f.message("zh_CN")
+    with_default = with_gateway().replace('<bpmn:exclusiveGateway id="gw"/>',
+                                          '<bpmn:exclusiveGateway id="gw" default="g2"/>')
+    assert lint_diagram(with_default).ok
+    no_cond = with_default.replace("<bpmn:conditionExpression>severity == 'major'</bpmn:conditionExpression>", "")
+    f = only(lint_diagram(no_cond), "flow_without_condition")
+    assert f.element_id == "gw" and "'g1'" in f.message("en") and "没有条件" in f.message("zh_CN")
+
+
+@pytest.mark.parametrize("text, code, en", [
+    ("", "empty", "empty"),
+    ("   \n", "empty", "empty"),
+    ("<nope", "invalid_xml", "invalid XML"),
+    (MINI.replace("</bpmn:process>", "</bpmn:proces>"), "invalid_xml", "invalid XML"),
+    ('<?xml version="1.0"?><html/>', "not_bpmn", "root element"),
+    (MINI.replace('isExecutable="true"', 'isExecutable="false"'), "no_executable_process", "no executable"),
+    (MINI.replace('id="mini"', 'id="mini-x"'), "bad_process_id", "process id"),
+])
+def test_files_that_are_not_diagrams_are_findings_not_exceptions(text, code, en):
+    report = lint_diagram(text, "x.bpmn")
+    f = only(report, code)
+    assert not report.ok and en in f.message("en") and f.message("zh_CN") != ""
+    if code == "invalid_xml" and text.strip() != "<nope":
+        assert f.line
+
+
+def test_camunda_modeler_extras_are_warnings_naming_the_element():
+    text = MINI.replace('<bpmn:userTask id="handle"', '<bpmn:userTask id="handle" camunda:formKey="embedded:x"')
+    text = text.replace('label="联系电话" type="string"/>', 'label="联系电话" type="string" camunda:readonly="1"/>')
+    text = text.replace("<camunda:formData>", '<camunda:inputOutput><camunda:inputParameter name="a">1'
+                                              "</camunda:inputParameter></camunda:inputOutput><camunda:formData>", 1)
+    report = lint_diagram(text, "modeler.bpmn")
+    assert report.ok, [str(f) for f in report.errors]
+    warned = {(f.element_id, f.en.split(" ")[0]) for f in report.warnings}
+    assert ("handle", "camunda:formKey") in warned
+    assert ("register", "camunda:readonly") in warned
+    assert ("register", "camunda:inputOutput") in warned
+    assert all(f.code == "camunda_unsupported" and "Kefu 不支持" in f.message("zh_CN") for f in report.warnings)
+
+
+def test_timer_on_sample_data_uses_the_given_sample():
+    text = MINI.replace("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>",
+                        "<bpmn:timeDate>add_hours(deadline, 2)</bpmn:timeDate>")
+    assert lint_diagram(text).ok
+    f = only(lint_diagram(text, sample={"deadline": "tomorrow"}), "timer_fails")
+    assert f.element_id == "timer_handle"
+
+
+# ---------------------------------------------------------------- test run
+
+from engine.testrun import test_run_xml as run_xml  # noqa: E402
+
+
+def test_test_run_walks_each_path_of_the_complaint_diagram_without_the_database():
+    (report,) = run_xml((PROCESSES / "complaint.bpmn").read_bytes(), "complaint.bpmn")
+    assert report.ok and report.process_id == "complaint", report.to_dict()
+    choices = [p.choice for p in report.paths]
+    assert {} in choices and {"severity": "major"} in choices and {"satisfied": True} in choices
+    by_choice = {tuple(p.choice.items()): p for p in report.paths}
+    major = by_choice[(("severity", "major"),)]
+    assert "taskforce_investigate" in major.steps and "department_handle" not in major.steps
+    plain = by_choice[()]
+    assert plain.steps[0] == "start" and plain.steps[-1] == "end_closed" and plain.completed
+    assert plain.steps.count("feedback") == 2  # not satisfied once: the loop is taken, then left
+    assert "wait_revisit" in plain.timers_fired  # the revisit timer fired on the run's own clock
+    assert report.to_dict()["paths"][0]["steps"] == report.paths[0].steps
+
+
+def test_test_run_reports_a_failing_step_by_element():
+    broken = MINI.replace("ratio = 100 // divisor", "ratio = 100 // (divisor - 1)")
+    assert lint_diagram(broken).ok
+    (report,) = run_xml(broken, "mini.bpmn")
+    assert not report.ok
+    (path,) = report.paths
+    assert path.failed_at == "compute" and "division" in path.failure and not path.completed
+    assert path.steps[:2] == ["start", "register"]
+
+
+def test_test_run_does_not_run_a_diagram_that_fails_the_lint():
+    (report,) = run_xml(MINI.replace('name="department"', 'name="warehouse"'), "mini.bpmn")
+    assert not report.ok and not report.paths and report.lint_errors[0]["element"] == "Lane_department"
+    assert "lint" in report.to_dict()["message"]["en"]
+
+
+def test_test_run_names_branches_no_sample_reached():
+    text = with_gateway().replace('<bpmn:exclusiveGateway id="gw"/>', '<bpmn:exclusiveGateway id="gw" default="g2"/>')
+    text = text.replace("severity == 'major'", "severity == 'never'")
+    (report,) = run_xml(text, "gw.bpmn")
+    assert report.ok
+    assert report.unreached == [{"gateway": "gw", "flow": "g1", "target": "handle"}]
+
+
+# ---------------------------------------------------------------- deploy, versions, change summary
+
+from sqlalchemy import select  # noqa: E402
+
+from engine import DefinitionError, NotAllowed, NotFound  # noqa: E402
+from engine.db import DefinitionChange  # noqa: E402
+from tests.factories import make_kefu  # noqa: E402
+
+
+@pytest.fixture
+def owner_kefu(db_url, clock):
+    k = make_kefu(db_url, clock, deploy=(), demo=True)
+    yield k
+    k.db.dispose()
+
+
+def test_deploy_xml_creates_versions_with_a_change_summary(owner_kefu):
+    k = owner_kefu
+    first = k.deploy_xml(MINI.encode(), "mini.bpmn", "owner")
+    assert (first["process_id"], first["version"], first["created"]) == ("mini", 1, True)
+    assert len(first["sha"]) == 64 and first["summary"]["first_version"] and first["warnings"] == []
+    again = k.deploy_xml(MINI.encode(), "mini.bpmn", "owner")
+    assert (again["version"], again["created"]) == (1, False)
+    changed = MINI.replace('label="客户姓名"', 'label="客户全名"').replace(
+        '<camunda:formField id="contact_phone" label="联系电话" type="string"/>',
+        '<camunda:formField id="email" label="电子邮箱" type="string"/>')
+    changed = changed.replace("due_at(deadline)", "add_hours(deadline, 2)")
+    second = k.deploy_xml(changed, "mini.bpmn", "owner")
+    assert (second["version"], second["created"]) == (2, True)
+    s = second["summary"]
+    assert s["fields_relabelled"] == [{"element": "register", "field": "customer_name", "label_before": "客户姓名",
+                                       "label": "客户全名"}]
+    assert s["fields_added"] == [{"element": "register", "field": "email", "label": "电子邮箱"}]
+    assert s["fields_removed"] == [{"element": "register", "field": "contact_phone", "label": "联系电话"}]
+    assert [t["id"] for t in s["timers_changed"]] == ["timer_handle"]
+    assert s["timers_changed"][0]["after"] == {"timeDate": "add_hours(deadline, 2)"}
+    assert {c["id"] for c in s["elements_changed"]} == {"register", "timer_handle"}
+    assert s["elements_added"] == s["elements_removed"] == []
+    with k.db.reading() as session:
+        stored = {c.previous_version: c.summary for c in session.scalars(select(DefinitionChange))}
+    assert stored[1] == s and stored[None]["first_version"]
+    assert k.definition_xml("mini", 1) == MINI.encode() and k.definition_xml("mini", "2") == changed.encode()
+    # a new instance runs on the new version; the version numbers never move
+    assert k.show(k.start("mini", "agent")["instance_id"])["definition"]["version"] == 2
+
+
+def test_change_summary_of_elements_added_and_removed(owner_kefu):
+    text = with_gateway().replace('<bpmn:exclusiveGateway id="gw"/>', '<bpmn:exclusiveGateway id="gw" default="g2"/>')
+    s = owner_kefu.change_summary(MINI.encode(), text.encode())
+    assert {(e["id"], e["type"]) for e in s["elements_added"]} == {("gw", "exclusiveGateway"),
+                                                                    ("g1", "sequenceFlow"), ("g2", "sequenceFlow")}
+    assert s["elements_removed"] == [] and {c["id"] for c in s["elements_changed"]} == {"f3"}
+    back = owner_kefu.change_summary(text, MINI)
+    assert {e["id"] for e in back["elements_removed"]} == {"gw", "g1", "g2"}
+    assert owner_kefu.change_summary(MINI, MINI)["count"] == 0
+
+
+@pytest.mark.parametrize("actor", ["agent", "supervisor", "auditor", "nobody"])
+def test_only_a_process_owner_deploys(owner_kefu, actor):
+    with pytest.raises(NotAllowed):
+        owner_kefu.deploy_xml(MINI.encode(), "mini.bpmn", actor)
+    assert owner_kefu.definition_overview() == []
+
+
+def test_deploy_xml_refuses_lint_errors_and_failing_test_runs_and_keeps_nothing(owner_kefu):
+    k = owner_kefu
+    with pytest.raises(DefinitionError) as exc:
+        k.deploy_xml(MINI.replace('name="department"', 'name="warehouse"'), "mini.bpmn", "owner")
+    d = exc.value.to_dict()
+    assert d["code"] == "diagram_rejected" and "Lane_department" in exc.value.message
+    assert d["findings"][0]["element"] == "Lane_department" and "泳道名" in d["message_zh"]
+    with pytest.raises(DefinitionError) as exc:
+        k.deploy_xml(MINI.replace("ratio = 100 // divisor", "ratio = 100 // (divisor - 1)"), "mini.bpmn", "owner")
+    assert "test run" in exc.value.message and "'compute'" in exc.value.message
+    assert exc.value.details["test_runs"][0]["paths"][0]["failed_at"] == "compute"
+    for bad in (b"", b"<nope", "日本".encode("utf-16"), None, 42):
+        with pytest.raises((DefinitionError, InvalidInput)):
+            k.deploy_xml(bad, "x.bpmn", "owner")
+    assert k.definition_overview() == []
+
+
+def test_deploy_xml_warns_about_camunda_extras_and_dry_run_writes_nothing(owner_kefu):
+    k = owner_kefu
+    text = MINI.replace('<bpmn:userTask id="handle"', '<bpmn:userTask id="handle" camunda:formKey="embedded:x"')
+    dry = k.deploy_xml(text, "../../etc/mini.bpmn", "owner", dry_run=True)
+    assert dry["version"] == 1 and not dry["created"] and dry["filename"] == "mini.bpmn"
+    assert [w["element"] for w in dry["warnings"]] == ["handle"]
+    assert k.definition_overview() == []
+    assert k.deploy_xml(text, "mini.bpmn", "owner")["created"]
+
+
+def test_definition_overview_counts_running_instances_per_version(owner_kefu):
+    k = owner_kefu
+    k.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.start("mini", "agent")["instance_id"]
+    k.start("mini", "agent")
+    k.deploy_xml(MINI.replace('name="处理"', 'name="部门处理"'), "mini.bpmn", "owner")
+    k.start("mini", "agent")
+    (mini,) = k.definition_overview()
+    assert mini["process_id"] == "mini" and mini["name"] == "迷你流程" and mini["running"] == 3
+    v2, v1 = mini["versions"]
+    assert (v2["version"], v2["running"], v2["total"], v2["deployed_by"]) == (2, 1, 1, "owner")
+    assert (v1["version"], v1["running"], v1["total"]) == (1, 2, 2)
+    assert v2["summary"]["elements_changed"][0]["name_before"] == "处理" and len(v1["sha"]) == 64
+    assert k.show(a)["definition"]["version"] == 1
+    for pid, version in (("mini", 3), ("nosuch", 1), ("mini", "x"), ("mini", None)):
+        with pytest.raises(NotFound):
+            k.definition_xml(pid, version)
+
+
+def test_bootstrap_deploy_records_change_summaries_too(owner_kefu, tmp_path):
+    k = owner_kefu
+    k.deploy([diagram("mini.bpmn")])
+    path = tmp_path / "mini.bpmn"
+    path.write_text(MINI.replace('label="结果"', 'label="处理结果"'), encoding="utf-8")
+    k.deploy([path])
+    (mini,) = k.definition_overview()
+    assert mini["versions"][0]["summary"]["fields_relabelled"][0]["field"] == "result"
+
+
+# ---------------------------------------------------------------- CLI
+
+from engine.cli import main as kefu_main  # noqa: E402
+from engine.errors import InvalidInput  # noqa: E402
+
+
+@pytest.fixture
+def cli(owner_kefu, monkeypatch, capsys):
+    monkeypatch.setenv("KEFU_DATABASE_URL", owner_kefu.config.database_url)
+    monkeypatch.setenv("KEFU_ENV", "test")
+    monkeypatch.setenv("KEFU_CLOCK", "2026-11-23T09:00:00+08:00")
+
+    def run(*args, expect=0):
+        rc = kefu_main(list(args))
+        out = capsys.readouterr()
+        assert rc == expect, (args, rc, out.out, out.err)
+        return out
+    return run
+
+
+def test_cli_lint_testrun_deploy_definitions(cli, tmp_path):
+    good, bad = tmp_path / "mini.bpmn", tmp_path / "bad.bpmn"
+    good.write_text(MINI, encoding="utf-8")
+    bad.write_text(MINI.replace('name="department"', 'name="warehouse"'), encoding="utf-8")
+    out = cli("lint", str(good), str(bad), expect=2).out
+    assert "mini.bpmn: ok" in out and "bad.bpmn: FAILED" in out and "element 'Lane_department'" in out
+    assert "泳道名" in out
+    import json
+    assert json.loads(cli("lint", str(good), "--json").out)[0]["ok"] is True
+    out = cli("testrun", str(good)).out
+    assert "mini: ok (1 path(s))" in out and "start → register → compute → handle → end" in out
+    assert "not run" in cli("testrun", str(bad), expect=2).out
+    assert "may not change procedures" in cli("deploy", str(good), "--as", "agent", expect=3).err
+    assert "Lane_department" in cli("deploy", str(bad), "--as", "owner", expect=2).err
+    out = cli("deploy", str(good), "--as", "owner").out
+    assert "deployed   mini v1" in out
+    out = cli("definitions").out
+    assert "mini (迷你流程): 0 running" in out and "owner" in out and "first version" in out
+    assert cli("lint", str(tmp_path / "missing.bpmn"), expect=2).err.startswith("kefu: error: cannot read")
