@@ -85,11 +85,9 @@ def _read_diagram() -> tuple[bytes, str]:
 def _overview() -> list[dict]:
     """The engine's overview; each process also says whether it is a decision table (a .dmn file), which the
     modeler does not edit."""
-    k = kefu()
-    files = {d["process_id"]: d.get("filename") or "" for d in k.definitions()}
-    processes = k.definition_overview()
+    processes = kefu().definition_overview()
     for p in processes:
-        p.setdefault("table", files.get(p["process_id"], "").endswith(".dmn"))
+        p["table"] = p.get("kind") == "decision"
     return processes
 
 
@@ -209,10 +207,11 @@ def deploy():
         base = request.get_json(silent=True).get("base_version") if as_json else request.form.get("base_version")
         result = _deploy(xml, filename, base)
     except KefuError as exc:
+        message = _error_message(exc)
         if as_json:
             status = {"not_found": 404, "not_allowed": 403, "conflict": 409}.get(exc.code, 422)
-            return _json_error(exc.message, status, exc.code, **_definition_details(exc))
-        flash(exc.message, "error")
+            return _json_error(message, status, exc.code, **_definition_details(exc))
+        flash(message, "error")
         return redirect(url_for("designer.definitions"))
     if as_json:
         result["url"] = url_for("designer.definitions", _anchor=f"p-{result['process_id']}")
@@ -245,10 +244,20 @@ def _sha(xml: bytes) -> str:
     return hashlib.sha256(xml).hexdigest()
 
 
+def _error_message(exc: KefuError) -> str:
+    """The engine's refusal in the reader's language (the engine gives Chinese beside its English)."""
+    if _locale() == "zh" and exc.details.get("message_zh"):
+        return exc.details["message_zh"]
+    return exc.message
+
+
 def _definition_details(exc: KefuError) -> dict:
+    """What the page shows beside the message: the findings (in the reader's language) and test runs."""
     out = {}
-    for key in ("findings", "element", "line", "problems", "reasons"):
-        if exc.details.get(key) is not None:
+    if exc.details.get("findings"):
+        out["findings"] = [f if "text" in f else _finding(f) for f in exc.details["findings"]]
+    for key in ("element", "line", "test_runs", "reasons"):
+        if exc.details.get(key):
             out[key] = exc.details[key]
     return out
 

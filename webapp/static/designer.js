@@ -155,6 +155,7 @@
       if (res.error) {
         status(res.error.message, "err");
         if (res.error.findings) renderFindings({findings: res.error.findings});
+        if (res.error.test_runs) renderRuns(res.error.test_runs);
         return;
       }
       baseVersion = String(res.version);
