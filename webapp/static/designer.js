@@ -184,9 +184,23 @@
   document.getElementById("btn-download").addEventListener("click", download);
   window.addEventListener("beforeunload", function (e) { if (dirty) { e.preventDefault(); e.returnValue = t.dirty; } });
 
+  /* Fit the diagram into the space right of the palette, so no element hides under it. */
+  function fitBesidePalette() {
+    var canvas = modeler.get("canvas");
+    canvas.zoom("fit-viewport");
+    var palette = document.querySelector("#canvas .djs-palette");
+    var width = document.getElementById("canvas").clientWidth;
+    var gap = palette ? palette.getBoundingClientRect().right - document.getElementById("canvas").getBoundingClientRect().left + 12 : 0;
+    if (!gap || gap >= width) return;
+    var vb = canvas.viewbox();
+    var factor = width / (width - gap);
+    canvas.viewbox({x: vb.x - vb.width * (factor - 1), y: vb.y - vb.height * (factor - 1) / 2,
+      width: vb.width * factor, height: vb.height * factor});
+  }
+
   var xml = JSON.parse(document.getElementById("diagram-xml").textContent);
   modeler.importXML(xml).then(function (result) {
-    modeler.get("canvas").zoom("fit-viewport");
+    fitBesidePalette();
     if (result.warnings && result.warnings.length) status(fmt(t.importWarnings, result.warnings.length), "warn");
     wireFindings(lintBox);
     modeler.on("commandStack.changed", function () { dirty = true; status(t.dirty, "warn"); });
