@@ -10,7 +10,7 @@ from sqlalchemy.orm import undefer
 from .changes import change_summary
 from .db import Definition, DefinitionChange, Instance
 from .definitions import B, latest, next_version
-from .errors import DefinitionError, InvalidInput, NotAllowed, NotFound
+from .errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
 from .lint import lint_diagram
 
 OWNER_ROLE = "process_owner"
@@ -24,6 +24,15 @@ class DiagramRejected(DefinitionError):
     def __init__(self, message: str, message_zh: str, file: str | None = None, findings=(), test_runs=()):
         super().__init__(message, file=file)
         self.details.update(message_zh=message_zh, findings=list(findings), test_runs=list(test_runs))
+
+
+class MigrationRefused(Conflict):
+    """Moving an instance to a newer version is unsafe; ``details["reasons"]`` says why."""
+    code = "migration_refused"
+
+    def __init__(self, ticket_no: str, version: int, reasons: list[str]):
+        super().__init__(f"instance {ticket_no} cannot move to version {version}: " + "; ".join(reasons),
+                         reasons=reasons, message_zh=f"工单 {ticket_no} 不能迁移到版本 {version}:" + ";".join(reasons))
 
 
 def check_owner(kefu, actor: str) -> None:
