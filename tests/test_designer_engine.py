@@ -180,6 +180,18 @@ def test_test_run_does_not_run_a_diagram_that_fails_the_lint():
     assert "lint" in report.to_dict()["message"]["en"]
 
 
+def test_test_run_stops_a_loop_that_never_ends_and_names_it(monkeypatch):
+    text = with_gateway().replace('<bpmn:exclusiveGateway id="gw"/>', '<bpmn:exclusiveGateway id="gw" default="g1"/>')
+    text = text.replace('targetRef="end">', 'targetRef="register">').replace("severity != 'major'", "True")
+    (report,) = run_xml(text, "loop.bpmn")
+    (path,) = report.paths
+    assert not report.ok and "does not end" in path.failure and path.failed_at == "register"
+    import engine.testrun as testrun
+    monkeypatch.setattr(testrun, "TIME_BUDGET", 0.0)
+    (report,) = run_xml(MINI, "mini.bpmn")
+    assert "takes longer than" in report.paths[0].failure
+
+
 def test_test_run_names_branches_no_sample_reached():
     text = with_gateway().replace('<bpmn:exclusiveGateway id="gw"/>', '<bpmn:exclusiveGateway id="gw" default="g2"/>')
     text = text.replace("severity == 'major'", "severity == 'never'")
