@@ -141,3 +141,23 @@ def test_a_huge_diagram_is_refused_before_parsing(k):
     (f,) = lint_diagram(text).findings
     assert f.code == "too_large"
     refused(k, text)
+
+
+@pytest.mark.parametrize("code", ["x = [i for i in range(100000) for j in range(100000)]",
+                                  "x = 0\nfor i in range(100000):\n    for j in range(100000):\n        x = x + 1"])
+def test_code_that_would_run_for_hours_is_stopped(k, code):
+    text = script(code)
+    assert lint_diagram(text).ok  # each range is small enough; together they are not
+    (tr,) = run_xml(text, "slow.bpmn")
+    assert tr.paths[0].failed_at == "compute" and "runs too long" in tr.paths[0].failure
+    assert "runs too long" in refused(k, text).message
+
+
+def test_the_step_bound_leaves_ordinary_code_and_the_tracer_alone():
+    import sys
+
+    from engine.scripting import RestrictedEnvironment
+    before = sys.gettrace()
+    ctx = {}
+    RestrictedEnvironment().execute("total = sum([i * j for i in range(300) for j in range(300)])", ctx)
+    assert ctx["total"] == sum(range(300)) ** 2 and sys.gettrace() is before
