@@ -161,6 +161,19 @@ def _deploy_as_owner(k, args) -> list[dict]:
     return out
 
 
+def cmd_migrate(args):
+    k = _service()
+    if args.check:
+        reasons = k.migration_check(args.instance, args.to)
+        _print(args, {"instance": args.instance, "to_version": args.to, "safe": not reasons, "reasons": reasons},
+               lambda r: "safe to move" if r["safe"] else "unsafe:\n" + "\n".join(f"  {x}" for x in r["reasons"]))
+        return 0 if not reasons else 5
+    if not args.actor:
+        raise InvalidInput("--as USER (a process owner) is needed to move an instance")
+    r = k.migrate_instance(args.instance, args.to, args.actor)
+    _print(args, r, lambda r: f"{r['ticket_no']} moved from v{r['from_version']} to v{r['to_version']}")
+
+
 def cmd_users_add(args):
     u = _service().add_user(args.name, args.role, display_name=args.display_name, groups=args.group or (),
                             password=args.password)
@@ -409,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("files", nargs="+")
     sp = add("testrun", cmd_testrun, "run a diagram on sample data along each path, without the database")
     sp.add_argument("file")
+    sp = add("migrate", cmd_migrate, "move a running instance to a newer version when safe (process_owner)")
+    sp.add_argument("instance", help="instance id or ticket number")
+    sp.add_argument("--to", required=True, type=int, help="version number")
+    sp.add_argument("--as", dest="actor", help="a process owner (not needed with --check)")
+    sp.add_argument("--check", action="store_true", help="only say whether the move is safe, and why not")
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True, metavar="ACTION")
     sp = add("add", cmd_users_add, "add a user or give it more roles", subparsers=users)
     sp.add_argument("name")

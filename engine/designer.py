@@ -2,15 +2,17 @@
 the definitions overview with running counts, and any version's XML. ``Kefu`` exposes these as methods."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import PurePath
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 
 from .changes import change_summary
 from .db import Definition, DefinitionChange, Instance
 from .definitions import B, latest, next_version
-from .errors import DefinitionError, InvalidInput, NotAllowed, NotFound
+from .errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
 from .lint import lint_diagram
 
 OWNER_ROLE = "process_owner"
@@ -24,6 +26,15 @@ class DiagramRejected(DefinitionError):
     def __init__(self, message: str, message_zh: str, file: str | None = None, findings=(), test_runs=()):
         super().__init__(message, file=file)
         self.details.update(message_zh=message_zh, findings=list(findings), test_runs=list(test_runs))
+
+
+class MigrationRefused(Conflict):
+    """Moving an instance to a newer version is unsafe; ``details["reasons"]`` says why."""
+    code = "migration_refused"
+
+    def __init__(self, ticket_no: str, version: int, reasons: list[str]):
+        super().__init__(f"instance {ticket_no} cannot move to version {version}: " + "; ".join(reasons),
+                         reasons=reasons, message_zh=f"工单 {ticket_no} 不能迁移到版本 {version}:" + ";".join(reasons))
 
 
 def check_owner(kefu, actor: str) -> None:
@@ -84,9 +95,21 @@ def deploy_xml(kefu, data, filename: str, actor: str, *, dry_run: bool = False) 
     report = lint_or_refuse(data, filename)
     xml = _xml_text(data, filename)
     runs = _test_run_or_refuse(report, filename)
-    import hashlib
     sha = hashlib.sha256(data).hexdigest()
     names = {p.get("id"): p.get("name") for p in report.root.iter(B + "process")}
+    try:
+        results = _write_versions(kefu, report, data, xml, sha, names, filename, actor, dry_run)
+    except IntegrityError:
+        raise Conflict("another version of this process was deployed at the same time; nothing was saved, "
+                       "reload and try again") from None
+    warnings = [f.to_dict() for f in report.warnings]
+    out = dict(results[0])
+    out.update(warnings=warnings, dry_run=dry_run, filename=filename, processes=results,
+               test_runs=[r.to_dict() for r in runs])
+    return out
+
+
+def _write_versions(kefu, report, data, xml, sha, names, filename, actor, dry_run) -> list[dict]:
     results = []
     with kefu.db.unit_of_work() as s:
         for pid in report.process_ids:
@@ -110,11 +133,7 @@ def deploy_xml(kefu, data, filename: str, actor: str, *, dry_run: bool = False) 
                             "created": not dry_run, "summary": summary})
         if dry_run:
             s.rollback()
-    warnings = [f.to_dict() for f in report.warnings]
-    out = dict(results[0])
-    out.update(warnings=warnings, dry_run=dry_run, filename=filename, processes=results,
-               test_runs=[r.to_dict() for r in runs])
-    return out
+    return results
 
 
 def _test_run_or_refuse(report, filename: str) -> list:

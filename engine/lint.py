@@ -142,7 +142,7 @@ def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict
         code, zh = (("doctype", "图中不允许 DOCTYPE(拒绝外部实体)") if "DOCTYPE" in reason
                     else ("too_large", "图太大") if "larger than" in reason
                     else ("not_bpmn", "根元素必须是 bpmn:definitions") if "root element" in reason
-                    else ("invalid_xml", f"XML 无效:{reason}"))
+                    else ("invalid_xml", f"XML 无效:{reason.removeprefix('invalid XML: ')}"))
         add(Finding("error", reason, zh, line=exc.details.get("line"), code=code))
         return report
     report.root = root

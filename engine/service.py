@@ -1310,5 +1310,23 @@ class Kefu:
     def definition_xml(self, process_id: str, version) -> bytes:
         return designer.definition_xml(self, process_id, version)
 
+    def migration_check(self, instance_id, to_version) -> list[str]:
+        """Why moving the instance to ``to_version`` of its process is unsafe; empty when it is safe."""
+        from . import migration
+        with self.db.reading() as s:
+            inst = self._instance(s, instance_id, with_state=True)
+            return migration.reasons(self, s, inst, migration._target(s, inst, to_version))
+
+    def migrate_instance(self, instance_id, to_version, actor: str) -> dict:
+        """Move a running instance to a newer version when it is safe (process_owner only); audited."""
+        from . import migration
+        designer.check_owner(self, actor)
+        with self.db.unit_of_work() as s:
+            inst = self._instance(s, instance_id, with_state=True)
+            result = migration.migrate(self, s, inst, migration._target(s, inst, to_version), actor)
+            if not result["migrated"]:
+                raise designer.MigrationRefused(inst.ticket_no, int(to_version), result["reasons"])
+            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, **result}
+
 
 __all__ = ["Kefu", "iso", "phone_digits"]

@@ -9,6 +9,7 @@ branches of exclusive gateways no sample reached.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -20,8 +21,9 @@ from . import clock, scripting
 from .forms import FormValidator, build_fields
 
 START = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)  # a Monday, 10:00 in Shanghai
-MAX_STEPS = 300
+MAX_STEPS = 100  # user tasks and timers of one run
 MAX_RUNS = 40
+TIME_BUDGET = 30.0  # seconds for all paths of one diagram
 
 
 def _number(value) -> float | None:
@@ -151,7 +153,8 @@ def _waiting_timers(wf):
                     continue
 
 
-def run_path(spec_and_subs, process_id: str, choice: dict, initial: dict | None = None) -> PathResult:
+def run_path(spec_and_subs, process_id: str, choice: dict, initial: dict | None = None,
+             deadline: float | None = None) -> PathResult:
     result = PathResult(choice=dict(choice))
     spec, subs = spec_and_subs
     previous = clock.active()
@@ -165,6 +168,9 @@ def run_path(spec_and_subs, process_id: str, choice: dict, initial: dict | None 
         wf.task_tree.data.update({"ticket_no": "TEST-0001", "kind": process_id, "started_by": "sample_user",
                                   "customer_id": None, "vip": False, **(initial or {})})
         for _ in range(MAX_STEPS):
+            if deadline is not None and time.monotonic() > deadline:
+                result.failure = f"the test run takes longer than {TIME_BUDGET:.0f} s: stopped"
+                break
             wf.refresh_timers()
             wf.do_engine_steps()
             _collect(wf, seen, result.steps)
@@ -190,6 +196,7 @@ def run_path(spec_and_subs, process_id: str, choice: dict, initial: dict | None 
             result.timers_fired.append(task.task_spec.bpmn_id)
         else:
             result.failure = f"more than {MAX_STEPS} steps: the run does not end (a loop?)"
+            result.failed_at = max(visits, key=visits.get) if visits else None
     except Exception as exc:  # noqa: BLE001 - any failure of the diagram is the result
         result.failure = str(getattr(exc, "message", None) or exc).split("\n")[0] or type(exc).__name__
         task = getattr(exc, "task", None) or current
@@ -216,11 +223,12 @@ def test_run(report) -> list[TestRunReport]:
     base = sample_data(report.root) if report.root is not None else {}
     initial = {"sla_targets": base.get("sla_targets", {})}
     out = []
+    deadline = time.monotonic() + TIME_BUDGET
     for pid, spec_and_subs in report.specs.items():
         tr = TestRunReport(pid)
         seen = set()
         for choice in _variants(_forms(spec_and_subs)):
-            path = run_path(spec_and_subs, pid, choice, initial)
+            path = run_path(spec_and_subs, pid, choice, initial, deadline)
             key = (tuple(path.steps), path.failure)
             if key in seen:
                 continue

@@ -1,5 +1,6 @@
 """Changing a procedure, engine half: the lint before deploy (each finding names the element and says what is
 wrong in Chinese and English), the test run, deploy with a change summary, and moving instances."""
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,18 @@ def test_test_run_does_not_run_a_diagram_that_fails_the_lint():
     assert "lint" in report.to_dict()["message"]["en"]
 
 
+def test_test_run_stops_a_loop_that_never_ends_and_names_it(monkeypatch):
+    text = with_gateway().replace('<bpmn:exclusiveGateway id="gw"/>', '<bpmn:exclusiveGateway id="gw" default="g1"/>')
+    text = text.replace('targetRef="end">', 'targetRef="register">').replace("severity != 'major'", "True")
+    (report,) = run_xml(text, "loop.bpmn")
+    (path,) = report.paths
+    assert not report.ok and "does not end" in path.failure and path.failed_at == "register"
+    import engine.testrun as testrun
+    monkeypatch.setattr(testrun, "TIME_BUDGET", 0.0)
+    (report,) = run_xml(MINI, "mini.bpmn")
+    assert "takes longer than" in report.paths[0].failure
+
+
 def test_test_run_names_branches_no_sample_reached():
     text = with_gateway().replace('<bpmn:exclusiveGateway id="gw"/>', '<bpmn:exclusiveGateway id="gw" default="g2"/>')
     text = text.replace("severity == 'major'", "severity == 'never'")
@@ -346,3 +359,83 @@ def test_cli_lint_testrun_deploy_definitions(cli, tmp_path):
     out = cli("definitions").out
     assert "mini (迷你流程): 0 running" in out and "owner" in out and "first version" in out
     assert cli("lint", str(tmp_path / "missing.bpmn"), expect=2).err.startswith("kefu: error: cannot read")
+
+
+# ---------------------------------------------------------------- moving instances to a newer version
+
+from engine.errors import Conflict  # noqa: E402
+
+REGISTER = {"customer_name": "王先生", "divisor": 4, "deadline": "2026-11-25T18:00:00+08:00", "severity": "general"}
+
+
+def test_an_instance_moves_when_no_step_that_ran_changed_and_keeps_claims_and_timers(owner_kefu, clock):
+    k = owner_kefu
+    k.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.start("mini", "agent", data=REGISTER)["instance_id"]
+    (handle,) = k.tasks(instance=a)
+    k.claim(handle["id"], "department")
+    (timer,) = k.timers(a)
+    clock.advance(timedelta(hours=1))
+    # version 2 changes only what is still ahead: the late end's name
+    k.deploy_xml(MINI.replace('<bpmn:endEvent id="end_late"/>', '<bpmn:endEvent id="end_late" name="超时结束"/>'),
+                 "mini.bpmn", "owner")
+    assert k.migration_check(a, 2) == []
+    r = k.migrate_instance(a, 2, "owner")
+    assert (r["migrated"], r["from_version"], r["to_version"]) == (True, 1, 2)
+    shown = k.show(a)
+    assert shown["definition"]["version"] == 2
+    moved = [e for e in shown["events"] if e["type"] == "instance_migrated"]
+    assert len(moved) == 1 and moved[0]["actor"] == "owner"
+    assert moved[0]["data"]["from_version"] == 1 and moved[0]["data"]["to_version"] == 2
+    (again,) = k.tasks(instance=a)
+    assert again["id"] == handle["id"] and again["assignee"] == "department"  # the claim stays
+    assert k.timers(a)[0]["due_at"] == timer["due_at"]  # the timer did not restart
+    assert k.verify_audit(a) == []
+    k.complete(handle["id"], "department", {"result": "已处理"})
+    assert k.show(a)["status"] == "completed"
+    assert k.migration_check(a, 2)  # ended, and already there
+
+
+def test_a_move_is_refused_with_reasons_when_a_step_that_ran_changed(owner_kefu):
+    k = owner_kefu
+    k.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.start("mini", "agent", data=REGISTER)["instance_id"]
+    k.deploy_xml(MINI.replace('label="客户姓名"', 'label="客户全名"').replace('label="结果"', 'label="处理结果"'),
+                 "mini.bpmn", "owner")
+    reasons = k.migration_check(a, 2)
+    assert any("completed step 'register'" in r and "form" in r for r in reasons), reasons
+    assert any("ready step 'handle'" in r for r in reasons), reasons
+    with pytest.raises(Conflict) as exc:
+        k.migrate_instance(a, 2, "owner")
+    assert exc.value.code == "migration_refused" and exc.value.details["reasons"] == reasons
+    shown = k.show(a)
+    assert shown["definition"]["version"] == 1 and not [e for e in shown["events"] if e["type"] == "instance_migrated"]
+    # a removed step, an older version, unknown versions and instances, the wrong role
+    k.deploy_xml(MINI.replace("handle", "handle2").replace("Handle.", "Handle"), "mini.bpmn", "owner")
+    assert any("does not exist in version 3" in r for r in k.migration_check(a, 3))
+    b = k.start("mini", "agent")["instance_id"]
+    assert "only move to a newer version" in k.migration_check(b, 1)[0]
+    for bad in (9, "x"):
+        with pytest.raises(NotFound):
+            k.migration_check(a, bad)
+    with pytest.raises(NotFound):
+        k.migrate_instance(999, 2, "owner")
+    for actor in ("agent", "supervisor", "auditor", "ghost"):
+        with pytest.raises(NotAllowed):
+            k.migrate_instance(a, 2, actor)
+
+
+def test_cli_migrate(cli, owner_kefu):
+    k = owner_kefu
+    k.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.start("mini", "agent", data=REGISTER)
+    k.deploy_xml(MINI.replace('<bpmn:endEvent id="end_late"/>', '<bpmn:endEvent id="end_late" name="超时"/>'),
+                 "mini.bpmn", "owner")
+    k.deploy_xml(MINI.replace('label="结果"', 'label="处理结果"'), "mini.bpmn", "owner")
+    assert "ready step 'handle'" in cli("migrate", a["ticket_no"], "--to", "3", "--check", expect=5).out
+    assert "cannot move to version 3" in cli("migrate", a["ticket_no"], "--to", "3", "--as", "owner", expect=5).err
+    assert "--as" in cli("migrate", a["ticket_no"], "--to", "2", expect=2).err
+    assert "may not change procedures" in cli("migrate", a["ticket_no"], "--to", "2", "--as", "agent", expect=3).err
+    assert "safe to move" in cli("migrate", a["ticket_no"], "--to", "2", "--check").out
+    assert "moved from v1 to v2" in cli("migrate", a["ticket_no"], "--to", "2", "--as", "owner").out
+    assert "1 running / 1 total" in cli("definitions").out

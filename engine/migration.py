@@ -1,0 +1,150 @@
+"""Moving a running instance to a newer version of its diagram.
+
+Safe only when no step that has run or is running changed: every completed, started, ready or waiting
+task's spec must exist in the new version with the same type, form, expressions, lane and flows
+(SpiffWorkflow's ``SpecDiff`` compares the serialized specs). Steps still ahead may change freely. A move
+keeps task ids (a claim stays), task data and timers' due times, and is an audit event ``instance_migrated``.
+"""
+from __future__ import annotations
+
+import copy
+
+from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select
+
+from . import audit
+from .db import Definition
+from .errors import Conflict, NotFound
+
+RAN = TaskState.COMPLETED | TaskState.STARTED | TaskState.READY | TaskState.WAITING | TaskState.ERROR
+KEEP = TaskState.READY | TaskState.WAITING
+
+
+def _target(s, inst, to_version) -> Definition:
+    try:
+        number = int(to_version)
+    except (TypeError, ValueError):
+        raise NotFound(f"no version {to_version!r} of {inst.kind!r}") from None
+    d = s.scalar(select(Definition).where(Definition.process_id == inst.definition.process_id,
+                                          Definition.version == number))
+    if d is None:
+        raise NotFound(f"no version {number} of {inst.definition.process_id!r}")
+    return d
+
+
+def _label(task) -> str:
+    spec = task.task_spec
+    name = getattr(spec, "bpmn_name", None)
+    return f"'{spec.bpmn_id}'" + (f" ({name})" if name else "")
+
+
+_ATTR_WORDS = {"extensions": "form or properties", "outputs": "outgoing flows", "inputs": "incoming flows",
+               "cond_task_specs": "conditions", "default_task_spec": "default flow", "script": "script",
+               "event_definition": "event or timer", "bpmn_name": "name", "documentation": "documentation",
+               "typename": "type", "lane": "lane", "cancel_activity": "interrupting"}
+_STATE_WORDS = {TaskState.COMPLETED: "completed", TaskState.STARTED: "running", TaskState.READY: "ready",
+                TaskState.WAITING: "waiting", TaskState.ERROR: "failed"}
+
+
+def _reasons_in(diff, wf, version: int) -> list[str]:
+    reasons = []
+    removed, changed = set(diff.removed), set(diff.changed)
+    for task in wf.get_tasks(state=RAN, skip_subprocesses=True):
+        if not getattr(task.task_spec, "bpmn_id", None):
+            continue
+        state = _STATE_WORDS.get(task.state, TaskState.get_name(task.state).lower())
+        if task in removed:
+            reasons.append(f"{state} step {_label(task)} does not exist in version {version}")
+        elif task in changed:
+            spec_diff = diff.spec_diff.changed.get(task.task_spec, [])
+            what = ", ".join(sorted({_ATTR_WORDS.get(a, a) for a in spec_diff})) or "its definition"
+            reasons.append(f"{state} step {_label(task)} changed in version {version} ({what})")
+    return list(dict.fromkeys(reasons))
+
+
+def _diffs(kefu, wf, target: Definition):
+    spec, subs = kefu.specs.get(target)
+    top, sub_diffs = diff_workflow(kefu.serializer.registry, wf, spec, subs)
+    return spec, subs, top, sub_diffs
+
+
+def _with_spec_diff(kefu, wf, spec, subs, top, sub_diffs):
+    # WorkflowDiff does not keep its SpecDiff; the reasons name the changed attributes from it.
+    from SpiffWorkflow.bpmn.util.diff import SpecDiff
+    top.spec_diff = SpecDiff(kefu.serializer.registry, wf.spec, spec)
+    for sp_id, d in sub_diffs.items():
+        if d is not None:
+            sp = wf.subprocesses[sp_id]
+            d.spec_diff = SpecDiff(kefu.serializer.registry, sp.spec, subs[sp.spec.name])
+
+
+def reasons(kefu, s, inst, target: Definition, wf=None) -> list[str]:
+    """Why moving ``inst`` to ``target`` is unsafe (empty: safe)."""
+    current = inst.definition
+    out = []
+    if target.version <= current.version:
+        out.append(f"the instance runs on version {current.version}; it can only move to a newer version")
+    if inst.status == "completed":
+        out.append("the instance has ended")
+    elif inst.status == "incident":
+        out.append("the instance has an incident; retry the failed step first")
+    if out:
+        return out
+    wf = wf if wf is not None else kefu._load(s, inst)
+    spec, subs, top, sub_diffs = _diffs(kefu, wf, target)
+    _with_spec_diff(kefu, wf, spec, subs, top, sub_diffs)
+    out.extend(_reasons_in(top, wf, target.version))
+    for sp_id, d in sub_diffs.items():
+        sp = wf.subprocesses[sp_id]
+        if d is None:
+            out.append(f"sub-process {sp.spec.name!r} does not exist in version {target.version}")
+        else:
+            out.extend(_reasons_in(d, sp, target.version))
+    return out
+
+
+def _migrate(diff, wf, spec) -> None:
+    kept = {t.id: (t.state, copy.deepcopy(t.internal_data), copy.deepcopy(t.data))
+            for t in wf.get_tasks(state=KEEP, skip_subprocesses=True)}
+    migrate_workflow(diff, wf, spec)
+    for task in wf.get_tasks(skip_subprocesses=True):
+        if task.id in kept:
+            state, internal, data = kept[task.id]
+            # re-predicting a ready/waiting task must not restart its timer or touch its data
+            task.internal_data, task.data = internal, data
+            if task.state != state:
+                task._set_state(state)
+
+
+def migrate(kefu, s, inst, target: Definition, actor: str) -> dict:
+    wf = kefu._load(s, inst)
+    why = reasons(kefu, s, inst, target, wf)
+    if why:
+        return {"migrated": False, "reasons": why}
+    spec, subs, top, sub_diffs = _diffs(kefu, wf, target)
+    before = kefu._states(wf)
+    _migrate(top, wf, spec)
+    for sp_id, d in sub_diffs.items():
+        sp = wf.subprocesses[sp_id]
+        _migrate(d, sp, subs[sp.spec.name])
+    wf.subprocess_specs = subs
+    stale = [t for t in wf.get_tasks() if t.task_spec not in _all_specs(spec, subs)]
+    if stale:
+        raise Conflict(f"the instance cannot be moved: step {stale[0].task_spec.name!r} has no place in version "
+                       f"{target.version}")
+    old = inst.definition
+    inst.definition = target
+    now = kefu.now()
+    events = [audit.PendingEvent("instance_migrated", actor, now, data={
+        "definition": target.process_id, "from_version": old.version, "to_version": target.version,
+        "from_sha256": old.sha256, "to_sha256": target.sha256})]
+    kefu._save(s, inst, wf, events, actor, before, None)
+    return {"migrated": True, "reasons": [], "from_version": old.version, "to_version": target.version}
+
+
+def _all_specs(spec, subs) -> set:
+    out = set(spec.task_specs.values())
+    for sub in subs.values():
+        out.update(sub.task_specs.values())
+    return out
