@@ -307,3 +307,59 @@ def test_new_tickets_use_the_new_version_and_running_ones_keep_theirs(kefu, scen
     complaint = html.split('id="p-complaint"')[1].split("</section>")[0]
     v1 = re.search(r'<tr data-version="1"[^>]*>(.*?)</tr>', complaint, re.S)[1]
     assert '<b class="running">1</b>' in v1
+
+
+# ---------------------------------------------------------------- moving a running ticket
+def later_step_relabelled() -> bytes:
+    old = 'id="satisfied" label="客户是否满意"'.encode()
+    assert COMPLAINT.count(old) == 1
+    return COMPLAINT.replace(old, 'id="satisfied" label="客户对处理结果是否满意"'.encode())
+
+
+def test_a_ticket_moves_to_a_version_that_changed_only_steps_ahead_of_it(kefu, scenario):
+    register(scenario)
+    web = owner(kefu)
+    assert web.post_json("/designer/deploy", {"xml": later_step_relabelled().decode()}).status_code == 200
+    page = web.page(f"/instances/{scenario.ticket_no}")
+    assert f'href="/instances/{scenario.ticket_no}/migrate"' in page
+    html = web.page(f"/instances/{scenario.ticket_no}/migrate")
+    assert re.search(r'<tr data-version="2">.*?可以安全迁移.*?name="to_version" value="2"', html, re.S)
+    r = web.post(f"/instances/{scenario.ticket_no}/migrate", {"to_version": "2"})
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/instances/{scenario.ticket_no}")
+    shown = kefu.show(scenario.ticket_no)
+    assert shown["definition"]["version"] == 2
+    moved = [e for e in shown["events"] if e["type"] == "instance_migrated"]
+    assert moved and moved[0]["actor"] == "owner"
+    assert "已从第 1 版迁移到第 2 版" in web.page(f"/instances/{scenario.ticket_no}")
+
+
+def test_a_ticket_does_not_move_when_a_step_it_ran_changed_and_the_page_says_why(kefu, scenario):
+    register(scenario)
+    web = owner(kefu)
+    assert web.post_json("/designer/deploy", {"xml": relabelled().decode()}).status_code == 200
+    html = web.page(f"/instances/{scenario.ticket_no}/migrate")
+    row = re.search(r'<tr data-version="2">(.*?)</tr>', html, re.S)[1]
+    assert "不能迁移" in row and "register" in row and 'name="to_version"' not in row
+    before = kefu.show(scenario.ticket_no)
+    r = web.post(f"/instances/{scenario.ticket_no}/migrate", {"to_version": "2"})  # a forged or stale form
+    assert r.status_code == 409 and "register" in r.get_data(as_text=True)
+    after = kefu.show(scenario.ticket_no)
+    assert after["definition"]["version"] == 1 and after["events"] == before["events"]
+
+
+@pytest.mark.parametrize("who", [r for r in ROLES if r != "owner"])
+def test_only_the_process_owner_may_move_a_ticket(kefu, scenario, who):
+    register(scenario)
+    assert owner(kefu).post_json("/designer/deploy", {"xml": later_step_relabelled().decode()}).status_code == 200
+    web = Web(kefu).login_as(who)
+    assert web.get(f"/instances/{scenario.ticket_no}/migrate").status_code == 403
+    assert web.post(f"/instances/{scenario.ticket_no}/migrate", {"to_version": "2"}).status_code == 403
+    assert kefu.show(scenario.ticket_no)["definition"]["version"] == 1
+
+
+@pytest.mark.parametrize("form, status", [({"to_version": "99"}, 404), ({"to_version": "abc"}, 400), ({}, 400)])
+def test_moving_to_a_version_that_does_not_exist_is_refused_clearly(kefu, scenario, form, status):
+    register(scenario)
+    r = owner(kefu).post(f"/instances/{scenario.ticket_no}/migrate", form)
+    assert r.status_code == status and "Traceback" not in r.get_data(as_text=True)
+    assert owner(kefu).get("/instances/NO-SUCH/migrate").status_code == 404

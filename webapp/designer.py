@@ -272,3 +272,44 @@ def _deployed_message(result: dict) -> str:
 @bp.app_context_processor
 def _designer_helpers():
     return {"deployed_message": _deployed_message}
+
+
+# ---------------------------------------------------------------- moving a running ticket to a newer version
+def _migration_page(ref, refused: dict | None = None, status: int = 200):
+    shown = kefu().show(ref)
+    current = shown["definition"]
+    process = _process(current["process_id"])
+    running = shown["status"] in ("active", "incident")
+    targets = []
+    for v in sorted(process["versions"], key=lambda v: v["version"]):
+        if v["version"] <= current["version"]:
+            continue
+        reasons = kefu().migration_check(shown["instance_id"], v["version"]) if running else []
+        targets.append({**v, "reasons": reasons})
+    return render_template("designer_migrate.html", i=shown, process=process, targets=targets, running=running,
+                           refused=refused), status
+
+
+@bp.get("/instances/<ref>/migrate")
+@roles_required(*OWNER)
+def migrate_form(ref):
+    """Which newer versions a running ticket may move to, and why not where it may not."""
+    return _migration_page(ref)
+
+
+@bp.post("/instances/<ref>/migrate")
+@roles_required(*OWNER)
+def migrate(ref):
+    """Move the ticket to the chosen version; the engine refuses (and says why) when a step that ran changed."""
+    shown = kefu().show(ref)
+    to = request.form.get("to_version", type=int)
+    if to is None:
+        raise InvalidInput(_("请选择目标版本"))
+    try:
+        result = kefu().migrate_instance(shown["instance_id"], to, me())
+    except Conflict as exc:
+        return _migration_page(ref, {"version": to, "message": _error_message(exc),
+                                     "reasons": exc.details.get("reasons") or []}, status=409)
+    flash(_("工单 %(ticket)s 已从第 %(old)s 版迁移到第 %(new)s 版", ticket=shown["ticket_no"],
+            old=shown["definition"]["version"], new=result.get("to_version", to)), "success")
+    return redirect(url_for("records.instance", ref=shown["ticket_no"]))
