@@ -20,6 +20,7 @@ echo "bpmn-js $VERSION vendored into $DEST"
 # --- designer: the modeler bundle (bpmn-js modeler + Camunda 7 properties panel + camunda behaviours) ---
 # One esbuild file, committed to webapp/static/vendor/bpmn-modeler/. Pinned versions:
 PANEL_VERSION=${PANEL_VERSION:-6.0.1}
+PANEL_CORE_VERSION=${PANEL_CORE_VERSION:-3.55.0}
 CAMUNDA_MODDLE_VERSION=${CAMUNDA_MODDLE_VERSION:-8.0.1}
 BEHAVIORS_VERSION=${BEHAVIORS_VERSION:-1.18.0}
 ESBUILD_VERSION=${ESBUILD_VERSION:-0.28.2}
@@ -36,7 +37,7 @@ window.KefuModeler = { BpmnModeler, BpmnPropertiesPanelModule, BpmnPropertiesPro
   CamundaPlatformPropertiesProviderModule, CamundaBehaviorsModule, camundaModdle };
 JS
 (cd "$build" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund \
-  "bpmn-js@$VERSION" "bpmn-js-properties-panel@$PANEL_VERSION" "@bpmn-io/properties-panel" \
+  "bpmn-js@$VERSION" "bpmn-js-properties-panel@$PANEL_VERSION" "@bpmn-io/properties-panel@$PANEL_CORE_VERSION" \
   "camunda-bpmn-moddle@$CAMUNDA_MODDLE_VERSION" "camunda-bpmn-js-behaviors@$BEHAVIORS_VERSION" \
   "esbuild@$ESBUILD_VERSION" \
   && npx esbuild entry.js --bundle --minify --format=iife --loader:.json=json --outfile=modeler.js)
