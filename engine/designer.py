@@ -32,9 +32,10 @@ class MigrationRefused(Conflict):
     """Moving an instance to a newer version is unsafe; ``details["reasons"]`` says why."""
     code = "migration_refused"
 
-    def __init__(self, ticket_no: str, version: int, reasons: list[str]):
+    def __init__(self, ticket_no: str, version: int, reasons: list[str], reasons_zh: list[str]):
         super().__init__(f"instance {ticket_no} cannot move to version {version}: " + "; ".join(reasons),
-                         reasons=reasons, message_zh=f"工单 {ticket_no} 不能迁移到版本 {version}:" + ";".join(reasons))
+                         reasons=reasons, reasons_zh=reasons_zh,
+                         message_zh=f"工单 {ticket_no} 不能迁移到版本 {version}:" + ";".join(reasons_zh))
 
 
 def check_owner(kefu, actor: str) -> None:

@@ -408,6 +408,8 @@ def test_a_move_is_refused_with_reasons_when_a_step_that_ran_changed(owner_kefu)
     with pytest.raises(Conflict) as exc:
         k.migrate_instance(a, 2, "owner")
     assert exc.value.code == "migration_refused" and exc.value.details["reasons"] == reasons
+    zh = k.migration_check(a, 2, locale="zh_CN")
+    assert exc.value.details["reasons_zh"] == zh and any("已完成的步骤 'register'" in r and "表单" in r for r in zh)
     shown = k.show(a)
     assert shown["definition"]["version"] == 1 and not [e for e in shown["events"] if e["type"] == "instance_migrated"]
     # a removed step, an older version, unknown versions and instances, the wrong role
