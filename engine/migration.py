@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 
-from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
+from SpiffWorkflow.bpmn.util.diff import SpecDiff, WorkflowDiff, migrate_workflow
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from . import audit
+from .changes import without_lines
 from .db import Definition
 from .errors import Conflict, NotFound
 
@@ -85,20 +86,34 @@ def _reasons_in(diff, wf, version: int) -> list[str]:
     return list(dict.fromkeys(reasons))
 
 
+class _SpecDiff(SpecDiff):
+    """SpiffWorkflow's spec comparison, blind to where a form field sits in the file (its line)."""
+
+    def _compare_task_specs(self, spec, candidate):
+        s1, s2 = self._registry.convert(spec), self._registry.convert(candidate)
+        if s1.get("typename") != s2.get("typename"):
+            return ["typename"]
+        for s in (s1, s2):
+            ext = s.get("extensions")
+            if isinstance(ext, dict) and ext.get("form"):
+                s["extensions"] = {**ext, "form": without_lines(ext["form"])}
+        return [key for key, value in s1.items() if s2.get(key) != value]
+
+
+def _diff(registry, wf, spec) -> WorkflowDiff:
+    spec_diff = _SpecDiff(registry, wf.spec, spec)
+    diff = WorkflowDiff(wf, spec_diff)
+    diff.spec_diff = spec_diff  # the reasons name the changed attributes
+    return diff
+
+
 def _diffs(kefu, wf, target: Definition):
     spec, subs = kefu.specs.get(target)
-    top, sub_diffs = diff_workflow(kefu.serializer.registry, wf, spec, subs)
+    registry = kefu.serializer.registry
+    top = _diff(registry, wf, spec)
+    sub_diffs = {sp_id: _diff(registry, sp, subs[sp.spec.name]) if sp.spec.name in subs else None
+                 for sp_id, sp in wf.subprocesses.items()}
     return spec, subs, top, sub_diffs
-
-
-def _with_spec_diff(kefu, wf, spec, subs, top, sub_diffs):
-    # WorkflowDiff does not keep its SpecDiff; the reasons name the changed attributes from it.
-    from SpiffWorkflow.bpmn.util.diff import SpecDiff
-    top.spec_diff = SpecDiff(kefu.serializer.registry, wf.spec, spec)
-    for sp_id, d in sub_diffs.items():
-        if d is not None:
-            sp = wf.subprocesses[sp_id]
-            d.spec_diff = SpecDiff(kefu.serializer.registry, sp.spec, subs[sp.spec.name])
 
 
 def reasons(kefu, s, inst, target: Definition, wf=None) -> list[str]:
@@ -116,7 +131,6 @@ def reasons(kefu, s, inst, target: Definition, wf=None) -> list[str]:
         return out
     wf = wf if wf is not None else kefu._load(s, inst)
     spec, subs, top, sub_diffs = _diffs(kefu, wf, target)
-    _with_spec_diff(kefu, wf, spec, subs, top, sub_diffs)
     out.extend(_reasons_in(top, wf, target.version))
     for sp_id, d in sub_diffs.items():
         sp = wf.subprocesses[sp_id]

@@ -441,3 +441,38 @@ def test_cli_migrate(cli, owner_kefu):
     assert "safe to move" in cli("migrate", a["ticket_no"], "--to", "2", "--check").out
     assert "moved from v1 to v2" in cli("migrate", a["ticket_no"], "--to", "2", "--as", "owner").out
     assert "1 running / 1 total" in cli("definitions").out
+
+
+def test_moving_elements_down_the_file_is_no_change(owner_kefu):
+    """A modeler saves the same diagram with other line numbers and layout: nothing changed, a move is safe."""
+    k = owner_kefu
+    shifted = MINI.replace("<bpmn:laneSet", "<!-- saved by a modeler -->\n\n\n<bpmn:laneSet").replace(
+        'label="结果" type="string">', 'label="结果"\n            type="string">')
+    assert k.change_summary(MINI, shifted)["count"] == 0
+    k.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.start("mini", "agent", data=REGISTER)["instance_id"]
+    assert k.deploy_xml(shifted, "mini.bpmn", "owner")["version"] == 2
+    assert k.migration_check(a, 2) == []
+
+
+def test_a_complaint_in_the_middle_of_its_task_force_moves_and_finishes_on_the_new_version(scenario):
+    from tests.test_complaint import register
+    k = scenario.k
+    register(scenario, severity="major")
+    scenario.complete("form_taskforce", "supervisor", {
+        "task_force_members": ["taskforce1", "taskforce2"], "handling_requirement": "成立专项小组彻查",
+        "handling_deadline": scenario.later(days=2)})
+    scenario.complete("taskforce_investigate", "taskforce2", {"finding": "监控显示保安言语不当"}, assignee="taskforce2")
+    timers = {t["bpmn_id"]: t["due_at"] for t in k.timers(scenario.instance_id)}
+    complaint = (PROCESSES / "complaint.bpmn").read_text(encoding="utf-8")
+    assert 'name="投诉客户关怀"' in complaint
+    k.deploy_xml(complaint.replace('name="投诉客户关怀"', 'name="投诉客户关怀回访"'), "complaint.bpmn", "owner")
+    assert k.migration_check(scenario.instance_id, 2) == []
+    k.migrate_instance(scenario.instance_id, 2, "owner")
+    assert {t["bpmn_id"]: t["due_at"] for t in k.timers(scenario.instance_id)} == timers
+    assert [(t["bpmn_id"], t["assignee"]) for t in scenario.ready()] == [("taskforce_investigate", "taskforce1")]
+    scenario.complete("taskforce_investigate", "taskforce1", {"finding": "排班过长导致情绪失控"}, assignee="taskforce1")
+    assert sorted(scenario.show()["data"]["findings"]) == sorted(["监控显示保安言语不当", "排班过长导致情绪失控"])
+    scenario.complete("consolidate", "supervisor", {"handling_result": "调整排班并当面致歉"})
+    assert scenario.ready_ids() == ["feedback"] and scenario.show()["definition"]["version"] == 2
+    assert k.verify_audit(scenario.instance_id) == []
