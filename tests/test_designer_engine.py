@@ -207,6 +207,7 @@ from sqlalchemy import select  # noqa: E402
 from engine import DefinitionError, NotAllowed, NotFound  # noqa: E402
 from engine.db import DefinitionChange  # noqa: E402
 from tests.factories import make_kefu  # noqa: E402
+from tests.pg import on_both_databases  # noqa: E402
 
 
 @pytest.fixture
@@ -291,6 +292,7 @@ def test_deploy_xml_warns_about_camunda_extras_and_dry_run_writes_nothing(owner_
     assert k.deploy_xml(text, "mini.bpmn", "owner")["created"]
 
 
+@on_both_databases
 def test_definition_overview_counts_running_instances_per_version(owner_kefu):
     k = owner_kefu
     k.deploy_xml(MINI, "mini.bpmn", "owner")
@@ -368,6 +370,7 @@ from engine.errors import Conflict  # noqa: E402
 REGISTER = {"customer_name": "王先生", "divisor": 4, "deadline": "2026-11-25T18:00:00+08:00", "severity": "general"}
 
 
+@on_both_databases
 def test_an_instance_moves_when_no_step_that_ran_changed_and_keeps_claims_and_timers(owner_kefu, clock):
     k = owner_kefu
     k.deploy_xml(MINI, "mini.bpmn", "owner")
@@ -476,3 +479,20 @@ def test_a_complaint_in_the_middle_of_its_task_force_moves_and_finishes_on_the_n
     scenario.complete("consolidate", "supervisor", {"handling_result": "调整排班并当面致歉"})
     assert scenario.ready_ids() == ["feedback"] and scenario.show()["definition"]["version"] == 2
     assert k.verify_audit(scenario.instance_id) == []
+
+
+def test_a_relabelled_field_shows_on_new_complaints_while_older_ones_keep_the_old_label(kefu):
+    """The issue's point 6 at the engine: the owner relabels a form field and deploys."""
+    old = kefu.start("complaint", "agent")["instance_id"]
+    complaint = (PROCESSES / "complaint.bpmn").read_text(encoding="utf-8")
+    assert 'label="投诉内容"' in complaint
+    r = kefu.deploy_xml(complaint.replace('label="投诉内容"', 'label="投诉具体内容"'), "complaint.bpmn", "owner")
+    assert r["created"] and r["summary"]["fields_relabelled"] == [
+        {"element": "register", "field": "content", "label_before": "投诉内容", "label": "投诉具体内容"}]
+    new = kefu.start("complaint", "agent")["instance_id"]
+
+    def label(instance):
+        return {f["id"]: f["label"] for f in kefu.steps(instance)["register"]["form"]}["content"]
+    assert (label(old), label(new)) == ("投诉内容", "投诉具体内容")
+    assert {f["id"]: f["label"] for f in kefu.start_form("complaint")["form"]}["content"] == "投诉具体内容"
+    assert "ready step 'register'" in kefu.migration_check(old, r["version"])[0]
