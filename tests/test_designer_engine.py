@@ -1,5 +1,6 @@
 """Changing a procedure, engine half: the lint before deploy (each finding names the element and says what is
 wrong in Chinese and English), the test run, deploy with a change summary, and moving instances."""
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -496,3 +497,15 @@ def test_a_relabelled_field_shows_on_new_complaints_while_older_ones_keep_the_ol
     assert (label(old), label(new)) == ("投诉内容", "投诉具体内容")
     assert {f["id"]: f["label"] for f in kefu.start_form("complaint")["form"]}["content"] == "投诉具体内容"
     assert "ready step 'register'" in kefu.migration_check(old, r["version"])[0]
+
+
+def test_a_process_cannot_take_the_id_of_the_sla_table_nor_the_table_that_of_a_process(kefu):
+    with pytest.raises(DefinitionError, match="already the id of a decision table"):
+        kefu.deploy_xml(MINI.replace('id="mini"', 'id="sla"'), "sla.bpmn", "owner")
+    table = (PROCESSES / "sla.dmn").read_text(encoding="utf-8")
+    decision = re.search(r'<decision id="(\w+)"', table).group(1)
+    with pytest.raises(DefinitionError, match="must be .sla."):
+        kefu.deploy_xml(table.replace(f'id="{decision}"', 'id="complaint"'), "t.dmn", "owner")
+    changed = kefu.deploy_xml(table.replace("<text>", "<text> ", 1), "sla.dmn", "owner")
+    assert changed["created"] and changed["version"] == 2
+    assert kefu.start("complaint", "agent")["instance_id"]
