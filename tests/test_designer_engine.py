@@ -137,6 +137,23 @@ def test_camunda_modeler_extras_are_warnings_naming_the_element():
     assert all(f.code == "camunda_unsupported" and "Kefu 不支持" in f.message("zh_CN") for f in report.warnings)
 
 
+@pytest.mark.parametrize("tag, ok, code", [("complexGateway", False, "engine_parse"),
+                                            ("serviceTask", False, "engine_parse"),
+                                            ("callActivity", False, "engine_parse"),
+                                            ("sendTask", True, "plain_step"), ("receiveTask", True, "plain_step"),
+                                            ("manualTask", True, "plain_step")])
+def test_elements_kefu_does_not_run_are_named(tag, ok, code):
+    text = MINI.replace('<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="handle"/>',
+                        f'<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="x"/><bpmn:{tag} id="x"/>'
+                        '<bpmn:sequenceFlow id="fx" sourceRef="x" targetRef="handle"/>')
+    text = text.replace("<bpmn:flowNodeRef>compute</bpmn:flowNodeRef>",
+                        "<bpmn:flowNodeRef>compute</bpmn:flowNodeRef><bpmn:flowNodeRef>x</bpmn:flowNodeRef>")
+    report = lint_diagram(text)
+    f = only(report, code)
+    assert report.ok is ok and f.element_id == "x" and f.severity == ("warning" if ok else "error")
+    assert not f.message("en").endswith("..")
+
+
 def test_timer_on_sample_data_uses_the_given_sample():
     text = MINI.replace("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>",
                         "<bpmn:timeDate>add_hours(deadline, 2)</bpmn:timeDate>")
