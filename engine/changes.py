@@ -33,6 +33,13 @@ def timer_of(node) -> dict | None:
     return {k: v for k in ("timeDate", "timeDuration", "timeCycle") if (v := _text(ted, k)) is not None}
 
 
+def without_lines(form: dict | None) -> dict | None:
+    """A form without the source line of each field (moving a field down a line changes nothing)."""
+    if not form:
+        return form
+    return {**form, "fields": [{k: v for k, v in f.items() if k != "line"} for f in form.get("fields", [])]}
+
+
 def _lanes(proc) -> dict:
     out = {}
     for lane in proc.iter(B + "lane"):
@@ -64,7 +71,7 @@ def signatures(root) -> dict[str, dict]:
             if node.get("default"):
                 sig["default"] = node.get("default")
             if node.get("attachedToRef"):
-                sig.update(attached_to=node.get("attachedToRef"), cancel=node.get("cancelActivity", "true"))
+                sig.update(attached_to=node.get("attachedToRef"), cancel=node.get("cancelActivity", "true") == "true")
             script = _text(node, "script")
             if script is not None:
                 sig["script"] = script
@@ -72,15 +79,19 @@ def signatures(root) -> dict[str, dict]:
             if timer is not None:
                 sig["timer"] = timer
             if kind == "userTask":
-                sig["form"] = read_form(node)
+                sig["form"] = without_lines(read_form(node))
                 sig["lane"] = lanes.get(node.get("id"))
                 sig.update({a: node.get(f"{{http://camunda.org/schema/1.0/bpmn}}{a}")
                             for a in ("assignee", "candidateGroups")})
             mi = node.find(B + "multiInstanceLoopCharacteristics")
             if mi is not None:
-                sig["multi_instance"] = {"sequential": mi.get("isSequential"),
+                items = {k: (mi.find(B + k).get("name") if mi.find(B + k) is not None else None)
+                         for k in ("inputDataItem", "outputDataItem")}
+                sig["multi_instance"] = {"sequential": mi.get("isSequential") == "true",
                                          "cardinality": _text(mi, "loopCardinality"),
-                                         "completion": _text(mi, "completionCondition")}
+                                         "completion": _text(mi, "completionCondition"),
+                                         "input": _text(mi, "loopDataInputRef"),
+                                         "output": _text(mi, "loopDataOutputRef"), **items}
             if kind == "callActivity":
                 sig["called"] = node.get("calledElement")
             out[node.get("id")] = sig

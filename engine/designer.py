@@ -32,9 +32,10 @@ class MigrationRefused(Conflict):
     """Moving an instance to a newer version is unsafe; ``details["reasons"]`` says why."""
     code = "migration_refused"
 
-    def __init__(self, ticket_no: str, version: int, reasons: list[str]):
+    def __init__(self, ticket_no: str, version: int, reasons: list[str], reasons_zh: list[str]):
         super().__init__(f"instance {ticket_no} cannot move to version {version}: " + "; ".join(reasons),
-                         reasons=reasons, message_zh=f"工单 {ticket_no} 不能迁移到版本 {version}:" + ";".join(reasons))
+                         reasons=reasons, reasons_zh=reasons_zh,
+                         message_zh=f"工单 {ticket_no} 不能迁移到版本 {version}:" + ";".join(reasons_zh))
 
 
 def check_owner(kefu, actor: str) -> None:
@@ -114,6 +115,7 @@ def _write_versions(kefu, report, data, xml, sha, names, filename, actor, dry_ru
     with kefu.db.unit_of_work() as s:
         for pid in report.process_ids:
             current = latest(s, pid)
+            _same_kind(current, pid, filename, table=False)
             if current is not None and current.sha256 == sha:
                 change = s.get(DefinitionChange, current.id)
                 results.append({"process_id": pid, "version": current.version, "sha": sha, "sha256": sha,
@@ -150,12 +152,21 @@ def _test_run_or_refuse(report, filename: str) -> list:
     return runs
 
 
+def _same_kind(current, pid: str, filename: str, table: bool) -> None:
+    """A process may not take the id of a decision table, nor a table the id of a process."""
+    if current is not None and current.filename.lower().endswith(".dmn") != table:
+        what = "a decision table" if not table else "a process"
+        raise DefinitionError(f"{pid!r} is already the id of {what}; choose another id", file=filename,
+                              element=pid)
+
+
 def _deploy_table(kefu, data: bytes, filename: str, actor: str, dry_run: bool) -> dict:
     from .sla import parse_sla
     table = parse_sla(data, filename)
     xml = _xml_text(data, filename)
     with kefu.db.unit_of_work() as s:
         current = latest(s, table.decision_id)
+        _same_kind(current, table.decision_id, filename, table=True)
         if current is not None and current.sha256 == table.sha256:
             return {"process_id": table.decision_id, "version": current.version, "sha": table.sha256,
                     "sha256": table.sha256, "created": False, "summary": None, "warnings": [],

@@ -161,6 +161,7 @@ def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict
         code, zh = translate(reason)
         add(Finding("error", reason, zh, element=p.details.get("element"), line=p.details.get("line"), code=code))
     _camunda_extensions(root, add)
+    _plain_steps(root, add)
     _timers_on_sample(root, add, sample)
     if report.errors:
         return report
@@ -171,12 +172,25 @@ def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict
         report.specs = {pid: (parser.get_spec(pid), parser.get_subprocess_specs(pid)) for pid in report.process_ids}
     except (ValidationException, SpiffWorkflowException) as exc:
         element = getattr(exc, "id", None) or getattr(exc, "name", None)
-        msg = str(getattr(exc, "message", None) or exc).split("\n")[0]
+        msg = str(getattr(exc, "message", None) or exc).split("\n")[0].rstrip(". ")
         add(Finding("error", f"the engine cannot parse it: {msg}", f"引擎无法解析:{msg}", element=element,
                     line=getattr(exc, "line_number", None), code="engine_parse"))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         add(Finding("error", f"the engine cannot parse it: {exc}", f"引擎无法解析:{exc}", code="engine_parse"))
     return report
+
+
+# Elements SpiffWorkflow runs without their BPMN meaning in Kefu: no message is sent or received.
+_AS_PLAIN = {"sendTask": ("sends nothing", "不会发送任何消息"), "receiveTask": ("waits for nothing", "不会等待任何消息"),
+             "manualTask": ("is worked like a user task without a form", "会当作没有表单的用户任务处理")}
+
+
+def _plain_steps(root, add) -> None:
+    for kind, (en, zh) in _AS_PLAIN.items():
+        for node in root.iter(B + kind):
+            add(Finding("warning", f"a {kind} {en} in Kefu; use a user task, a script task or a plain task",
+                        f"在 Kefu 中 {kind} {zh};请改用用户任务、脚本任务或普通任务", element=node.get("id"),
+                        line=node.sourceline, code="plain_step"))
 
 
 def _element_at(root, line, msg) -> str | None:

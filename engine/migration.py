@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 
-from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
+from SpiffWorkflow.bpmn.util.diff import SpecDiff, WorkflowDiff, migrate_workflow
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from . import audit
+from .changes import without_lines
 from .db import Definition
 from .errors import Conflict, NotFound
 
@@ -43,6 +44,25 @@ _ATTR_WORDS = {"extensions": "form or properties", "outputs": "outgoing flows", 
                "cond_task_specs": "conditions", "default_task_spec": "default flow", "script": "script",
                "event_definition": "event or timer", "bpmn_name": "name", "documentation": "documentation",
                "typename": "type", "lane": "lane", "cancel_activity": "interrupting"}
+_ATTR_ZH = {"extensions": "表单或属性", "outputs": "出口连线", "inputs": "入口连线", "cond_task_specs": "条件",
+            "default_task_spec": "默认连线", "script": "脚本", "event_definition": "事件或定时器", "bpmn_name": "名称",
+            "documentation": "说明", "typename": "类型", "lane": "泳道", "cancel_activity": "是否中断"}
+_STATE_ZH = {"completed": "已完成", "running": "进行中", "ready": "待办", "waiting": "等待中", "failed": "失败"}
+
+
+class Reason(str):
+    """An English reason (the string itself) that also carries its Chinese text in ``zh``."""
+    zh: str
+
+    def __new__(cls, en: str, zh: str):
+        obj = super().__new__(cls, en)
+        obj.zh = zh
+        return obj
+
+    def message(self, locale: str = "en") -> str:
+        return self.zh if (locale or "").startswith("zh") else str(self)
+
+
 _STATE_WORDS = {TaskState.COMPLETED: "completed", TaskState.STARTED: "running", TaskState.READY: "ready",
                 TaskState.WAITING: "waiting", TaskState.ERROR: "failed"}
 
@@ -53,30 +73,47 @@ def _reasons_in(diff, wf, version: int) -> list[str]:
     for task in wf.get_tasks(state=RAN, skip_subprocesses=True):
         if not getattr(task.task_spec, "bpmn_id", None):
             continue
-        state = _STATE_WORDS.get(task.state, TaskState.get_name(task.state).lower())
+        state = _STATE_WORDS.get(task.state, "failed")
         if task in removed:
-            reasons.append(f"{state} step {_label(task)} does not exist in version {version}")
+            reasons.append(Reason(f"{state} step {_label(task)} does not exist in version {version}",
+                                  f"{_STATE_ZH[state]}的步骤 {_label(task)} 在版本 {version} 中不存在"))
         elif task in changed:
             spec_diff = diff.spec_diff.changed.get(task.task_spec, [])
             what = ", ".join(sorted({_ATTR_WORDS.get(a, a) for a in spec_diff})) or "its definition"
-            reasons.append(f"{state} step {_label(task)} changed in version {version} ({what})")
+            what_zh = "、".join(sorted({_ATTR_ZH.get(a, a) for a in spec_diff})) or "定义"
+            reasons.append(Reason(f"{state} step {_label(task)} changed in version {version} ({what})",
+                                  f"{_STATE_ZH[state]}的步骤 {_label(task)} 在版本 {version} 中有改动({what_zh})"))
     return list(dict.fromkeys(reasons))
+
+
+class _SpecDiff(SpecDiff):
+    """SpiffWorkflow's spec comparison, blind to where a form field sits in the file (its line)."""
+
+    def _compare_task_specs(self, spec, candidate):
+        s1, s2 = self._registry.convert(spec), self._registry.convert(candidate)
+        if s1.get("typename") != s2.get("typename"):
+            return ["typename"]
+        for s in (s1, s2):
+            ext = s.get("extensions")
+            if isinstance(ext, dict) and ext.get("form"):
+                s["extensions"] = {**ext, "form": without_lines(ext["form"])}
+        return [key for key, value in s1.items() if s2.get(key) != value]
+
+
+def _diff(registry, wf, spec) -> WorkflowDiff:
+    spec_diff = _SpecDiff(registry, wf.spec, spec)
+    diff = WorkflowDiff(wf, spec_diff)
+    diff.spec_diff = spec_diff  # the reasons name the changed attributes
+    return diff
 
 
 def _diffs(kefu, wf, target: Definition):
     spec, subs = kefu.specs.get(target)
-    top, sub_diffs = diff_workflow(kefu.serializer.registry, wf, spec, subs)
+    registry = kefu.serializer.registry
+    top = _diff(registry, wf, spec)
+    sub_diffs = {sp_id: _diff(registry, sp, subs[sp.spec.name]) if sp.spec.name in subs else None
+                 for sp_id, sp in wf.subprocesses.items()}
     return spec, subs, top, sub_diffs
-
-
-def _with_spec_diff(kefu, wf, spec, subs, top, sub_diffs):
-    # WorkflowDiff does not keep its SpecDiff; the reasons name the changed attributes from it.
-    from SpiffWorkflow.bpmn.util.diff import SpecDiff
-    top.spec_diff = SpecDiff(kefu.serializer.registry, wf.spec, spec)
-    for sp_id, d in sub_diffs.items():
-        if d is not None:
-            sp = wf.subprocesses[sp_id]
-            d.spec_diff = SpecDiff(kefu.serializer.registry, sp.spec, subs[sp.spec.name])
 
 
 def reasons(kefu, s, inst, target: Definition, wf=None) -> list[str]:
@@ -84,21 +121,22 @@ def reasons(kefu, s, inst, target: Definition, wf=None) -> list[str]:
     current = inst.definition
     out = []
     if target.version <= current.version:
-        out.append(f"the instance runs on version {current.version}; it can only move to a newer version")
+        out.append(Reason(f"the instance runs on version {current.version}; it can only move to a newer version",
+                          f"工单运行在版本 {current.version} 上,只能迁移到更新的版本"))
     if inst.status == "completed":
-        out.append("the instance has ended")
+        out.append(Reason("the instance has ended", "工单已结束"))
     elif inst.status == "incident":
-        out.append("the instance has an incident; retry the failed step first")
+        out.append(Reason("the instance has an incident; retry the failed step first", "工单有故障,请先重试失败的步骤"))
     if out:
         return out
     wf = wf if wf is not None else kefu._load(s, inst)
     spec, subs, top, sub_diffs = _diffs(kefu, wf, target)
-    _with_spec_diff(kefu, wf, spec, subs, top, sub_diffs)
     out.extend(_reasons_in(top, wf, target.version))
     for sp_id, d in sub_diffs.items():
         sp = wf.subprocesses[sp_id]
         if d is None:
-            out.append(f"sub-process {sp.spec.name!r} does not exist in version {target.version}")
+            out.append(Reason(f"sub-process {sp.spec.name!r} does not exist in version {target.version}",
+                              f"子流程 {sp.spec.name!r} 在版本 {target.version} 中不存在"))
         else:
             out.extend(_reasons_in(d, sp, target.version))
     return out

@@ -1310,12 +1310,14 @@ class Kefu:
     def definition_xml(self, process_id: str, version) -> bytes:
         return designer.definition_xml(self, process_id, version)
 
-    def migration_check(self, instance_id, to_version) -> list[str]:
-        """Why moving the instance to ``to_version`` of its process is unsafe; empty when it is safe."""
+    def migration_check(self, instance_id, to_version, locale: str = "en") -> list[str]:
+        """Why moving the instance to ``to_version`` of its process is unsafe (in English, or Chinese with
+        ``locale="zh_CN"``); empty when it is safe."""
         from . import migration
         with self.db.reading() as s:
             inst = self._instance(s, instance_id, with_state=True)
-            return migration.reasons(self, s, inst, migration._target(s, inst, to_version))
+            found = migration.reasons(self, s, inst, migration._target(s, inst, to_version))
+            return [r.message(locale) for r in found]
 
     def migrate_instance(self, instance_id, to_version, actor: str) -> dict:
         """Move a running instance to a newer version when it is safe (process_owner only); audited."""
@@ -1325,7 +1327,8 @@ class Kefu:
             inst = self._instance(s, instance_id, with_state=True)
             result = migration.migrate(self, s, inst, migration._target(s, inst, to_version), actor)
             if not result["migrated"]:
-                raise designer.MigrationRefused(inst.ticket_no, int(to_version), result["reasons"])
+                raise designer.MigrationRefused(inst.ticket_no, int(to_version), [str(r) for r in result["reasons"]],
+                                                [r.zh for r in result["reasons"]])
             return {"instance_id": inst.id, "ticket_no": inst.ticket_no, **result}
 
 

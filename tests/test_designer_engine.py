@@ -1,5 +1,6 @@
 """Changing a procedure, engine half: the lint before deploy (each finding names the element and says what is
 wrong in Chinese and English), the test run, deploy with a change summary, and moving instances."""
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -136,6 +137,23 @@ def test_camunda_modeler_extras_are_warnings_naming_the_element():
     assert all(f.code == "camunda_unsupported" and "Kefu 不支持" in f.message("zh_CN") for f in report.warnings)
 
 
+@pytest.mark.parametrize("tag, ok, code", [("complexGateway", False, "engine_parse"),
+                                            ("serviceTask", False, "engine_parse"),
+                                            ("callActivity", False, "engine_parse"),
+                                            ("sendTask", True, "plain_step"), ("receiveTask", True, "plain_step"),
+                                            ("manualTask", True, "plain_step")])
+def test_elements_kefu_does_not_run_are_named(tag, ok, code):
+    text = MINI.replace('<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="handle"/>',
+                        f'<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="x"/><bpmn:{tag} id="x"/>'
+                        '<bpmn:sequenceFlow id="fx" sourceRef="x" targetRef="handle"/>')
+    text = text.replace("<bpmn:flowNodeRef>compute</bpmn:flowNodeRef>",
+                        "<bpmn:flowNodeRef>compute</bpmn:flowNodeRef><bpmn:flowNodeRef>x</bpmn:flowNodeRef>")
+    report = lint_diagram(text)
+    f = only(report, code)
+    assert report.ok is ok and f.element_id == "x" and f.severity == ("warning" if ok else "error")
+    assert not f.message("en").endswith("..")
+
+
 def test_timer_on_sample_data_uses_the_given_sample():
     text = MINI.replace("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>",
                         "<bpmn:timeDate>add_hours(deadline, 2)</bpmn:timeDate>")
@@ -207,6 +225,7 @@ from sqlalchemy import select  # noqa: E402
 from engine import DefinitionError, NotAllowed, NotFound  # noqa: E402
 from engine.db import DefinitionChange  # noqa: E402
 from tests.factories import make_kefu  # noqa: E402
+from tests.pg import on_both_databases  # noqa: E402
 
 
 @pytest.fixture
@@ -291,6 +310,7 @@ def test_deploy_xml_warns_about_camunda_extras_and_dry_run_writes_nothing(owner_
     assert k.deploy_xml(text, "mini.bpmn", "owner")["created"]
 
 
+@on_both_databases
 def test_definition_overview_counts_running_instances_per_version(owner_kefu):
     k = owner_kefu
     k.deploy_xml(MINI, "mini.bpmn", "owner")
@@ -368,6 +388,7 @@ from engine.errors import Conflict  # noqa: E402
 REGISTER = {"customer_name": "王先生", "divisor": 4, "deadline": "2026-11-25T18:00:00+08:00", "severity": "general"}
 
 
+@on_both_databases
 def test_an_instance_moves_when_no_step_that_ran_changed_and_keeps_claims_and_timers(owner_kefu, clock):
     k = owner_kefu
     k.deploy_xml(MINI, "mini.bpmn", "owner")
@@ -408,6 +429,8 @@ def test_a_move_is_refused_with_reasons_when_a_step_that_ran_changed(owner_kefu)
     with pytest.raises(Conflict) as exc:
         k.migrate_instance(a, 2, "owner")
     assert exc.value.code == "migration_refused" and exc.value.details["reasons"] == reasons
+    zh = k.migration_check(a, 2, locale="zh_CN")
+    assert exc.value.details["reasons_zh"] == zh and any("已完成的步骤 'register'" in r and "表单" in r for r in zh)
     shown = k.show(a)
     assert shown["definition"]["version"] == 1 and not [e for e in shown["events"] if e["type"] == "instance_migrated"]
     # a removed step, an older version, unknown versions and instances, the wrong role
@@ -439,3 +462,67 @@ def test_cli_migrate(cli, owner_kefu):
     assert "safe to move" in cli("migrate", a["ticket_no"], "--to", "2", "--check").out
     assert "moved from v1 to v2" in cli("migrate", a["ticket_no"], "--to", "2", "--as", "owner").out
     assert "1 running / 1 total" in cli("definitions").out
+
+
+def test_moving_elements_down_the_file_is_no_change(owner_kefu):
+    """A modeler saves the same diagram with other line numbers and layout: nothing changed, a move is safe."""
+    k = owner_kefu
+    shifted = MINI.replace("<bpmn:laneSet", "<!-- saved by a modeler -->\n\n\n<bpmn:laneSet").replace(
+        'label="结果" type="string">', 'label="结果"\n            type="string">')
+    assert k.change_summary(MINI, shifted)["count"] == 0
+    k.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.start("mini", "agent", data=REGISTER)["instance_id"]
+    assert k.deploy_xml(shifted, "mini.bpmn", "owner")["version"] == 2
+    assert k.migration_check(a, 2) == []
+
+
+def test_a_complaint_in_the_middle_of_its_task_force_moves_and_finishes_on_the_new_version(scenario):
+    from tests.test_complaint import register
+    k = scenario.k
+    register(scenario, severity="major")
+    scenario.complete("form_taskforce", "supervisor", {
+        "task_force_members": ["taskforce1", "taskforce2"], "handling_requirement": "成立专项小组彻查",
+        "handling_deadline": scenario.later(days=2)})
+    scenario.complete("taskforce_investigate", "taskforce2", {"finding": "监控显示保安言语不当"}, assignee="taskforce2")
+    timers = {t["bpmn_id"]: t["due_at"] for t in k.timers(scenario.instance_id)}
+    complaint = (PROCESSES / "complaint.bpmn").read_text(encoding="utf-8")
+    assert 'name="投诉客户关怀"' in complaint
+    k.deploy_xml(complaint.replace('name="投诉客户关怀"', 'name="投诉客户关怀回访"'), "complaint.bpmn", "owner")
+    assert k.migration_check(scenario.instance_id, 2) == []
+    k.migrate_instance(scenario.instance_id, 2, "owner")
+    assert {t["bpmn_id"]: t["due_at"] for t in k.timers(scenario.instance_id)} == timers
+    assert [(t["bpmn_id"], t["assignee"]) for t in scenario.ready()] == [("taskforce_investigate", "taskforce1")]
+    scenario.complete("taskforce_investigate", "taskforce1", {"finding": "排班过长导致情绪失控"}, assignee="taskforce1")
+    assert sorted(scenario.show()["data"]["findings"]) == sorted(["监控显示保安言语不当", "排班过长导致情绪失控"])
+    scenario.complete("consolidate", "supervisor", {"handling_result": "调整排班并当面致歉"})
+    assert scenario.ready_ids() == ["feedback"] and scenario.show()["definition"]["version"] == 2
+    assert k.verify_audit(scenario.instance_id) == []
+
+
+def test_a_relabelled_field_shows_on_new_complaints_while_older_ones_keep_the_old_label(kefu):
+    """The issue's point 6 at the engine: the owner relabels a form field and deploys."""
+    old = kefu.start("complaint", "agent")["instance_id"]
+    complaint = (PROCESSES / "complaint.bpmn").read_text(encoding="utf-8")
+    assert 'label="投诉内容"' in complaint
+    r = kefu.deploy_xml(complaint.replace('label="投诉内容"', 'label="投诉具体内容"'), "complaint.bpmn", "owner")
+    assert r["created"] and r["summary"]["fields_relabelled"] == [
+        {"element": "register", "field": "content", "label_before": "投诉内容", "label": "投诉具体内容"}]
+    new = kefu.start("complaint", "agent")["instance_id"]
+
+    def label(instance):
+        return {f["id"]: f["label"] for f in kefu.steps(instance)["register"]["form"]}["content"]
+    assert (label(old), label(new)) == ("投诉内容", "投诉具体内容")
+    assert {f["id"]: f["label"] for f in kefu.start_form("complaint")["form"]}["content"] == "投诉具体内容"
+    assert "ready step 'register'" in kefu.migration_check(old, r["version"])[0]
+
+
+def test_a_process_cannot_take_the_id_of_the_sla_table_nor_the_table_that_of_a_process(kefu):
+    with pytest.raises(DefinitionError, match="already the id of a decision table"):
+        kefu.deploy_xml(MINI.replace('id="mini"', 'id="sla"'), "sla.bpmn", "owner")
+    table = (PROCESSES / "sla.dmn").read_text(encoding="utf-8")
+    decision = re.search(r'<decision id="(\w+)"', table).group(1)
+    with pytest.raises(DefinitionError, match="must be .sla."):
+        kefu.deploy_xml(table.replace(f'id="{decision}"', 'id="complaint"'), "t.dmn", "owner")
+    changed = kefu.deploy_xml(table.replace("<text>", "<text> ", 1), "sla.dmn", "owner")
+    assert changed["created"] and changed["version"] == 2
+    assert kefu.start("complaint", "agent")["instance_id"]
