@@ -25,11 +25,19 @@
 
   var K = window.KefuModeler;
   if (!K) { status(t.importFailed, "err"); return; }
+  /* The modeler's own words (palette, properties panel) in the page's language. */
+  var panelWords = JSON.parse((document.getElementById("panel-i18n") || {}).textContent || "{}");
+  var translateModule = {translate: ["value", function (template, replacements) {
+    replacements = replacements || {};
+    return (panelWords[template] || template).replace(/{([^}]+)}/g, function (all, key) {
+      return replacements[key] !== undefined ? replacements[key] : all;
+    });
+  }]};
   var modeler = new K.BpmnModeler({
     container: "#canvas",
     propertiesPanel: {parent: "#properties"},
     additionalModules: [K.BpmnPropertiesPanelModule, K.BpmnPropertiesProviderModule,
-      K.CamundaPlatformPropertiesProviderModule, K.CamundaBehaviorsModule],
+      K.CamundaPlatformPropertiesProviderModule, K.CamundaBehaviorsModule, translateModule],
     moddleExtensions: {camunda: K.camundaModdle}
   });
   window.kefuModeler = modeler;  // for the browser tests and the console
