@@ -363,3 +363,28 @@ def test_moving_to_a_version_that_does_not_exist_is_refused_clearly(kefu, scenar
     r = owner(kefu).post(f"/instances/{scenario.ticket_no}/migrate", form)
     assert r.status_code == status and "Traceback" not in r.get_data(as_text=True)
     assert owner(kefu).get("/instances/NO-SUCH/migrate").status_code == 404
+
+
+# ---------------------------------------------------------------- odd requests
+def test_a_huge_or_malformed_json_diagram_is_refused_with_a_message(kefu):
+    web = owner(kefu)
+    huge = "<a>" + "x" * (5 * 1024 * 1024 + 10) + "</a>"
+    for url in ("/designer/check", "/designer/deploy"):
+        r = web.post_json(url, {"xml": huge})
+        assert r.status_code in (400, 422) and "5 MB" in r.get_json()["error"]["message"], url
+        r = web.post_json(url, {"xml": 42})
+        assert r.status_code in (400, 422) and r.get_json()["error"]["message"], url
+        r = web.post_json(url, ["not", "an", "object"])
+        assert r.status_code in (400, 422), url
+    r = web.post_json("/designer/deploy", {"xml": relabelled().decode(), "base_version": "seven"})
+    assert r.status_code == 422 and r.get_json()["error"]["message"]
+    assert versions(kefu) == [1]
+
+
+def test_the_modeler_speaks_english_to_english_readers(kefu):
+    web = owner(kefu)
+    web.client.set_cookie("kefu_lang", "en")
+    html = web.page("/designer/complaint")
+    assert "Deploy new version" in html and '"Form fields": "Form fields"' in html
+    web.client.set_cookie("kefu_lang", "zh")
+    assert '"Form fields": "\\u8868\\u5355\\u5b57\\u6bb5"' in web.page("/designer/complaint")  # 表单字段
