@@ -59,6 +59,9 @@ def test_owner_relabels_a_form_field_and_deploys_while_older_tickets_keep_theirs
     page.wait_for_selector("#designer-status.good", timeout=60_000)
     assert "已部署第 2 版" in page.inner_text("#designer-status")
     owner.shot("designer-04-deployed")
+    page.click("#btn-deploy")  # sent again: the same diagram makes no second version
+    page.wait_for_function("() => document.querySelector('#designer-status').textContent.includes('未创建新版本')")
+    assert "与第 2 版相同" in page.inner_text("#designer-status")
     assert not errors, errors
     assert not outside, outside
 
@@ -66,6 +69,8 @@ def test_owner_relabels_a_form_field_and_deploys_while_older_tickets_keep_theirs
     page.wait_for_url("**/definitions#p-complaint")
     newest = page.locator('#p-complaint tr[data-version="2"]')
     assert "owner" in newest.inner_text() and NEW in newest.inner_text()
+    changed = newest.locator("li.elements_changed").inner_text()
+    assert "（1）" in changed and "register" in changed  # the modeler's round trip changed nothing else
     assert page.locator('#p-complaint tr[data-version="1"] .running').inner_text() == "1"
     owner.shot("designer-05-new-version")
     owner.close()
