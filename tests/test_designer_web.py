@@ -322,6 +322,8 @@ def test_a_ticket_moves_to_a_version_that_changed_only_steps_ahead_of_it(kefu, s
     assert web.post_json("/designer/deploy", {"xml": later_step_relabelled().decode()}).status_code == 200
     page = web.page(f"/instances/{scenario.ticket_no}")
     assert f'href="/instances/{scenario.ticket_no}/migrate"' in page
+    v1 = re.search(r'<tr data-version="1"[^>]*>(.*?)</tr>', web.page("/definitions").split('id="p-complaint"')[1], re.S)[1]
+    assert f'href="/instances/{scenario.ticket_no}/migrate"' in v1  # the tickets left on an older version
     html = web.page(f"/instances/{scenario.ticket_no}/migrate")
     assert re.search(r'<tr data-version="2">.*?可以安全迁移.*?name="to_version" value="2"', html, re.S)
     r = web.post(f"/instances/{scenario.ticket_no}/migrate", {"to_version": "2"})

@@ -111,8 +111,25 @@ def _json_error(message: str, status: int, code: str = "invalid_input", **extra)
 @roles_required(*READERS)
 def definitions():
     """Every process and decision table with its versions, change summaries and instance counts."""
-    return render_template("designer_definitions.html", processes=_overview(),
-                           may_edit=current_user.has(*OWNER), max_mb=MAX_UPLOAD_BYTES // (1024 * 1024))
+    processes = _overview()
+    may_edit = current_user.has(*OWNER)
+    return render_template("designer_definitions.html", processes=processes, may_edit=may_edit,
+                           stranded=_running_on_old_versions(processes) if may_edit else {},
+                           max_mb=MAX_UPLOAD_BYTES // (1024 * 1024))
+
+
+def _running_on_old_versions(processes: list[dict]) -> dict[tuple[str, int], list[dict]]:
+    """(process id, version) -> running tickets on a version older than the latest (candidates to move)."""
+    out: dict[tuple[str, int], list[dict]] = {}
+    for p in processes:
+        if p["table"] or not any(v["running"] for v in p["versions"][1:]):
+            continue
+        latest = p["versions"][0]["version"]
+        for status in ("active", "incident"):
+            for i in kefu().instances(status=status, kind=p["process_id"], limit=500):
+                if i["version"] < latest:
+                    out.setdefault((p["process_id"], i["version"]), []).append(i)
+    return out
 
 
 @bp.get("/definitions/<process_id>/v/<int:version>.bpmn")
