@@ -72,10 +72,12 @@ def lint_or_refuse(data: bytes, filename: str):
     if report.errors:
         first = report.errors[0]
         where = f" (element '{first.element}')" if first.element else ""
-        raise DiagramRejected(
+        err = DiagramRejected(
             f"{len(report.errors)} problem(s) must be fixed before deploy; first{where}: {first.en}",
             f"部署前必须修正 {len(report.errors)} 个问题;第一个{where}:{first.zh}",
             file=filename, findings=[f.to_dict() for f in report.findings])
+        err.details.update(element=first.element, line=first.line)
+        raise err
     return report
 
 

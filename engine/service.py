@@ -129,6 +129,8 @@ class Kefu:
             except OSError as exc:
                 raise DefinitionError(f"cannot read: {exc.strerror}", file=str(f)) from None
             parsed.append(parse_sla(data, f.name) if f.suffix == ".dmn" else parse_diagram(data, f.name))
+            if f.suffix != ".dmn":
+                designer.lint_or_refuse(data, f.name)  # designer: the stricter checks (timers on sample data)
         seen = {}
         for p in parsed:
             for pid in self._ids_of(p):

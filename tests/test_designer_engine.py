@@ -526,3 +526,12 @@ def test_a_process_cannot_take_the_id_of_the_sla_table_nor_the_table_that_of_a_p
     changed = kefu.deploy_xml(table.replace("<text>", "<text> ", 1), "sla.dmn", "owner")
     assert changed["created"] and changed["version"] == 2
     assert kefu.start("complaint", "agent")["instance_id"]
+
+
+def test_the_start_up_deploy_also_refuses_what_only_the_stricter_lint_finds(owner_kefu, tmp_path):
+    path = tmp_path / "mini.bpmn"
+    path.write_text(MINI.replace("due_at(deadline)", "due_at(customer_name)"), encoding="utf-8")
+    with pytest.raises(DefinitionError) as exc:
+        owner_kefu.deploy([path])
+    assert exc.value.details["element"] == "timer_handle" and "fails on sample data" in exc.value.message
+    assert owner_kefu.definition_overview() == []
