@@ -390,3 +390,19 @@ def test_the_modeler_speaks_english_to_english_readers(kefu):
     assert "Deploy new version" in html and '"Form fields": "Form fields"' in html
     web.client.set_cookie("kefu_lang", "zh")
     assert '"Form fields": "\\u8868\\u5355\\u5b57\\u6bb5"' in web.page("/designer/complaint")  # 表单字段
+
+
+def test_an_upload_without_the_csrf_token_is_refused(kefu):
+    web = owner(kefu)
+    from io import BytesIO
+    r = web.client.post("/designer/upload", data={"file": (BytesIO(CAMUNDA_MODELER_FILE), "callback.bpmn")},
+                        content_type="multipart/form-data")
+    assert r.status_code == 400 and 'id="diagram-xml"' not in r.get_data(as_text=True)
+
+
+def test_markup_inside_an_uploaded_diagram_stays_text(kefu):
+    evil = CAMUNDA_MODELER_FILE.replace(b'name="Call back"',
+                                        b'name="&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;"')
+    html = upload(owner(kefu), evil, "callback.bpmn").get_data(as_text=True)
+    assert "<script>alert(1)" not in html and "</script><script>" not in html
+    assert 'id="diagram-xml"' in html
