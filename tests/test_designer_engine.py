@@ -39,6 +39,10 @@ def test_the_shipped_diagrams_pass_the_lint(path):
     report = lint_diagram(path.read_bytes(), path.name)
     assert report.ok and not report.errors, [str(f) for f in report.findings]
     assert report.process_ids
+    from engine.testrun import test_run
+    for run in test_run(report):
+        assert run.ok and run.paths and all(p.completed for p in run.paths), run.to_dict()
+        assert run.unreached == [], run.unreached
 
 
 @pytest.mark.parametrize("change, code, element, en, zh", [
