@@ -179,6 +179,43 @@ class Kefu:
             out["status"] = status
         return out
 
+    # ------------------------------------------------------------------ changing a procedure (designer)
+    def deploy_xml(self, data, filename: str, actor: str, *, dry_run: bool = False) -> dict:
+        """Check, test-run and deploy one diagram as a new immutable version (process_owner only)."""
+        return designer.deploy_xml(self, data, filename, actor, dry_run=dry_run)
+
+    def change_summary(self, old_xml, new_xml) -> dict:
+        from .changes import change_summary
+        return change_summary(old_xml, new_xml)
+
+    def definition_overview(self) -> list[dict]:
+        """Every process with its versions (newest first) and how many instances run on each."""
+        return designer.definition_overview(self)
+
+    def definition_xml(self, process_id: str, version) -> bytes:
+        return designer.definition_xml(self, process_id, version)
+
+    def migration_check(self, instance_id, to_version, locale: str = "en") -> list[str]:
+        """Why moving the instance to ``to_version`` of its process is unsafe (in English, or Chinese with
+        ``locale="zh_CN"``); empty when it is safe."""
+        from . import migration
+        with self.db.reading() as s:
+            inst = self._instance(s, instance_id, with_state=True)
+            found = migration.reasons(self, s, inst, migration._target(s, inst, to_version))
+            return [r.message(locale) for r in found]
+
+    def migrate_instance(self, instance_id, to_version, actor: str) -> dict:
+        """Move a running instance to a newer version when it is safe (process_owner only); audited."""
+        from . import migration
+        designer.check_owner(self, actor)
+        with self.db.unit_of_work() as s:
+            inst = self._instance(s, instance_id, with_state=True)
+            result = migration.migrate(self, s, inst, migration._target(s, inst, to_version), actor)
+            if not result["migrated"]:
+                raise designer.MigrationRefused(inst.ticket_no, int(to_version), [str(r) for r in result["reasons"]],
+                                                [r.zh for r in result["reasons"]])
+            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, **result}
+
     # ------------------------------------------------------------------ users
     def add_user(self, name: str, roles, display_name: str | None = None, groups=(),
                  password: str | None = None) -> dict:
@@ -1295,43 +1332,6 @@ class Kefu:
             d = s.scalar(select(Definition).where(Definition.id == inst.definition_id)
                          .options(undefer(Definition.xml)))
             return {"process_id": d.process_id, "version": d.version, "sha256": d.sha256, "xml": d.xml}
-
-    # ------------------------------------------------------------------ changing a procedure (designer)
-    def deploy_xml(self, data, filename: str, actor: str, *, dry_run: bool = False) -> dict:
-        """Check, test-run and deploy one diagram as a new immutable version (process_owner only)."""
-        return designer.deploy_xml(self, data, filename, actor, dry_run=dry_run)
-
-    def change_summary(self, old_xml, new_xml) -> dict:
-        from .changes import change_summary
-        return change_summary(old_xml, new_xml)
-
-    def definition_overview(self) -> list[dict]:
-        """Every process with its versions (newest first) and how many instances run on each."""
-        return designer.definition_overview(self)
-
-    def definition_xml(self, process_id: str, version) -> bytes:
-        return designer.definition_xml(self, process_id, version)
-
-    def migration_check(self, instance_id, to_version, locale: str = "en") -> list[str]:
-        """Why moving the instance to ``to_version`` of its process is unsafe (in English, or Chinese with
-        ``locale="zh_CN"``); empty when it is safe."""
-        from . import migration
-        with self.db.reading() as s:
-            inst = self._instance(s, instance_id, with_state=True)
-            found = migration.reasons(self, s, inst, migration._target(s, inst, to_version))
-            return [r.message(locale) for r in found]
-
-    def migrate_instance(self, instance_id, to_version, actor: str) -> dict:
-        """Move a running instance to a newer version when it is safe (process_owner only); audited."""
-        from . import migration
-        designer.check_owner(self, actor)
-        with self.db.unit_of_work() as s:
-            inst = self._instance(s, instance_id, with_state=True)
-            result = migration.migrate(self, s, inst, migration._target(s, inst, to_version), actor)
-            if not result["migrated"]:
-                raise designer.MigrationRefused(inst.ticket_no, int(to_version), [str(r) for r in result["reasons"]],
-                                                [r.zh for r in result["reasons"]])
-            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, **result}
 
 
 __all__ = ["Kefu", "iso", "phone_digits"]

@@ -39,6 +39,10 @@ def test_the_shipped_diagrams_pass_the_lint(path):
     report = lint_diagram(path.read_bytes(), path.name)
     assert report.ok and not report.errors, [str(f) for f in report.findings]
     assert report.process_ids
+    from engine.testrun import test_run
+    for run in test_run(report):
+        assert run.ok and run.paths and all(p.completed for p in run.paths), run.to_dict()
+        assert run.unreached == [], run.unreached
 
 
 @pytest.mark.parametrize("change, code, element, en, zh", [
@@ -75,6 +79,10 @@ def test_the_shipped_diagrams_pass_the_lint(path):
      "timer_fails", "timer_handle", "fails on sample data", "在样例数据上出错"),
     (("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>", "<bpmn:timeDate>divisor + 1</bpmn:timeDate>"),
      "timer_fails", "timer_handle", "not an ISO 8601 text", "在样例数据上出错"),
+    (("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>", '<bpmn:timeDuration>"PT2X"</bpmn:timeDuration>'),
+     "timer_fails", "timer_handle", "fails on sample data", "在样例数据上出错"),
+    (("<bpmn:timeDate>due_at(deadline)</bpmn:timeDate>", "<bpmn:timeDate>'tomorrow'</bpmn:timeDate>"),
+     "timer_fails", "timer_handle", "fails on sample data", "在样例数据上出错"),
     (('<bpmn:endEvent id="end"/>', '<bpmn:endEvent id="end"/><bpmn:teleport id="beam"/>'), "schema", "beam",
      "not valid BPMN 2.0", "不是有效的 BPMN 2.0"),
     (('<bpmn:endEvent id="end"/>', '<bpmn:endEvent id="end"><bpmn:teleport/></bpmn:endEvent>'), "schema", "end",
