@@ -92,17 +92,92 @@ def cmd_init(args):
 def cmd_deploy(args):
     k = _service(need_schema=False)
     k.init()
-    result = k.deploy(args.paths or None, actor=args.actor or "system")
+    if args.actor and args.actor != "system" and args.paths:
+        result = _deploy_as_owner(k, args)  # designer: checked, test-run, by a process owner
+    else:
+        result = k.deploy(args.paths or None, actor=args.actor or "system")
     _print(args, result, lambda rs: "\n".join(
         f"{r['status']:10} {r['process_id']} v{r['version']} ({r['filename']}, sha256 {r['sha256'][:12]})"
         for r in rs))
 
 
 def cmd_definitions(args):
-    rs = _service().definitions()
+    from .changes import describe
+    rs = _service().definition_overview()  # designer: versions with running counts and change summaries
     _print(args, rs, lambda rs: "\n".join(
-        f"{r['process_id']} v{r['version']}  {r['deployed_at']}  {r['deployed_by']}  {r['sha256'][:12]}"
-        for r in rs) or "no definitions deployed")
+        f"{p['process_id']} ({p['name'] or ''}): {p['running']} running\n" + "\n".join(
+            f"  v{v['version']}  {v['deployed_at']}  {v['deployed_by']:10} {v['sha'][:12]}  "
+            f"{v['running']} running / {v['total']} total  {describe(v['summary'])['en']}"
+            for v in p["versions"]) for p in rs) or "no definitions deployed")
+
+
+# --- changing a procedure (designer): lint, test run, deploy by a process owner, migrate
+def _read_diagram(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _finding_line(f: dict) -> str:
+    where = ", ".join(p for p in (f"element '{f['element']}'" if f.get("element") else None,
+                                  f"line {f['line']}" if f.get("line") else None) if p)
+    return f"  {f['severity']:7} {f['code']}: {where + ': ' if where else ''}{f['message']['en']}" \
+           f"\n          {f['message']['zh']}"
+
+
+def cmd_lint(args):
+    from .lint import lint_diagram
+    reports = [lint_diagram(_read_diagram(path), Path(path).name).to_dict() for path in args.files]
+    _print(args, reports, lambda rs: "\n".join(
+        f"{r['file']}: {'ok' if r['ok'] else 'FAILED'} ({r['errors']} error(s), {r['warnings']} warning(s))"
+        + "".join("\n" + _finding_line(f) for f in r["findings"]) for r in rs))
+    return 0 if all(r["ok"] for r in reports) else 2
+
+
+def _path_line(p: dict) -> str:
+    state = "ok" if p["failure"] is None else f"FAILED at {p['failed_at'] or '?'}: {p['failure']}"
+    choice = ", ".join(f"{k}={v}" for k, v in p["choice"].items()) or "defaults"
+    timers = f"; timers fired: {', '.join(p['timers_fired'])}" if p["timers_fired"] else ""
+    return f"  path [{choice}] {state}\n    steps: {' → '.join(p['steps'])}{timers}"
+
+
+def cmd_testrun(args):
+    from .testrun import test_run_xml
+    reports = [r.to_dict() for r in test_run_xml(_read_diagram(args.file), Path(args.file).name)]
+    _print(args, reports, lambda rs: "\n".join(
+        f"{args.file}: {t['message']['en']}\n" + "\n".join(_finding_line(f) for f in t["lint_errors"])
+        if t.get("lint_errors") else
+        f"{t['process_id']}: {'ok' if t['ok'] else 'FAILED'} ({len(t['paths'])} path(s))\n"
+        + "\n".join(_path_line(p) for p in t["paths"])
+        + "".join(f"\n  not reached: {u['gateway']} → {u['target']} ({u['flow']})" for u in t["unreached"])
+        for t in rs))
+    return 0 if all(t["ok"] for t in reports) else 2
+
+
+def _deploy_as_owner(k, args) -> list[dict]:
+    from .definitions import diagram_files
+    out = []
+    for f in diagram_files(args.paths):
+        r = k.deploy_xml(_read_diagram(str(f)), f.name, args.actor)
+        for proc in r.get("processes") or [r]:
+            out.append({"process_id": proc["process_id"], "version": proc["version"], "filename": f.name,
+                        "sha256": proc["sha"], "status": "deployed" if proc["created"] else "unchanged",
+                        "summary": proc["summary"], "warnings": r["warnings"]})
+    return out
+
+
+def cmd_migrate(args):
+    k = _service()
+    if args.check:
+        reasons = k.migration_check(args.instance, args.to)
+        _print(args, {"instance": args.instance, "to_version": args.to, "safe": not reasons, "reasons": reasons},
+               lambda r: "safe to move" if r["safe"] else "unsafe:\n" + "\n".join(f"  {x}" for x in r["reasons"]))
+        return 0 if not reasons else 5
+    if not args.actor:
+        raise InvalidInput("--as USER (a process owner) is needed to move an instance")
+    r = k.migrate_instance(args.instance, args.to, args.actor)
+    _print(args, r, lambda r: f"{r['ticket_no']} moved from v{r['from_version']} to v{r['to_version']}")
 
 
 def cmd_users_add(args):
@@ -390,10 +465,11 @@ def cmd_web(args):
 MUTATING = {"init", "deploy", "users add", "demo", "customers add", "customers update", "start", "claim",
             "unclaim", "reassign", "escalate", "complete", "timers fire-due", "incident retry", "clock advance",
             "calendar set", "calendar unset", "scheduler", "serve", "web", "users token", "db upgrade",
-            "db downgrade", "kpi report", "qa sample", "qa sample-size"}
+            "db downgrade", "kpi report", "qa sample", "qa sample-size", "migrate"}
 READ_ONLY = {"definitions", "users list", "customers find", "customers show", "tasks", "task", "show",
              "timers list", "audit verify", "audit replay", "audit search", "audit export", "audit head",
-             "clock show", "calendar status", "calendar add", "db current", "db history"}
+             "clock show", "calendar status", "calendar add", "db current", "db history", "lint",
+             "testrun"}
 
 
 def _anchor(text):
@@ -511,8 +587,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("init", cmd_init, "create or upgrade the database schema (KEFU_DATABASE_URL)")
     sp = add("deploy", cmd_deploy, "deploy diagrams as new definition versions (default: processes/)")
     sp.add_argument("paths", nargs="*")
-    sp.add_argument("--as", dest="actor")
+    sp.add_argument("--as", dest="actor", help="a process owner: each file is checked, test-run and deployed by "
+                                               "that user (with files given)")
     add("definitions", cmd_definitions, "list deployed definition versions")
+    # designer
+    sp = add("lint", cmd_lint, "check diagrams before deploy (exit 2 when one has errors)")
+    sp.add_argument("files", nargs="+")
+    sp = add("testrun", cmd_testrun, "run a diagram on sample data along each path, without the database")
+    sp.add_argument("file")
+    sp = add("migrate", cmd_migrate, "move a running instance to a newer version when safe (process_owner)")
+    sp.add_argument("instance", help="instance id or ticket number")
+    sp.add_argument("--to", required=True, type=int, help="version number")
+    sp.add_argument("--as", dest="actor", help="a process owner (not needed with --check)")
+    sp.add_argument("--check", action="store_true", help="only say whether the move is safe, and why not")
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True, metavar="ACTION")
     sp = add("add", cmd_users_add, "add a user or give it more roles", subparsers=users)
     sp.add_argument("name")

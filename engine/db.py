@@ -64,6 +64,15 @@ class Definition(Base):
     deployed_by: Mapped[str] = mapped_column(String(64))
 
 
+# --- changing a procedure (designer): what a deployed version changed against the one before it
+class DefinitionChange(Base):
+    __tablename__ = "definition_changes"
+
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"), primary_key=True)
+    previous_version: Mapped[int | None] = mapped_column(Integer)
+    summary: Mapped[dict] = mapped_column(JSON)
+
+
 class User(Base):
     __tablename__ = "users"
 

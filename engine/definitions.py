@@ -33,6 +33,8 @@ ROLES = ("agent", "supervisor", "department", "technician", "taskforce", "qa", "
 LANE_ROLES = ("agent", "supervisor", "department", "technician", "taskforce", "qa")
 RULE_ID = re.compile(r"\b(?:[CPRTIQK]\d{1,2}|K-cycle|K-score|QA)\b")
 MAX_DIAGRAM_BYTES = 5 * 1024 * 1024
+# A DOCTYPE before the root element (after the XML declaration, comments and processing instructions).
+_DOCTYPE_FIRST = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.S | re.I)
 _UNQUOTED_DURATION = re.compile(r"^\s*R?\d*/?P(?:\d|T\d)", re.I)
 
 
@@ -52,6 +54,9 @@ def safe_xml(data: bytes, filename: str, root_tag: str | None = B + "definitions
     """Parse XML without DTDs, entities or network access; refuse any DOCTYPE (XXE, billion laughs)."""
     if len(data) > MAX_DIAGRAM_BYTES:
         raise DefinitionError(f"diagram larger than {MAX_DIAGRAM_BYTES} bytes", file=filename)
+    if _DOCTYPE_FIRST.match(data[:65536]):
+        raise DefinitionError("a DOCTYPE is not allowed in a diagram (external entities are refused)",
+                              file=filename, line=1)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                              remove_blank_text=False)
     try:

@@ -83,17 +83,30 @@ def replay(kefu, instance_ref) -> dict:
         inst = kefu._instance(s, instance_ref, with_state=True)
         events = audit.events_of(s, inst.id)
         stored = kefu._load(s, inst)
-        spec, subs = kefu.specs.get(inst.definition)
+        # A moved instance (instance_migrated) started on an older version: rebuild from that one and move
+        # it where the record says it moved.
+        moves = {e.seq: _definition(s, inst.definition.process_id, (e.data or {}).get("to_version"))
+                 for e in events if e.type == "instance_migrated"}
+        first = min(moves, default=None)
+        origin = inst.definition if first is None else _definition(
+            s, inst.definition.process_id, (next(e for e in events if e.seq == first).data or {}).get("from_version"))
+        if origin is None or None in moves.values():
+            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "matches": False, "events_applied": 0,
+                    "difference": "an instance_migrated event names a definition version that does not exist"}
+        spec, subs = kefu.specs.get(origin)
+        for target in moves.values():
+            kefu.specs.get(target)  # parsed while the rows are attached; the move reads them from the cache
         about = {"instance_id": inst.id, "ticket_no": inst.ticket_no,
                  "definition": {"process_id": inst.definition.process_id, "version": inst.definition.version,
                                 "sha256": inst.definition.sha256}}
+        origin_sha = origin.sha256
         vip, linked_customer = bool(inst.vip), inst.customer_id
         s.expunge_all()
     if not events or events[0].type != "instance_started":
         return {**about, "matches": False, "events_applied": 0,
                 "difference": "the first recorded event is not instance_started"}
     started = events[0]
-    if (started.data or {}).get("sha256") not in (None, about["definition"]["sha256"]):
+    if (started.data or {}).get("sha256") not in (None, origin_sha):
         return {**about, "matches": False, "events_applied": 0,
                 "difference": "instance_started names another definition version than the instance runs on"}
     previous = clock_mod.active()
@@ -101,7 +114,8 @@ def replay(kefu, instance_ref) -> dict:
     try:
         with warnings.catch_warnings():  # a missing calendar year was reported when the instance ran
             warnings.simplefilter("ignore", CalendarDataMissing)
-            rebuilt, applied = _rebuild(kefu, spec, subs, stored, started, events[1:], clock, vip, linked_customer)
+            rebuilt, applied = _rebuild(kefu, spec, subs, stored, started, events[1:], clock, vip, linked_customer,
+                                        moves)
     except Exception as exc:  # noqa: BLE001 - a record that cannot be applied is a mismatch, not a crash
         return {**about, "matches": False, "events_applied": None,
                 "difference": f"the recorded events cannot be applied: {exc}"}
@@ -126,7 +140,15 @@ def _initial_data(stored, started, vip: bool) -> dict:
     return data
 
 
-def _rebuild(kefu, spec, subs, stored, started, events, clock: Clock, vip, linked_customer):
+def _definition(s, process_id: str, version):
+    from sqlalchemy import select
+    from .db import Definition
+    if not isinstance(version, int):
+        return None
+    return s.scalar(select(Definition).where(Definition.process_id == process_id, Definition.version == version))
+
+
+def _rebuild(kefu, spec, subs, stored, started, events, clock: Clock, vip, linked_customer, moves=None):
     kefu.sync()
     wf = BpmnWorkflow(spec, subs, script_engine=scripting.make_script_engine())
     wf.task_tree.data.update(_initial_data(stored, started, vip))
@@ -160,6 +182,10 @@ def _rebuild(kefu, spec, subs, stored, started, events, clock: Clock, vip, linke
             applied += 1
         elif e.type == "timer_fired":
             kefu._run(wf)
+            applied += 1
+        elif e.type == "instance_migrated":
+            from .migration import apply_migration
+            apply_migration(kefu, wf, moves[e.seq])
             applied += 1
         elif e.type == "incident_retried":
             fix = (e.data or {}).get("fix") or {}

@@ -10,7 +10,7 @@ and no sandbox. Kefu screens every piece of code before it runs:
   attributes by name; this also closes frame and code objects (``gi_frame.f_globals``...);
 * builtins are a small safe set: no ``open``, ``eval``, ``exec``, ``getattr``, ``type``, ``__import__``;
 * code must finish quickly: no ``while``, no generators or ``async``, ``range`` of at most 100,000 items,
-  ``**`` only with a small constant exponent;
+  ``**`` only with a small constant exponent, and at most a million executed lines (nested loops);
 * task data whose key starts with ``_`` is never put into the evaluation namespace (a form field named
   ``__builtins__`` cannot restore the real builtins);
 * values a script leaves behind must be plain data (str, numbers, bool, None, lists, dicts); ``datetime``
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+import sys
+from contextlib import contextmanager, nullcontext
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 
@@ -43,6 +45,7 @@ _SAFE_BUILTIN_NAMES = [
 ]
 MAX_RANGE = 100_000
 MAX_POWER = 10_000
+MAX_LINES = 1_000_000
 
 
 def _range(*args):
@@ -184,6 +187,38 @@ def _plain(value, path: str):
                     "use str, numbers, bool, lists or dicts")
 
 
+@lru_cache(maxsize=4096)
+def loops(source: str, mode: str) -> bool:
+    """Whether screened code has a loop (``for`` or a comprehension): only such code can run long."""
+    return any(isinstance(node, (ast.For, ast.comprehension)) for node in ast.walk(ast.parse(source, mode=mode)))
+
+
+@contextmanager
+def bounded(limit: int | None = None):
+    """Stop diagram code after ``MAX_LINES`` executed lines (nested loops within the allowed ranges could
+    otherwise run for hours). Only frames of diagram code (compiled as ``<string>``) are counted."""
+    limit = MAX_LINES if limit is None else limit
+    count = 0
+
+    def local(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+            if count > limit:
+                raise ScriptRejected(f"the code runs too long (more than {limit:,} steps)")
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code.co_filename == "<string>" else None
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        yield
+    finally:
+        sys.settrace(previous)
+
+
 class RestrictedEnvironment(BasePythonScriptEngineEnvironment):
     """Evaluates and executes screened code over task data, with helpers taking precedence over data."""
 
@@ -198,14 +233,17 @@ class RestrictedEnvironment(BasePythonScriptEngineEnvironment):
         return ns
 
     def evaluate(self, expression, context, external_context=None):
-        code = compile_checked(expression.strip(), "eval")
-        return eval(code, self._namespace(context, external_context))  # noqa: S307 - screened
+        source = expression.strip()
+        code = compile_checked(source, "eval")
+        with bounded() if loops(source, "eval") else nullcontext():
+            return eval(code, self._namespace(context, external_context))  # noqa: S307 - screened
 
     def execute(self, script, context, external_context=None):
         code = compile_checked(script, "exec")
         ns = self._namespace(context, external_context)
         before = set(ns)
-        exec(code, ns)  # noqa: S102 - screened
+        with bounded() if loops(script, "exec") else nullcontext():
+            exec(code, ns)  # noqa: S102 - screened
         skip = set(self.globals) | {"__builtins__"} | set(external_context or {})
         for key, value in ns.items():
             if key in skip or key.startswith("_") or callable(value):

@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import undefer
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import audit, calendar as calendar_mod, clock as clock_mod, scripting
+from . import audit, calendar as calendar_mod, clock as clock_mod, designer, scripting
 from .clock import SHANGHAI, Clock
 from .config import Config
 from .db import CalendarDay, Customer, Database, Definition, HumanTask, Instance, Setting, Timer, User, \
@@ -138,6 +138,8 @@ class Kefu:
             except OSError as exc:
                 raise DefinitionError(f"cannot read: {exc.strerror}", file=str(f)) from None
             parsed.append(parse_sla(data, f.name) if f.suffix == ".dmn" else parse_diagram(data, f.name))
+            if f.suffix != ".dmn":
+                designer.lint_or_refuse(data, f.name)  # designer: the stricter checks (timers on sample data)
         seen = {}
         for p in parsed:
             for pid in self._ids_of(p):
@@ -165,6 +167,7 @@ class Kefu:
                         self._sla_tables[p.sha256] = p
                     else:
                         self.specs.put(pid, p.sha256, p.specs[pid])
+                        designer.record_change(s, d, current)  # designer: the change summary
                     results.append(self._definition_dict(d, status="deployed"))
         return results
 
@@ -184,6 +187,43 @@ class Kefu:
         if status:
             out["status"] = status
         return out
+
+    # ------------------------------------------------------------------ changing a procedure (designer)
+    def deploy_xml(self, data, filename: str, actor: str, *, dry_run: bool = False) -> dict:
+        """Check, test-run and deploy one diagram as a new immutable version (process_owner only)."""
+        return designer.deploy_xml(self, data, filename, actor, dry_run=dry_run)
+
+    def change_summary(self, old_xml, new_xml) -> dict:
+        from .changes import change_summary
+        return change_summary(old_xml, new_xml)
+
+    def definition_overview(self) -> list[dict]:
+        """Every process with its versions (newest first) and how many instances run on each."""
+        return designer.definition_overview(self)
+
+    def definition_xml(self, process_id: str, version) -> bytes:
+        return designer.definition_xml(self, process_id, version)
+
+    def migration_check(self, instance_id, to_version, locale: str = "en") -> list[str]:
+        """Why moving the instance to ``to_version`` of its process is unsafe (in English, or Chinese with
+        ``locale="zh_CN"``); empty when it is safe."""
+        from . import migration
+        with self.db.reading() as s:
+            inst = self._instance(s, instance_id, with_state=True)
+            found = migration.reasons(self, s, inst, migration._target(s, inst, to_version))
+            return [r.message(locale) for r in found]
+
+    def migrate_instance(self, instance_id, to_version, actor: str) -> dict:
+        """Move a running instance to a newer version when it is safe (process_owner only); audited."""
+        from . import migration
+        designer.check_owner(self, actor)
+        with self.db.unit_of_work() as s:
+            inst = self._instance(s, instance_id, with_state=True)
+            result = migration.migrate(self, s, inst, migration._target(s, inst, to_version), actor)
+            if not result["migrated"]:
+                raise designer.MigrationRefused(inst.ticket_no, int(to_version), [str(r) for r in result["reasons"]],
+                                                [r.zh for r in result["reasons"]])
+            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, **result}
 
     # ------------------------------------------------------------------ users
     def add_user(self, name: str, roles, display_name: str | None = None, groups=(),

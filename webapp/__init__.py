@@ -84,6 +84,9 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     app.register_blueprint(api.bp)
     from . import audit  # audit (issue 6): search, trace, exports (read-only)
     app.register_blueprint(audit.bp)
+    # designer: definitions page, modeler, check and deploy
+    from . import designer
+    app.register_blueprint(designer.bp)
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or (

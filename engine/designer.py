@@ -1,0 +1,234 @@
+"""Changing a procedure: deploy a diagram given as XML (checked, test-run, versioned with a change summary),
+the definitions overview with running counts, and any version's XML. ``Kefu`` exposes these as methods."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import PurePath
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import undefer
+
+from .changes import change_summary
+from .db import Definition, DefinitionChange, Instance
+from .definitions import B, latest, next_version
+from .errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
+from .lint import lint_diagram
+
+OWNER_ROLE = "process_owner"
+RUNNING = ("active", "incident")
+
+
+class DiagramRejected(DefinitionError):
+    """A diagram that fails the lint or the test run; ``details`` carries every finding (zh and en)."""
+    code = "diagram_rejected"
+
+    def __init__(self, message: str, message_zh: str, file: str | None = None, findings=(), test_runs=()):
+        super().__init__(message, file=file)
+        self.details.update(message_zh=message_zh, findings=list(findings), test_runs=list(test_runs))
+
+
+class MigrationRefused(Conflict):
+    """Moving an instance to a newer version is unsafe; ``details["reasons"]`` says why."""
+    code = "migration_refused"
+
+    def __init__(self, ticket_no: str, version: int, reasons: list[str], reasons_zh: list[str]):
+        super().__init__(f"instance {ticket_no} cannot move to version {version}: " + "; ".join(reasons),
+                         reasons=reasons, reasons_zh=reasons_zh,
+                         message_zh=f"工单 {ticket_no} 不能迁移到版本 {version}:" + ";".join(reasons_zh))
+
+
+def check_owner(kefu, actor: str) -> None:
+    with kefu.db.reading() as s:
+        roles = kefu._user_roles(s, actor)
+    if roles is None:
+        raise NotAllowed(f"unknown or inactive user {actor!r}")
+    if OWNER_ROLE not in roles:
+        raise NotAllowed(f"user {actor} may not change procedures (needs role {OWNER_ROLE})")
+
+
+def _clean_name(filename) -> str:
+    name = PurePath(str(filename or "diagram.bpmn").replace("\\", "/")).name.strip() or "diagram.bpmn"
+    return name[:255]
+
+
+def _as_bytes(data) -> bytes:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise InvalidInput(f"a diagram must be given as XML text or bytes, not {type(data).__name__}")
+
+
+def _xml_text(data: bytes, filename: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DefinitionError("the diagram must be UTF-8 encoded", file=filename) from None
+
+
+def lint_or_refuse(data: bytes, filename: str):
+    report = lint_diagram(data, filename)
+    if report.errors:
+        first = report.errors[0]
+        where = f" (element '{first.element}')" if first.element else ""
+        err = DiagramRejected(
+            f"{len(report.errors)} problem(s) must be fixed before deploy; first{where}: {first.en}",
+            f"部署前必须修正 {len(report.errors)} 个问题;第一个{where}:{first.zh}",
+            file=filename, findings=[f.to_dict() for f in report.findings])
+        err.details.update(element=first.element, line=first.line)
+        raise err
+    return report
+
+
+def record_change(s, definition: Definition, previous: Definition | None) -> dict:
+    """Store (and return) what ``definition`` changed against ``previous`` (None: the first version)."""
+    summary = change_summary(previous.xml if previous is not None else None, definition.xml)
+    s.add(DefinitionChange(definition_id=definition.id, summary=summary,
+                           previous_version=previous.version if previous is not None else None))
+    return summary
+
+
+def deploy_xml(kefu, data, filename: str, actor: str, *, dry_run: bool = False) -> dict:
+    filename = _clean_name(filename)
+    data = _as_bytes(data)
+    check_owner(kefu, actor)
+    if filename.lower().endswith(".dmn"):
+        return _deploy_table(kefu, data, filename, actor, dry_run)
+    report = lint_or_refuse(data, filename)
+    xml = _xml_text(data, filename)
+    runs = _test_run_or_refuse(report, filename)
+    sha = hashlib.sha256(data).hexdigest()
+    names = {p.get("id"): p.get("name") for p in report.root.iter(B + "process")}
+    try:
+        results = _write_versions(kefu, report, data, xml, sha, names, filename, actor, dry_run)
+    except IntegrityError:
+        raise Conflict("another version of this process was deployed at the same time; nothing was saved, "
+                       "reload and try again") from None
+    warnings = [f.to_dict() for f in report.warnings]
+    out = dict(results[0])
+    out.update(warnings=warnings, dry_run=dry_run, filename=filename, processes=results,
+               test_runs=[r.to_dict() for r in runs])
+    return out
+
+
+def _write_versions(kefu, report, data, xml, sha, names, filename, actor, dry_run) -> list[dict]:
+    results = []
+    with kefu.db.unit_of_work() as s:
+        for pid in report.process_ids:
+            current = latest(s, pid)
+            _same_kind(current, pid, filename, table=False)
+            if current is not None and current.sha256 == sha:
+                change = s.get(DefinitionChange, current.id)
+                results.append({"process_id": pid, "version": current.version, "sha": sha, "sha256": sha,
+                                "created": False, "summary": change.summary if change else None})
+                continue
+            summary = change_summary(current.xml if current is not None else None, data)
+            version = next_version(s, pid)
+            if not dry_run:
+                d = Definition(process_id=pid, version=version, name=names.get(pid), filename=filename,
+                               sha256=sha, xml=xml, deployed_at=kefu.now(), deployed_by=actor)
+                s.add(d)
+                s.flush()
+                s.add(DefinitionChange(definition_id=d.id, summary=summary,
+                                       previous_version=current.version if current is not None else None))
+                kefu.specs.put(pid, sha, report.specs[pid])
+            results.append({"process_id": pid, "version": version, "sha": sha, "sha256": sha,
+                            "created": not dry_run, "summary": summary})
+        if dry_run:
+            s.rollback()
+    return results
+
+
+def _test_run_or_refuse(report, filename: str) -> list:
+    from .testrun import test_run
+    runs = test_run(report)
+    failed = [(r.process_id, p) for r in runs for p in r.paths if p.failure]
+    if failed:
+        pid, path = failed[0]
+        at = f" at '{path.failed_at}'" if path.failed_at else ""
+        raise DiagramRejected(
+            f"the test run of {pid!r} fails on {len(failed)} path(s); first{at}: {path.failure}",
+            f"流程 {pid!r} 的试运行在 {len(failed)} 条路径上失败;第一个{at}:{path.failure}",
+            file=filename, test_runs=[r.to_dict() for r in runs])
+    return runs
+
+
+def _same_kind(current, pid: str, filename: str, table: bool) -> None:
+    """A process may not take the id of a decision table, nor a table the id of a process."""
+    if current is not None and current.filename.lower().endswith(".dmn") != table:
+        what = "a decision table" if not table else "a process"
+        raise DefinitionError(f"{pid!r} is already the id of {what}; choose another id", file=filename,
+                              element=pid)
+
+
+def _deploy_table(kefu, data: bytes, filename: str, actor: str, dry_run: bool) -> dict:
+    from .sla import parse_sla
+    table = parse_sla(data, filename)
+    xml = _xml_text(data, filename)
+    with kefu.db.unit_of_work() as s:
+        current = latest(s, table.decision_id)
+        _same_kind(current, table.decision_id, filename, table=True)
+        if current is not None and current.sha256 == table.sha256:
+            return {"process_id": table.decision_id, "version": current.version, "sha": table.sha256,
+                    "sha256": table.sha256, "created": False, "summary": None, "warnings": [],
+                    "dry_run": dry_run, "filename": filename}
+        version = next_version(s, table.decision_id)
+        before = None
+        if current is not None:
+            before = parse_sla(current.xml.encode("utf-8"), current.filename).targets
+        summary = {"targets_before": before, "targets": table.targets, "first_version": current is None}
+        if not dry_run:
+            d = Definition(process_id=table.decision_id, version=version, name=table.name, filename=filename,
+                           sha256=table.sha256, xml=xml, deployed_at=kefu.now(), deployed_by=actor)
+            s.add(d)
+            s.flush()
+            s.add(DefinitionChange(definition_id=d.id, summary=summary,
+                                   previous_version=current.version if current is not None else None))
+        else:
+            s.rollback()
+    return {"process_id": table.decision_id, "version": version, "sha": table.sha256, "sha256": table.sha256,
+            "created": not dry_run, "summary": summary, "warnings": [], "dry_run": dry_run, "filename": filename}
+
+
+def definition_overview(kefu) -> list[dict]:
+    from .service import iso
+    with kefu.db.reading() as s:
+        counts: dict[int, dict[str, int]] = {}
+        for def_id, status, n in s.execute(select(Instance.definition_id, Instance.status, func.count())
+                                           .group_by(Instance.definition_id, Instance.status)):
+            counts.setdefault(def_id, {})[status] = n
+        changes = {c.definition_id: c.summary for c in s.scalars(select(DefinitionChange))}
+        out: dict[str, dict] = {}
+        for d in s.scalars(select(Definition).order_by(Definition.process_id, Definition.version.desc())):
+            c = counts.get(d.id, {})
+            entry = out.setdefault(d.process_id, {
+                "process_id": d.process_id, "name": d.name,
+                "kind": "decision" if d.filename.lower().endswith(".dmn") else "process",
+                "latest": d.version, "running": 0, "versions": []})
+            running = sum(n for st, n in c.items() if st in RUNNING)
+            entry["running"] += running
+            entry["versions"].append({
+                "version": d.version, "sha": d.sha256, "sha256": d.sha256, "filename": d.filename,
+                "deployed_by": d.deployed_by, "deployed_at": iso(d.deployed_at), "summary": changes.get(d.id),
+                "running": running, "total": sum(c.values())})
+        return list(out.values())
+
+
+def _definition(s, process_id, version, with_xml=False) -> Definition:
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        raise NotFound(f"no version {version!r} of {process_id!r}") from None
+    q = select(Definition).where(Definition.process_id == str(process_id), Definition.version == number)
+    if with_xml:
+        q = q.options(undefer(Definition.xml))
+    d = s.scalar(q)
+    if d is None:
+        raise NotFound(f"no version {version!r} of {process_id!r}")
+    return d
+
+
+def definition_xml(kefu, process_id: str, version) -> bytes:
+    with kefu.db.reading() as s:
+        return _definition(s, process_id, version, with_xml=True).xml.encode("utf-8")
