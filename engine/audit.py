@@ -135,11 +135,6 @@ def _forget_ledger(session: Session) -> None:
     session.info.pop(LEDGER, None)
 
 
-def events_of(session: Session, instance_id: int) -> list[AuditEvent]:
-    return list(session.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance_id)
-                                .order_by(AuditEvent.seq)))
-
-
 def ledger_head(session: Session) -> dict | None:
     row = session.scalar(select(AuditLedger).order_by(AuditLedger.id.desc()).limit(1))
     return None if row is None else {"entry": row.id, "hash": row.hash, "at": row.at}

@@ -37,6 +37,7 @@ PG_PASS_FOLLOWS = os.environ.get("KEFU_TEST_POSTGRESQL_PASS_FOLLOWS") == "1"
 def pytest_configure(config):
     config.addinivalue_line("markers", "postgresql_only: runs on its own PostgreSQL database whatever "
                                        "KEFU_TEST_DATABASE says (scripts/test.sh runs it in the PostgreSQL pass)")
+    config.addinivalue_line("markers", "no_replay: the test corrupts instances on purpose; skip the replay check")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -97,10 +98,6 @@ def kefu(request, db_url, clock):
             assert not mismatches, f"replay of the recorded events does not match the stored state: {mismatches}"
     finally:
         k.db.dispose()
-
-
-def pytest_configure(config):  # audit (issue 6)
-    config.addinivalue_line("markers", "no_replay: the test corrupts instances on purpose; skip the replay check")
 
 
 @pytest.hookimpl(wrapper=True)
