@@ -14,7 +14,9 @@ bash scripts/install-postgres.sh || [ "${CI:-}" != true ]  # server binaries for
 # The whole suite twice: on SQLite, then on a throw-away PostgreSQL cluster (tests/pg.py starts it) with
 # every database-backed test on PostgreSQL (KEFU_TEST_DATABASE=postgresql). Both must pass.
 # KEFU_TEST_PASSES=sqlite (or postgresql) runs one pass only.
+# Each pass spreads the tests over KEFU_TEST_WORKERS processes (pytest-xdist; default 2, one per core; 0 = none).
 passes=${KEFU_TEST_PASSES:-sqlite postgresql}
+workers=${KEFU_TEST_WORKERS:-2}
 declare -A summary rc
 for db in $passes; do
   echo "=== test pass: $db ==="
@@ -22,7 +24,7 @@ for db in $passes; do
   set +e
   follows=0
   [ "$db" = sqlite ] && [[ " $passes " == *" postgresql "* ]] && follows=1
-  KEFU_TEST_DATABASE=$db KEFU_TEST_POSTGRESQL_PASS_FOLLOWS=$follows .venv/bin/python -m pytest "$@" 2>&1 | tee "$log"
+  KEFU_TEST_DATABASE=$db KEFU_TEST_POSTGRESQL_PASS_FOLLOWS=$follows .venv/bin/python -m pytest -n "$workers" --dist load "$@" 2>&1 | tee "$log"
   rc[$db]=${PIPESTATUS[0]}
   set -e
   summary[$db]=$(grep -E '^=+ .*(passed|failed|error|skipped|deselected).* =+$|^[0-9]+ (passed|failed)' "$log" | tail -1)

@@ -11,7 +11,7 @@ import pytest
 
 from engine import Clock
 from engine.clock import SHANGHAI
-from tests.pg import pg_server, pg_template, pg_url, pg_url_at_head  # noqa: F401 - fixtures
+from tests.pg import pg_server, pg_template, pg_url, pg_url_at_head, pg_deployed_template, pg_url_deployed  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ROOT / "processes"
@@ -69,6 +69,70 @@ def sqlite_template(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def sqlite_deployed_template(sqlite_template, tmp_path_factory):
+    """``sqlite_template`` with the real diagrams deployed and the demo users added (at ``MONDAY_9AM``), as
+    the ``kefu`` fixture sets up every test's database: copied, not redone, per test."""
+    from tests.factories import make_kefu
+    path = tmp_path_factory.mktemp("deployed") / "kefu.db"
+    shutil.copyfile(sqlite_template, path)
+    make_kefu(f"sqlite:///{path}", Clock(MONDAY_9AM)).db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def snapshots(request):
+    """Databases an expensive seeding left, kept for the session (see ``from_snapshot``)."""
+    kept: dict = {}
+    yield kept
+    for snap in kept.values():
+        if snap["kind"] == "postgresql":
+            request.getfixturevalue("pg_server").drop_database(snap["source"])
+
+
+def from_snapshot(request, kefu, name: str, seed):
+    """``seed(kefu)`` runs once per session and database kind; later tests get a copy of the database it left,
+    with the clock where it stopped and the scenarios it returned bound to their own ``kefu``. Use it only for a
+    seed that depends on nothing but the deployed diagrams, the demo users and the pinned clock."""
+    import copy
+
+    from sqlalchemy.engine import make_url
+    kept = request.getfixturevalue("snapshots")
+    url = make_url(kefu.config.database_url)
+    kind = url.get_backend_name()
+    snap = kept.get((name, kind))
+    if snap is None:
+        result = seed(kefu)
+        kefu.db.dispose()  # SQLite folds its write-ahead log back; PostgreSQL copies only an idle database
+        if kind == "sqlite":
+            source = Path(url.database).with_name(f"snapshot-{name}.db")
+            shutil.copyfile(url.database, source)
+        else:
+            source = request.getfixturevalue("pg_server").create_database(template=url.database)
+        kept[(name, kind)] = {"kind": kind, "source": source, "result": result, "now": kefu.clock.now()}
+        return result
+    kefu.db.dispose()
+    if kind == "sqlite":
+        for suffix in ("-wal", "-shm"):
+            Path(url.database + suffix).unlink(missing_ok=True)
+        shutil.copyfile(snap["source"], url.database)
+    else:
+        server = request.getfixturevalue("pg_server")
+        with server.connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{url.database}" TEMPLATE "{snap["source"]}"')
+    kefu.clock.set(snap["now"])
+
+    def rebind(value):
+        if isinstance(value, dict):
+            return {k: rebind(v) for k, v in value.items()}
+        if hasattr(value, "base") and hasattr(value, "instance_id"):  # a tests.factories.Scenario
+            value = copy.copy(value)
+            value.base = kefu
+        return value
+    return rebind(snap["result"])
+
+
 @pytest.fixture
 def clock():
     return Clock(MONDAY_9AM)
@@ -77,18 +141,24 @@ def clock():
 @pytest.fixture
 def db_url(request, tmp_path):
     """A fresh database with the schema at the newest migration: SQLite by default, PostgreSQL when
-    ``KEFU_TEST_DATABASE=postgresql``; ``@on_both_databases`` (tests/pg.py) runs a test on both."""
+    ``KEFU_TEST_DATABASE=postgresql``; ``@on_both_databases`` (tests/pg.py) runs a test on both.
+
+    A test that uses ``kefu`` gets the database that fixture would make (diagrams deployed, demo users) as a
+    copy of a per-session template."""
+    deployed = "kefu" in request.fixturenames
     if getattr(request, "param", TEST_DATABASE) == "postgresql":
-        return request.getfixturevalue("pg_url_at_head")
+        return request.getfixturevalue("pg_url_deployed" if deployed else "pg_url_at_head")
     path = tmp_path / "kefu.db"
-    shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+    shutil.copyfile(request.getfixturevalue("sqlite_deployed_template" if deployed else "sqlite_template"), path)
     return f"sqlite:///{path}"
 
 
 @pytest.fixture
 def kefu(request, db_url, clock):
-    from tests.factories import make_kefu
-    k = make_kefu(db_url, clock)
+    """The engine on a fresh database with the real diagrams deployed and the demo users (see ``db_url``)."""
+    from engine import Config, Kefu
+    k = Kefu(Config(database_url=db_url, env="test"), clock=clock)
+    k.init()
     yield k
     # audit (issue 6): every instance a test created must rebuild from its record (kefu audit replay)
     try:

@@ -224,6 +224,30 @@ def pg_url_at_head(pg_server, pg_template):
         pg_server.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def pg_deployed_template(pg_server, pg_template):
+    """``pg_template`` with the real diagrams deployed and the demo users (see conftest's ``db_url``)."""
+    from engine import Clock
+    from tests.conftest import MONDAY_9AM
+    from tests.factories import make_kefu
+    name = pg_server.create_database(template=pg_template)
+    make_kefu(pg_server.url_for(name), Clock(MONDAY_9AM)).db.dispose()
+    try:
+        yield name
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def pg_url_deployed(pg_server, pg_deployed_template):
+    """Like ``pg_url_at_head``, with the diagrams deployed and the demo users (a copy of the template)."""
+    name = pg_server.create_database(template=pg_deployed_template)
+    try:
+        yield pg_server.url_for(name)
+    finally:
+        pg_server.drop_database(name)
+
+
 # Run an existing SQLite test on PostgreSQL as well: decorate it with ``@on_both_databases`` (it must take
 # its database URL from the ``db_url`` fixture, directly or through ``kefu``/``scenario``).
 on_both_databases = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)

@@ -24,6 +24,7 @@ import pytest
 
 from engine import kpi
 from engine.errors import InvalidInput, NotAllowed
+from tests.conftest import from_snapshot
 from tests.factories import Scenario
 
 
@@ -167,9 +168,8 @@ def seed_month(kefu):
 
 
 @pytest.fixture
-def month(kefu):
-    tickets = seed_month(kefu)
-    return kefu, tickets
+def month(request, kefu):
+    return kefu, from_snapshot(request, kefu, "kpi-month", seed_month)
 
 
 def lineage(fig):

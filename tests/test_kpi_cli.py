@@ -2,6 +2,7 @@
 operator runs them: the real diagrams, JSON out, clear errors with their exit codes."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,18 +14,31 @@ NOVEMBER = "2026-11-23T09:00:00+08:00"
 DECEMBER = "2026-12-01T09:00:00+08:00"
 
 
-@pytest.fixture
-def kefu_cli(tmp_path):
-    env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{tmp_path / 'kpi.db'}", "KEFU_ENV": "test"}
+def runner(path):
+    env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{path}", "KEFU_ENV": "test"}
 
     def run(*args, clock=DECEMBER, expect=0):
         p = subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
                            env={**env, "KEFU_CLOCK": clock}, cwd=ROOT, timeout=120)
         assert p.returncode == expect, (args, p.returncode, p.stdout, p.stderr)
         return p
+    return run
+
+
+@pytest.fixture(scope="module")
+def deployed_db(tmp_path_factory):
+    """The real diagrams deployed and the demo users added from the command line, once; copied per test."""
+    path = tmp_path_factory.mktemp("kpi-cli") / "seed.db"
+    run = runner(path)
     run("deploy", str(ROOT / "processes"), clock=NOVEMBER)
     run("demo", clock=NOVEMBER)
-    return run
+    return path
+
+
+@pytest.fixture
+def kefu_cli(deployed_db, tmp_path):
+    shutil.copyfile(deployed_db, tmp_path / "kpi.db")
+    return runner(tmp_path / "kpi.db")
 
 
 def consultation(run, actor, on_spot):

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from engine import kpi
+from tests.conftest import from_snapshot
 from tests.test_kpi import consultation, seed_month
 from tests.webclient import Web
 
@@ -16,8 +17,8 @@ OTHERS = ("agent", "agent2", "department", "technician", "taskforce1")
 
 
 @pytest.fixture
-def month(kefu):
-    return kefu, seed_month(kefu)  # the clock ends on Tuesday 1 December 00:10
+def month(request, kefu):
+    return kefu, from_snapshot(request, kefu, "kpi-month", seed_month)  # the clock ends on 1 December 00:10
 
 
 def test_dashboard_shows_the_eight_figures_with_target_score_and_charts(month):
