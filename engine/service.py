@@ -180,6 +180,11 @@ class Kefu:
             return [self._definition_dict(d) for d in
                     s.scalars(select(Definition).order_by(Definition.process_id, Definition.version))]
 
+    def newest_version(self, process_id: str) -> int | None:
+        """The highest deployed version of a process (None when it has none)."""
+        with self.db.reading() as s:
+            return s.scalar(select(func.max(Definition.version)).where(Definition.process_id == process_id))
+
     @staticmethod
     def _definition_dict(d: Definition, status=None) -> dict:
         out = {"process_id": d.process_id, "version": d.version, "name": d.name, "filename": d.filename,

@@ -349,6 +349,19 @@ def test_a_ticket_does_not_move_when_a_step_it_ran_changed_and_the_page_says_why
     assert after["definition"]["version"] == 1 and after["events"] == before["events"]
 
 
+def test_the_ticket_page_offers_a_move_only_when_a_newer_version_exists_and_only_to_the_owner(kefu, scenario):
+    register(scenario)
+    link = f'href="/instances/{scenario.ticket_no}/migrate"'
+    page = owner(kefu).page(f"/instances/{scenario.ticket_no}")
+    assert link not in page and "迁移到新版本" not in page  # v1 is the newest version
+    assert owner(kefu).post_json("/designer/deploy", {"xml": later_step_relabelled().decode()}).status_code == 200
+    for who in ROLES:
+        page = Web(kefu).login_as(who).get(f"/instances/{scenario.ticket_no}").get_data(as_text=True)
+        assert (link in page) == (who == "owner"), who
+    consultation = kefu.start("consultation", "agent")  # another process, still on its only version
+    assert "迁移到新版本" not in owner(kefu).page(f"/instances/{consultation['ticket_no']}")
+
+
 @pytest.mark.parametrize("lang, said, not_said", [
     ("zh", "已完成的步骤 'register' (登记投诉) 在版本 2 中有改动(表单或属性)", "changed in version 2"),
     ("en", "completed step 'register' (登记投诉) changed in version 2 (form or properties)", "有改动"),
