@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from uuid import UUID
 
@@ -939,8 +940,8 @@ class Kefu:
         return {**page, "filters": f.params(), "limit": f.limit}
 
     def audit_export(self, args: dict, most: int = 10_000) -> dict:
-        """The whole search result for an export: keyset pages walked up to ``most`` rows; ``next`` (None when
-        the result is complete) continues after them."""
+        """Up to ``most`` rows of a search result in one dictionary, keyset pages walked; ``next`` (None when
+        the result is complete) continues after them. An export of the whole result uses ``audit_rows``."""
         from .search import MAX_PAGE
         rows, args = [], {**(args or {}), "limit": None}
         while True:
@@ -950,6 +951,24 @@ class Kefu:
             if page["next"] is None or len(rows) >= most:
                 return {**page, "rows": rows, "limit": most}
             args["after"] = page["next"]
+
+    def audit_rows(self, args: dict, batch: int | None = None) -> tuple[dict, Iterator[dict]]:
+        """Every row of a search result, for an export of any size: ``(filters, rows)``. The filters are
+        checked at once (a bad one raises InvalidInput before anything is written); the rows follow lazily,
+        newest first, read in keyset batches of ``batch`` rows, each batch a short read of its own, so an
+        export holds one batch in memory and no transaction stays open while the caller writes."""
+        from . import search
+        args = {k: v for k, v in (args or {}).items() if k != "limit"}  # a page size means nothing here
+        f = search.parse({**args, "limit": batch or search.MAX_PAGE})
+        return f.params(), self._audit_batches({**args, "limit": f.limit})
+
+    def _audit_batches(self, args: dict) -> Iterator[dict]:
+        while True:
+            page = self.audit_search(args)
+            yield from page["rows"]
+            if page["next"] is None:
+                return
+            args = {**args, "after": page["next"]}
 
     def audit_replay(self, instance_ref=None) -> list[dict]:
         """Rebuild one instance (or all) from its recorded events and compare (``engine.replay``)."""
