@@ -1014,11 +1014,16 @@ class Kefu:
             failed = wf.get_tasks(state=TaskState.ERROR)
             task = failed[0] if failed else None
         spec = task.task_spec if task is not None else getattr(exc, "task_spec", None)
-        cause = getattr(exc, "__cause__", None) or getattr(exc, "exception", None)
+        cause = getattr(exc, "__cause__", None) or getattr(exc, "exception", None) \
+            or getattr(exc, "__context__", None)  # SpiffWorkflow raises an expression's error inside its except
+        message = str(exc).split("\n")[0]
+        reason = str(cause).split("\n")[0] if cause is not None else ""
+        if reason and reason not in message:  # a condition's or timer's "Error evaluating expression" says no more
+            message = f"{message.rstrip(' .')}: {type(cause).__name__}: {reason}"
         return {"task_id": str(task.id) if task is not None else None,
                 "bpmn_id": getattr(spec, "bpmn_id", None), "name": getattr(spec, "bpmn_name", None),
                 "error_type": type(cause).__name__ if cause else type(exc).__name__,
-                "message": str(exc).split("\n")[0][:500],
+                "message": message[:500],
                 "line_number": getattr(exc, "line_number", None) or None,
                 "error_line": getattr(exc, "error_line", None) or None,
                 "at": iso(self.now())}
