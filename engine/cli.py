@@ -504,16 +504,40 @@ def _search_args(args) -> dict:
 
 def cmd_audit_search(args):
     k = _service()
-    page = k.audit_export(_search_args(args)) if args.all else k.audit_search(_search_args(args))
+    if args.all:
+        return _audit_search_all(k, args)
+    page = k.audit_search(_search_args(args))
     if args.format:
         from .exports import rows_to_csv
         sys.stdout.write(rows_to_csv(page["rows"]) if args.format == "csv" else
                          json.dumps(page, ensure_ascii=False, indent=2) + "\n")
         return 0
-    _print(args, page, lambda p: "\n".join(
-        f"{r['ticket_no']:16} {r['kind']:12} {r['status']:9} {r['severity'] or '-':8} {r['created_at']}  "
-        f"{r['customer'] or ''}" for r in p["rows"]) + (f"\nnext page: --after {p['next']}" if p["next"] else "")
-        if p["rows"] else "no instances match")
+    _print(args, page, lambda p: "\n".join(_search_line(r) for r in p["rows"])
+           + (f"\nnext page: --after {p['next']}" if p["next"] else "") if p["rows"] else "no instances match")
+
+
+def _audit_search_all(k, args):
+    """Every row of the result, written as it is read (in batches of the search's largest page)."""
+    from .exports import search_csv_chunks, search_json_chunks
+    filters, rows = k.audit_rows(_search_args(args))
+    if args.format == "csv":
+        chunks = search_csv_chunks(rows)
+    elif args.format == "json" or args.json:
+        chunks = search_json_chunks(filters, rows)
+    else:
+        chunks = (_search_line(r) + "\n" for r in rows)
+    empty = True
+    for chunk in chunks:
+        sys.stdout.write(chunk)
+        empty = False
+    if empty:
+        print("no instances match")
+    return 0
+
+
+def _search_line(r: dict) -> str:
+    return (f"{r['ticket_no']:16} {r['kind']:12} {r['status']:9} {r['severity'] or '-':8} {r['created_at']}  "
+            f"{r['customer'] or ''}")
 
 
 def cmd_audit_export(args):
@@ -551,7 +575,7 @@ def _add_audit_commands(sub, add, common):
     sp.add_argument("--overdue", action="store_true")
     sp.add_argument("--limit", type=int, default=50)
     sp.add_argument("--format", choices=["csv", "json"], help="export the page instead of listing it")
-    sp.add_argument("--all", action="store_true", help="the whole result (up to 10,000 rows), not one page")
+    sp.add_argument("--all", action="store_true", help="the whole result, every row (written as it is read), not one page")
     sp = add("export", cmd_audit_export, "an instance's trace as CSV (events) or JSON (everything)",
              subparsers=aud)
     sp.add_argument("instance")

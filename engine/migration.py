@@ -183,8 +183,9 @@ def apply_migration(kefu, wf, target: Definition) -> None:
     wf.subprocess_specs = subs
     stale = [t for t in wf.get_tasks() if t.task_spec not in _all_specs(spec, subs)]
     if stale:
-        raise Conflict(f"the instance cannot be moved: step {stale[0].task_spec.name!r} has no place in version "
-                       f"{target.version}")
+        step = stale[0].task_spec.name
+        raise Conflict(f"the instance cannot be moved: step {step!r} has no place in version {target.version}",
+                       message_zh=f"工单不能迁移:步骤 {step!r} 在版本 {target.version} 中没有对应的位置")
 
 
 def _all_specs(spec, subs) -> set:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from uuid import UUID
 
@@ -179,6 +180,11 @@ class Kefu:
         with self.db.reading() as s:
             return [self._definition_dict(d) for d in
                     s.scalars(select(Definition).order_by(Definition.process_id, Definition.version))]
+
+    def newest_version(self, process_id: str) -> int | None:
+        """The highest deployed version of a process (None when it has none)."""
+        with self.db.reading() as s:
+            return s.scalar(select(func.max(Definition.version)).where(Definition.process_id == process_id))
 
     @staticmethod
     def _definition_dict(d: Definition, status=None) -> dict:
@@ -934,8 +940,8 @@ class Kefu:
         return {**page, "filters": f.params(), "limit": f.limit}
 
     def audit_export(self, args: dict, most: int = 10_000) -> dict:
-        """The whole search result for an export: keyset pages walked up to ``most`` rows; ``next`` (None when
-        the result is complete) continues after them."""
+        """Up to ``most`` rows of a search result in one dictionary, keyset pages walked; ``next`` (None when
+        the result is complete) continues after them. An export of the whole result uses ``audit_rows``."""
         from .search import MAX_PAGE
         rows, args = [], {**(args or {}), "limit": None}
         while True:
@@ -945,6 +951,24 @@ class Kefu:
             if page["next"] is None or len(rows) >= most:
                 return {**page, "rows": rows, "limit": most}
             args["after"] = page["next"]
+
+    def audit_rows(self, args: dict, batch: int | None = None) -> tuple[dict, Iterator[dict]]:
+        """Every row of a search result, for an export of any size: ``(filters, rows)``. The filters are
+        checked at once (a bad one raises InvalidInput before anything is written); the rows follow lazily,
+        newest first, read in keyset batches of ``batch`` rows, each batch a short read of its own, so an
+        export holds one batch in memory and no transaction stays open while the caller writes."""
+        from . import search
+        args = {k: v for k, v in (args or {}).items() if k != "limit"}  # a page size means nothing here
+        f = search.parse({**args, "limit": batch or search.MAX_PAGE})
+        return f.params(), self._audit_batches({**args, "limit": f.limit})
+
+    def _audit_batches(self, args: dict) -> Iterator[dict]:
+        while True:
+            page = self.audit_search(args)
+            yield from page["rows"]
+            if page["next"] is None:
+                return
+            args = {**args, "after": page["next"]}
 
     def audit_replay(self, instance_ref=None) -> list[dict]:
         """Rebuild one instance (or all) from its recorded events and compare (``engine.replay``)."""
@@ -990,11 +1014,16 @@ class Kefu:
             failed = wf.get_tasks(state=TaskState.ERROR)
             task = failed[0] if failed else None
         spec = task.task_spec if task is not None else getattr(exc, "task_spec", None)
-        cause = getattr(exc, "__cause__", None) or getattr(exc, "exception", None)
+        cause = getattr(exc, "__cause__", None) or getattr(exc, "exception", None) \
+            or getattr(exc, "__context__", None)  # SpiffWorkflow raises an expression's error inside its except
+        message = str(exc).split("\n")[0]
+        reason = str(cause).split("\n")[0] if cause is not None else ""
+        if reason and reason not in message:  # a condition's or timer's "Error evaluating expression" says no more
+            message = f"{message.rstrip(' .')}: {type(cause).__name__}: {reason}"
         return {"task_id": str(task.id) if task is not None else None,
                 "bpmn_id": getattr(spec, "bpmn_id", None), "name": getattr(spec, "bpmn_name", None),
                 "error_type": type(cause).__name__ if cause else type(exc).__name__,
-                "message": str(exc).split("\n")[0][:500],
+                "message": message[:500],
                 "line_number": getattr(exc, "line_number", None) or None,
                 "error_line": getattr(exc, "error_line", None) or None,
                 "at": iso(self.now())}

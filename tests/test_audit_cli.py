@@ -27,6 +27,27 @@ def two(seeded, kefu_cli, tmp_path):  # noqa: F811
     return tickets, tmp_path / "cli.db"
 
 
+def test_search_all_writes_every_row_however_many(two, kefu_cli):  # noqa: F811
+    from datetime import datetime, timezone
+
+    from engine.db import Database
+    from tests.test_audit_search import bare_instances
+    (first, second), path = two
+    db = Database(f"sqlite:///{path}")
+    try:
+        bulk = bare_instances(db, 10_050, datetime(2026, 11, 1, tzinfo=timezone.utc), process_id="mini")
+    finally:
+        db.dispose()
+    expected = [second, first] + bulk
+    rows = list(csv.DictReader(io.StringIO(kefu_cli("audit", "search", "--all", "--format", "csv").stdout
+                                           .lstrip("\ufeff"))))
+    assert [r["ticket_no"] for r in rows] == expected
+    whole = j(kefu_cli("audit", "search", "--all", "--json"))
+    assert [r["ticket_no"] for r in whole["rows"]] == expected and whole["count"] == len(expected)
+    lines = kefu_cli("audit", "search", "--all", "--kind", "complaint").stdout.splitlines()
+    assert [line.split()[0] for line in lines] == bulk
+
+
 def test_search_and_export(two, kefu_cli):  # noqa: F811
     (first, second), _db = two
     page = j(kefu_cli("audit", "search", "--json"))

@@ -349,6 +349,56 @@ def test_a_ticket_does_not_move_when_a_step_it_ran_changed_and_the_page_says_why
     assert after["definition"]["version"] == 1 and after["events"] == before["events"]
 
 
+def test_the_ticket_page_offers_a_move_only_when_a_newer_version_exists_and_only_to_the_owner(kefu, scenario):
+    register(scenario)
+    link = f'href="/instances/{scenario.ticket_no}/migrate"'
+    page = owner(kefu).page(f"/instances/{scenario.ticket_no}")
+    assert link not in page and "迁移到新版本" not in page  # v1 is the newest version
+    assert owner(kefu).post_json("/designer/deploy", {"xml": later_step_relabelled().decode()}).status_code == 200
+    for who in ROLES:
+        page = Web(kefu).login_as(who).get(f"/instances/{scenario.ticket_no}").get_data(as_text=True)
+        assert (link in page) == (who == "owner"), who
+    consultation = kefu.start("consultation", "agent")  # another process, still on its only version
+    assert "迁移到新版本" not in owner(kefu).page(f"/instances/{consultation['ticket_no']}")
+
+
+@pytest.mark.parametrize("lang, said, not_said", [
+    ("zh", "已完成的步骤 'register' (登记投诉) 在版本 2 中有改动(表单或属性)", "changed in version 2"),
+    ("en", "completed step 'register' (登记投诉) changed in version 2 (form or properties)", "有改动"),
+], ids=["zh", "en"])
+def test_the_reasons_a_move_is_refused_are_in_the_readers_language(kefu, scenario, lang, said, not_said):
+    register(scenario)
+    web = owner(kefu)
+    assert web.post_json("/designer/deploy", {"xml": relabelled().decode()}).status_code == 200
+    web.client.set_cookie("kefu_lang", lang)
+    html = web.page(f"/instances/{scenario.ticket_no}/migrate").replace("&#39;", "'")
+    row = re.search(r'<tr data-version="2">(.*?)</tr>', html, re.S)[1]
+    assert said in row and not_said not in row
+    r = web.post(f"/instances/{scenario.ticket_no}/migrate", {"to_version": "2"})
+    text = r.get_data(as_text=True).replace("&#39;", "'")
+    assert r.status_code == 409
+    refusal = re.search(r'class="flash error migrate-refused"[^>]*>(.*?)</div>', text, re.S)[1]
+    row = re.search(r'<tr data-version="2">(.*?)</tr>', text, re.S)[1]
+    assert said in refusal and said in row and not_said not in refusal + row
+
+
+@pytest.mark.parametrize("lang, said", [("zh", "这张工单刚刚被其他人修改"), ("en", "changed by someone else")])
+def test_a_move_lost_to_a_concurrent_change_is_refused_in_the_readers_language(kefu, scenario, monkeypatch,
+                                                                              lang, said):
+    from engine import Conflict
+    register(scenario)
+    web = owner(kefu)
+    assert web.post_json("/designer/deploy", {"xml": later_step_relabelled().decode()}).status_code == 200
+
+    def stale(*args, **kwargs):
+        raise Conflict(f"instance {scenario.ticket_no} was changed by someone else meanwhile; nothing was saved")
+    monkeypatch.setattr(kefu, "migrate_instance", stale)
+    web.client.set_cookie("kefu_lang", lang)
+    r = web.post(f"/instances/{scenario.ticket_no}/migrate", {"to_version": "2"})
+    assert r.status_code == 409
+    assert said in re.search(r'migrate-refused[^>]*>(.*?)</div>', r.get_data(as_text=True), re.S)[1]
+
+
 @pytest.mark.parametrize("who", [r for r in ROLES if r != "owner"])
 def test_only_the_process_owner_may_move_a_ticket(kefu, scenario, who):
     register(scenario)

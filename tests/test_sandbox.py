@@ -1,4 +1,7 @@
 """Expressions and scripts in diagrams run restricted: no imports, no dunders, only Kefu's helpers."""
+import os
+import time
+
 import pytest
 
 from engine import scripting
@@ -63,3 +66,103 @@ def test_check_reports_reason():
     assert scripting.check("severity == 'major'") is None
     assert "not allowed" in scripting.check("x.__class__")
     assert "syntax error" in scripting.check("severity ==")
+
+
+# ---------------------------------------------------------------- values and running time stay bounded
+HUGE_CONSTANTS = ["'x' * 10 ** 9", "[0] * 10 ** 9", "x = 10 ** 10 ** 8", "(9 ** 9999) ** 9999", "1 << 10 ** 9",
+                  "'ab' * 999999 * 999999", "('a', 'b') * 600000", "'%0999999999d' % 1", "f'{x:>999999999}'",
+                  "f'{x:>{width}}'", "'x' * 999999 + 'y' * 999999"]
+
+
+@pytest.mark.parametrize("code", HUGE_CONSTANTS)
+def test_huge_values_visible_in_the_code_are_refused_before_anything_runs(code):
+    mode = "exec" if "=" in code.split("'")[0] else "eval"
+    reason = scripting.check(code, mode)
+    assert reason and ("too large" in reason or "exponent" in reason or "format" in reason), reason
+    with pytest.raises(ScriptRejected):
+        RestrictedEnvironment().execute(code if mode == "exec" else f"y = {code}", {})
+
+
+HUGE_AT_RUN_TIME = [
+    ("'x' * n", {"n": 10 ** 9}), ("[0] * n", {"n": 10 ** 9}), ("n * [0]", {"n": 10 ** 9}),
+    ("n ** 99", {"n": 10 ** 9999}), ("1 << n", {"n": 10 ** 9}), ("n * n", {"n": 1 << 60000}),
+    ("s.ljust(n)", {"s": "a", "n": 10 ** 9}), ("s.center(n)", {"s": "a", "n": 10 ** 9}),
+    ("s.zfill(n)", {"s": "1", "n": 10 ** 9}), ("s.expandtabs(n)", {"s": "\t", "n": 10 ** 9}),
+    ("s.replace('a', s)", {"s": "a" * 100_000}), ("''.join([s] * 10)", {"s": "a" * 200_000}),
+    ("s.join([s, s, s])", {"s": "a" * 400_000}), ("str.join('', [s, s, s])", {"s": "a" * 400_000}),
+    ("s.translate({97: 'b' * 1000})", {"s": "a" * 10_000}), ("n.to_bytes(10 ** 9, 'big')", {"n": 1}),
+    ("str([l] * 1000)", {"l": list(range(10_000))}), ("len(str(l))", {"l": [list(range(1000))] * 2000}),
+    ("f'{l}'", {"l": [list(range(1000))] * 2000}), ("'%s' % (l,)", {"l": [list(range(1000))] * 2000}),
+    ("list(map(str, [l]))", {"l": [list(range(1000))] * 2000}), ("sum([l] * 10, [])", {"l": [0] * 200_000}),
+    ("fmt % 1", {"fmt": "%0999999999d"}), ("fmt % (n, 1)", {"fmt": "%*d", "n": 10 ** 9}),
+]
+
+
+@pytest.mark.parametrize("code, data", HUGE_AT_RUN_TIME, ids=[c for c, _ in HUGE_AT_RUN_TIME])
+def test_huge_values_made_from_data_are_refused_at_once(code, data):
+    assert scripting.check(code) is None  # nothing wrong in the code itself
+    started = time.perf_counter()
+    with pytest.raises(ScriptRejected, match="too large|not allowed"):
+        RestrictedEnvironment().evaluate(code, dict(data))
+    assert time.perf_counter() - started < 2
+
+
+@pytest.mark.parametrize("script", [
+    "s = 'ab'\nfor i in range(40):\n    s = s + s",
+    "s = 'ab'\nfor i in range(40):\n    s += s",
+    "l = [1]\nfor i in range(40):\n    l += l",
+    "l = [1]\nfor i in range(40):\n    l.extend(l)",
+    "l = [1]\nfor i in range(40):\n    l *= 2",
+    "n = 3\nfor i in range(40):\n    n = n * n",
+])
+def test_values_doubled_in_a_loop_stop_at_the_limit(script):
+    with pytest.raises(ScriptRejected, match="too large"):
+        RestrictedEnvironment().execute(script, {})
+
+
+def test_code_that_runs_long_stops_after_the_time_limit(monkeypatch):
+    monkeypatch.setattr(scripting, "MAX_SECONDS", 0.3)
+    started = time.perf_counter()
+    with pytest.raises(ScriptRejected, match=r"runs too long \(more than 0.3 s\)"):
+        RestrictedEnvironment().execute("x = [sorted(l) for i in range(5000)]", {"l": list(range(100_000, 0, -1))})
+    assert time.perf_counter() - started < 3
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="resident memory is read from /proc (Linux)")
+def test_code_that_piles_up_memory_stops_at_the_memory_limit(monkeypatch):
+    monkeypatch.setattr(scripting, "MAX_MEMORY", 64 * 2 ** 20)
+    with pytest.raises(ScriptRejected, match=r"too much memory \(more than 64 MB\)"):
+        RestrictedEnvironment().execute("x = [str(i) * 10000 for i in range(100000)]", {})
+
+
+@pytest.mark.parametrize("script", ["def f(n):\n    return 1 if n == 0 else f(n - 1) + f(n - 1)\nx = f(60)",
+                                    "x = sorted(range(100000), key=lambda i: [j for j in range(100000)])",
+                                    "\n".join(f"a{i} = [0] * 999999" for i in range(2000))],
+                         ids=["recursion", "lambda", "long"])
+def test_recursion_lambdas_and_long_code_are_counted_too(monkeypatch, script):
+    monkeypatch.setattr(scripting, "MAX_MEMORY", 64 * 2 ** 20)
+    with pytest.raises(ScriptRejected, match="runs too long|too much memory"):
+        RestrictedEnvironment().execute(script, {})
+
+
+def test_a_script_cannot_store_or_raise_a_value_too_large():
+    data = {"l": list(range(1000))}
+    with pytest.raises(ScriptRejected, match="values to store are too large"):
+        RestrictedEnvironment().execute("x = [l for i in range(10000)]", dict(data))
+    with pytest.raises(ScriptRejected, match="too large to show"):
+        RestrictedEnvironment().execute("raise ValueError([l for i in range(10000)])", dict(data))
+
+
+def test_ordinary_code_keeps_its_meaning_under_the_guards():
+    env = RestrictedEnvironment()
+    data = {"names": ["b", "A"], "n": 3, "d": {"k": 1}, "l": [1]}
+    same = data["l"]
+    env.execute("n += 2\nn *= 2\nl += [2]\nl *= 2\nd['k'] += 1\nt = 'ab' * 2 + 'c'\nu = '%s-%03d' % ('x', 7)\n"
+                "v = f'{n:>4}|{names}'\nw = ', '.join(sorted(names, key=str.lower)).ljust(8, '.')\n"
+                "z = sum([[1], [2]], []) + list(map(str, [1, 2]))\nok = isinstance(t, str) and isinstance(1, (str, int))\n"
+                "p = 2 ** 10 + (1 << 4) + 7 % 3\nq = [i * j for i in range(3) for j in range(3)]", data)
+    assert data["n"] == 10 and data["l"] == [1, 2, 1, 2] and same == [1, 2, 1, 2] and data["d"] == {"k": 2}
+    assert data["t"] == "ababc" and data["u"] == "x-007" and data["v"] == "  10|['b', 'A']"
+    assert data["w"] == "A, b...." and data["z"] == [1, 2, "1", "2"] and data["ok"] is True
+    assert data["p"] == 1024 + 16 + 1 and data["q"] == [0, 0, 0, 0, 1, 2, 0, 2, 4]
+    assert env.evaluate("str.upper(names[0]) + str(n)", data) == "B10"

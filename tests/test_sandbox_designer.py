@@ -1,5 +1,6 @@
 """The known sandbox escapes, tried through an uploaded diagram: each is refused by the check before deploy
 (or by the test run), names the element, and leaves nothing behind."""
+import time
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,48 @@ def test_the_step_bound_leaves_ordinary_code_and_the_tracer_alone():
     ctx = {}
     RestrictedEnvironment().execute("total = sum([i * j for i in range(300) for j in range(300)])", ctx)
     assert ctx["total"] == sum(range(300)) ** 2 and sys.gettrace() is before
+
+
+@pytest.mark.parametrize("text, element", [
+    (script("x = 'x' * 10 ** 9"), "compute"),
+    (script("x = [0] * 10 ** 9"), "compute"),
+    (script("x = 10 ** 10 ** 8"), "compute"),
+    (script("x = (9 ** 9999) ** 9999"), "compute"),
+    (condition("len('x' * 10 ** 9) &gt; 0"), "g1"),
+    (condition("[0] * 10 ** 9 == []"), "g1"),
+    (timer("due_at(deadline) + 'x' * 10 ** 9"), "timer_handle"),
+])
+def test_huge_values_in_a_diagram_are_refused_naming_the_element(k, text, element):
+    report = lint_diagram(text, "huge.bpmn")
+    assert element in {f.element_id for f in report.errors}, [str(f) for f in report.findings]
+    assert any(w in " ".join(f.message("en") for f in report.errors) for w in ("too large", "exponent"))
+    err = refused(k, text, "huge.bpmn")
+    assert element in err.message
+
+
+def test_a_huge_value_made_from_data_is_an_incident_naming_the_element_and_nothing_is_lost(k):
+    k.deploy_xml(script("ratio = 100 // divisor\nfiller = 'x' * divisor"), "mini.bpmn", "owner")
+    data = {"customer_name": "x", "divisor": 10 ** 9, "deadline": "2026-11-25T18:00:00+08:00"}
+    started = time.perf_counter()
+    r = k.start("mini", "agent", data=data)
+    assert time.perf_counter() - started < 10
+    shown = k.show(r["instance_id"])
+    assert shown["status"] == "incident" and shown["incident"]["bpmn_id"] == "compute"
+    assert "too large" in shown["incident"]["message"] and shown["incident"]["line_number"] == 2
+    assert shown["data"]["divisor"] == 10 ** 9 and shown["data"]["customer_name"] == "x"  # the form is kept
+    assert [t["bpmn_id"] for t in shown["tasks"] if t["state"] == "ready"] == []
+    k.retry_incident(r["instance_id"], "supervisor", {"divisor": 5})
+    shown = k.show(r["instance_id"])
+    assert shown["status"] == "active" and shown["data"]["filler"] == "xxxxx"
+    assert [t["bpmn_id"] for t in shown["tasks"] if t["state"] == "ready"] == ["handle"]
+
+
+def test_a_condition_too_large_for_the_data_stops_before_the_next_step(k):
+    k.deploy_xml(condition("len(customer_name * divisor) &gt; 3"), "mini.bpmn", "owner")
+    data = {"customer_name": "张三", "divisor": 10 ** 9, "deadline": "2026-11-25T18:00:00+08:00"}
+    r = k.start("mini", "agent", data=data)
+    shown = k.show(r["instance_id"])
+    assert shown["status"] == "incident" and shown["incident"]["bpmn_id"] == "gw"
+    assert "too large" in shown["incident"]["message"]
+    k.retry_incident(r["instance_id"], "supervisor", {"divisor": 2})
+    assert [t["bpmn_id"] for t in k.show(r["instance_id"])["tasks"] if t["state"] == "ready"] == ["handle"]

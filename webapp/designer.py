@@ -268,6 +268,11 @@ def _error_message(exc: KefuError) -> str:
     return exc.message
 
 
+def _engine_locale() -> str:
+    """The reader's language as the engine's ``locale`` parameter names it."""
+    return "zh_CN" if _locale() == "zh" else "en"
+
+
 def _definition_details(exc: KefuError) -> dict:
     """What the page shows beside the message: the findings (in the reader's language) and test runs."""
     out = {}
@@ -301,10 +306,23 @@ def _migration_page(ref, refused: dict | None = None, status: int = 200):
     for v in sorted(process["versions"], key=lambda v: v["version"]):
         if v["version"] <= current["version"]:
             continue
-        reasons = kefu().migration_check(shown["instance_id"], v["version"]) if running else []
+        reasons = kefu().migration_check(shown["instance_id"], v["version"], locale=_engine_locale()) \
+            if running else []
         targets.append({**v, "reasons": reasons})
     return render_template("designer_migrate.html", i=shown, process=process, targets=targets, running=running,
                            refused=refused), status
+
+
+def _refusal(exc: Conflict, version: int) -> dict:
+    """A refused move in the reader's language: the engine's reasons, or for a conflict that carries no
+    Chinese text (a concurrent change of the ticket) a sentence of our own."""
+    zh = _locale() == "zh"
+    if zh and not exc.details.get("message_zh"):
+        message = _("这张工单刚刚被其他人修改，没有迁移。请刷新页面后再试。")
+    else:
+        message = _error_message(exc)
+    reasons = exc.details.get("reasons_zh" if zh else "reasons") or []
+    return {"version": version, "message": message, "reasons": reasons}
 
 
 @bp.get("/instances/<ref>/migrate")
@@ -325,8 +343,7 @@ def migrate(ref):
     try:
         result = kefu().migrate_instance(shown["instance_id"], to, me())
     except Conflict as exc:
-        return _migration_page(ref, {"version": to, "message": _error_message(exc),
-                                     "reasons": exc.details.get("reasons") or []}, status=409)
+        return _migration_page(ref, _refusal(exc, to), status=409)
     flash(_("工单 %(ticket)s 已从第 %(old)s 版迁移到第 %(new)s 版", ticket=shown["ticket_no"],
             old=shown["definition"]["version"], new=result.get("to_version", to)), "success")
     return redirect(url_for("records.instance", ref=shown["ticket_no"]))

@@ -11,6 +11,7 @@ from engine import InvalidInput
 from .access import (CUSTOMER_EDIT_ROLES, WIDE_ROLES, check_instance, contact_visible, may_see_customer,
                      may_work)
 from .auth import kefu, me, roles_required
+from .designer import OWNER as MIGRATE_ROLES  # who may move a ticket (the migrate routes' own roles)
 from .labels import field_message
 
 bp = Blueprint("records", __name__)
@@ -33,8 +34,17 @@ def instance(ref):
     # Everything the ticket has passed through: completed tasks, gateways taken, scripts, timers, ends.
     done = list(dict.fromkeys(e["bpmn_id"] for e in shown["events"] if e["bpmn_id"] and e["type"] in PASSED))
     return render_template("instance.html", i=shown, steps=kefu().steps(shown["instance_id"]), done=done,
-                           my_tasks=my_tasks, escalatable=escalatable,
+                           my_tasks=my_tasks, escalatable=escalatable, may_migrate=_may_migrate(shown),
                            show_contact=bool(customer) and contact_visible(current_user, customer["id"]))
+
+
+def _may_migrate(shown: dict) -> bool:
+    """Whether the ticket page offers a move to a newer version: to the process owner (who alone may move a
+    ticket), for a ticket still running, when a newer version of its process is deployed."""
+    if not current_user.has(*MIGRATE_ROLES) or shown["status"] not in ("active", "incident"):
+        return False
+    newest = kefu().newest_version(shown["definition"]["process_id"])
+    return newest is not None and newest > shown["definition"]["version"]
 
 
 @bp.get("/instances/<ref>/diagram.xml")
