@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import warnings
 from collections import Counter
-from datetime import datetime
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState

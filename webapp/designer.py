@@ -7,7 +7,7 @@ Everything here goes through the engine: ``engine.lint``, ``engine.testrun`` and
 this module only carries the diagram between the browser and them."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import get_locale, gettext as _
 from flask_login import current_user
 

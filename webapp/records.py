@@ -10,7 +10,7 @@ from engine import InvalidInput
 
 from .access import (CUSTOMER_EDIT_ROLES, WIDE_ROLES, check_instance, contact_visible, may_see_customer,
                      may_work)
-from .auth import kefu, me, roles_required
+from .auth import kefu, roles_required
 from .designer import OWNER as MIGRATE_ROLES  # who may move a ticket (the migrate routes' own roles)
 from .labels import field_message
 
