@@ -57,6 +57,10 @@ def chain_hash(prev_hash: str, content: str) -> str:
     return hashlib.sha256((prev_hash + "\n" + content).encode("utf-8")).hexdigest()
 
 
+# NULLs rendered as values: rows that leave different columns empty still go in one batch.
+_INSERT_EVENTS = insert(AuditEvent).execution_options(render_nulls=True)
+
+
 def append(session: Session, instance: Instance, events: list[PendingEvent]) -> None:
     """Write events after the instance's last one; the caller's unit of work commits them."""
     head, seq = instance.audit_head or "", instance.audit_count or 0
@@ -73,7 +77,7 @@ def append(session: Session, instance: Instance, events: list[PendingEvent]) -> 
         buffered.extend(rows)  # written by write_buffered() with the rest of a batch
     elif rows:
         # One multi-row INSERT in the caller's transaction; events are never read back as objects here.
-        session.execute(insert(AuditEvent), rows)
+        session.execute(_INSERT_EVENTS, rows)
     instance.audit_head, instance.audit_count = head, seq
     if rows:
         session.info.setdefault(LEDGER, {})[instance.id] = instance
@@ -87,7 +91,7 @@ def buffer_events(session: Session) -> None:
 def write_buffered(session: Session) -> None:
     rows = session.info.pop(BUFFER, None)
     if rows:
-        session.execute(insert(AuditEvent), rows)
+        session.execute(_INSERT_EVENTS, rows)
 
 
 def events_of(session: Session, instance_id: int) -> list[AuditEvent]:

@@ -212,7 +212,7 @@ class AuditEvent(Base):
     bpmn_id: Mapped[str | None] = mapped_column(String(128))
     task_name: Mapped[str | None] = mapped_column(String(200))
     rules: Mapped[str | None] = mapped_column(String(200))
-    data: Mapped[dict | None] = mapped_column(JSON)
+    data: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))  # None is SQL NULL, not JSON null
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
