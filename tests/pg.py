@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,15 @@ class PgServer:
         with self.connect() as conn:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" ENCODING \'UTF8\'')
         return name
+
+    @contextmanager
+    def database(self, template: str = "template0"):
+        """A new database (a copy of ``template``) for the block, dropped after it."""
+        name = self.create_database(template=template)
+        try:
+            yield name
+        finally:
+            self.drop_database(name)
 
     def drop_database(self, name: str) -> None:
         with self.connect() as conn:
@@ -190,11 +200,8 @@ def pg_server():
 @pytest.fixture
 def pg_url(pg_server):
     """A SQLAlchemy URL (psycopg) of a new, empty database, dropped after the test."""
-    name = pg_server.create_database()
-    try:
+    with pg_server.database() as name:
         yield pg_server.url_for(name)
-    finally:
-        pg_server.drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -202,26 +209,20 @@ def pg_template(pg_server):
     """The name of a database migrated to head once per session; ``pg_url_at_head`` copies it."""
     from engine import migrate
     from engine.db import Database
-    name = pg_server.create_database()
-    db = Database(pg_server.url_for(name))
-    try:
-        migrate.upgrade(db)
-    finally:
-        db.dispose()  # CREATE DATABASE ... TEMPLATE needs the template without connections
-    try:
+    with pg_server.database() as name:
+        db = Database(pg_server.url_for(name))
+        try:
+            migrate.upgrade(db)
+        finally:
+            db.dispose()  # CREATE DATABASE ... TEMPLATE needs the template without connections
         yield name
-    finally:
-        pg_server.drop_database(name)
 
 
 @pytest.fixture
 def pg_url_at_head(pg_server, pg_template):
     """Like ``pg_url``, with the schema already at the newest migration (a copy of ``pg_template``)."""
-    name = pg_server.create_database(template=pg_template)
-    try:
+    with pg_server.database(template=pg_template) as name:
         yield pg_server.url_for(name)
-    finally:
-        pg_server.drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -230,22 +231,16 @@ def pg_deployed_template(pg_server, pg_template):
     from engine import Clock
     from tests.conftest import MONDAY_9AM
     from tests.factories import make_kefu
-    name = pg_server.create_database(template=pg_template)
-    make_kefu(pg_server.url_for(name), Clock(MONDAY_9AM)).db.dispose()
-    try:
+    with pg_server.database(template=pg_template) as name:
+        make_kefu(pg_server.url_for(name), Clock(MONDAY_9AM)).db.dispose()
         yield name
-    finally:
-        pg_server.drop_database(name)
 
 
 @pytest.fixture
 def pg_url_deployed(pg_server, pg_deployed_template):
     """Like ``pg_url_at_head``, with the diagrams deployed and the demo users (a copy of the template)."""
-    name = pg_server.create_database(template=pg_deployed_template)
-    try:
+    with pg_server.database(template=pg_deployed_template) as name:
         yield pg_server.url_for(name)
-    finally:
-        pg_server.drop_database(name)
 
 
 # Run an existing SQLite test on PostgreSQL as well: decorate it with ``@on_both_databases`` (it must take
