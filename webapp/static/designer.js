@@ -132,7 +132,13 @@
         return r.json().catch(function () { return {error: {message: t.failed}}; }).then(function (j) { j._status = r.status; return j; });
       });
   }
-  function currentXml() { return modeler.saveXML({format: true}).then(function (r) { return r.xml; }); }
+  // What the buttons send: the modeler's XML, or the file as it came when the modeler could not open it
+  // (nothing can have been edited then, and the server's check says what is wrong with it).
+  var imported = false;
+  function currentXml() {
+    if (!imported) return Promise.resolve(xml);
+    return modeler.saveXML({format: true}).then(function (r) { return r.xml; });
+  }
 
   function check() {
     checkBtn.disabled = true;
@@ -208,13 +214,16 @@
 
   var xml = JSON.parse(document.getElementById("diagram-xml").textContent);
   modeler.importXML(xml).then(function (result) {
+    imported = true;
     fitBesidePalette();
     if (result.warnings && result.warnings.length) status(fmt(t.importWarnings, result.warnings.length), "warn");
     wireFindings(lintBox);
     modeler.on("commandStack.changed", function () { dirty = true; status(t.dirty, "warn"); });
     root.classList.add("ready");
   }).catch(function (err) {
-    status(t.importFailed + ": " + (err && err.message || err), "err");
+    var message = err && err.message || String(err);
+    // bpmn-js says this of a file with no diagram interchange (BPMNDiagram): nothing to draw, the XML is fine.
+    status(/no diagram to display/i.test(message) ? t.noDiagram : t.importFailed + ": " + message, "err");
     root.classList.add("failed");
   });
 })();
