@@ -13,7 +13,7 @@ consultations opened with their intake form (``Kefu.start`` with data), so each 
 Afterwards every task must be completed exactly once (one ``task_completed`` audit event each, every answer
 200) and the audit chains must verify. Printed: completions/s and p50/p95 latency of both, and the ratio.
 
-    python bench/http.py [--tasks 1500] [--inprocess 300] [--workers 2] [--threads 4] [--clients 8] [--json]
+    python bench/http.py [--tasks 1500] [--inprocess 300] [--workers 4] [--threads 2] [--clients 8] [--json]
 """
 from __future__ import annotations
 
@@ -219,8 +219,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=1500, help="completions through the API")
     ap.add_argument("--inprocess", type=int, default=300, help="completions in-process (the baseline)")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--url", help="an existing, empty PostgreSQL database instead of a throw-away server")
     ap.add_argument("--json", action="store_true")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -736,8 +737,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-demo", action="store_true", help="do not seed demo users and customers")
     sp = add("web", cmd_web, "run the web UI and JSON API under gunicorn (no scheduler: run 'kefu scheduler')")
     sp.add_argument("--bind", default="127.0.0.1:8000", help="host:port (default 127.0.0.1:8000)")
-    sp.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    sp.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
+    # Defaults from bench/http.py on 2 cores: 4 workers x 2 threads completed 73 tasks/s, 2 x 4 only 44/s.
+    sp.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1),
+                    help="worker processes (default two per CPU core)")
+    sp.add_argument("--threads", type=int, default=2, help="threads per worker (default 2)")
     sp.add_argument("--timeout", type=int, default=60, help="seconds before a silent worker is restarted")
     # --- kpi (issue 7): kefu kpi, kefu kpi report, kefu qa sample, kefu qa sample-size ---
     from .kpi_cli import add_commands as add_kpi_commands

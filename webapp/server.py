@@ -22,7 +22,7 @@ def wsgi_app():
     return create_app()
 
 
-def run_gunicorn(bind: str, workers: int = 2, threads: int = 1, timeout: int = 60) -> int:
+def run_gunicorn(bind: str, workers: int = 4, threads: int = 2, timeout: int = 60) -> int:
     from gunicorn.app.base import BaseApplication
 
     from engine import Kefu
