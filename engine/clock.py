@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -114,14 +116,41 @@ def use(clock: Clock) -> Clock:
     return clock
 
 
+_unit = threading.local()  # per thread: the instant of the unit of work in progress (see one_instant)
+
+
+@contextmanager
+def one_instant():
+    """Inside a unit of work every reading of the clock — the service's, the diagrams' helpers and
+    SpiffWorkflow's timer code — gives the same instant: the one read first, once the work holds its locks.
+    Deadlines and the audit events that record them then agree, and a replay pinned to the events' times
+    rebuilds the same state. Nested blocks share the outer instant; each thread has its own."""
+    if getattr(_unit, "depth", 0):
+        _unit.depth += 1
+        try:
+            yield
+        finally:
+            _unit.depth -= 1
+        return
+    _unit.depth, _unit.at = 1, None
+    try:
+        yield
+    finally:
+        _unit.depth, _unit.at = 0, None
+
+
 def now() -> datetime:
+    if getattr(_unit, "depth", 0):
+        if _unit.at is None:
+            _unit.at = _active.now()
+        return _unit.at
     return _active.now()
 
 
 class _SpiffDatetime(datetime):
     @classmethod
     def now(cls, tz=None):
-        current = _active.now()
+        current = now()
         return current.astimezone(tz) if tz else current.astimezone().replace(tzinfo=None)
 
 

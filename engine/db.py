@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
+from . import clock
 from .errors import Conflict, InvalidInput
 
 
@@ -383,6 +384,12 @@ class Database:
 
     @contextmanager
     def unit_of_work(self):
+        with clock.one_instant():  # one "now" for everything the unit of work records
+            with self._unit_of_work() as session:
+                yield session
+
+    @contextmanager
+    def _unit_of_work(self):
         session: Session = self.sessions()
         try:
             yield session

@@ -78,3 +78,29 @@ def test_unknown_instance_is_not_found(kefu):
 def sql_text(q):
     from sqlalchemy import text
     return text(q)
+
+
+def test_on_the_wall_clock_a_unit_of_work_records_one_instant_and_replays(db_url):
+    """With time running (not pinned, as in production and the demo) deadlines, timers and the audit events
+    of one unit of work must agree to the microsecond, or a replay pinned to the events' times rebuilds
+    slightly different deadlines."""
+    import time
+
+    from engine import Clock, clock as clock_mod
+    from tests.factories import Scenario, make_kefu
+    k = make_kefu(db_url, Clock())  # the wall clock
+    try:
+        with k.db.unit_of_work():
+            first = clock_mod.now()
+            time.sleep(0.002)
+            assert clock_mod.now() == first == k.now()
+            with k.db.unit_of_work():  # a nested one keeps the outer instant
+                assert clock_mod.now() == first
+        assert clock_mod.now() > first  # outside, time runs again
+        sc = Scenario(k)
+        register(sc)
+        transfer(sc, hours=3)
+        assert [r["matches"] for r in replay_all(k)] == [True]
+    finally:
+        clock_mod.use(Clock())
+        k.db.dispose()
