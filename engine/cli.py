@@ -98,6 +98,8 @@ def cmd_deploy(args):
     else:
         result = k.deploy(args.paths or None, actor=args.actor or "system")
     _print(args, result, lambda rs: "\n".join(
+        f"kept       {r['process_id']} v{r['version']}: {r['file']} is the same as v{r['same_as']}, an older "
+        f"version; v{r['version']} stays in force" if r["status"] == "kept" else
         f"{r['status']:10} {r['process_id']} v{r['version']} ({r['filename']}, sha256 {r['sha256'][:12]})"
         for r in rs))
 

@@ -338,6 +338,14 @@ def latest(session, process_id: str):
                            .order_by(Definition.version.desc()).limit(1)).first()
 
 
+def version_with(session, process_id: str, sha256: str):
+    """The deployed version of ``process_id`` whose content has this SHA-256 (an older one: a version is
+    deployed once), or None."""
+    from .db import Definition
+    return session.scalars(select(Definition).where(Definition.process_id == process_id,
+                                                    Definition.sha256 == sha256).limit(1)).first()
+
+
 def next_version(session, process_id: str) -> int:
     from .db import Definition
     return (session.scalar(select(func.max(Definition.version))

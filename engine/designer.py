@@ -11,7 +11,7 @@ from sqlalchemy.orm import undefer
 
 from .changes import change_summary
 from .db import Definition, DefinitionChange, Instance
-from .definitions import B, latest, next_version
+from .definitions import B, latest, next_version, version_with
 from .errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
 from .lint import lint_diagram
 
@@ -26,6 +26,14 @@ class DiagramRejected(DefinitionError):
     def __init__(self, message: str, message_zh: str, file: str | None = None, findings=(), test_runs=()):
         super().__init__(message, file=file)
         self.details.update(message_zh=message_zh, findings=list(findings), test_runs=list(test_runs))
+
+
+class VersionExists(Conflict):
+    """The diagram is an older version of its process, already deployed once."""
+    code = "version_exists"
+
+    def __init__(self, message: str, message_zh: str, **details):
+        super().__init__(message, message_zh=message_zh, **details)
 
 
 class MigrationRefused(Conflict):
@@ -123,6 +131,7 @@ def _write_versions(kefu, report, data, xml, sha, names, filename, actor, dry_ru
                 results.append({"process_id": pid, "version": current.version, "sha": sha, "sha256": sha,
                                 "created": False, "summary": change.summary if change else None})
                 continue
+            _not_an_older_version(s, current, pid, sha, filename)
             summary = change_summary(current.xml if current is not None else None, data)
             version = next_version(s, pid)
             if not dry_run:
@@ -154,6 +163,19 @@ def _test_run_or_refuse(report, filename: str) -> list:
     return runs
 
 
+def _not_an_older_version(s, current, pid: str, sha: str, filename: str) -> None:
+    """A version is deployed once: content identical to an older version is refused, saying which."""
+    older = version_with(s, pid, sha) if current is not None else None
+    if older is not None:
+        raise VersionExists(
+            f"this diagram is identical to version {older.version} of {pid!r}; version {current.version} is in "
+            "force. A version is deployed only once: to go back to it, change something in it (for example "
+            "its documentation) and deploy that as a new version",
+            f"这个流程图与 {pid!r} 的第 {older.version} 版完全相同，当前生效的是第 {current.version} 版。"
+            "同一内容只能部署一次：如要恢复旧版，请在其中做些修改（例如补充说明）后作为新版本部署",
+            file=filename, process_id=pid, same_as=older.version, current=current.version)
+
+
 def _same_kind(current, pid: str, filename: str, table: bool) -> None:
     """A process may not take the id of a decision table, nor a table the id of a process."""
     if current is not None and current.filename.lower().endswith(".dmn") != table:
@@ -169,6 +191,8 @@ def _deploy_table(kefu, data: bytes, filename: str, actor: str, dry_run: bool) -
     with kefu.db.unit_of_work() as s:
         current = latest(s, table.decision_id)
         _same_kind(current, table.decision_id, filename, table=True)
+        if current is None or current.sha256 != table.sha256:
+            _not_an_older_version(s, current, table.decision_id, table.sha256, filename)
         if current is not None and current.sha256 == table.sha256:
             return {"process_id": table.decision_id, "version": current.version, "sha": table.sha256,
                     "sha256": table.sha256, "created": False, "summary": None, "warnings": [],

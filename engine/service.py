@@ -35,7 +35,7 @@ from .config import Config
 from .db import CalendarDay, Customer, Database, Definition, HumanTask, Instance, Setting, Timer, User, \
     next_counter
 from .definitions import ROLES, SpecCache, diagram_files, lane_role, latest, make_serializer, next_version, \
-    parse_diagram, rule_ids
+    parse_diagram, rule_ids, version_with
 from .errors import ClockError, Conflict, DefinitionError, FormValidationError, IncidentError, InvalidInput, NotAllowed, \
     NotFound
 from .forms import FormValidator, build_fields
@@ -155,6 +155,15 @@ class Kefu:
                     current = latest(s, pid)
                     if current is not None and current.sha256 == p.sha256:
                         results.append(self._definition_dict(current, status="unchanged"))
+                        continue
+                    older = version_with(s, pid, p.sha256) if current is not None else None
+                    if older is not None:
+                        # The file is an older version (the process owner has deployed newer ones since):
+                        # the newest stays in force; a version is never deployed twice.
+                        log.warning("%s is the same as %s v%s; v%s (deployed by %s) stays in force",
+                                    p.filename, pid, older.version, current.version, current.deployed_by)
+                        results.append({**self._definition_dict(current, status="kept"),
+                                        "same_as": older.version, "file": p.filename})
                         continue
                     is_table = isinstance(p, SlaTable)
                     d = Definition(process_id=pid, version=next_version(s, pid),

@@ -567,3 +567,23 @@ def test_start_data_that_is_not_a_json_object_is_a_lint_error_on_the_start_event
     report = lint_diagram(_with_start_data(MINI, value), "mini.bpmn")
     found = only(report, "test_data")
     assert found.element == "start" and "JSON" in found.message("en") and "JSON" in found.message("zh_CN")
+
+
+def test_an_older_version_is_not_deployed_again_and_a_restart_keeps_the_newest(owner_kefu, tmp_path):
+    """The owner deploys v2 in the browser; the service restarts and deploys processes/ (still v1's file):
+    v2 stays in force and the restart does not fail. Deploying v1's content again is refused, saying why."""
+    k = owner_kefu
+    v1 = MINI.replace("</bpmn:definitions>", "</bpmn:definitions>\n")
+    (tmp_path / "mini.bpmn").write_text(v1, encoding="utf-8")
+    assert [r["status"] for r in k.deploy([tmp_path / "mini.bpmn"])] == ["deployed"]
+    v2 = v1.replace('name="处理"', 'name="部门处理"', 1)
+    assert v2 != v1
+    assert k.deploy_xml(v2, "mini.bpmn", "owner")["version"] == 2
+    again = k.deploy([tmp_path / "mini.bpmn"])  # what kefu serve does at start
+    assert [(r["status"], r["version"], r["same_as"]) for r in again] == [("kept", 2, 1)]
+    with pytest.raises(Conflict) as refused:
+        k.deploy_xml(v1, "mini.bpmn", "owner")
+    assert refused.value.code == "version_exists" and refused.value.details["same_as"] == 1
+    assert "第 1 版完全相同" in refused.value.details["message_zh"]
+    assert [v["version"] for v in k.definition_overview()[0]["versions"]] == [2, 1]
+    assert k.deploy_xml(v2, "mini.bpmn", "owner")["created"] is False  # the newest again: unchanged
