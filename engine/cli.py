@@ -740,8 +740,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("web", cmd_web, "run the web UI and JSON API under gunicorn (no scheduler: run 'kefu scheduler')")
     sp.add_argument("--bind", default="127.0.0.1:8000", help="host:port (default 127.0.0.1:8000)")
     # Defaults from bench/http.py on 2 cores: 4 workers x 2 threads completed 73 tasks/s, 2 x 4 only 44/s.
-    sp.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1),
-                    help="worker processes (default two per CPU core)")
+    sp.add_argument("--workers", type=int, default=min(8, 2 * (os.cpu_count() or 1)),
+                    help="worker processes (default two per CPU core, at most 8: each holds database connections)")
     sp.add_argument("--threads", type=int, default=2, help="threads per worker (default 2)")
     sp.add_argument("--timeout", type=int, default=60, help="seconds before a silent worker is restarted")
     # --- kpi (issue 7): kefu kpi, kefu kpi report, kefu qa sample, kefu qa sample-size ---
