@@ -155,6 +155,14 @@ class Instance(Base):
     definition: Mapped[Definition] = relationship(lazy="joined")
     customer: Mapped[Customer | None] = relationship(lazy="joined")
 
+    # Read-only views, eager-loaded by Kefu.complete in the statement that locks the task: the rows that mirror
+    # the workflow's ready user tasks and its waiting timers (see Kefu._sync_tasks, Kefu._sync_timers).
+    ready_rows: Mapped[list["HumanTask"]] = relationship(
+        viewonly=True, lazy="raise",
+        primaryjoin="and_(HumanTask.instance_id == Instance.id, HumanTask.state == 'ready')")
+    timer_rows: Mapped[list["Timer"]] = relationship(viewonly=True, lazy="raise",
+                                                     primaryjoin="Timer.instance_id == Instance.id")
+
     __mapper_args__ = {"version_id_col": lock_version}
 
 
@@ -362,7 +370,10 @@ class Database:
             self.read_engine = create_engine(url, **kwargs)
             event.listen(self.read_engine, "connect", _sqlite_read_pragmas)
         else:
-            self.read_engine = self.engine
+            # PostgreSQL: reads run in autocommit. Under READ COMMITTED every statement sees what was committed
+            # before it began, in a transaction or not; without one a read is one round trip, not three
+            # (BEGIN, the query, ROLLBACK). The connections are the writers' pool.
+            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     def _after_commit(self, session) -> None:

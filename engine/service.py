@@ -24,9 +24,9 @@ from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import undefer
+from sqlalchemy.orm import joinedload, undefer
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import audit, calendar as calendar_mod, clock as clock_mod, designer, scripting
@@ -77,6 +77,22 @@ def _aware(text: str | None) -> datetime | None:
 
 
 _WITH_STATE = (undefer(Instance.state),)
+
+
+def _setting(key: str):
+    return select(Setting.value).where(Setting.key == key).scalar_subquery()
+
+
+# Kefu._ready_task: a task row locked for the change, its instance (with the workflow), the acting user and
+# the two shared settings, in one round trip. On SQLite FOR UPDATE is left out (the write lock is held).
+_READY_TASK = (select(HumanTask, Instance, User, _setting(CALENDAR_REVISION), _setting(CLOCK_OFFSET))
+               .join(Instance, Instance.id == HumanTask.instance_id)
+               .outerjoin(User, User.name == bindparam("actor"))
+               .where(HumanTask.id == bindparam("task_id"))
+               .options(undefer(Instance.state))
+               .with_for_update(of=HumanTask))
+# The same, with the rows complete() brings up to date: the instance's ready tasks and its timers.
+_READY_TASK_AND_ROWS = _READY_TASK.options(joinedload(Instance.ready_rows), joinedload(Instance.timer_rows))
 
 
 def _row_id(value) -> bool:
@@ -455,14 +471,16 @@ class Kefu:
             table = self._sla_tables[d.sha256] = parse_sla(d.xml.encode("utf-8"), d.filename)
         return d, table
 
-    def _sync_calendar(self, s) -> None:
+    def _sync_calendar(self, s, settings: dict | None = None) -> None:
         """Pick up what another process changed: the calendar overrides and the demo/test clock offset
-        (once per unit of work)."""
+        (once per unit of work). ``settings``: those two values read already by the caller's query."""
         if s.info.get("kefu_synced"):
             return
         s.info["kefu_synced"] = self._settings_read = True
-        settings = {r.key: r.value for r in s.scalars(select(Setting).where(
-            Setting.key.in_((CALENDAR_REVISION, CLOCK_OFFSET))))}
+        if settings is None:
+            settings = {r.key: r.value for r in s.scalars(select(Setting).where(
+                Setting.key.in_((CALENDAR_REVISION, CLOCK_OFFSET))))}
+        settings = {k: v for k, v in settings.items() if v is not None}
         rev = int(settings.get(CALENDAR_REVISION, 0))
         if rev != self.calendar.revision:
             overrides = {r.day: r.working for r in s.scalars(select(CalendarDay))}
@@ -591,7 +609,7 @@ class Kefu:
     def complete(self, task_id: str, actor: str, data: dict | None) -> dict:
         """Validate ``data`` against the task's form, complete the task and run the engine to the next wait."""
         with self.db.unit_of_work() as s:
-            row, inst, user = self._ready_task(s, task_id, actor)
+            row, inst, user = self._ready_task(s, task_id, actor, with_rows=True)
             self._authorize(user, row)
             wf = self._load(s, inst)
             task = _find_task(wf, row.id)
@@ -1314,12 +1332,34 @@ class Kefu:
             raise NotFound(f"no task {task_id!r}")
         return row
 
-    def _ready_task(self, s, task_id: str, actor: str):
-        """The task row (locked), its instance and the acting user; Conflict unless the task is ready."""
-        row = self._task_row(s, task_id, for_update=True)
-        user = self._user(s, actor)
+    def _ready_task(self, s, task_id: str, actor: str, with_rows: bool = False):
+        """The task row (locked), its instance and the acting user; Conflict unless the task is ready.
+
+        One statement: the task row (``FOR UPDATE``), its instance with the workflow state, the actor and the
+        shared settings ``_sync_calendar`` needs, where four round trips did the same before. ``with_rows``:
+        also the instance's ready task rows and timer rows, for the ``_save`` that follows."""
+        try:
+            UUID(str(task_id))
+        except ValueError:
+            raise NotFound(f"no task {task_id!r}") from None
+        params = {"task_id": str(task_id), "actor": actor or ""}
+        if with_rows:
+            rows = s.execute(_READY_TASK_AND_ROWS, params).unique().all()
+            found = rows[0] if rows else None
+        else:
+            found = s.execute(_READY_TASK, params).first()
+        if found is None:
+            raise NotFound(f"no task {task_id!r}")
+        row, inst, user, revision, offset = found
+        if with_rows:
+            preloaded = s.info.setdefault(PRELOADED, {})
+            preloaded[("ready", inst.id)] = list(inst.ready_rows)
+            preloaded[("timers", inst.id)] = list(inst.timer_rows)
+        if user is None or not user.active:
+            raise NotAllowed(f"unknown or inactive user {actor!r}; add it with 'kefu users add'")
         self._check_ready(row)
-        return row, s.get(Instance, row.instance_id, options=_WITH_STATE), user
+        self._sync_calendar(s, {CALENDAR_REVISION: revision, CLOCK_OFFSET: offset})
+        return row, inst, user
 
     @staticmethod
     def _check_ready(row: HumanTask) -> None:

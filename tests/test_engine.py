@@ -317,3 +317,42 @@ def test_start_without_data_leaves_the_intake_form_to_the_starting_agent(k):
                                               "deadline": (k.now() + timedelta(hours=2)).isoformat()})
     shown = k.show(r["instance_id"])
     assert shown["customer"]["name"] == "王五" and shown["data"]["ratio"] == 33
+
+
+def mirrored_rows(k, instance_id):
+    """What the tables say is ready and waiting, beside what the stored workflow says."""
+    from SpiffWorkflow.util.task import TaskState
+    from engine.db import HumanTask, Timer
+    with k.db.reading() as s:
+        ready = set(s.scalars(select(HumanTask.id).where(HumanTask.instance_id == instance_id,
+                                                         HumanTask.state == "ready")))
+        timers = {t.id: t.due_at for t in s.scalars(select(Timer).where(Timer.instance_id == instance_id))}
+        wf = k._load(s, s.get(Instance, instance_id))
+    in_workflow = {str(t.id) for t in wf.get_tasks(state=TaskState.READY, manual=True)}
+    waiting = {str(t.id): due for t, due, _ in k._waiting_timers(wf)}
+    return ready, in_workflow, timers, waiting
+
+
+@on_both_databases
+def test_complete_reads_task_instance_user_and_rows_at_once_and_keeps_the_tables_true(k):
+    r = register(k)
+    t = handle_task(k, r)
+    ready, in_workflow, timers, waiting = mirrored_rows(k, r["instance_id"])
+    assert ready == in_workflow == {t["id"]} and timers == waiting and len(timers) == 1
+    before = k.show(r["instance_id"])
+    # Each refusal is decided on that one fetch and changes nothing.
+    with pytest.raises(NotAllowed, match="unknown or inactive user 'nobody'"):
+        k.complete(t["id"], "nobody", {"result": "x"})
+    with pytest.raises(NotAllowed):
+        k.complete(t["id"], "", {"result": "x"})
+    with pytest.raises(NotFound):
+        k.complete("not-a-task-id", "department", {"result": "x"})
+    with pytest.raises(NotFound):
+        k.complete("00000000-0000-4000-8000-000000000000", "department", {"result": "x"})
+    assert k.show(r["instance_id"])["events"] == before["events"]
+    done = k.complete(t["id"], "department", {"result": "ok"})
+    assert done["status"] == "completed" and done["tasks"] == [] and done["task"]["state"] == "completed"
+    ready, in_workflow, timers, waiting = mirrored_rows(k, r["instance_id"])
+    assert ready == in_workflow == set() and timers == waiting == {}
+    with pytest.raises(Conflict, match="already completed by department"):
+        k.complete(t["id"], "department", {"result": "again"})
