@@ -1506,9 +1506,9 @@ class Kefu:
     def token_user(self, token: str) -> dict | None:
         """The active user a live bearer token acts as, or None."""
         from . import tokens
-        with self.db.reading() as s:
-            user = tokens.user_of(s, token)
-            return self._user_dict(user) if user is not None else None
+        with self.db.read_engine.connect() as conn:
+            user = tokens.user_of(conn, token)
+            return self._user_dict(User(**user._mapping)) if user is not None else None
 
 
 __all__ = ["Kefu", "iso", "phone_digits"]

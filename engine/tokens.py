@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from .db import ApiToken, User
 from .errors import InvalidInput
@@ -49,9 +49,16 @@ def revoke(s, user: User, now) -> int:
     return len(rows)
 
 
-def user_of(s, token: str) -> User | None:
-    """The active user a live token belongs to, else None (unknown, revoked, or inactive user)."""
+# Asked on every API request: plain columns, no ORM objects.
+_USER_OF = (select(User.name, User.display_name, User.roles, User.groups, User.active)
+            .join(ApiToken, ApiToken.user_id == User.id)
+            .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
+                   User.active.is_(True)))
+
+
+def user_of(conn, token: str):
+    """The active user a live token belongs to (a row: name, display_name, roles, groups, active), else None
+    (unknown, revoked, or inactive user)."""
     if not token or not isinstance(token, str) or len(token) > 200:
         return None
-    return s.scalar(select(User).join(ApiToken, ApiToken.user_id == User.id).where(
-        ApiToken.token_hash == digest(token), ApiToken.revoked_at.is_(None), User.active.is_(True)))
+    return conn.execute(_USER_OF, {"token_hash": digest(token)}).first()
