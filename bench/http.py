@@ -11,7 +11,9 @@ consultations opened with their intake form (``Kefu.start`` with data), so each 
    tasks, as fast as the server answers.
 
 Afterwards every task must be completed exactly once (one ``task_completed`` audit event each, every answer
-200) and the audit chains must verify. Printed: completions/s and p50/p95 latency of both, and the ratio.
+200) and the audit chains must verify. Printed: completions/s and p50/p95 latency of both, and the ratio;
+for the HTTP phase also the CPU each party used per completion (gunicorn and its workers, the PostgreSQL
+server when the run started it, the client threads) and how many cores were busy in all (Linux /proc).
 
     python bench/http.py [--tasks 1500] [--inprocess 300] [--workers 4] [--threads 2] [--clients 8] [--json]
 """
@@ -88,6 +90,60 @@ def in_process(k: Kefu, task_ids: list[str]) -> dict:
 def summary(count: int, elapsed: float, latencies: list[float]) -> dict:
     return {"completions": count, "seconds": round(elapsed, 2), "per_second": round(count / elapsed, 1),
             "p50_ms": round(pct(latencies, 50) * 1000, 1), "p95_ms": round(pct(latencies, 95) * 1000, 1)}
+
+
+def _proc_stats() -> dict[int, tuple[int, int]]:
+    """pid → (parent pid, CPU ticks used so far), for every process this user can read (Linux /proc)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    return out
+
+
+def _tree_ticks(stats: dict, root: int | None) -> int:
+    """CPU ticks of ``root`` and all its descendants (exited ones are not counted)."""
+    if root is None or root not in stats:
+        return 0
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _t) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0))[1]
+        todo.extend(children.get(pid, ()))
+    return total
+
+
+def cpu_split(web_pid: int, pg_pid: int | None):
+    """A probe of CPU used by the web server (gunicorn and its workers), the PostgreSQL server (when this run
+    started it) and this process (the clients); the difference of two probes is what happened between them."""
+    stats = _proc_stats()
+    return {"web": _tree_ticks(stats, web_pid), "postgresql": _tree_ticks(stats, pg_pid),
+            "clients": stats.get(os.getpid(), (0, 0))[1], "wall": time.perf_counter()}
+
+
+def cpu_per_completion(before: dict, after: dict, completions: int) -> dict:
+    """Milliseconds of CPU per completion by party, and how many of the machine's cores were busy with them."""
+    hz = os.sysconf("SC_CLK_TCK")
+    used = {k: (after[k] - before[k]) / hz for k in ("web", "postgresql", "clients")}
+    wall = after["wall"] - before["wall"]
+    out = {f"{k}_ms": round(v / max(completions, 1) * 1000, 2) for k, v in used.items()}
+    out["cores_busy"] = round(sum(used.values()) / wall, 2) if wall > 0 else None
+    return out
+
+
+def postmaster_pid(server) -> int | None:
+    try:
+        return int((server.root / "data" / "postmaster.pid").read_text().split()[0])
+    except (AttributeError, TypeError, OSError, ValueError, IndexError):
+        return None
 
 
 def wait_ready(port: int, proc, deadline_s=60) -> None:
@@ -198,7 +254,10 @@ def run(tasks: int, inprocess: int, workers: int, threads: int, clients: int, ur
                                 text=True)
         try:
             wait_ready(port, proc)
+            pg_pid = postmaster_pid(server)
+            before = cpu_split(proc.pid, pg_pid)
             api = over_http(port, token, http_ids, clients, form_data(k))
+            api["cpu"] = cpu_per_completion(before, cpu_split(proc.pid, pg_pid), api["completions"])
         finally:
             proc.send_signal(signal.SIGTERM)
             stderr = proc.communicate(timeout=60)[1]
@@ -209,7 +268,7 @@ def run(tasks: int, inprocess: int, workers: int, threads: int, clients: int, ur
             server.stop()
     tracebacks = stderr.count("Traceback")
     return {"setup": {"tickets": tasks + inprocess, "seconds": round(setup, 1), "workers": workers,
-                      "threads": threads, "clients": clients},
+                      "threads": threads, "clients": clients, "own_server": server is not None},
             "in_process": baseline, "http": api,
             "ratio_http_to_in_process": round(api["per_second"] / baseline["per_second"], 2),
             "server_tracebacks": tracebacks, **outcome}
@@ -237,6 +296,10 @@ def main(argv=None) -> int:
         print(f"HTTP /api/v1 complete    : {h['per_second']:7.1f}/s  p50 {h['p50_ms']:6.1f} ms  "
               f"p95 {h['p95_ms']:6.1f} ms  ({h['completions']} in {h['seconds']} s)")
         print(f"ratio HTTP / in-process  : {r['ratio_http_to_in_process']}")
+        c = h["cpu"]
+        pg = f"PostgreSQL {c['postgresql_ms']} ms, " if r["setup"]["own_server"] else ""
+        print(f"CPU per HTTP completion  : web {c['web_ms']} ms, {pg}clients {c['clients_ms']} ms; "
+              f"cores busy {c['cores_busy']} of {os.cpu_count()}")
         print(f"statuses {h['statuses']}, failures {h['failure_count']}, completed once {r['completed_once']}, "
               f"twice {r['completed_twice']}, not completed {r['not_completed']}, "
               f"audit problems {r['audit_problems']}, server tracebacks {r['server_tracebacks']}")
