@@ -375,6 +375,8 @@ class Database:
             # (BEGIN, the query, ROLLBACK). The connections are the writers' pool.
             self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        # A reading session never writes: on PostgreSQL it has no transaction to roll a write back.
+        event.listen(self.read_sessions, "before_flush", _refuse_writes)
 
     def _after_commit(self, session) -> None:
         due = session.info.pop("kefu_timers_due", None)
@@ -429,6 +431,11 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+def _refuse_writes(session, _flush_context, _instances) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a reading session (Database.reading) may not write; use Database.unit_of_work")
 
 
 def _sqlite_pragmas(dbapi_connection, _record):

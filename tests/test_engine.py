@@ -356,3 +356,15 @@ def test_complete_reads_task_instance_user_and_rows_at_once_and_keeps_the_tables
     assert ready == in_workflow == set() and timers == waiting == {}
     with pytest.raises(Conflict, match="already completed by department"):
         k.complete(t["id"], "department", {"result": "again"})
+
+
+@on_both_databases
+def test_a_reading_session_never_writes(k):
+    """Reads run without a transaction on PostgreSQL, so a change made in one must be refused, not kept."""
+    r = register(k)
+    with pytest.raises(RuntimeError, match="may not write"):
+        with k.db.reading() as s:
+            inst = s.get(Instance, r["instance_id"])
+            inst.summary = "changed while reading"
+            s.flush()
+    assert k.show(r["instance_id"])["summary"] != "changed while reading"
