@@ -104,7 +104,7 @@ def test_a_task_the_workflow_has_not_reached_cannot_be_completed(k):
 @on_both_databases
 def test_stale_save_is_a_conflict_not_an_overwrite(k):
     r = register(k)
-    stale = k.db.read_sessions()
+    stale = k.db.sessions()  # a writer that loaded the instance before someone else saved it
     inst = stale.get(Instance, r["instance_id"])
     stale.commit()
     k.claim(handle_task(k, r)["id"], "department")  # someone else saves the instance meanwhile
