@@ -294,7 +294,11 @@ class Kefu:
                 "groups": sorted(u.group_set), "active": u.active}
 
     def _user(self, s, name: str) -> User:
-        user = s.scalar(select(User).where(User.name == name)) if name else None
+        return self._active(s.scalar(select(User).where(User.name == name)) if name else None, name)
+
+    @staticmethod
+    def _active(user: User | None, name: str) -> User:
+        """``user`` (the row found for ``name``) if it exists and is active; NotAllowed otherwise."""
         if user is None or not user.active:
             raise NotAllowed(f"unknown or inactive user {name!r}; add it with 'kefu users add'")
         return user
@@ -1322,12 +1326,17 @@ class Kefu:
         return out
 
     # ------------------------------------------------------------------ helpers for tasks
-    def _task_row(self, s, task_id: str, for_update=False) -> HumanTask:
+    @staticmethod
+    def _task_id(task_id) -> str:
+        """``task_id`` as text if it can name a task (a UUID); NotFound otherwise."""
         try:
             UUID(str(task_id))
         except ValueError:
             raise NotFound(f"no task {task_id!r}") from None
-        row = s.get(HumanTask, str(task_id), with_for_update=for_update)
+        return str(task_id)
+
+    def _task_row(self, s, task_id: str) -> HumanTask:
+        row = s.get(HumanTask, self._task_id(task_id))
         if row is None:
             raise NotFound(f"no task {task_id!r}")
         return row
@@ -1338,11 +1347,7 @@ class Kefu:
         One statement: the task row (``FOR UPDATE``), its instance with the workflow state, the actor and the
         shared settings ``_sync_calendar`` needs, where four round trips did the same before. ``with_rows``:
         also the instance's ready task rows and timer rows, for the ``_save`` that follows."""
-        try:
-            UUID(str(task_id))
-        except ValueError:
-            raise NotFound(f"no task {task_id!r}") from None
-        params = {"task_id": str(task_id), "actor": actor or ""}
+        params = {"task_id": self._task_id(task_id), "actor": actor or ""}
         if with_rows:
             rows = s.execute(_READY_TASK_AND_ROWS, params).unique().all()
             found = rows[0] if rows else None
@@ -1355,8 +1360,7 @@ class Kefu:
             preloaded = s.info.setdefault(PRELOADED, {})
             preloaded[("ready", inst.id)] = list(inst.ready_rows)
             preloaded[("timers", inst.id)] = list(inst.timer_rows)
-        if user is None or not user.active:
-            raise NotAllowed(f"unknown or inactive user {actor!r}; add it with 'kefu users add'")
+        self._active(user, actor)
         self._check_ready(row)
         self._sync_calendar(s, {CALENDAR_REVISION: revision, CLOCK_OFFSET: offset})
         return row, inst, user
