@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import event as sa_event, insert, select, text
 from sqlalchemy.orm import Session
@@ -57,8 +57,10 @@ def chain_hash(prev_hash: str, content: str) -> str:
     return hashlib.sha256((prev_hash + "\n" + content).encode("utf-8")).hexdigest()
 
 
-# NULLs rendered as values: rows that leave different columns empty still go in one batch.
-_INSERT_EVENTS = insert(AuditEvent).execution_options(render_nulls=True)
+# A Core statement on the session's connection: the events are never read back as objects, so the ORM's bulk
+# insert machinery (identity, defaults, per-row bookkeeping) has nothing to do but cost time. Every row has
+# every key, so all of them go in one executemany.
+_INSERT_EVENTS = insert(AuditEvent.__table__)
 
 
 def append(session: Session, instance: Instance, events: list[PendingEvent]) -> None:
@@ -77,7 +79,7 @@ def append(session: Session, instance: Instance, events: list[PendingEvent]) -> 
         buffered.extend(rows)  # written by write_buffered() with the rest of a batch
     elif rows:
         # One multi-row INSERT in the caller's transaction; events are never read back as objects here.
-        session.execute(_INSERT_EVENTS, rows)
+        session.connection().execute(_INSERT_EVENTS, rows)
     instance.audit_head, instance.audit_count = head, seq
     if rows:
         session.info.setdefault(LEDGER, {})[instance.id] = instance
@@ -91,7 +93,7 @@ def buffer_events(session: Session) -> None:
 def write_buffered(session: Session) -> None:
     rows = session.info.pop(BUFFER, None)
     if rows:
-        session.execute(_INSERT_EVENTS, rows)
+        session.connection().execute(_INSERT_EVENTS, rows)
 
 
 def events_of(session: Session, instance_id: int) -> list[AuditEvent]:
@@ -104,6 +106,12 @@ def ledger_content(entry_id: int, instance_id: int, ticket_no: str, event_seq: i
                        "head": head}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+# PostgreSQL (migration 0006): take the ledger's advisory lock, read the newest entry and append, in one
+# round trip.
+_APPEND_LEDGER = text("SELECT kefu_ledger_append(CAST(:ids AS integer[]), CAST(:tickets AS text[]), "
+                      "CAST(:seqs AS integer[]), CAST(:heads AS text[]), CAST(:ats AS timestamp[]))")
+
+
 @sa_event.listens_for(Session, "before_commit")
 def _write_ledger(session: Session) -> None:
     """One ledger entry per instance whose events this unit of work wrote, chained after the newest entry."""
@@ -111,18 +119,24 @@ def _write_ledger(session: Session) -> None:
     if not touched:
         return
     session.flush()
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        # Held to the end of the transaction: ledger entries are appended one committer at a time (briefly:
-        # this runs just before the commit), while the events of different instances are written concurrently.
-        session.execute(text("SELECT pg_advisory_xact_lock(7476071)"))
+    at = max((i.updated_at for i in touched.values() if i.updated_at is not None), default=None)
+    order = sorted(touched)
+    if session.get_bind().dialect.name == "postgresql":
+        # The lock is held to the end of the transaction: ledger entries are appended one committer at a time
+        # (briefly: this runs just before the commit), while the events of different instances are written
+        # concurrently. The function hashes each entry as ledger_content/chain_hash do.
+        stamps = [(touched[i].updated_at or at).astimezone(timezone.utc).replace(tzinfo=None) for i in order]
+        session.connection().execute(_APPEND_LEDGER, {
+            "ids": order, "tickets": [touched[i].ticket_no for i in order],
+            "seqs": [touched[i].audit_count for i in order], "heads": [touched[i].audit_head for i in order],
+            "ats": stamps})
+        return
     # SQLite: the transaction holds the database's write lock already (BEGIN IMMEDIATE).
     last = session.execute(select(AuditLedger.id, AuditLedger.hash).order_by(AuditLedger.id.desc())
                            .limit(1)).first()
     entry_id, prev = (last[0], last[1]) if last else (0, "")
     rows = []
-    at = max((i.updated_at for i in touched.values() if i.updated_at is not None), default=None)
-    for instance_id in sorted(touched):
+    for instance_id in order:
         inst = touched[instance_id]
         entry_id += 1
         digest = chain_hash(prev, ledger_content(entry_id, instance_id, inst.ticket_no, inst.audit_count,
@@ -131,7 +145,7 @@ def _write_ledger(session: Session) -> None:
                      "event_seq": inst.audit_count, "head": inst.audit_head, "at": inst.updated_at or at,
                      "prev_hash": prev, "hash": digest})
         prev = digest
-    session.execute(insert(AuditLedger), rows)
+    session.connection().execute(insert(AuditLedger.__table__), rows)
 
 
 @sa_event.listens_for(Session, "after_rollback")

@@ -203,3 +203,27 @@ def test_the_newest_installed_server_is_used(monkeypatch):
                                                            "/usr/lib/postgresql/16/bin/initdb",
                                                            "/usr/lib/postgresql/15/bin/initdb"])
     assert str(pg.server_bindir()) == "/usr/lib/postgresql/16/bin"
+
+
+def test_the_ledger_function_hashes_entries_exactly_as_python_does(k):
+    """Migration 0006 appends ledger entries in SQL; verification recomputes them in Python. Texts that JSON
+    must escape (quotes, backslashes, control characters) and non-ASCII ones hash alike on both sides."""
+    from datetime import datetime
+
+    from engine.audit import _APPEND_LEDGER, chain_hash, ledger_content
+    tickets = ['Q"1\\x', "报修-\n\t\x01\x1f\u2028", "plain", ""]
+    heads = ["a" * 64, "", 'h"\\', "端"]
+    with k.db.engine.connect() as conn:  # rolled back: the ledger itself refuses to forget an entry
+        last = conn.execute(text("SELECT coalesce(max(id), 0) FROM audit_ledger")).scalar()
+        conn.execute(_APPEND_LEDGER, {"ids": [7, 8, 9, 10], "tickets": tickets, "seqs": [1, 22, 333, 0],
+                                      "heads": heads, "ats": [datetime(2026, 11, 23, 8, 0)] * 4})
+        rows = conn.execute(text("SELECT id, instance_id, ticket_no, event_seq, head, prev_hash, hash "
+                                 "FROM audit_ledger WHERE id > :last ORDER BY id"), {"last": last}).all()
+        conn.rollback()
+    assert [r.ticket_no for r in rows] == tickets and [r.id for r in rows] == [last + 1, last + 2, last + 3,
+                                                                                last + 4]
+    prev = rows[0].prev_hash
+    for r in rows:
+        assert r.prev_hash == prev
+        assert r.hash == chain_hash(prev, ledger_content(r.id, r.instance_id, r.ticket_no, r.event_seq, r.head))
+        prev = r.hash
