@@ -358,6 +358,10 @@ class Database:
             # The units of work rely on it: a statement after a row lock sees the lock holder's commit.
             kwargs["isolation_level"] = "READ COMMITTED"
         self.engine = create_engine(url, **kwargs)
+        if self.dialect == "postgresql":
+            # An executemany (the audit events of a unit of work) as one INSERT … VALUES (…), (…) statement
+            # rather than psycopg's pipelined one-statement-per-row.
+            self.engine.dialect.use_insertmanyvalues_wo_returning = True
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
