@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import joinedload, undefer
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import audit, calendar as calendar_mod, clock as clock_mod, designer, scripting
+from . import audit, calendar as calendar_mod, clock as clock_mod, designer, scripting, writes
 from .clock import SHANGHAI, Clock
 from .config import Config
 from .db import CalendarDay, Customer, Database, Definition, HumanTask, Instance, Setting, Timer, User, \
@@ -701,6 +701,7 @@ class Kefu:
                     with s.no_autoflush:
                         for instance_id in ids:
                             batch.extend(self._fire_in(s, instance_id, now, flush=False))
+                    writes.write(s)
                     s.flush()
                     audit.write_buffered(s)
                 fired.extend(batch)
@@ -1106,9 +1107,13 @@ class Kefu:
 
     @staticmethod
     def _flush(s, inst: Instance) -> None:
+        """Write what the unit of work changed so far: the mirrored rows, then the instance (one version-checked
+        UPDATE when it is the only changed object, else the ORM's flush of everything)."""
         ticket = inst.ticket_no
         try:
-            s.flush()
+            writes.write(s)
+            if not writes.save_instance(s, inst):
+                s.flush()
         except StaleDataError:
             raise Conflict(f"instance {ticket} was changed by someone else meanwhile; nothing was saved, "
                            "reload and try again") from None
@@ -1161,18 +1166,18 @@ class Kefu:
         due = self._boundary_due(wf)
         for tid, row in existing.items():
             if tid in ready:
-                row.due_at = due.get(tid, row.due_at)
+                if due.get(tid, row.due_at) != row.due_at:
+                    writes.change(s, row, due_at=due[tid])
                 continue
             task = _find_task(wf, tid)
             state = task.state if task is not None else TaskState.CANCELLED
-            row.state = "completed" if state == TaskState.COMPLETED else "cancelled"
-            row.ended_at = now
-            if row.state == "completed":
-                row.completed_by = completed_by.get(tid)
+            if state == TaskState.COMPLETED:
+                writes.change(s, row, state="completed", ended_at=now, completed_by=completed_by.get(tid))
             else:
                 # A task gone from the tree (a multi-instance member) went with its parent's timer.
                 by_timer = self._cancelled_by_timer(task) if task is not None else timer_fired
-                row.end_reason = "timer" if by_timer else "cancelled"
+                writes.change(s, row, state="cancelled", ended_at=now,
+                              end_reason="timer" if by_timer else "cancelled")
         for tid, task in ready.items():
             if tid in existing:
                 continue
@@ -1185,8 +1190,9 @@ class Kefu:
                             assignee=assignee if isinstance(assignee, str) else claimer if
                             spec.lane and claimer else None,
                             candidate_group=group if isinstance(group, str) else None,
-                            created_at=now, due_at=due.get(tid))
-            s.add(row)
+                            created_at=now, due_at=due.get(tid), ended_at=None, completed_by=None,
+                            end_reason=None)
+            writes.add(s, row)
             events.append(audit.PendingEvent("task_created", SYSTEM, now, task_id=tid, bpmn_id=spec.bpmn_id,
                                              task_name=row.name, rules=rule_ids(spec.documentation),
                                              data={"role": row.role, "assignee": row.assignee,
@@ -1249,25 +1255,25 @@ class Kefu:
         for t, when, attached in self._waiting_timers(wf):
             current[str(t.id)] = (t, when, attached)
         preloaded = s.info.get(PRELOADED, {}).pop(("timers", inst.id), None)
-        rows = {r.id: r for r in (preloaded if preloaded is not None else
-                                  s.scalars(select(Timer).where(Timer.instance_id == inst.id)))}
-        for tid, row in rows.items():
+        existing = {r.id: r for r in (preloaded if preloaded is not None else
+                                      s.scalars(select(Timer).where(Timer.instance_id == inst.id)))}
+        for tid, row in existing.items():
             if tid not in current:
-                s.delete(row)
+                writes.remove(s, row)
         events = []
         for tid, (t, when, attached) in current.items():
-            row = rows.get(tid)
+            row = existing.get(tid)
             if row is not None and row.due_at == when:
                 continue
             spec = t.task_spec
             if row is None:
-                s.add(Timer(id=tid, instance_id=inst.id, bpmn_id=spec.bpmn_id, name=spec.bpmn_name,
-                            kind="boundary" if isinstance(spec, BoundaryEvent) else "intermediate",
-                            interrupting=bool(getattr(spec, "cancel_activity", True)),
-                            attached_task_id=str(attached.id) if attached is not None else None,
-                            due_at=when, created_at=now))
+                writes.add(s, Timer(id=tid, instance_id=inst.id, bpmn_id=spec.bpmn_id, name=spec.bpmn_name,
+                                  kind="boundary" if isinstance(spec, BoundaryEvent) else "intermediate",
+                                  interrupting=bool(getattr(spec, "cancel_activity", True)),
+                                  attached_task_id=str(attached.id) if attached is not None else None,
+                                  due_at=when, created_at=now))
             else:
-                row.due_at = when
+                writes.change(s, row, due_at=when)
             s.info.setdefault("kefu_timers_due", []).append(when)
             events.append(audit.PendingEvent("timer_set", SYSTEM, now, task_id=tid, bpmn_id=spec.bpmn_id,
                                              task_name=spec.bpmn_name, rules=rule_ids(spec.documentation),

@@ -368,3 +368,34 @@ def test_a_reading_session_never_writes(k):
             inst.summary = "changed while reading"
             s.flush()
     assert k.show(r["instance_id"])["summary"] != "changed while reading"
+
+
+@on_both_databases
+def test_a_step_writes_each_row_once_and_moves_the_version_by_one(k):
+    """The task rows, timer rows and the instance are written with Core statements (engine.writes): one UPDATE
+    of the instance under its version check, the ended row and the new rows once each, and nothing left for
+    the ORM to flush again at commit."""
+    from sqlalchemy import event
+    r = register(k)
+    with k.db.reading() as s:
+        version = s.get(Instance, r["instance_id"]).lock_version
+    seen = []
+
+    def record(conn, cursor, statement, params, context, executemany):
+        verb, _, rest = statement.lstrip().partition(" ")
+        if verb in ("INSERT", "UPDATE", "DELETE"):
+            table = rest.split()[1] if verb in ("INSERT", "DELETE") else rest.split()[0]
+            seen.append((verb, table))
+    event.listen(k.db.engine, "before_cursor_execute", record)
+    try:
+        t = handle_task(k, r)
+        k.complete(t["id"], "department", {"result": "ok"})
+    finally:
+        event.remove(k.db.engine, "before_cursor_execute", record)
+    assert seen.count(("UPDATE", "instances")) == 1
+    assert seen.count(("UPDATE", "human_tasks")) == 1  # the completed row; no new task in this diagram
+    assert seen.count(("DELETE", "timers")) == 1  # its boundary timer went with it
+    with k.db.reading() as s:
+        assert s.get(Instance, r["instance_id"]).lock_version == version + 1
+    ready, in_workflow, timers, waiting = mirrored_rows(k, r["instance_id"])
+    assert ready == in_workflow and timers == waiting

@@ -1,0 +1,149 @@
+"""The rows a unit of work writes on every step of an instance, written with Core statements.
+
+Each user action or timer firing brings the task rows and timer rows that mirror the workflow up to date and
+updates the instance (its serialized workflow, status, deadlines, audit head) under its version check. The
+ORM's unit of work can do all of that, but for these few fixed shapes its bookkeeping (dirty tracking,
+dependency sorting, per-object history) costs more than the statements themselves. Here:
+
+* ``add``, ``change`` and ``remove`` record row writes in the session (``session.info``); ``write`` issues
+  them, one executemany per table and kind, for every instance the unit of work touched. New rows are then
+  attached to the session as if loaded, changed ones keep their new values without pending history, removed
+  ones leave it: the session and the database agree, with no flush left to do for them.
+* ``save_instance`` writes the instance's changed columns with one UPDATE checked against ``lock_version``
+  (StaleDataError, like the ORM's own check, when someone else saved it meanwhile) - but only when nothing
+  else in the session awaits a flush; otherwise the caller lets the ORM flush everything as before.
+
+A unit of work that buffered writes and did not call ``write`` gets them written just before it commits;
+a rollback drops them.
+"""
+from __future__ import annotations
+
+from sqlalchemy import bindparam, delete, event, insert, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import NO_VALUE, instance_state, set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.session import make_transient_to_detached
+
+from .db import Instance
+
+WRITES = "kefu_row_writes"
+
+_INSERTS: dict = {}
+_UPDATES: dict = {}
+_DELETES: dict = {}
+_INSTANCE = Instance.__table__
+_INSTANCE_COLUMNS = frozenset(c.key for c in Instance.__mapper__.column_attrs) - {"id", "lock_version"}
+# The changed columns come as parameters of the same names; the version moves on by one.
+_SAVE_INSTANCE = (update(_INSTANCE).where(_INSTANCE.c.id == bindparam("_id"),
+                                          _INSTANCE.c.lock_version == bindparam("_version"))
+                  .values(lock_version=bindparam("_next_version")))
+
+
+def _pending(session: Session) -> dict:
+    writes = session.info.get(WRITES)
+    if writes is None:
+        writes = session.info[WRITES] = {"insert": {}, "update": {}, "delete": {}}
+    return writes
+
+
+def add(session: Session, obj) -> None:
+    """A new row (every column set on ``obj``) to insert."""
+    _pending(session)["insert"].setdefault(type(obj), []).append(obj)
+
+
+def change(session: Session, obj, **values) -> None:
+    """Set ``values`` on a loaded row and write them, without leaving history for the ORM to flush."""
+    for key, value in values.items():
+        set_committed_value(obj, key, value)
+    keys = tuple(sorted(values))
+    _pending(session)["update"].setdefault((type(obj), keys), []).append({"_id": obj.id, **values})
+
+
+def remove(session: Session, obj) -> None:
+    """A loaded row to delete; it leaves the session now."""
+    _pending(session)["delete"].setdefault(type(obj), []).append(obj.id)
+    session.expunge(obj)
+
+
+def write(session: Session) -> None:
+    """Issue the buffered row writes: deletions, then changes, then insertions, one statement each per table."""
+    writes = session.info.pop(WRITES, None)
+    if not writes:
+        return
+    conn = session.connection()
+    for model, ids in writes["delete"].items():
+        conn.execute(_delete_of(model), {"ids": ids})
+    for (model, keys), params in writes["update"].items():
+        conn.execute(_update_of(model, keys), params)
+    for model, objs in writes["insert"].items():
+        columns = [c.key for c in model.__table__.columns]
+        conn.execute(_insert_of(model), [{k: getattr(o, k) for k in columns} for o in objs])
+        for obj in objs:
+            make_transient_to_detached(obj)  # every column is set: nothing is left expired to load again
+            session.add(obj)
+
+
+def save_instance(session: Session, inst: Instance) -> bool:
+    """Write ``inst``'s changed columns in one version-checked UPDATE; False (nothing done) when the session
+    holds other changes or ones this cannot write (relationships), which the ORM's flush must then handle."""
+    if session.new or session.deleted or any(o is not inst for o in session.dirty):
+        return False
+    state = instance_state(inst)
+    if state.key is None:
+        return False
+    changed = state.committed_state
+    if not changed:
+        return True
+    values = state.dict
+    if not changed.keys() <= _INSTANCE_COLUMNS or not all(k in values for k in changed):
+        return False
+    version = values.get("lock_version")
+    if version is None:
+        return False
+    # Like the ORM: only what differs from the loaded value (an attribute set to the value it had is unchanged).
+    params = {k: values[k] for k, old in changed.items() if old is NO_VALUE or values[k] != old}
+    if not params:
+        state._commit_all(values, session.identity_map)
+        return True
+    params.update(_id=inst.id, _version=version, _next_version=version + 1)
+    result = session.connection().execute(_SAVE_INSTANCE, params)
+    if result.rowcount != 1:
+        raise StaleDataError(f"instance {inst.id} was saved by someone else meanwhile (version {version})")
+    values["lock_version"] = version + 1
+    # What the ORM's flush does after its own UPDATE: the current values become the committed ones.
+    state._commit_all(values, session.identity_map)
+    return True
+
+
+def _insert_of(model):
+    stmt = _INSERTS.get(model)
+    if stmt is None:
+        stmt = _INSERTS[model] = insert(model.__table__)
+    return stmt
+
+
+def _update_of(model, keys: tuple):
+    stmt = _UPDATES.get((model, keys))
+    if stmt is None:
+        table = model.__table__
+        stmt = _UPDATES[(model, keys)] = (update(table).where(table.c.id == bindparam("_id"))
+                                          .values({k: bindparam(k) for k in keys}))
+    return stmt
+
+
+def _delete_of(model):
+    stmt = _DELETES.get(model)
+    if stmt is None:
+        table = model.__table__
+        stmt = _DELETES[model] = delete(table).where(table.c.id.in_(bindparam("ids", expanding=True)))
+    return stmt
+
+
+@event.listens_for(Session, "before_commit")
+def _write_leftovers(session: Session) -> None:
+    write(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(WRITES, None)
