@@ -162,6 +162,28 @@ def wait_ready(port: int, proc, deadline_s=60) -> None:
     raise SystemExit("kefu web did not answer /healthz")
 
 
+def wait_workers(master: int, workers: int, deadline_s=60) -> None:
+    """Until gunicorn has forked all its workers and they have finished booting: the process tree's CPU use
+    stays quiet for half a second. /healthz answers as soon as one worker is up; clients that connected then
+    would all keep their connections to the workers that happened to be up first."""
+    deadline = time.monotonic() + deadline_s
+    last, quiet = None, 0
+    while time.monotonic() < deadline:
+        stats = _proc_stats()
+        kids = sum(1 for ppid, _t in stats.values() if ppid == master)
+        ticks = _tree_ticks(stats, master)
+        quiet = quiet + 1 if kids >= workers and last is not None and ticks - last <= 1 else 0
+        if quiet >= 2:
+            return
+        last = ticks
+        time.sleep(0.25)
+    raise SystemExit("gunicorn's workers did not finish booting")
+
+
+def worker_ticks(master: int) -> dict[int, int]:
+    return {pid: ticks for pid, (ppid, ticks) in _proc_stats().items() if ppid == master}
+
+
 def over_http(port: int, token: str, task_ids: list[str], clients: int, data: dict) -> dict:
     todo: queue.Queue = queue.Queue()
     for tid in task_ids:
@@ -254,10 +276,15 @@ def run(tasks: int, inprocess: int, workers: int, threads: int, clients: int, ur
                                 text=True)
         try:
             wait_ready(port, proc)
+            wait_workers(proc.pid, workers)
             pg_pid = postmaster_pid(server)
-            before = cpu_split(proc.pid, pg_pid)
+            before, per_worker = cpu_split(proc.pid, pg_pid), worker_ticks(proc.pid)
             api = over_http(port, token, http_ids, clients, form_data(k))
             api["cpu"] = cpu_per_completion(before, cpu_split(proc.pid, pg_pid), api["completions"])
+            # How evenly the keep-alive connections spread the work: each worker's share of the workers' CPU.
+            used = {pid: t - per_worker.get(pid, 0) for pid, t in worker_ticks(proc.pid).items()}
+            api["cpu"]["worker_shares"] = sorted((round(u / max(sum(used.values()), 1), 2)
+                                                  for u in used.values()), reverse=True)
         finally:
             proc.send_signal(signal.SIGTERM)
             stderr = proc.communicate(timeout=60)[1]
@@ -299,7 +326,7 @@ def main(argv=None) -> int:
         c = h["cpu"]
         pg = f"PostgreSQL {c['postgresql_ms']} ms, " if r["setup"]["own_server"] else ""
         print(f"CPU per HTTP completion  : web {c['web_ms']} ms, {pg}clients {c['clients_ms']} ms; "
-              f"cores busy {c['cores_busy']} of {os.cpu_count()}")
+              f"cores busy {c['cores_busy']} of {os.cpu_count()}; workers' shares {c['worker_shares']}")
         print(f"statuses {h['statuses']}, failures {h['failure_count']}, completed once {r['completed_once']}, "
               f"twice {r['completed_twice']}, not completed {r['not_completed']}, "
               f"audit problems {r['audit_problems']}, server tracebacks {r['server_tracebacks']}")
