@@ -249,6 +249,7 @@ class SpecCache:
 
     def __init__(self):
         self._specs: dict[str, tuple] = {}
+        self._by_id: dict[int, str] = {}  # definition row id → key (a deployed version never changes)
 
     @staticmethod
     def key(process_id: str, sha: str) -> str:
@@ -267,7 +268,15 @@ class SpecCache:
             parsed = parse_diagram(definition.xml.encode("utf-8"), definition.filename)
             hit = parsed.specs[definition.process_id]
             self.put(definition.process_id, definition.sha256, hit)
+        if definition.id is not None:
+            self._by_id[definition.id] = self.key(definition.process_id, definition.sha256)
         return hit
+
+    def get_by_id(self, definition_id: int, load) -> tuple:
+        """The spec of the definition with this row id; ``load()`` gives the definition row the first time."""
+        ref = self._by_id.get(definition_id)
+        hit = self._specs.get(ref) if ref is not None else None
+        return hit if hit is not None else self.get(load())
 
     def __getitem__(self, ref: str) -> tuple:
         return self._specs[ref]

@@ -26,7 +26,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundExcepti
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import joinedload, undefer
+from sqlalchemy.orm import joinedload, lazyload, undefer
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import audit, calendar as calendar_mod, clock as clock_mod, designer, scripting, writes
@@ -89,7 +89,8 @@ _READY_TASK = (select(HumanTask, Instance, User, _setting(CALENDAR_REVISION), _s
                .join(Instance, Instance.id == HumanTask.instance_id)
                .outerjoin(User, User.name == bindparam("actor"))
                .where(HumanTask.id == bindparam("task_id"))
-               .options(undefer(Instance.state))
+               # The definition (its spec is cached by id) and the customer are loaded only if used.
+               .options(undefer(Instance.state), lazyload(Instance.definition), lazyload(Instance.customer))
                .with_for_update(of=HumanTask))
 # The same, with the rows complete() brings up to date: the instance's ready tasks and its timers.
 _READY_TASK_AND_ROWS = _READY_TASK.options(joinedload(Instance.ready_rows), joinedload(Instance.timer_rows))
@@ -501,8 +502,13 @@ class Kefu:
 
     def _load(self, s, inst: Instance) -> BpmnWorkflow:
         self._sync_calendar(s)
-        self.specs.get(inst.definition)
+        self._spec_of(inst)
         return self.serializer.deserialize_json(inst.state)
+
+    def _spec_of(self, inst: Instance) -> tuple:
+        """The parsed spec of the instance's definition version, found by its id: the definition row is loaded
+        only when this process has not parsed that version yet."""
+        return self.specs.get_by_id(inst.definition_id, lambda: inst.definition)
 
     def _instance(self, s, ref, with_state=False) -> Instance:
         options = _WITH_STATE if with_state else ()
@@ -1402,7 +1408,7 @@ class Kefu:
                 "ended_at": iso(r.ended_at), "completed_by": r.completed_by, "end_reason": r.end_reason}
 
     def _task_dict(self, r: HumanTask, inst: Instance) -> dict:
-        spec, _subs = self.specs.get(inst.definition)
+        spec, _subs = self._spec_of(inst)
         tspec = spec.task_specs.get(r.spec_name)
         ext = tspec.extensions if tspec is not None else {}
         out = self._task_brief(r)
