@@ -88,11 +88,16 @@ class User(Base):
 
     @property
     def role_set(self) -> set[str]:
-        return {r for r in self.roles.split(",") if r}
+        return name_set(self.roles)
 
     @property
     def group_set(self) -> set[str]:
-        return {g for g in (self.groups or "").split(",") if g}
+        return name_set(self.groups)
+
+
+def name_set(text: str | None) -> set[str]:
+    """The names a comma-separated column holds (a user's roles or groups)."""
+    return {n for n in (text or "").split(",") if n}
 
 
 class Customer(Base):
@@ -376,9 +381,11 @@ class Database:
         else:
             # PostgreSQL: reads run in autocommit. Under READ COMMITTED every statement sees what was committed
             # before it began, in a transaction or not; without one a read is one round trip, not three
-            # (BEGIN, the query, ROLLBACK). The connections are the writers' pool.
-            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            # (BEGIN, the query, ROLLBACK). Their own pool of autocommit connections: none is switched back and
+            # forth on every checkout (a web worker with two threads holds at most two of each kind).
+            self.read_engine = create_engine(url, isolation_level="AUTOCOMMIT")
         self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._raw_statements: dict = {}  # statement → compiled for this database (read_one)
         # A reading session never writes: on PostgreSQL it has no transaction to roll a write back.
         event.listen(self.read_sessions, "before_flush", _refuse_writes)
 
@@ -431,6 +438,27 @@ class Database:
         finally:
             session.rollback()
             session.close()
+
+    def read_one(self, statement, params: dict):
+        """The first row (a plain tuple) of a small read asked on every request, or None: on a pooled DBAPI
+        connection, without SQLAlchemy's execution layer (which costs several times the query itself here).
+        On PostgreSQL the read runs in autocommit, like every read (see ``read_engine``); on SQLite a plain
+        SELECT opens no transaction."""
+        compiled = self._raw_statements.get(statement)
+        if compiled is None:
+            compiled = self._raw_statements[statement] = statement.compile(dialect=self.engine.dialect)
+        values = compiled.construct_params(params)
+        if compiled.positional:
+            values = tuple(values[k] for k in compiled.positiontup)
+        conn = self.read_engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(compiled.string, values)
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            conn.close()
+        return row
 
     def dispose(self) -> None:
         self.engine.dispose()

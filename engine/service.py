@@ -33,7 +33,7 @@ from . import audit, calendar as calendar_mod, clock as clock_mod, designer, scr
 from .clock import SHANGHAI, Clock
 from .config import Config
 from .db import CalendarDay, Customer, Database, Definition, HumanTask, Instance, Setting, Timer, User, \
-    next_counter
+    name_set, next_counter
 from .definitions import ROLES, SpecCache, diagram_files, lane_role, latest, make_serializer, next_version, \
     parse_diagram, rule_ids, version_with
 from .errors import ClockError, Conflict, DefinitionError, FormValidationError, IncidentError, InvalidInput, NotAllowed, \
@@ -1522,9 +1522,12 @@ class Kefu:
     def token_user(self, token: str) -> dict | None:
         """The active user a live bearer token acts as, or None."""
         from . import tokens
-        with self.db.read_engine.connect() as conn:
-            user = tokens.user_of(conn, token)
-            return self._user_dict(User(**user._mapping)) if user is not None else None
+        row = tokens.user_of(self.db, token)
+        if row is None:
+            return None
+        name, display_name, roles, groups, active = row
+        return {"name": name, "display_name": display_name, "roles": sorted(name_set(roles)),
+                "groups": sorted(name_set(groups)), "active": bool(active)}
 
 
 __all__ = ["Kefu", "iso", "phone_digits"]

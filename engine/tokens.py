@@ -56,9 +56,9 @@ _USER_OF = (select(User.name, User.display_name, User.roles, User.groups, User.a
                    User.active.is_(True)))
 
 
-def user_of(conn, token: str):
-    """The active user a live token belongs to (a row: name, display_name, roles, groups, active), else None
+def user_of(db, token: str):
+    """The active user a live token belongs to (a tuple: name, display_name, roles, groups, active), else None
     (unknown, revoked, or inactive user)."""
     if not token or not isinstance(token, str) or len(token) > 200:
         return None
-    return conn.execute(_USER_OF, {"token_hash": digest(token)}).first()
+    return db.read_one(_USER_OF, {"token_hash": digest(token)})
