@@ -10,10 +10,14 @@ consultations opened with their intake form (``Kefu.start`` with data), so each 
    with its own keep-alive ``http.client`` connection, POST ``/api/v1/tasks/<id>/complete`` for the other N
    tasks, as fast as the server answers.
 
+   The clients connect only once every worker has booted (the process tree's CPU use is quiet): clients that
+   connected while some workers were still importing would all keep their connections to the first ones.
+
 Afterwards every task must be completed exactly once (one ``task_completed`` audit event each, every answer
 200) and the audit chains must verify. Printed: completions/s and p50/p95 latency of both, and the ratio;
 for the HTTP phase also the CPU each party used per completion (gunicorn and its workers, the PostgreSQL
-server when the run started it, the client threads) and how many cores were busy in all (Linux /proc).
+server when the run started it, the client threads), how many cores were busy in all, and each worker's
+share of the workers' CPU (how evenly the keep-alive connections spread the work; Linux /proc).
 
     python bench/http.py [--tasks 1500] [--inprocess 300] [--workers 4] [--threads 2] [--clients 8] [--json]
 """
