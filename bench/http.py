@@ -19,7 +19,7 @@ for the HTTP phase also the CPU each party used per completion (gunicorn and its
 server when the run started it, the client threads), how many cores were busy in all, and each worker's
 share of the workers' CPU (how evenly the keep-alive connections spread the work; Linux /proc).
 
-    python bench/http.py [--tasks 1500] [--inprocess 300] [--workers 4] [--threads 2] [--clients 8] [--json]
+    python bench/http.py [--tasks 1500] [--inprocess 300] [--workers N] [--threads 2] [--clients 8] [--json]
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 
 from engine import Config, Kefu  # noqa: E402
-from engine.cli import seed_demo  # noqa: E402
+from engine.cli import default_web_workers, seed_demo  # noqa: E402
 from engine.db import AuditEvent  # noqa: E402
 
 INTAKE = {"customer_name": "李先生", "contact_phone": "13800138000", "region": "北京", "channel": "phone",
@@ -200,8 +200,15 @@ def over_http(port: int, token: str, task_ids: list[str], clients: int, data: di
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     start = threading.Barrier(clients + 1)
 
-    def client():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    # The clients arrive one after another, as real ones do, not in the same microsecond: connections that
+    # all arrive at once are all accepted by whichever worker wakes first, and stay with it (keep-alive).
+    conns = []
+    for _ in range(clients):
+        conns.append(http.client.HTTPConnection("127.0.0.1", port, timeout=60))
+        conns[-1].connect()
+        time.sleep(0.02)
+
+    def client(conn):
         mine, codes = [], {}
         start.wait()
         while True:
@@ -231,7 +238,7 @@ def over_http(port: int, token: str, task_ids: list[str], clients: int, data: di
             for c, n in codes.items():
                 statuses[c] = statuses.get(c, 0) + n
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(c,)) for c in conns]
     for t in threads:
         t.start()
     start.wait()
@@ -309,7 +316,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=1500, help="completions through the API")
     ap.add_argument("--inprocess", type=int, default=300, help="completions in-process (the baseline)")
-    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=default_web_workers(), help="default: as kefu web's")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--url", help="an existing, empty PostgreSQL database instead of a throw-away server")

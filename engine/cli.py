@@ -455,6 +455,13 @@ def cmd_users_token(args):
     _print(args, t, lambda t: t["token"])  # shown once; only its hash is stored
 
 
+def default_web_workers() -> int:
+    """One gunicorn worker per core (at least two, so one slow request never holds the only one; at most 8:
+    each holds database connections). Each has two threads, which overlap one request's database waits with
+    another's Python work; more processes than cores only switch among themselves."""
+    return max(2, min(8, os.cpu_count() or 1))
+
+
 def cmd_web(args):
     if args.workers < 1 or args.threads < 1 or args.timeout < 1:
         raise InvalidInput("--workers, --threads and --timeout must be at least 1")
@@ -739,9 +746,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-demo", action="store_true", help="do not seed demo users and customers")
     sp = add("web", cmd_web, "run the web UI and JSON API under gunicorn (no scheduler: run 'kefu scheduler')")
     sp.add_argument("--bind", default="127.0.0.1:8000", help="host:port (default 127.0.0.1:8000)")
-    # Defaults from bench/http.py on 2 cores: 4 workers x 2 threads completed 73 tasks/s, 2 x 4 only 44/s.
-    sp.add_argument("--workers", type=int, default=min(8, 2 * (os.cpu_count() or 1)),
-                    help="worker processes (default two per CPU core, at most 8: each holds database connections)")
+    # Defaults from bench/http.py on 2 cores: one worker per core with two threads each used 9-10 ms of CPU per
+    # completion, four workers 9.5-11 ms (more processes than cores switch more); 2 x 4 threads did worse.
+    sp.add_argument("--workers", type=int, default=default_web_workers(),
+                    help="worker processes (default one per CPU core, at least 2 and at most 8)")
     sp.add_argument("--threads", type=int, default=2, help="threads per worker (default 2)")
     sp.add_argument("--timeout", type=int, default=60, help="seconds before a silent worker is restarted")
     # --- kpi (issue 7): kefu kpi, kefu kpi report, kefu qa sample, kefu qa sample-size ---

@@ -109,3 +109,40 @@ def test_kefu_web_refuses_a_database_without_schema_and_bad_numbers(tmp_path):
     done = subprocess.run([sys.executable, "-m", "engine.cli", "web", "--bind", f"127.0.0.1:{free_port()}"],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "kefu init" in done.stderr
+
+
+def test_keep_alive_clients_beyond_a_workers_capacity_are_all_served(env, tmp_path):
+    """One worker with one thread holds at most two connections and keeps one idle: more keep-alive clients
+    than that wait their turn (a surplus idle connection is closed after its response) and none starves."""
+    import http.client
+    port = free_port()
+    log = open(tmp_path / "web.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "web", "--bind", f"127.0.0.1:{port}",
+                             "--workers", "1", "--threads", "1"], env=env, cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert request(f"http://127.0.0.1:{port}/healthz")[0] == 200
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, (tmp_path / "web.log").read_text()
+                assert time.monotonic() < deadline, "kefu web did not answer within 60 s"
+                time.sleep(0.2)
+        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=20) for _ in range(4)]
+        closed, began = 0, time.monotonic()
+        for _round in range(3):
+            for conn in conns:  # each connection in turn; http.client reconnects after "Connection: close"
+                conn.request("GET", "/healthz")
+                r = conn.getresponse()
+                assert r.status == 200 and json.loads(r.read())["status"] == "ok"
+                closed += r.getheader("Connection", "").lower() == "close"
+        assert time.monotonic() - began < 10  # nobody waited for an idle connection's keep-alive to expire
+        assert closed > 0  # the surplus idle connections were closed, not kept
+        for conn in conns:
+            conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=40)
+        log.close()

@@ -40,8 +40,12 @@ def run_gunicorn(bind: str, workers: int = 4, threads: int = 2, timeout: int = 6
     class KefuWeb(BaseApplication):
         def load_config(self):
             # gthread workers keep connections alive (sync workers close each one), even with one thread.
+            # Each holds at most twice as many connections as it has threads, and keeps at most ``threads`` of
+            # them idle: a worker stops accepting when it has enough to keep its threads busy, and closes a
+            # surplus idle connection after its response. Otherwise keep-alive clients that happen to connect
+            # to one worker stay with it and queue there while the other workers idle.
             settings = {"bind": [bind], "workers": workers, "threads": threads, "timeout": timeout,
-                        "worker_class": "gthread",
+                        "worker_class": "gthread", "worker_connections": 2 * threads,
                         "preload_app": False, "graceful_timeout": 30, "keepalive": 5,
                         "accesslog": None, "errorlog": "-", "loglevel": "info",
                         "proc_name": "kefu-web",
