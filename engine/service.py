@@ -291,8 +291,12 @@ class Kefu:
 
     @staticmethod
     def _user_dict(u: User) -> dict:
-        return {"name": u.name, "display_name": u.display_name, "roles": sorted(u.role_set),
-                "groups": sorted(u.group_set), "active": u.active}
+        return Kefu._user_fields(u.name, u.display_name, u.roles, u.groups, u.active)
+
+    @staticmethod
+    def _user_fields(name, display_name, roles, groups, active) -> dict:
+        return {"name": name, "display_name": display_name, "roles": sorted(name_set(roles)),
+                "groups": sorted(name_set(groups)), "active": bool(active)}
 
     def _user(self, s, name: str) -> User:
         return self._active(s.scalar(select(User).where(User.name == name)) if name else None, name)
@@ -1523,11 +1527,7 @@ class Kefu:
         """The active user a live bearer token acts as, or None."""
         from . import tokens
         row = tokens.user_of(self.db, token)
-        if row is None:
-            return None
-        name, display_name, roles, groups, active = row
-        return {"name": name, "display_name": display_name, "roles": sorted(name_set(roles)),
-                "groups": sorted(name_set(groups)), "active": bool(active)}
+        return self._user_fields(*row) if row is not None else None
 
 
 __all__ = ["Kefu", "iso", "phone_digits"]
