@@ -11,6 +11,9 @@ concurrent save of the same instance, is a ``Conflict``: nothing was saved and t
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import deque
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 
@@ -351,6 +354,57 @@ def translate_error(exc: DBAPIError) -> Exception | None:
     return None
 
 
+class WriterQueue:
+    """First come, first served among the threads of one process that want SQLite's write lock.
+
+    SQLite's own wait for a busy database (``sqlite3_busy_timeout``) polls with growing sleeps, so a thread that
+    commits one short transaction after another can take the lock again and again while another thread sleeps
+    through every window: in the embedded service a stream of web requests held the scheduler's timer firings
+    back by seconds. Queued here, a writer waits for the writers ahead of it, never longer. Reentrant: a unit
+    of work opened inside another on the same thread does not wait for itself.
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting: deque = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return
+            if self._owner is None and not self._waiting:
+                self._owner, self._depth = me, 1
+                return
+            token = object()
+            self._waiting.append(token)
+            give_up = time.monotonic() + self.timeout
+            while self._owner is not None or self._waiting[0] is not token:
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    self._waiting.remove(token)
+                    self._cond.notify_all()  # the next in line may be free to go now
+                    raise Conflict(f"the database stayed busy with other changes for {self.timeout:g} s; "
+                                   "nothing was saved, try again")
+                self._cond.wait(left)
+            self._waiting.popleft()
+            self._owner, self._depth = me, 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+
+SQLITE_BUSY_SECONDS = 30
+
+
 class Database:
     def __init__(self, url: str):
         url = database_url(url)
@@ -358,7 +412,7 @@ class Database:
         self.dialect = make_url(url).get_backend_name()
         kwargs = {}
         if self.dialect == "sqlite":
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_SECONDS}
         elif self.dialect == "postgresql":
             # The units of work rely on it: a statement after a row lock sees the lock holder's commit.
             kwargs["isolation_level"] = "READ COMMITTED"
@@ -371,6 +425,8 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: this process's writers take turns (see WriterQueue); other processes still meet SQLite's wait.
+        self.writers = WriterQueue(SQLITE_BUSY_SECONDS) if self.dialect == "sqlite" else None
         # Called with the earliest due time of the timers a committed unit of work wrote (scheduler wake-up).
         self.timer_listeners: list = []
         event.listen(self.sessions, "after_commit", self._after_commit)
@@ -414,6 +470,19 @@ class Database:
 
     @contextmanager
     def _unit_of_work(self):
+        if self.writers is None:
+            with self._session_of_work() as session:
+                yield session
+            return
+        self.writers.acquire()
+        try:
+            with self._session_of_work() as session:
+                yield session
+        finally:
+            self.writers.release()
+
+    @contextmanager
+    def _session_of_work(self):
         session: Session = self.sessions()
         try:
             yield session

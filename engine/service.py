@@ -262,6 +262,7 @@ class Kefu:
                  password: str | None = None) -> dict:
         check_user_name(name)
         roles = check_roles(roles)
+        digest = hash_password(password) if password else None  # slow on purpose: not while holding the lock
         with self.db.unit_of_work() as s:
             user = s.scalar(select(User).where(User.name == name))
             if user is None:
@@ -273,8 +274,8 @@ class Kefu:
                 user.groups = ",".join(dict.fromkeys([*user.group_set, *groups]))
             if display_name:
                 user.display_name = display_name
-            if password:
-                user.password_hash = hash_password(password)
+            if digest:
+                user.password_hash = digest
             s.flush()
             return self._user_dict(user)
 
