@@ -13,13 +13,16 @@ Reported: time from the due moment until every timer fired, fire-latency percent
 engine's own cost for one firing measured in the same run: raw SpiffWorkflow deserializing the same
 instance, ``refresh_timers()`` + ``do_engine_steps()``, serializing it (stock serializer, no database).
 
-A second, steady run spreads a few hundred timers over some seconds and reports how punctually they fire.
+A second, steady run spreads a few hundred timers over some seconds and reports how punctually they fire; a
+third repeats it while ``--writers`` threads of the same process open consultations one after another, as the
+web threads of ``kefu serve`` do beside its scheduler (SQLite has one writer at a time). The quiet run is the
+baseline for the busy one.
 
 With ``--postgres N`` the storm also runs on a throw-away PostgreSQL (Debian's server, as the tests start it)
 with N separate ``kefu scheduler`` processes: the scale-out set-up.
 
-    python bench/timers.py [--count 10000] [--steady 300] [--steady-spread 15] [--sweep 1] [--postgres N]
-                           [--json]
+    python bench/timers.py [--count 10000] [--steady 300] [--steady-spread 15] [--writers 2] [--sweep 1]
+                           [--postgres N] [--json]
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -164,9 +168,39 @@ def run_clock_live(k: Kefu, first_due: datetime, lead: timedelta) -> Clock:
     return k.clock
 
 
-def run(count: int, spread: timedelta, sweep: float, measure_raw: bool) -> dict:
+INTAKE = {"customer_name": "李先生", "contact_phone": "13800138000", "region": "北京", "channel": "phone",
+          "question": "家用报警器每月服务费包含哪些项目？", "answered_on_spot": False}
+
+
+class Writers:
+    """``n`` threads of this process opening consultations (a full unit of work each) until stopped."""
+
+    def __init__(self, k: Kefu, n: int):
+        self.k, self.stop, self.done, self.errors = k, threading.Event(), [], []
+        self.threads = [threading.Thread(target=self.work) for _ in range(n)]
+
+    def work(self):
+        while not self.stop.is_set():
+            try:
+                self.k.start("consultation", "agent", data=INTAKE)
+                self.done.append(1)
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def run(count: int, spread: timedelta, sweep: float, measure_raw: bool, writers: int = 0) -> dict:
     """Set up ``count`` waiting timers falling due over ``spread`` (0: all at once), run one scheduler
-    until all fired, and report what happened."""
+    until all fired (with ``writers`` threads writing meanwhile), and report what happened."""
     with tempfile.TemporaryDirectory() as tmp:
         k, base, first_due, setup = prepare(f"sqlite:///{tmp}/timers.db", count, spread)
         last_due = first_due + spread
@@ -177,17 +211,24 @@ def run(count: int, spread: timedelta, sweep: float, measure_raw: bool) -> dict:
         live = run_clock_live(k, first_due, timedelta(seconds=2))
         sched = TimerScheduler(k, sweep_seconds=sweep)
         sched.start()
+        busy = Writers(k, writers)
+        began = time.perf_counter()
         try:
-            while (nxt := k.next_timer_due()) is not None and nxt <= last_due:
-                time.sleep(0.05)
-            done_real = datetime.now(timezone.utc)
+            with busy:
+                while (nxt := k.next_timer_due()) is not None and nxt <= last_due:
+                    time.sleep(0.05)
+                done_real = datetime.now(timezone.utc)
         finally:
             sched.shutdown()
+        writes_per_s = len(busy.done) / (time.perf_counter() - began)
         outcome = firing_outcome(k, count)
         k.db.dispose()
     out = {"timers": count, "spread_seconds": spread.total_seconds(), "setup_seconds": round(setup, 1),
            "all_fired_after_first_due_seconds": round((done_real - live.real_time_of(first_due)).total_seconds(),
                                                       2), **outcome}
+    if writers:
+        out.update(writers=writers, writes_per_second=round(writes_per_s, 1), write_errors=len(busy.errors),
+                   first_write_error=busy.errors[0] if busy.errors else None)
     if raw is not None:
         out["service_ms_per_firing"] = round(out["all_fired_after_first_due_seconds"] / max(1, out["fired"])
                                              * 1000, 2)
@@ -237,25 +278,36 @@ def main(argv=None) -> int:
     ap.add_argument("--count", type=int, default=10_000, help="timers in the storm (default 10000)")
     ap.add_argument("--steady", type=int, default=300, help="timers in the punctuality run (default 300)")
     ap.add_argument("--steady-spread", type=float, default=15.0, help="seconds they are spread over")
+    ap.add_argument("--writers", type=int, default=2,
+                    help="threads writing during the second punctuality run (default 2; 0 skips that run)")
     ap.add_argument("--sweep", type=float, default=1.0)
     ap.add_argument("--postgres", type=int, default=0, metavar="N",
                     help="also run the storm on a throw-away PostgreSQL with N scheduler processes")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    steady = run(args.steady, timedelta(seconds=args.steady_spread), args.sweep, measure_raw=False)
+    spread = timedelta(seconds=args.steady_spread)
+    steady = run(args.steady, spread, args.sweep, measure_raw=False)
+    busy = run(args.steady, spread, args.sweep, measure_raw=False, writers=args.writers) if args.writers else None
     storm = run(args.count, timedelta(0), args.sweep, measure_raw=True)
     pg = run_postgres(args.count, args.postgres) if args.postgres else None
     ok = all(r["fired_twice"] == 0 and r["never_fired"] == 0 and r["audit_chains_broken"] == 0
-             for r in (steady, storm, pg) if r is not None)
+             and not r.get("write_errors") for r in (steady, busy, storm, pg) if r is not None)
     if args.json:
-        print(json.dumps({"steady": steady, "storm": storm, "postgres": pg}))
+        print(json.dumps({"steady": steady, "steady_with_writers": busy, "storm": storm, "postgres": pg}))
         return 0 if ok else 1
-    print(f"punctuality: {steady['timers']} timers falling due over {steady['spread_seconds']:.0f} s, "
-          f"one scheduler, SQLite")
-    print(f"  fire latency p50 {steady['latency_p50_s']} s, p95 {steady['latency_p95_s']} s, "
-          f"p99 {steady['latency_p99_s']} s, max {steady['latency_max_s']} s (target: p99 < 1 s)")
-    print(f"  fired twice: {steady['fired_twice']}, never fired: {steady['never_fired']}, "
-          f"broken audit chains: {steady['audit_chains_broken']}")
+    for r in (steady, busy):
+        if r is None:
+            continue
+        beside = (f", {r['writers']} threads of the same process writing beside it ({r['writes_per_second']} "
+                  f"consultations opened/s, {r['write_errors']} errors)") if r.get("writers") else ""
+        print(f"punctuality: {r['timers']} timers falling due over {r['spread_seconds']:.0f} s, "
+              f"one scheduler, SQLite{beside}")
+        print(f"  fire latency p50 {r['latency_p50_s']} s, p95 {r['latency_p95_s']} s, "
+              f"p99 {r['latency_p99_s']} s, max {r['latency_max_s']} s (target: p99 < 1 s)")
+        print(f"  fired twice: {r['fired_twice']}, never fired: {r['never_fired']}, "
+              f"broken audit chains: {r['audit_chains_broken']}")
+        if r.get("first_write_error"):
+            print(f"  first write error: {r['first_write_error']}")
     print(f"storm: {storm['timers']} timers due at once (setup {storm['setup_seconds']} s), one scheduler, SQLite")
     print(f"  all fired {storm['all_fired_after_first_due_seconds']} s after the due time (target: 30 s)")
     print(f"  fire latency p50 {storm['latency_p50_s']} s, p95 {storm['latency_p95_s']} s, "
