@@ -142,3 +142,28 @@ def test_customer_page_lists_all_their_tickets(scenario, kefu):
     customer_id = scenario.show()["customer"]["id"]
     page = Web(kefu).login_as("qa").page(f"/customers/{customer_id}")
     assert first in page and scenario.ticket_no in page and 'class="vip"' in page
+
+
+def test_errors_outside_the_api_are_pages_in_the_users_language(kefu, caplog):
+    """A wrong month, a wrong method and a failing view show Kefu's own page in Chinese (English by the
+    switch), never the framework's English one; the API keeps answering JSON."""
+    web = Web(kefu, PROPAGATE_EXCEPTIONS=False).login_as("supervisor")
+    r = web.get("/kpi?month=garbage")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 400 and "请求有误" in page and "没有保存任何内容" in page and "garbage" in page
+    r = web.client.put("/inbox")
+    assert r.status_code == 405 and "不支持这种操作" in r.get_data(as_text=True) and "GET" in r.headers["Allow"]
+    r = web.client.put("/api/v1/tasks")
+    assert r.status_code == 405 and r.get_json()["error"]["code"] == "method_not_allowed"
+
+    def broken(*_a, **_k):
+        raise RuntimeError("secret internals")
+    kefu.tasks = broken
+    r = web.get("/inbox")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 500 and "服务出错" in page and "错误已记录" in page
+    assert "secret internals" not in page and "Traceback" not in page
+    assert "secret internals" in caplog.text  # logged for the administrator
+    web.client.set_cookie("kefu_lang", "en")
+    page = web.get("/inbox").get_data(as_text=True)
+    assert "Service error" in page and "服务出错" not in page

@@ -13,6 +13,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_babel import Babel
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
 
 from engine import Kefu, KefuError
 
@@ -122,15 +123,23 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
             return jsonify({"error": {"code": "csrf", "message": exc.description}}), 400
         return render_template("error.html", status=400, code="csrf", message=exc.description), 400
 
-    @app.errorhandler(403)
-    @app.errorhandler(404)
-    def http_error(exc):
-        """Plain pages for refused and missing URLs."""
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        """Every HTTP error — refused, missing, wrong method, too large, and the 500 of a failed view (logged
+        before this runs) — as the API's JSON error under /api/v1, else JSON or a page in the user's language
+        rather than the framework's English page."""
+        status = exc.code or 500
+        if request.path == api.PREFIX or request.path.startswith(api.PREFIX + "/"):
+            return api.from_http(exc)
         if wants_json():
-            return jsonify({"error": {"code": exc.name.lower().replace(" ", "_"),
-                                      "message": exc.description}}), exc.code
-        return render_template("error.html", status=exc.code, code=str(exc.code), message=exc.description), \
-            exc.code
+            response = jsonify({"error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description}})
+        else:
+            response = app.make_response(render_template("error.html", status=status, code=str(status),
+                                                         message=exc.description))
+        response.status_code = status
+        if status == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
 
     return app
 

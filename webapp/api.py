@@ -161,7 +161,8 @@ _HTTP_CODES = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404:
                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
-def _from_http(exc: HTTPException):
+def from_http(exc: HTTPException):
+    """An HTTP error as the API's JSON error (also for URLs under the prefix that no view matched)."""
     code = _HTTP_CODES.get(exc.code or 500)
     if code is None:
         return error("internal_error" if (exc.code or 500) >= 500 else "invalid_input",
@@ -179,17 +180,9 @@ def api_error(exc):
     if isinstance(exc, KefuError):
         return _from_kefu(exc)
     if isinstance(exc, HTTPException):
-        return _from_http(exc)
+        return from_http(exc)
     log.exception("API request %s %s failed", request.method, request.path)
     return error("internal_error", "the service could not do this; the error is logged")
-
-
-@bp.app_errorhandler(HTTPException)
-def unrouted_error(exc: HTTPException):
-    """Errors raised before a view is chosen (no such URL, wrong method) are JSON under /api/v1 too."""
-    if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
-        return _from_http(exc)
-    return exc
 
 
 # ---------------------------------------------------------------- tickets and customers

@@ -68,7 +68,7 @@ def advance_clock():
     except ClockError:
         flash(_("时钟只能在演示和测试环境中调整"), "error")
     except KefuError as exc:
-        flash(exc.message, "error")
+        flash(_("时钟未调整：%(reason)s", reason=exc.message), "error")
     else:
         flash(_("时钟已前进 %(step)s，触发了 %(n)s 个定时器", step=step, n=len(fired)), "success")
     return redirect(safe_next(request.form.get("next"), url_for(".deadlines")))
