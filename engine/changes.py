@@ -170,7 +170,7 @@ def describe(summary: dict | None) -> dict:
                 {"en": "targets unchanged" if same else "targets changed", "zh": "时限未变" if same else "时限已改"})
     if summary.get("first_version"):
         return {"en": f"first version ({len(summary['elements_added'])} elements)",
-                "zh": f"首个版本({len(summary['elements_added'])} 个元素)"}
+                "zh": f"首个版本（{len(summary['elements_added'])} 个元素）"}
     parts = [(k, len(summary.get(k) or [])) for k in EMPTY]
     words = {"elements_added": ("element(s) added", "个元素新增"), "elements_removed": ("element(s) removed", "个元素删除"),
              "elements_changed": ("element(s) changed", "个元素修改"), "fields_added": ("field(s) added", "个字段新增"),

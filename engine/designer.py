@@ -43,7 +43,7 @@ class MigrationRefused(Conflict):
     def __init__(self, ticket_no: str, version: int, reasons: list[str], reasons_zh: list[str]):
         super().__init__(f"instance {ticket_no} cannot move to version {version}: " + "; ".join(reasons),
                          reasons=reasons, reasons_zh=reasons_zh,
-                         message_zh=f"工单 {ticket_no} 不能迁移到版本 {version}:" + ";".join(reasons_zh))
+                         message_zh=f"工单 {ticket_no} 不能迁移到版本 {version}：" + "；".join(reasons_zh))
 
 
 def check_owner(kefu, actor: str) -> None:
@@ -82,7 +82,8 @@ def lint_or_refuse(data: bytes, filename: str):
         where = f" (element '{first.element}')" if first.element else ""
         err = DiagramRejected(
             f"{len(report.errors)} problem(s) must be fixed before deploy; first{where}: {first.en}",
-            f"部署前必须修正 {len(report.errors)} 个问题;第一个{where}:{first.zh}",
+            f"部署前必须修正 {len(report.errors)} 个问题；第一个"
+            + (f"（元素 {first.element}）" if first.element else "") + f"：{first.zh}",
             file=filename, findings=[f.to_dict() for f in report.findings])
         err.details.update(element=first.element, line=first.line)
         raise err
@@ -158,7 +159,8 @@ def _test_run_or_refuse(report, filename: str) -> list:
         at = f" at '{path.failed_at}'" if path.failed_at else ""
         raise DiagramRejected(
             f"the test run of {pid!r} fails on {len(failed)} path(s); first{at}: {path.failure}",
-            f"流程 {pid!r} 的试运行在 {len(failed)} 条路径上失败;第一个{at}:{path.failure}",
+            f"流程 {pid!r} 的试运行在 {len(failed)} 条路径上失败；第一个"
+            + (f"（在 {path.failed_at}）" if path.failed_at else "") + f"：{path.failure}",
             file=filename, test_runs=[r.to_dict() for r in runs])
     return runs
 

@@ -29,32 +29,32 @@ SUPPORTED_CAMUNDA_ELEMENTS = {"formData", "formField", "value", "validation", "c
 
 # English message (as written by definitions.lint / forms.lint_form) -> (code, Chinese template).
 _ZH = [
-    ("no_executable_process", r"no executable process.*", "没有可执行的流程(isExecutable=\"true\")"),
-    ("bad_process_id", r"process id must be .*", "流程 id 必须以字母开头,只含字母、数字或 '_'"),
+    ("no_executable_process", r"no executable process.*", "没有可执行的流程（isExecutable=\"true\"）"),
+    ("bad_process_id", r"process id must be .*", "流程 id 必须以字母开头，只含字母、数字或 '_'"),
     ("lane_without_role", r"lane name (.*) names no single role.*",
-     r"泳道名 \1 未对应唯一的角色(agent、supervisor、department、technician、taskforce、qa 之一)"),
-    ("task_without_lane", r"user task is in no lane.*", "用户任务不在任何泳道中,没有角色可以处理它"),
+     r"泳道名 \1 未对应唯一的角色（agent、supervisor、department、technician、taskforce、qa 之一）"),
+    ("task_without_lane", r"user task is in no lane.*", "用户任务不在任何泳道中，没有角色可以处理它"),
     ("field_shadows_element", r"form field (.*) has the same id as an element of the diagram",
      r"表单字段 \1 与图中元素的 id 相同"),
     ("field_bad_id", r"form field (.*): field id must start with a letter.*",
-     r"表单字段 \1:字段 id 必须以字母开头,只含字母、数字或 '_'(最多 64 个)"),
+     r"表单字段 \1：字段 id 必须以字母开头，只含字母、数字或 '_'（最多 64 个）"),
     ("field_shadows_builtin", r"form field (.*): field id shadows a helper function or builtin",
-     r"表单字段 \1:字段 id 与内置函数重名"),
-    ("field_duplicate", r"form field (.*): duplicate field id", r"表单字段 \1:字段 id 重复"),
-    ("field_unknown_type", r"form field (.*): unknown field type (.*) \(known.*", r"表单字段 \1:未知的字段类型 \2"),
-    ("field_enum_empty", r"form field (.*): enum field without options", r"表单字段 \1:枚举字段没有选项"),
+     r"表单字段 \1：字段 id 与内置函数重名"),
+    ("field_duplicate", r"form field (.*): duplicate field id", r"表单字段 \1：字段 id 重复"),
+    ("field_unknown_type", r"form field (.*): unknown field type (.*) \(known.*", r"表单字段 \1：未知的字段类型 \2"),
+    ("field_enum_empty", r"form field (.*): enum field without options", r"表单字段 \1：枚举字段没有选项"),
     ("field_enum_options", r"form field (.*): enum options need distinct, non-empty ids",
-     r"表单字段 \1:枚举选项的 id 必须非空且不重复"),
-    ("field_unknown_constraint", r"form field (.*): unknown constraint (.*)", r"表单字段 \1:未知的校验约束 \2"),
+     r"表单字段 \1：枚举选项的 id 必须非空且不重复"),
+    ("field_unknown_constraint", r"form field (.*): unknown constraint (.*)", r"表单字段 \1：未知的校验约束 \2"),
     ("field_bad_constraint", r"form field (.*): constraint (.*) needs a number, got (.*)",
-     r"表单字段 \1:约束 \2 需要数字,实际为 \3"),
-    ("field_no_label", r"form field (.*): field has no label", r"表单字段 \1:字段没有标签"),
-    ("script_rejected", r"script does not compile in the sandbox: (.*)", r"脚本无法在沙箱中编译:\1"),
+     r"表单字段 \1：约束 \2 需要数字，实际为 \3"),
+    ("field_no_label", r"form field (.*): field has no label", r"表单字段 \1：字段没有标签"),
+    ("script_rejected", r"script does not compile in the sandbox: (.*)", r"脚本无法在沙箱中编译：\1"),
     ("camunda_syntax", r"(.*) uses Camunda/JUEL syntax.*",
-     r"\1 使用了 Camunda/JUEL 语法;Kefu 的表达式是 Python(例如 severity == 'major')"),
+     r"\1 使用了 Camunda/JUEL 语法；Kefu 的表达式是 Python（例如 severity == 'major'）"),
     ("unquoted_duration", r"timer (\w+) (.*) is a Python expression: quote the duration, e\.g\. (.*)",
-     r"定时器 \1 \2 会被当作 Python 表达式:请给时长加引号,例如 \3"),
-    ("expression_rejected", r"(.*) does not compile in the sandbox: (.*)", r"\1 无法在沙箱中编译:\2"),
+     r"定时器 \1 \2 会被当作 Python 表达式：请给时长加引号，例如 \3"),
+    ("expression_rejected", r"(.*) does not compile in the sandbox: (.*)", r"\1 无法在沙箱中编译：\2"),
     ("gateway_without_default", r"gateway with several outgoing flows has no default flow",
      "有多条出口连线的网关没有默认连线"),
     ("flow_without_condition", r"flow (.*) leaving the gateway has no condition", r"离开网关的连线 \1 没有条件"),
@@ -139,10 +139,10 @@ def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict
         root = safe_xml(data, filename)
     except DefinitionError as exc:
         reason = exc.details.get("reason") or exc.message
-        code, zh = (("doctype", "图中不允许 DOCTYPE(拒绝外部实体)") if "DOCTYPE" in reason
+        code, zh = (("doctype", "图中不允许 DOCTYPE（拒绝外部实体）") if "DOCTYPE" in reason
                     else ("too_large", "图太大") if "larger than" in reason
                     else ("not_bpmn", "根元素必须是 bpmn:definitions") if "root element" in reason
-                    else ("invalid_xml", f"XML 无效:{reason.removeprefix('invalid XML: ')}"))
+                    else ("invalid_xml", f"XML 无效：{reason.removeprefix('invalid XML: ')}"))
         add(Finding("error", reason, zh, line=exc.details.get("line"), code=code))
         return report
     report.root = root
@@ -153,7 +153,7 @@ def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict
         msg = raw.replace(B, "bpmn:").replace(C, "camunda:")
         line = getattr(exc, "line_number", None)
         add(Finding("error", f"not valid BPMN 2.0 (unknown or misplaced element): {msg}",
-                    f"不是有效的 BPMN 2.0(未知或位置错误的元素):{msg}", element=_element_at(root, line, raw),
+                    f"不是有效的 BPMN 2.0（未知或位置错误的元素）：{msg}", element=_element_at(root, line, raw),
                     line=line, code="schema"))
         return report
     for p in kefu_lint(root, filename):
@@ -174,10 +174,10 @@ def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict
     except (ValidationException, SpiffWorkflowException) as exc:
         element = getattr(exc, "id", None) or getattr(exc, "name", None)
         msg = str(getattr(exc, "message", None) or exc).split("\n")[0].rstrip(". ")
-        add(Finding("error", f"the engine cannot parse it: {msg}", f"引擎无法解析:{msg}", element=element,
+        add(Finding("error", f"the engine cannot parse it: {msg}", f"引擎无法解析：{msg}", element=element,
                     line=getattr(exc, "line_number", None), code="engine_parse"))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        add(Finding("error", f"the engine cannot parse it: {exc}", f"引擎无法解析:{exc}", code="engine_parse"))
+        add(Finding("error", f"the engine cannot parse it: {exc}", f"引擎无法解析：{exc}", code="engine_parse"))
     return report
 
 
@@ -190,7 +190,7 @@ def _plain_steps(root, add) -> None:
     for kind, (en, zh) in _AS_PLAIN.items():
         for node in root.iter(B + kind):
             add(Finding("warning", f"a {kind} {en} in Kefu; use a user task, a script task or a plain task",
-                        f"在 Kefu 中 {kind} {zh};请改用用户任务、脚本任务或普通任务", element=node.get("id"),
+                        f"在 Kefu 中 {kind} {zh}；请改用用户任务、脚本任务或普通任务", element=node.get("id"),
                         line=node.sourceline, code="plain_step"))
 
 
@@ -207,7 +207,7 @@ def _test_data(root, add) -> None:
                 ok = False
             if not ok:
                 add(Finding("error", "the property test_data must be a JSON object (the test run's start data)",
-                            "属性 test_data 必须是 JSON 对象(试运行的启动数据)", element=node.get("id"),
+                            "属性 test_data 必须是 JSON 对象（试运行的启动数据）", element=node.get("id"),
                             line=prop.sourceline, code="test_data"))
 
 
@@ -246,12 +246,12 @@ def _camunda_extensions(root, add) -> None:
             if attr.startswith(C) and attr[len(C):] not in SUPPORTED_CAMUNDA_ATTRS:
                 name = attr[len(C):]
                 add(Finding("warning", f"camunda:{name} is not supported by Kefu and is ignored",
-                            f"Kefu 不支持 camunda:{name},运行时将忽略", element=_where(node),
+                            f"Kefu 不支持 camunda:{name}，运行时将忽略", element=_where(node),
                             line=node.sourceline, code="camunda_unsupported"))
         if node.tag.startswith(C) and node.tag[len(C):] not in SUPPORTED_CAMUNDA_ELEMENTS:
             name = node.tag[len(C):]
             add(Finding("warning", f"camunda:{name} is not supported by Kefu and is ignored",
-                        f"Kefu 不支持 camunda:{name},运行时将忽略", element=_where(node),
+                        f"Kefu 不支持 camunda:{name}，运行时将忽略", element=_where(node),
                         line=node.sourceline, code="camunda_unsupported"))
 
 
@@ -308,7 +308,7 @@ def _timers_on_sample(root, add, sample) -> None:
                 _check_timer_value(kind, value)
             except Exception as exc:  # noqa: BLE001 - any failure of the diagram's own code is the finding
                 add(Finding("error", f"timer {kind} {text!r} fails on sample data: {exc}",
-                            f"定时器 {kind} {text!r} 在样例数据上出错:{exc}", element=event.get("id"),
+                            f"定时器 {kind} {text!r} 在样例数据上出错：{exc}", element=event.get("id"),
                             line=node.sourceline, code="timer_fails"))
 
 

@@ -34,10 +34,12 @@ def _target(s, inst, to_version) -> Definition:
     return d
 
 
-def _label(task) -> str:
+def _label(task, zh: bool = False) -> str:
     spec = task.task_spec
     name = getattr(spec, "bpmn_name", None)
-    return f"'{spec.bpmn_id}'" + (f" ({name})" if name else "")
+    if not name:
+        return f"'{spec.bpmn_id}'"
+    return f"'{spec.bpmn_id}'（{name}）" if zh else f"'{spec.bpmn_id}' ({name})"
 
 
 _ATTR_WORDS = {"extensions": "form or properties", "outputs": "outgoing flows", "inputs": "incoming flows",
@@ -76,13 +78,13 @@ def _reasons_in(diff, wf, version: int) -> list[str]:
         state = _STATE_WORDS.get(task.state, "failed")
         if task in removed:
             reasons.append(Reason(f"{state} step {_label(task)} does not exist in version {version}",
-                                  f"{_STATE_ZH[state]}的步骤 {_label(task)} 在版本 {version} 中不存在"))
+                                  f"{_STATE_ZH[state]}的步骤 {_label(task, zh=True)} 在版本 {version} 中不存在"))
         elif task in changed:
             spec_diff = diff.spec_diff.changed.get(task.task_spec, [])
             what = ", ".join(sorted({_ATTR_WORDS.get(a, a) for a in spec_diff})) or "its definition"
             what_zh = "、".join(sorted({_ATTR_ZH.get(a, a) for a in spec_diff})) or "定义"
             reasons.append(Reason(f"{state} step {_label(task)} changed in version {version} ({what})",
-                                  f"{_STATE_ZH[state]}的步骤 {_label(task)} 在版本 {version} 中有改动({what_zh})"))
+                                  f"{_STATE_ZH[state]}的步骤 {_label(task, zh=True)} 在版本 {version} 中有改动（{what_zh}）"))
     return list(dict.fromkeys(reasons))
 
 
@@ -122,11 +124,11 @@ def reasons(kefu, s, inst, target: Definition, wf=None) -> list[str]:
     out = []
     if target.version <= current.version:
         out.append(Reason(f"the instance runs on version {current.version}; it can only move to a newer version",
-                          f"工单运行在版本 {current.version} 上,只能迁移到更新的版本"))
+                          f"工单运行在版本 {current.version} 上，只能迁移到更新的版本"))
     if inst.status == "completed":
         out.append(Reason("the instance has ended", "工单已结束"))
     elif inst.status == "incident":
-        out.append(Reason("the instance has an incident; retry the failed step first", "工单有故障,请先重试失败的步骤"))
+        out.append(Reason("the instance has an incident; retry the failed step first", "工单有故障，请先重试失败的步骤"))
     if out:
         return out
     wf = wf if wf is not None else kefu._load(s, inst)
@@ -185,7 +187,7 @@ def apply_migration(kefu, wf, target: Definition) -> None:
     if stale:
         step = stale[0].task_spec.name
         raise Conflict(f"the instance cannot be moved: step {step!r} has no place in version {target.version}",
-                       message_zh=f"工单不能迁移:步骤 {step!r} 在版本 {target.version} 中没有对应的位置")
+                       message_zh=f"工单不能迁移：步骤 {step!r} 在版本 {target.version} 中没有对应的位置")
 
 
 def _all_specs(spec, subs) -> set:

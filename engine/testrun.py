@@ -93,7 +93,7 @@ class TestRunReport:
         if self.lint_errors:
             out.update(lint_errors=self.lint_errors, message={
                 "en": f"not run: the diagram has {len(self.lint_errors)} lint error(s)",
-                "zh": f"未运行:图有 {len(self.lint_errors)} 个检查错误"})
+                "zh": f"未运行：图有 {len(self.lint_errors)} 个检查错误"})
         return out
 
 

@@ -363,7 +363,7 @@ def test_the_ticket_page_offers_a_move_only_when_a_newer_version_exists_and_only
 
 
 @pytest.mark.parametrize("lang, said, not_said", [
-    ("zh", "已完成的步骤 'register' (登记投诉) 在版本 2 中有改动(表单或属性)", "changed in version 2"),
+    ("zh", "已完成的步骤 'register'（登记投诉） 在版本 2 中有改动（表单或属性）", "changed in version 2"),
     ("en", "completed step 'register' (登记投诉) changed in version 2 (form or properties)", "有改动"),
 ], ids=["zh", "en"])
 def test_the_reasons_a_move_is_refused_are_in_the_readers_language(kefu, scenario, lang, said, not_said):
