@@ -162,6 +162,7 @@ def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict
         add(Finding("error", reason, zh, element=p.details.get("element"), line=p.details.get("line"), code=code))
     _camunda_extensions(root, add)
     _plain_steps(root, add)
+    _layout(root, add)
     _test_data(root, add)
     _timers_on_sample(root, add, sample)
     if report.errors:
@@ -192,6 +193,32 @@ def _plain_steps(root, add) -> None:
             add(Finding("warning", f"a {kind} {en} in Kefu; use a user task, a script task or a plain task",
                         f"在 Kefu 中 {kind} {zh}；请改用用户任务、脚本任务或普通任务", element=node.get("id"),
                         line=node.sourceline, code="plain_step"))
+
+
+DI = "{http://www.omg.org/spec/BPMN/20100524/DI}"
+# Steps a reader follows on the trace page; flows, lanes and data objects may lack a shape without harm.
+_DRAWN = ("userTask", "scriptTask", "task", "serviceTask", "manualTask", "sendTask", "receiveTask",
+          "businessRuleTask", "callActivity", "subProcess", "startEvent", "endEvent", "intermediateCatchEvent",
+          "intermediateThrowEvent", "boundaryEvent", "exclusiveGateway", "parallelGateway", "inclusiveGateway",
+          "eventBasedGateway")
+
+
+def _layout(root, add) -> None:
+    """A diagram runs without its layout (BPMN DI), but the modeler and the auditors' trace page draw from it:
+    warn when it is missing, or when a step has no shape."""
+    if root.find(f".//{DI}BPMNDiagram") is None:
+        add(Finding("warning", "the file has no diagram layout (BPMN DI): it runs, but the modeler and the trace "
+                               "page cannot draw it", "文件里没有流程图的图形布局（BPMN DI）：可以运行，但编辑器和"
+                    "审计轨迹页无法显示它", code="no_layout"))
+        return
+    drawn = {shape.get("bpmnElement") for shape in root.iter(f"{DI}BPMNShape")}
+    for kind in _DRAWN:
+        for node in root.iter(B + kind):
+            if node.get("id") and node.get("id") not in drawn:
+                add(Finding("warning", f"{kind} {node.get('id')!r} has no shape in the diagram layout: the "
+                                       "modeler and the trace page do not show it",
+                            f"{kind} {node.get('id')!r} 在图形布局中没有图形：编辑器和审计轨迹页不会显示它",
+                            element=node.get("id"), line=node.sourceline, code="no_shape"))
 
 
 def _test_data(root, add) -> None:

@@ -131,6 +131,20 @@ def test_files_that_are_not_diagrams_are_findings_not_exceptions(text, code, en)
         assert f.line
 
 
+def test_a_diagram_without_its_layout_or_with_a_step_left_undrawn_is_a_warning_not_an_error():
+    """It runs, but the modeler and the trace page draw from the layout (BPMN DI)."""
+    bare = re.sub(r"\s*<bpmndi:BPMNDiagram.*</bpmndi:BPMNDiagram>", "", MINI, flags=re.S)
+    report = lint_diagram(bare, "bare.bpmn")
+    assert report.ok and [f.code for f in report.warnings] == ["no_layout"]
+    assert "BPMN DI" in report.warnings[0].en and "图形布局" in report.warnings[0].message("zh_CN")
+    gap = re.sub(r'<bpmndi:BPMNShape id="compute_di".*?</bpmndi:BPMNShape>', "", MINI)
+    report = lint_diagram(gap, "gap.bpmn")
+    assert report.ok and [(f.code, f.element_id) for f in report.warnings] == [("no_shape", "compute")]
+    assert [f.code for f in lint_diagram(MINI, "mini.bpmn").warnings] == []
+    for real in sorted(PROCESSES.glob("*.bpmn")):  # the shipped diagrams are drawn completely
+        assert lint_diagram(real.read_bytes(), real.name).warnings == [], real.name
+
+
 def test_camunda_modeler_extras_are_warnings_naming_the_element():
     text = MINI.replace('<bpmn:userTask id="handle"', '<bpmn:userTask id="handle" camunda:formKey="embedded:x"')
     text = text.replace('label="联系电话" type="string"/>', 'label="联系电话" type="string" camunda:readonly="1"/>')
