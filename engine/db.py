@@ -470,34 +470,27 @@ class Database:
 
     @contextmanager
     def _unit_of_work(self):
-        if self.writers is None:
-            with self._session_of_work() as session:
-                yield session
-            return
-        self.writers.acquire()
+        if self.writers is not None:
+            self.writers.acquire()
         try:
-            with self._session_of_work() as session:
+            session: Session = self.sessions()
+            try:
                 yield session
-        finally:
-            self.writers.release()
-
-    @contextmanager
-    def _session_of_work(self):
-        session: Session = self.sessions()
-        try:
-            yield session
-            session.commit()
-        except DBAPIError as exc:
-            session.rollback()
-            translated = translate_error(exc)
-            if translated is None:
+                session.commit()
+            except DBAPIError as exc:
+                session.rollback()
+                translated = translate_error(exc)
+                if translated is None:
+                    raise
+                raise translated from exc
+            except BaseException:
+                session.rollback()
                 raise
-            raise translated from exc
-        except BaseException:
-            session.rollback()
-            raise
+            finally:
+                session.close()
         finally:
-            session.close()
+            if self.writers is not None:
+                self.writers.release()
 
     @contextmanager
     def reading(self):

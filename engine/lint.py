@@ -212,13 +212,13 @@ def _layout(root, add) -> None:
                     "审计轨迹页无法显示它", code="no_layout"))
         return
     drawn = {shape.get("bpmnElement") for shape in root.iter(f"{DI}BPMNShape")}
-    for kind in _DRAWN:
-        for node in root.iter(B + kind):
-            if node.get("id") and node.get("id") not in drawn:
-                add(Finding("warning", f"{kind} {node.get('id')!r} has no shape in the diagram layout: the "
-                                       "modeler and the trace page do not show it",
-                            f"{kind} {node.get('id')!r} 在图形布局中没有图形：编辑器和审计轨迹页不会显示它",
-                            element=node.get("id"), line=node.sourceline, code="no_shape"))
+    for node in root.iter(*(B + kind for kind in _DRAWN)):
+        kind, node_id = node.tag[len(B):], node.get("id")
+        if node_id and node_id not in drawn:
+            add(Finding("warning", f"{kind} {node_id!r} has no shape in the diagram layout: the modeler and the "
+                                   "trace page do not show it",
+                        f"{kind} {node_id!r} 在图形布局中没有图形：编辑器和审计轨迹页不会显示它",
+                        element=node_id, line=node.sourceline, code="no_shape"))
 
 
 def _test_data(root, add) -> None:
