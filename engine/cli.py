@@ -793,6 +793,11 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of the output went away (``kefu tasks --json | head``): what was done stays done; say
+        # nothing more, and keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command its pipe's reader left
     finally:
         while _opened:  # close the connections: SQLite folds its write-ahead log back into the file
             _opened.pop().db.dispose()

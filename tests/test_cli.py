@@ -182,3 +182,20 @@ def test_a_supervisor_reassigns_from_the_command_line(seeded, kefu_cli):
     p = kefu_cli("reassign", task, "--as", "agent", "--to", "dept2", expect=3)
     assert "only a supervisor" in p.stderr
     assert j(kefu_cli("reassign", task, "--as", "supervisor", "--to", "dept2", "--json"))["assignee"] == "dept2"
+
+
+def test_a_reader_that_stops_early_gets_no_traceback_and_the_work_stays_done(seeded, tmp_path):
+    """``kefu users add … --json | true``: the pipe's reader is gone before the answer is written."""
+    env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "KEFU_ENV": "test",
+           "KEFU_CLOCK": PINNED}
+    p = subprocess.Popen([sys.executable, "-m", "engine.cli", "users", "add", "late_reader", "--role", "agent",
+                          "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    p.stdout.close()  # nobody reads the answer
+    with p.stderr:
+        err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    listed = subprocess.run([sys.executable, "-m", "engine.cli", "users", "list", "--json"],
+                            capture_output=True,
+                            text=True, env=env, cwd=ROOT, timeout=60)
+    assert "late_reader" in listed.stdout  # what was asked for was done
