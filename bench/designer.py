@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import scripting  # noqa: E402
-from engine.definitions import parse_diagram  # noqa: E402
-from engine.lint import lint_diagram  # noqa: E402
-from engine.testrun import test_run  # noqa: E402
+from engine.bpmn import sandbox as scripting  # noqa: E402
+from engine.bpmn.diagram import parse_diagram  # noqa: E402
+from engine.bpmn.lint import lint_diagram  # noqa: E402
+from engine.bpmn.testrun import test_run  # noqa: E402
 
 
 def timed(fn) -> float:

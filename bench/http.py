@@ -49,7 +49,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from engine import Config, Kefu  # noqa: E402
 from engine.cli import default_web_workers, seed_demo  # noqa: E402
-from engine.db import AuditEvent  # noqa: E402
+from engine.store.tables import AuditEvent  # noqa: E402
 
 INTAKE = {"customer_name": "李先生", "contact_phone": "13800138000", "region": "北京", "channel": "phone",
           "question": "家用报警器每月服务费包含哪些项目？", "answered_on_spot": False}

@@ -32,7 +32,7 @@ from sqlalchemy import select  # noqa: E402
 
 from engine import kpi  # noqa: E402
 from engine.clock import SHANGHAI  # noqa: E402
-from engine.db import AuditEvent, Instance  # noqa: E402
+from engine.store.tables import AuditEvent, Instance  # noqa: E402
 from lifecycle import CLOCK, ServiceRunner  # noqa: E402
 from webapp import create_app  # noqa: E402
 

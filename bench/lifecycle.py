@@ -33,12 +33,13 @@ from SpiffWorkflow.spiff.serializer import DEFAULT_CONFIG  # noqa: E402
 from SpiffWorkflow.util.task import TaskState  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from engine import Clock, Config, Kefu, scripting  # noqa: E402
+from engine import Clock, Config, Kefu  # noqa: E402
+from engine.bpmn import sandbox as scripting  # noqa: E402
 from engine.cli import seed_demo  # noqa: E402
 from engine.clock import SHANGHAI  # noqa: E402
-from engine.db import Instance  # noqa: E402
-from engine.definitions import parse_diagram  # noqa: E402
-from engine.sla import parse_sla  # noqa: E402
+from engine.store.tables import Instance  # noqa: E402
+from engine.bpmn.diagram import parse_diagram  # noqa: E402
+from engine.bpmn.sla import parse_sla  # noqa: E402
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI)
 

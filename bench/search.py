@@ -5,7 +5,7 @@ instances over 180 days across kinds, statuses, severities, 5,000 customers and 
 with few tickets), two human tasks per instance (one completed by a user, one ready on open tickets), finish
 deadlines of which some have passed. Then times a mix of searches through ``Kefu.audit_search`` (parsing, query, formatting) — each
 filter alone, combinations, and the 20th page of a result followed by its cursor — first with the indexes
-``engine/db.py`` declares for the search, then with those indexes dropped (the baseline, same run, same
+``engine/store/tables.py`` declares for the search, then with those indexes dropped (the baseline, same run, same
 data), next to a bare ``SELECT … ORDER BY id DESC LIMIT 50`` on the same table. Target: p95 < 50 ms.
 
     python bench/search.py [--instances 100000] [--repeat 25] [--json]
@@ -29,7 +29,7 @@ from sqlalchemy import insert, select, text  # noqa: E402
 
 from engine import Clock, Config, Kefu  # noqa: E402
 from engine.clock import SHANGHAI  # noqa: E402
-from engine.db import Customer, Definition, HumanTask, Instance  # noqa: E402
+from engine.store.tables import Customer, Definition, HumanTask, Instance  # noqa: E402
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI)
 KINDS = [("complaint", "TS"), ("repair", "BX"), ("consultation", "ZX")]

@@ -45,13 +45,14 @@ from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402
 from SpiffWorkflow.spiff.serializer import DEFAULT_CONFIG  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
-from engine import Clock, Config, Kefu, clock as clock_mod, scripting  # noqa: E402
+from engine import Clock, Config, Kefu, clock as clock_mod  # noqa: E402
+from engine.bpmn import sandbox as scripting  # noqa: E402
 from engine.cli import seed_demo  # noqa: E402
 from engine.clock import SHANGHAI  # noqa: E402
-from engine.db import AuditEvent, HumanTask, Instance, Setting, Timer  # noqa: E402
+from engine.store.tables import AuditEvent, HumanTask, Instance, Setting, Timer  # noqa: E402
 from engine.service import CLOCK_OFFSET  # noqa: E402
-from engine.definitions import parse_diagram  # noqa: E402
-from engine.scheduler import TimerScheduler  # noqa: E402
+from engine.bpmn.diagram import parse_diagram  # noqa: E402
+from engine.services.scheduler import TimerScheduler  # noqa: E402
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

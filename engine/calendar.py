@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import chinese_calendar
 
-from .clock import SHANGHAI, parse_instant
+from engine.clock import SHANGHAI, parse_instant
 
 log = logging.getLogger("kefu.calendar")
 

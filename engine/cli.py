@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import InvalidInput, KefuError
+from engine.errors import InvalidInput, KefuError
 
 DEMO_PASSWORD = "kefu-demo"
 DEMO_USERS = [
@@ -42,13 +42,13 @@ _opened = []
 
 
 def _service(need_schema=True):
-    from .service import Kefu
+    from engine.service import Kefu
     k = Kefu()
     _opened.append(k)
     if need_schema and not k.db.has_schema():
         raise KefuError(f"the database {k.config.database_url} has no Kefu schema yet; run 'kefu init'")
     if need_schema:
-        from . import migrate  # schema migrations (scale-out)
+        from engine.store import schema as migrate
         if not migrate.is_current(k.db):
             raise KefuError(f"the database {k.config.database_url} is at schema revision "
                             f"{migrate.current(k.db) or '(none)'}, this Kefu needs {migrate.head()}; "
@@ -105,7 +105,7 @@ def cmd_deploy(args):
 
 
 def cmd_definitions(args):
-    from .changes import describe
+    from engine.bpmn.changes import describe
     rs = _service().definition_overview()  # designer: versions with running counts and change summaries
     _print(args, rs, lambda rs: "\n".join(
         f"{p['process_id']} ({p['name'] or ''}): {p['running']} running\n" + "\n".join(
@@ -130,7 +130,7 @@ def _finding_line(f: dict) -> str:
 
 
 def cmd_lint(args):
-    from .lint import lint_diagram
+    from engine.bpmn.lint import lint_diagram
     reports = [lint_diagram(_read_diagram(path), Path(path).name).to_dict() for path in args.files]
     _print(args, reports, lambda rs: "\n".join(
         f"{r['file']}: {'ok' if r['ok'] else 'FAILED'} ({r['errors']} error(s), {r['warnings']} warning(s))"
@@ -146,7 +146,7 @@ def _path_line(p: dict) -> str:
 
 
 def cmd_testrun(args):
-    from .testrun import test_run_xml
+    from engine.bpmn.testrun import test_run_xml
     reports = [r.to_dict() for r in test_run_xml(_read_diagram(args.file), Path(args.file).name)]
     _print(args, reports, lambda rs: "\n".join(
         f"{args.file}: {t['message']['en']}\n" + "\n".join(_finding_line(f) for f in t["lint_errors"])
@@ -159,7 +159,7 @@ def cmd_testrun(args):
 
 
 def _deploy_as_owner(k, args) -> list[dict]:
-    from .definitions import diagram_files
+    from engine.bpmn.diagram import diagram_files
     out = []
     for f in diagram_files(args.paths):
         r = k.deploy_xml(_read_diagram(str(f)), f.name, args.actor)
@@ -330,7 +330,7 @@ def cmd_audit_verify(args):
 
 def cmd_scheduler(args):
     import logging
-    from .scheduler import run_forever
+    from engine.services.scheduler import run_forever
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     k = _service()
@@ -355,7 +355,7 @@ def cmd_clock_show(args):
 
 
 def cmd_clock_advance(args):
-    from .clock import parse_duration
+    from engine.clock import parse_duration
     k = _service()
     r = k.advance_clock(parse_duration(args.duration))
     if not args.no_fire:
@@ -411,7 +411,7 @@ def cmd_serve(args):
 
 # ------------------------------------------------------------------ schema migrations (scale-out)
 def cmd_db_upgrade(args):
-    from . import migrate
+    from engine.store import schema as migrate
     k = _service(need_schema=False)
     r = migrate.upgrade(k.db, args.revision)
     _print(args, r, lambda r: ("stamped a database from before migrations at the baseline\n" if r["stamped"]
@@ -419,13 +419,13 @@ def cmd_db_upgrade(args):
 
 
 def cmd_db_downgrade(args):
-    from . import migrate
+    from engine.store import schema as migrate
     r = migrate.downgrade(_service(need_schema=False).db, args.revision)
     _print(args, r, lambda r: f"schema: {r['from'] or '(empty)'} -> {r['to'] or '(empty)'}")
 
 
 def cmd_db_current(args):
-    from . import migrate
+    from engine.store import schema as migrate
     k = _service(need_schema=False)
     rev, newest = migrate.current(k.db), migrate.head()
     legacy = rev is None and k.db.has_schema()
@@ -437,7 +437,7 @@ def cmd_db_current(args):
 
 
 def cmd_db_history(args):
-    from . import migrate
+    from engine.store import schema as migrate
     rs = migrate.history()
     _print(args, rs, lambda rs: "\n".join(
         f"{r['down_revision'] or '(base)'} -> {r['revision']}{' (head)' if r['head'] else ''}: {r['message']}"
@@ -518,7 +518,7 @@ def cmd_audit_search(args):
         return _audit_search_all(k, args)
     page = k.audit_search(_search_args(args))
     if args.format:
-        from .exports import rows_to_csv
+        from engine.records.exports import rows_to_csv
         sys.stdout.write(rows_to_csv(page["rows"]) if args.format == "csv" else
                          json.dumps(page, ensure_ascii=False, indent=2) + "\n")
         return 0
@@ -528,7 +528,7 @@ def cmd_audit_search(args):
 
 def _audit_search_all(k, args):
     """Every row of the result, written as it is read (in batches of the search's largest page)."""
-    from .exports import search_csv_chunks, search_json_chunks
+    from engine.records.exports import search_csv_chunks, search_json_chunks
     filters, rows = k.audit_rows(_search_args(args))
     if args.format == "csv":
         chunks = search_csv_chunks(rows)
@@ -551,7 +551,7 @@ def _search_line(r: dict) -> str:
 
 
 def cmd_audit_export(args):
-    from .exports import trace_csv
+    from engine.records.exports import trace_csv
     t = _service().audit_trace(args.instance)
     if args.format == "csv":
         sys.stdout.write(trace_csv(t))
@@ -753,7 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=int, default=2, help="threads per worker (default 2)")
     sp.add_argument("--timeout", type=int, default=60, help="seconds before a silent worker is restarted")
     # --- kpi (issue 7): kefu kpi, kefu kpi report, kefu qa sample, kefu qa sample-size ---
-    from .kpi_cli import add_commands as add_kpi_commands
+    from engine.kpi_cli import add_commands as add_kpi_commands
     add_kpi_commands(sub, add, common)
     # --- end kpi ---
     _add_audit_commands(sub, add, common)  # audit (issue 6)
@@ -774,7 +774,7 @@ def _report(args, exc: KefuError) -> None:
 
 def main(argv=None) -> int:
     import warnings
-    from .calendar import CalendarDataMissing
+    from engine.calendar import CalendarDataMissing
     warnings.simplefilter("ignore", CalendarDataMissing)  # reported through the log and 'calendar status'
     parser = build_parser()
     args = parser.parse_args(argv)

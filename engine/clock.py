@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import SpiffWorkflow.bpmn.specs.event_definitions.timer as _spiff_timer
 
-from .errors import InvalidInput
+from engine.errors import InvalidInput
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

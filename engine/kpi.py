@@ -51,8 +51,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from .db import AuditEvent, Instance
-from .errors import InvalidInput
+from engine.store.tables import AuditEvent, Instance
+from engine.errors import InvalidInput
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 QA_KIND = "qa_sampling"
@@ -455,7 +455,7 @@ def _check(kefu, actor: str | None, roles: set) -> None:
     """``actor`` None is the service itself (the K-cycle job, the CLI without --as)."""
     if actor is None or actor == SYSTEM:
         return
-    from .errors import NotAllowed
+    from engine.errors import NotAllowed
     user = kefu.get_user(actor)
     if user is None:
         raise NotAllowed(f"unknown user {actor!r}")
@@ -472,7 +472,7 @@ def live(kefu, month, actor: str | None = None) -> dict:
 
 def stored(kefu, month, actor: str | None = None) -> dict | None:
     """The newest stored assessment of ``month``, or None."""
-    from .db import KpiReport
+    from engine.store.tables import KpiReport
     _check(kefu, actor, READ_ROLES)
     key = month_key(*parse_month(month))
     with kefu.db.reading() as s:
@@ -490,7 +490,7 @@ def report(kefu, month, actor: str | None = None) -> dict:
 
 def store(kefu, month, actor: str | None = None) -> dict:
     """Compute a finished month as of its end and store it (K-cycle)."""
-    from .db import KpiReport
+    from engine.store.tables import KpiReport
     _check(kefu, actor, STORE_ROLES)
     key = month_key(*parse_month(month))
     now = kefu.now()
@@ -567,7 +567,7 @@ QA_START_ROLES = {"supervisor", "qa", "process_owner"}
 
 
 def sample_size(kefu) -> int:
-    from .db import Setting
+    from engine.store.tables import Setting
     with kefu.db.reading() as s:
         row = s.get(Setting, QA_SIZE_KEY)
         return int(row.value) if row is not None else QA_DEFAULT_SIZE
@@ -575,8 +575,8 @@ def sample_size(kefu) -> int:
 
 def set_sample_size(kefu, size, actor: str) -> int:
     """The process owner sets how many closed tickets QA inspects each month."""
-    from .db import Setting
-    from .errors import NotAllowed
+    from engine.store.tables import Setting
+    from engine.errors import NotAllowed
     if not actor:
         raise NotAllowed("the sample size is set by a process owner (--as)")
     _check(kefu, actor, {"process_owner"})
@@ -617,9 +617,9 @@ def start_qa_sampling(kefu, month, actor: str | None = None, size: int | None = 
                       seed: int | None = None) -> dict:
     """Start the month's ``qa_sampling`` process over a seeded random sample of its closed tickets."""
     import secrets
-    from .db import User
-    from .definitions import latest
-    from .errors import Conflict, NotFound
+    from engine.store.tables import User
+    from engine.store.versions import latest
+    from engine.errors import Conflict, NotFound
     _check(kefu, actor, QA_START_ROLES)
     key = month_key(*parse_month(month))
     _start, end = month_bounds(key)

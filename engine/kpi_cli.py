@@ -1,7 +1,7 @@
 """``kefu kpi`` and ``kefu qa``: the monthly assessment (K1–K8, K-cycle) and the QA sample (QA, K4)."""
 from __future__ import annotations
 
-from . import kpi
+from engine import kpi
 
 
 def _fmt(value, unit):
@@ -24,7 +24,7 @@ def table(report: dict, agent: str | None = None) -> str:
 
 
 def cmd_kpi(args):
-    from .cli import _print, _service
+    from engine.cli import _print, _service
     k = _service()
     month = args.month or kpi.current_month(k.now())
     report = kpi.report(k, month, args.actor)
@@ -39,14 +39,14 @@ def cmd_kpi(args):
 
 
 def cmd_kpi_report(args):
-    from .cli import _print, _service
+    from engine.cli import _print, _service
     k = _service()
     report = kpi.store(k, args.month or kpi.previous_month(k.now()), args.actor)
     return _print(args, report, lambda r: table(r) + "\n  stored")
 
 
 def cmd_qa_sample(args):
-    from .cli import _print, _service
+    from engine.cli import _print, _service
     k = _service()
     r = kpi.start_qa_sampling(k, args.month or kpi.previous_month(k.now()), args.actor, size=args.size,
                               seed=args.seed)
@@ -55,7 +55,7 @@ def cmd_qa_sample(args):
 
 
 def cmd_qa_sample_size(args):
-    from .cli import _print, _service
+    from engine.cli import _print, _service
     k = _service()
     if args.size is None:
         return _print(args, {"sample_size": kpi.sample_size(k)}, lambda r: f"sample size {r['sample_size']}")

@@ -29,18 +29,27 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import joinedload, lazyload, undefer
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import audit, calendar as calendar_mod, clock as clock_mod, designer, scripting, writes
-from .clock import SHANGHAI, Clock
-from .config import Config
-from .db import CalendarDay, Customer, Database, Definition, HumanTask, Instance, Setting, Timer, User, \
-    name_set, next_counter
-from .definitions import ROLES, SpecCache, diagram_files, lane_role, latest, make_serializer, next_version, \
-    parse_diagram, rule_ids, version_with
-from .errors import ClockError, Conflict, DefinitionError, FormValidationError, IncidentError, InvalidInput, NotAllowed, \
+from engine.store import chain as audit, writes
+from engine import calendar as calendar_mod, clock as clock_mod
+from engine.services import designer
+from engine.bpmn import sandbox as scripting
+from engine.clock import SHANGHAI, Clock
+from engine.config import Config
+from engine.store.tables import (
+    CalendarDay, Customer, Definition, HumanTask, Instance, Setting, Timer, User, name_set, next_counter
+)
+from engine.store.database import Database
+from engine.bpmn.diagram import (
+    ROLES, SpecCache, diagram_files, lane_role, make_serializer, parse_diagram, rule_ids
+)
+from engine.store.versions import latest, next_version, version_with
+from engine.errors import (
+    ClockError, Conflict, DefinitionError, FormValidationError, IncidentError, InvalidInput, NotAllowed,
     NotFound
-from .forms import FormValidator, build_fields
-from .sla import SLA_DECISION, SlaTable, parse_sla
-from .users import check_password, check_roles, check_user_name, hash_password
+)
+from engine.bpmn.forms import FormValidator, build_fields
+from engine.bpmn.sla import SLA_DECISION, SlaTable, parse_sla
+from engine.services.users import check_password, check_roles, check_user_name, hash_password
 
 log = logging.getLogger("kefu.engine")
 TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX", "escalation": "SJ"}
@@ -142,8 +151,8 @@ class Kefu:
 
     # ------------------------------------------------------------------ setup
     def init(self) -> dict:
-        """Create or upgrade the schema to the newest migration (engine/migrate.py)."""
-        from . import migrate
+        """Create or upgrade the schema to the newest migration (engine/store/schema.py)."""
+        from engine.store import schema as migrate
         return migrate.upgrade(self.db)
 
     def deploy(self, paths=None, actor: str = SYSTEM) -> list[dict]:
@@ -226,7 +235,7 @@ class Kefu:
         return designer.deploy_xml(self, data, filename, actor, dry_run=dry_run)
 
     def change_summary(self, old_xml, new_xml) -> dict:
-        from .changes import change_summary
+        from engine.bpmn.changes import change_summary
         return change_summary(old_xml, new_xml)
 
     def definition_overview(self) -> list[dict]:
@@ -239,7 +248,7 @@ class Kefu:
     def migration_check(self, instance_id, to_version, locale: str = "en") -> list[str]:
         """Why moving the instance to ``to_version`` of its process is unsafe (in English, or Chinese with
         ``locale="zh_CN"``); empty when it is safe."""
-        from . import migration
+        from engine.bpmn import migration
         with self.db.reading() as s:
             inst = self._instance(s, instance_id, with_state=True)
             found = migration.reasons(self, s, inst, migration._target(s, inst, to_version))
@@ -247,7 +256,7 @@ class Kefu:
 
     def migrate_instance(self, instance_id, to_version, actor: str) -> dict:
         """Move a running instance to a newer version when it is safe (process_owner only); audited."""
-        from . import migration
+        from engine.bpmn import migration
         designer.check_owner(self, actor)
         with self.db.unit_of_work() as s:
             inst = self._instance(s, instance_id, with_state=True)
@@ -953,15 +962,15 @@ class Kefu:
 
     def verify_audit(self, instance_ref=None, anchor: tuple[int, str] | None = None) -> list[dict]:
         """Audit (issue 6): every problem in the ledger and the instances' chains, each naming the first
-        changed, deleted or reordered event (see ``engine.audit``)."""
+        changed, deleted or reordered event (see ``engine.store.chain``)."""
         with self.db.reading() as s:
             instance_id = self._instance(s, instance_ref).id if instance_ref is not None else None
             return audit.verify(s, instance_id, anchor=anchor)
 
     # ------------------------------------------------------------------ audit (issue 6): trace, search, replay
     def audit_trace(self, instance_ref) -> dict:
-        """Everything that happened to one ticket, for auditors (``engine.trace``)."""
-        from . import trace
+        """Everything that happened to one ticket, for auditors (``engine.records.trace``)."""
+        from engine.records import trace
         shown = self.show(instance_ref)
         with self.db.reading() as s:
             inst = self._instance(s, shown["instance_id"])
@@ -972,8 +981,8 @@ class Kefu:
         return trace.build(shown, trace.element_rules(spec, subs), definition, self.now())
 
     def audit_search(self, args: dict) -> dict:
-        """Filtered, newest-first, keyset-paginated instances (``engine.search``)."""
-        from . import search
+        """Filtered, newest-first, keyset-paginated instances (``engine.records.search``)."""
+        from engine.records import search
         f = search.parse(args or {})
         with self.db.reading() as s:
             page = search.search(s, f, self.now())
@@ -985,7 +994,7 @@ class Kefu:
     def audit_export(self, args: dict, most: int = 10_000) -> dict:
         """Up to ``most`` rows of a search result in one dictionary, keyset pages walked; ``next`` (None when
         the result is complete) continues after them. An export of the whole result uses ``audit_rows``."""
-        from .search import MAX_PAGE
+        from engine.records.search import MAX_PAGE
         rows, args = [], {**(args or {}), "limit": None}
         while True:
             args["limit"] = min(MAX_PAGE, most - len(rows))
@@ -1000,7 +1009,7 @@ class Kefu:
         checked at once (a bad one raises InvalidInput before anything is written); the rows follow lazily,
         newest first, read in keyset batches of ``batch`` rows, each batch a short read of its own, so an
         export holds one batch in memory and no transaction stays open while the caller writes."""
-        from . import search
+        from engine.records import search
         args = {k: v for k, v in (args or {}).items() if k != "limit"}  # a page size means nothing here
         f = search.parse({**args, "limit": batch or search.MAX_PAGE})
         return f.params(), self._audit_batches({**args, "limit": f.limit})
@@ -1014,8 +1023,8 @@ class Kefu:
             args = {**args, "after": page["next"]}
 
     def audit_replay(self, instance_ref=None) -> list[dict]:
-        """Rebuild one instance (or all) from its recorded events and compare (``engine.replay``)."""
-        from . import replay
+        """Rebuild one instance (or all) from its recorded events and compare (``engine.records.replay``)."""
+        from engine.records import replay
         return replay.replay_all(self) if instance_ref is None else [replay.replay(self, instance_ref)]
 
     READ_ONLY_ROLES = frozenset({"auditor"})
@@ -1506,7 +1515,7 @@ class Kefu:
     # ------------------------------------------------------------------ API tokens (JSON API, issue 8)
     def create_token(self, name: str, label: str | None = None) -> dict:
         """A new bearer token for the existing user ``name``; the token text is returned only here."""
-        from . import tokens
+        from engine.store import tokens
         with self.db.unit_of_work() as s:
             user = s.scalar(select(User).where(User.name == name)) if name else None
             if user is None:
@@ -1517,7 +1526,7 @@ class Kefu:
 
     def revoke_tokens(self, name: str) -> dict:
         """Revoke every live token of user ``name``."""
-        from . import tokens
+        from engine.store import tokens
         with self.db.unit_of_work() as s:
             user = s.scalar(select(User).where(User.name == name)) if name else None
             if user is None:
@@ -1526,7 +1535,7 @@ class Kefu:
 
     def token_user(self, token: str) -> dict | None:
         """The active user a live bearer token acts as, or None."""
-        from . import tokens
+        from engine.store import tokens
         row = tokens.user_of(self.db, token)
         return self._user_fields(*row) if row is not None else None
 

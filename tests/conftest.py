@@ -58,8 +58,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory):
     """A SQLite file migrated to head once per session; each test's database starts as a copy of it."""
-    from engine import migrate
-    from engine.db import Database
+    from engine.store import schema as migrate
+    from engine.store.database import Database
     path = tmp_path_factory.mktemp("template") / "kefu.db"
     db = Database(f"sqlite:///{path}")
     try:
@@ -163,7 +163,7 @@ def kefu(request, db_url, clock):
     # audit (issue 6): every instance a test created must rebuild from its record (kefu audit replay)
     try:
         if request.node.get_closest_marker("no_replay") is None and not getattr(request.node, "kefu_failed", 0):
-            from engine.replay import replay_all
+            from engine.records.replay import replay_all
             mismatches = [r for r in replay_all(k) if not r["matches"]]
             assert not mismatches, f"replay of the recorded events does not match the stored state: {mismatches}"
     finally:

@@ -207,8 +207,8 @@ def pg_url(pg_server):
 @pytest.fixture(scope="session")
 def pg_template(pg_server):
     """The name of a database migrated to head once per session; ``pg_url_at_head`` copies it."""
-    from engine import migrate
-    from engine.db import Database
+    from engine.store import schema as migrate
+    from engine.store.database import Database
     with pg_server.database() as name:
         db = Database(pg_server.url_for(name))
         try:

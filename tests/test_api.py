@@ -82,7 +82,7 @@ def test_missing_bad_and_revoked_tokens_are_401(app, kefu, api):
 
 def test_only_the_hash_of_a_token_is_stored(kefu):
     from sqlalchemy import select
-    from engine.db import ApiToken
+    from engine.store.tables import ApiToken
     made = kefu.create_token("agent", label="telephony")
     assert made["token"].startswith("kefu_") and len(made["token"]) > 40
     with kefu.db.reading() as s:

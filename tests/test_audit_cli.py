@@ -30,7 +30,7 @@ def two(seeded, kefu_cli, tmp_path):  # noqa: F811
 def test_search_all_writes_every_row_however_many(two, kefu_cli):  # noqa: F811
     from datetime import datetime, timezone
 
-    from engine.db import Database
+    from engine.store.database import Database
     from tests.test_audit_search import bare_instances
     (first, second), path = two
     db = Database(f"sqlite:///{path}")

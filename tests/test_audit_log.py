@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from engine import NotAllowed, audit
-from engine.audit import canonical, chain_hash
-from engine.db import AuditEvent, AuditLedger
+from engine import NotAllowed
+from engine.store import chain as audit
+from engine.store.chain import canonical, chain_hash
+from engine.store.tables import AuditEvent, AuditLedger
 from tests.pg import on_both_databases
 from tests.tamper import drop_guards, sql
 from tests.test_complaint import register, transfer

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from engine.replay import replay, replay_all
+from engine.records.replay import replay, replay_all
 from tests.tamper import drop_guards, sql
 from tests.test_complaint import register, transfer, until_revisit
 from tests.test_repair import dispatch, register as register_repair

@@ -75,7 +75,7 @@ def test_keyset_pages_walk_everything_once(tickets, kefu):
 @pytest.mark.parametrize("agent", ["agent", "department", "nobody"])
 def test_both_agent_plans_find_the_same_pages(tickets, kefu, monkeypatch, agent):
     """The agent filter looks a small set up by id and probes a large one row by row: same rows, same pages."""
-    from engine import search
+    from engine.records import search
 
     def walk(**args):
         seen, cursor = [], None
@@ -150,7 +150,7 @@ def bare_instances(db, n: int, now, process_id="complaint") -> list[str]:
 
     from sqlalchemy import insert, select
 
-    from engine.db import Definition, Instance
+    from engine.store.tables import Definition, Instance
     start = now - timedelta(minutes=n)
     with db.unit_of_work() as s:
         definition = s.scalar(select(Definition.id).where(Definition.process_id == process_id))

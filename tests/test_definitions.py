@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import DefinitionError
-from engine.db import Definition, Instance
+from engine.store.tables import Definition, Instance
 from tests.factories import diagram, make_kefu
 
 MINI = Path(diagram("mini.bpmn")).read_text(encoding="utf-8")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.lint import lint_diagram
+from engine.bpmn.lint import lint_diagram
 from tests.conftest import PROCESSES
 from tests.factories import diagram
 
@@ -39,7 +39,7 @@ def test_the_shipped_diagrams_pass_the_lint(path):
     report = lint_diagram(path.read_bytes(), path.name)
     assert report.ok and not report.errors, [str(f) for f in report.findings]
     assert report.process_ids
-    from engine.testrun import test_run
+    from engine.bpmn.testrun import test_run
     for run in test_run(report):
         assert run.ok and run.paths and all(p.completed for p in run.paths), run.to_dict()
         assert run.unreached == [], run.unreached
@@ -186,7 +186,7 @@ def test_timer_on_sample_data_uses_the_given_sample():
 
 # ---------------------------------------------------------------- test run
 
-from engine.testrun import test_run_xml as run_xml  # noqa: E402
+from engine.bpmn.testrun import test_run_xml as run_xml  # noqa: E402
 
 
 def test_test_run_walks_each_path_of_the_complaint_diagram_without_the_database():
@@ -226,7 +226,7 @@ def test_test_run_stops_a_loop_that_never_ends_and_names_it(monkeypatch):
     (report,) = run_xml(text, "loop.bpmn")
     (path,) = report.paths
     assert not report.ok and "does not end" in path.failure and path.failed_at == "register"
-    import engine.testrun as testrun
+    from engine.bpmn import testrun
     monkeypatch.setattr(testrun, "TIME_BUDGET", 0.0)
     (report,) = run_xml(MINI, "mini.bpmn")
     assert "takes longer than" in report.paths[0].failure
@@ -245,7 +245,7 @@ def test_test_run_names_branches_no_sample_reached():
 from sqlalchemy import select  # noqa: E402
 
 from engine import DefinitionError, NotAllowed, NotFound  # noqa: E402
-from engine.db import DefinitionChange  # noqa: E402
+from engine.store.tables import DefinitionChange  # noqa: E402
 from tests.factories import make_kefu  # noqa: E402
 from tests.pg import on_both_databases  # noqa: E402
 

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from engine import Clock, Config, Conflict, FormValidationError, Kefu, NotAllowed, NotFound
-from engine.db import AuditEvent, Customer, Instance
+from engine.store.tables import AuditEvent, Customer, Instance
 from tests.factories import diagram, make_kefu
 from tests.pg import on_both_databases
 
@@ -322,7 +322,7 @@ def test_start_without_data_leaves_the_intake_form_to_the_starting_agent(k):
 def mirrored_rows(k, instance_id):
     """What the tables say is ready and waiting, beside what the stored workflow says."""
     from SpiffWorkflow.util.task import TaskState
-    from engine.db import HumanTask, Timer
+    from engine.store.tables import HumanTask, Timer
     with k.db.reading() as s:
         ready = set(s.scalars(select(HumanTask.id).where(HumanTask.instance_id == instance_id,
                                                          HumanTask.state == "ready")))
@@ -372,7 +372,7 @@ def test_a_reading_session_never_writes(k):
 
 @on_both_databases
 def test_a_step_writes_each_row_once_and_moves_the_version_by_one(k):
-    """The task rows, timer rows and the instance are written with Core statements (engine.writes): one UPDATE
+    """The task rows, timer rows and the instance are written with Core statements (engine.store.writes): one UPDATE
     of the instance under its version check, the ended row and the new rows once each, and nothing left for
     the ORM to flush again at commit."""
     from sqlalchemy import event

@@ -2,7 +2,7 @@
 import pytest
 
 from engine.errors import FormValidationError
-from engine.forms import FormValidator, build_fields
+from engine.bpmn.forms import FormValidator, build_fields
 
 FORM = {"fields": [
     {"id": "name", "label": "姓名", "type": "string", "validation": {"required": None, "maxlength": "5"}},

@@ -285,7 +285,7 @@ def test_month_bounds_are_shanghai_calendar_months():
 
 def test_scheduler_runs_the_k_cycle_catch_up_at_start(month):
     import time as _time
-    from engine.scheduler import TimerScheduler
+    from engine.services.scheduler import TimerScheduler
     kefu, _t = month  # the clock is on 1 December: November has no stored assessment yet
     sched = TimerScheduler(kefu, sweep_seconds=60).start()
     try:

@@ -42,7 +42,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import undefer
 
-from engine.db import AuditEvent, HumanTask, Instance, Setting, Timer
+from engine.store.tables import AuditEvent, HumanTask, Instance, Setting, Timer
 from engine.service import CLOCK_OFFSET
 from tests.conftest import ROOT
 from tests.factories import make_kefu

@@ -1,4 +1,4 @@
-"""Schema migrations (engine/migrate.py) on SQLite and PostgreSQL: empty → head gives exactly the models'
+"""Schema migrations (engine/store/schema.py) on SQLite and PostgreSQL: empty → head gives exactly the models'
 schema, a database from before migrations is stamped and upgraded with its data kept, concurrent starts
 migrate once, downgrade to base and back works, and ``kefu db`` reports it all."""
 from __future__ import annotations
@@ -9,11 +9,13 @@ import threading
 import pytest
 from sqlalchemy import inspect, text
 
-from engine import Config, Kefu, migrate
+from engine import Config, Kefu
+from engine.store import schema as migrate
 from engine.cli import main
-from engine.db import Base, Database
+from engine.store.tables import Base
+from engine.store.database import Database
 
-DRIFT_HELP = ("the models in engine/db.py and the migrations in engine/migrations/versions disagree; "
+DRIFT_HELP = ("the models in engine/store/tables.py and the migrations in engine/store/migrations/versions disagree; "
               "write a revision with: bash scripts/new-migration.sh \"what changed\" (then read and commit it)")
 
 

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func, select, text
 
 from engine import Conflict, InvalidInput
-from engine.db import Customer, Database, database_url
+from engine.store.tables import Customer
+from engine.store.database import Database, database_url
 from tests.conftest import ROOT
 from tests.factories import make_kefu
 
@@ -210,7 +211,7 @@ def test_the_ledger_function_hashes_entries_exactly_as_python_does(k):
     must escape (quotes, backslashes, control characters) and non-ASCII ones hash alike on both sides."""
     from datetime import datetime
 
-    from engine.audit import _APPEND_LEDGER, chain_hash, ledger_content
+    from engine.store.chain import _APPEND_LEDGER, chain_hash, ledger_content
     tickets = ['Q"1\\x', "报修-\n\t\x01\x1f\u2028", "plain", ""]
     heads = ["a" * 64, "", 'h"\\', "端"]
     with k.db.engine.connect() as conn:  # rolled back: the ledger itself refuses to forget an entry

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from engine import scripting
-from engine.scripting import RestrictedEnvironment, ScriptRejected
+from engine.bpmn import sandbox as scripting
+from engine.bpmn.sandbox import RestrictedEnvironment, ScriptRejected
 
 ESCAPES = [
     "__import__('os').system('true')",

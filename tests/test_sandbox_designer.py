@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from engine import DefinitionError
-from engine.lint import lint_diagram
-from engine.testrun import test_run_xml as run_xml
+from engine.bpmn.lint import lint_diagram
+from engine.bpmn.testrun import test_run_xml as run_xml
 from tests.factories import diagram, make_kefu
 
 MINI = Path(diagram("mini.bpmn")).read_text(encoding="utf-8")
@@ -157,7 +157,7 @@ def test_code_that_would_run_for_hours_is_stopped(k, code):
 def test_the_step_bound_leaves_ordinary_code_and_the_tracer_alone():
     import sys
 
-    from engine.scripting import RestrictedEnvironment
+    from engine.bpmn.sandbox import RestrictedEnvironment
     before = sys.gettrace()
     ctx = {}
     RestrictedEnvironment().execute("total = sum([i * j for i in range(300) for j in range(300)])", ctx)

@@ -20,7 +20,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from engine.db import AuditEvent, HumanTask, Timer
+from engine.store.tables import AuditEvent, HumanTask, Timer
 from tests.conftest import ROOT
 from tests.factories import make_kefu
 

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from engine import Clock, ClockError, Config, Kefu
 from engine.calendar import CalendarDataMissing
 from engine.clock import SHANGHAI
-from engine.db import AuditEvent
-from engine.scheduler import TimerScheduler
+from engine.store.tables import AuditEvent
+from engine.services.scheduler import TimerScheduler
 from tests import test_complaint as complaint
 from tests import test_repair as repair
 from tests.conftest import PROCESSES

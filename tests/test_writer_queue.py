@@ -1,10 +1,10 @@
-"""SQLite writers of one process take turns in arrival order (engine.db.WriterQueue)."""
+"""SQLite writers of one process take turns in arrival order (engine.store.database.WriterQueue)."""
 import threading
 import time
 
 import pytest
 
-from engine.db import WriterQueue
+from engine.store.database import WriterQueue
 from engine.errors import Conflict
 
 
@@ -65,7 +65,7 @@ def test_a_writer_that_waited_too_long_gets_a_conflict_and_leaves_the_line():
 
 
 def test_the_embedded_database_queues_its_writers_and_lets_go_after_a_failure(tmp_path):
-    from engine.db import Database
+    from engine.store.database import Database
     lite = Database(f"sqlite:///{tmp_path / 'q.db'}")
     assert isinstance(lite.writers, WriterQueue)
     lite.create_all()

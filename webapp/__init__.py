@@ -145,8 +145,8 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
 
 
 def start_scheduler(kefu: Kefu, sweep_seconds: float = 1.0):
-    """Fire due timers in the background (the embedded default): see ``engine.scheduler``."""
-    from engine.scheduler import TimerScheduler
+    """Fire due timers in the background (the embedded default): see ``engine.services.scheduler``."""
+    from engine.services.scheduler import TimerScheduler
     return TimerScheduler(kefu, sweep_seconds).start()
 
 

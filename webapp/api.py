@@ -18,7 +18,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from engine import Conflict, FormValidationError, InvalidInput, KefuError, NotAllowed, NotFound
-from engine.definitions import ROLES
+from engine.bpmn.diagram import ROLES
 
 from . import csrf
 from .access import WIDE_ROLES, may_see_customer, may_see_instance

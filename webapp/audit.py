@@ -11,7 +11,7 @@ from flask_login import current_user
 from flask_babel import gettext as _, lazy_gettext as _l
 
 from engine import InvalidInput
-from engine.exports import search_csv_chunks, search_json_chunks, trace_csv
+from engine.records.exports import search_csv_chunks, search_json_chunks, trace_csv
 
 from .auth import kefu, roles_required
 

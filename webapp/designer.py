@@ -3,7 +3,7 @@ changed and how many tickets run on each), the modeler (bpmn-js with the Camunda
 from the vendored bundle), upload of a Camunda Modeler file, the check before deploy (lint and test run, each
 finding naming its element) and the deploy itself. Process owners only; auditors may read the versions.
 
-Everything here goes through the engine: ``engine.lint``, ``engine.testrun`` and the ``Kefu`` facade decide;
+Everything here goes through the engine: ``engine.bpmn.lint``, ``engine.bpmn.testrun`` and the ``Kefu`` facade decide;
 this module only carries the diagram between the browser and them."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ bp = Blueprint("designer", __name__)
 
 OWNER = ("process_owner",)
 READERS = ("process_owner", "auditor")
-MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # the engine's own limit for a diagram (engine.definitions)
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # the engine's own limit for a diagram (engine.bpmn.diagram)
 DMN_NS = b"/spec/DMN/"  # the DMN namespace, http or https, any edition
 
 
@@ -39,7 +39,7 @@ def _finding(f: dict) -> dict:
 def lint_report(data: bytes, filename: str) -> dict:
     """The engine's lint of ``data``, with each finding's text in the reader's language; ``readable`` says
     whether the file parsed as a BPMN document at all (then the modeler can open it to fix the rest)."""
-    from engine.lint import lint_diagram
+    from engine.bpmn.lint import lint_diagram
     report = lint_diagram(data, filename)
     out = report.to_dict()
     out["findings"] = [_finding(f) for f in out.get("findings", [])]
@@ -50,7 +50,7 @@ def lint_report(data: bytes, filename: str) -> dict:
 
 def test_run_report(data: bytes, filename: str) -> list[dict] | None:
     """The engine's test run of every process in ``data`` (None when the engine has none)."""
-    from engine import testrun
+    from engine.bpmn import testrun
     run = getattr(testrun, "test_run_xml", None)
     if run is None:
         return None

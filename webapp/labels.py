@@ -37,7 +37,7 @@ SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", 
 NEAR_DUE_SECONDS = 4 * 3600
 translate = _  # for text not written here (from the diagrams): not picked up by extraction
 
-# The engine's validation messages (engine/forms.py, customer checks) → Chinese for the person at the form.
+# The engine's validation messages (engine/bpmn/forms.py, customer checks) → Chinese for the person at the form.
 _FIELD_MESSAGES = [
     (r"required", lambda m: _("必填")),
     (r"unknown field", lambda m: _("表单中没有这个字段")),

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import copy
 
-from engine.definitions import ROLES
-from engine.forms import FIELD_TYPES
+from engine.bpmn.diagram import ROLES
+from engine.bpmn.forms import FIELD_TYPES
 
 from .labels import INTAKE_KINDS
 

@@ -3,8 +3,8 @@ removed and relabelled, timers changed. Stored with each deployed version and sh
 the migration check reads the same element signatures."""
 from __future__ import annotations
 
-from .definitions import B, BPMN_NS, safe_xml
-from .forms import read_form
+from engine.bpmn.diagram import B, BPMN_NS, safe_xml
+from engine.bpmn.forms import read_form
 
 # Elements of a process that are compared (diagram layout, lanes' flowNodeRefs and data are not).
 _SKIP = {"laneSet", "lane", "flowNodeRef", "documentation", "extensionElements", "incoming", "outgoing",

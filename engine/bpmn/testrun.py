@@ -17,8 +17,9 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
 
-from . import clock, scripting
-from .forms import FormValidator, build_fields
+from engine import clock
+from engine.bpmn import sandbox as scripting
+from engine.bpmn.forms import FormValidator, build_fields
 
 START = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)  # a Monday, 10:00 in Shanghai
 MAX_STEPS = 100  # user tasks and timers of one run
@@ -219,7 +220,7 @@ def _collect(wf, seen: set, steps: list[str]) -> None:
 
 def test_run(report) -> list[TestRunReport]:
     """Run every process of a linted diagram (``lint.LintReport`` without errors) along each path."""
-    from .lint import sample_data
+    from engine.bpmn.lint import sample_data
     base = sample_data(report.root) if report.root is not None else {}
     initial = {"sla_targets": base.get("sla_targets", {})}
     out = []
@@ -245,7 +246,7 @@ def start_sample(root, process_id: str) -> dict:
     of a ``camunda:property`` named ``test_data`` (e.g. the QA sample's ticket list, which its starter
     supplies). A malformed value is ignored here; the lint reports it."""
     import json
-    from .definitions import B, C
+    from engine.bpmn.diagram import B, C
     if root is None:
         return {}
     for proc in root.iter(f"{B}process"):
@@ -262,7 +263,7 @@ def start_sample(root, process_id: str) -> dict:
 
 
 def _unreached(root, process_id: str, paths: list[PathResult]) -> list[dict]:
-    from .definitions import B
+    from engine.bpmn.diagram import B
     if root is None:
         return []
     reached = {s for p in paths for s in p.steps}
@@ -283,7 +284,7 @@ def _unreached(root, process_id: str, paths: list[PathResult]) -> list[dict]:
 def test_run_xml(data, filename: str = "diagram.bpmn") -> list[TestRunReport]:
     """Lint a diagram, then run each of its processes along each path. With lint errors nothing runs and
     the one report returned says so (``lint_errors``)."""
-    from .lint import lint_diagram
+    from engine.bpmn.lint import lint_diagram
     report = lint_diagram(data, filename)
     if report.errors:
         return [TestRunReport(None, lint_errors=[f.to_dict() for f in report.errors])]

@@ -56,7 +56,7 @@ GUARDED = ("audit_events", "audit_ledger")
 def _backfill_ledger() -> None:
     """Instances recorded before the ledger existed get one entry each for their current chain head, so that
     ``kefu audit verify`` holds them to it from now on."""
-    from engine.audit import chain_hash, ledger_content
+    from engine.store.chain import chain_hash, ledger_content
     conn = op.get_bind()
     rows = conn.execute(sa.text("SELECT id, ticket_no, audit_count, audit_head, updated_at FROM instances "
                                 "WHERE audit_count > 0 ORDER BY id")).all()

@@ -51,7 +51,7 @@ from itertools import chain, count, repeat
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 
-from . import calendar, clock
+from engine import calendar, clock
 
 
 class ScriptRejected(Exception):

@@ -9,11 +9,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 
-from .changes import change_summary
-from .db import Definition, DefinitionChange, Instance
-from .definitions import B, latest, next_version, version_with
-from .errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
-from .lint import lint_diagram
+from engine.bpmn.changes import change_summary
+from engine.store.tables import Definition, DefinitionChange, Instance
+from engine.bpmn.diagram import B
+from engine.store.versions import latest, next_version, version_with
+from engine.errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
+from engine.bpmn.lint import lint_diagram
 
 OWNER_ROLE = "process_owner"
 RUNNING = ("active", "incident")
@@ -151,7 +152,7 @@ def _write_versions(kefu, report, data, xml, sha, names, filename, actor, dry_ru
 
 
 def _test_run_or_refuse(report, filename: str) -> list:
-    from .testrun import test_run
+    from engine.bpmn.testrun import test_run
     runs = test_run(report)
     failed = [(r.process_id, p) for r in runs for p in r.paths if p.failure]
     if failed:
@@ -187,7 +188,7 @@ def _same_kind(current, pid: str, filename: str, table: bool) -> None:
 
 
 def _deploy_table(kefu, data: bytes, filename: str, actor: str, dry_run: bool) -> dict:
-    from .sla import parse_sla
+    from engine.bpmn.sla import parse_sla
     table = parse_sla(data, filename)
     xml = _xml_text(data, filename)
     with kefu.db.unit_of_work() as s:
@@ -218,7 +219,7 @@ def _deploy_table(kefu, data: bytes, filename: str, actor: str, dry_run: bool) -
 
 
 def definition_overview(kefu) -> list[dict]:
-    from .service import iso
+    from engine.service import iso
     with kefu.db.reading() as s:
         counts: dict[int, dict[str, int]] = {}
         for def_id, status, n in s.execute(select(Instance.definition_id, Instance.status, func.count())

@@ -13,10 +13,10 @@ from SpiffWorkflow.bpmn.util.diff import SpecDiff, WorkflowDiff, migrate_workflo
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
-from . import audit
-from .changes import without_lines
-from .db import Definition
-from .errors import Conflict, NotFound
+from engine.store import chain as audit
+from engine.bpmn.changes import without_lines
+from engine.store.tables import Definition
+from engine.errors import Conflict, NotFound
 
 RAN = TaskState.COMPLETED | TaskState.STARTED | TaskState.READY | TaskState.WAITING | TaskState.ERROR
 KEEP = TaskState.READY | TaskState.WAITING

@@ -6,8 +6,8 @@ import hmac
 import re
 import secrets
 
-from .definitions import ROLES
-from .errors import InvalidInput
+from engine.bpmn.diagram import ROLES
+from engine.errors import InvalidInput
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _ITERATIONS = 200_000

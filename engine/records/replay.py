@@ -22,9 +22,11 @@ from collections import Counter
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
-from . import audit, clock as clock_mod, scripting
-from .calendar import CalendarDataMissing
-from .clock import Clock
+from engine.store import chain as audit
+from engine import clock as clock_mod
+from engine.bpmn import sandbox as scripting
+from engine.calendar import CalendarDataMissing
+from engine.clock import Clock
 
 COMPARED_STATES = {TaskState.READY: "ready", TaskState.WAITING: "waiting", TaskState.COMPLETED: "completed",
                    TaskState.CANCELLED: "cancelled", TaskState.ERROR: "error", TaskState.STARTED: "started"}
@@ -141,7 +143,7 @@ def _initial_data(stored, started, vip: bool) -> dict:
 
 def _definition(s, process_id: str, version):
     from sqlalchemy import select
-    from .db import Definition
+    from engine.store.tables import Definition
     if not isinstance(version, int):
         return None
     return s.scalar(select(Definition).where(Definition.process_id == process_id, Definition.version == version))
@@ -183,7 +185,7 @@ def _rebuild(kefu, spec, subs, stored, started, events, clock: Clock, vip, linke
             kefu._run(wf)
             applied += 1
         elif e.type == "instance_migrated":
-            from .migration import apply_migration
+            from engine.bpmn.migration import apply_migration
             apply_migration(kefu, wf, moves[e.seq])
             applied += 1
         elif e.type == "incident_retried":
@@ -198,7 +200,7 @@ def _rebuild(kefu, spec, subs, stored, started, events, clock: Clock, vip, linke
 
 def replay_all(kefu) -> list[dict]:
     from sqlalchemy import select
-    from .db import Instance
+    from engine.store.tables import Instance
     with kefu.db.reading() as s:
         ids = list(s.scalars(select(Instance.id).order_by(Instance.id)))
     return [replay(kefu, i) for i in ids]

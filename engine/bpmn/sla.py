@@ -16,7 +16,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .errors import DefinitionError
+from engine.errors import DefinitionError
 
 DMN_NAMESPACES = (
     "https://www.omg.org/spec/DMN/20191111/MODEL/",   # DMN 1.3
@@ -44,7 +44,7 @@ class SlaTable:
 
 
 def parse_sla(data: bytes, filename: str) -> SlaTable:
-    from .definitions import safe_xml
+    from engine.bpmn.diagram import safe_xml
     if isinstance(data, str):
         data = data.encode("utf-8")
     root = safe_xml(data, filename, root_tag=None)

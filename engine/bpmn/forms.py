@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from . import clock
-from .errors import FormValidationError
+from engine import clock
+from engine.errors import FormValidationError
 
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 C = "{%s}" % CAMUNDA_NS
@@ -99,7 +99,7 @@ def lint_form(form: dict | None) -> list[tuple[str, str]]:
     """Problems of a form as (field id, message); empty when the form is well made."""
     problems = []
     seen = set()
-    from .scripting import RESERVED_NAMES
+    from engine.bpmn.sandbox import RESERVED_NAMES
     for f in (form or {}).get("fields", []):
         fid = f.get("id") or ""
         if not FIELD_ID.match(fid):

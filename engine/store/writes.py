@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import NO_VALUE, instance_state, set_committed_va
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.session import make_transient_to_detached
 
-from .db import Instance
+from engine.store.tables import Instance
 
 WRITES = "kefu_row_writes"
 

@@ -25,8 +25,8 @@ from datetime import datetime, timezone
 from sqlalchemy import event as sa_event, insert, select, text
 from sqlalchemy.orm import Session
 
-from .db import AuditEvent, AuditLedger, Instance
-from .errors import NotAllowed
+from engine.store.tables import AuditEvent, AuditLedger, Instance
+from engine.errors import NotAllowed
 
 
 @dataclass

@@ -17,10 +17,10 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
-from . import scripting
-from .definitions import B, C, KefuParser, _validator, lint as kefu_lint, safe_xml
-from .errors import DefinitionError
-from .forms import read_form
+from engine.bpmn import sandbox as scripting
+from engine.bpmn.diagram import B, C, KefuParser, _validator, lint as kefu_lint, safe_xml
+from engine.errors import DefinitionError
+from engine.bpmn.forms import read_form
 
 # Camunda attributes and extension elements that Kefu reads; any other camunda: item is ignored at run time.
 SUPPORTED_CAMUNDA_ATTRS = {"assignee", "candidateGroups"}
@@ -288,7 +288,7 @@ _ISO_DURATION = re.compile(r"^R?\d*/?P")
 def sample_data(root) -> dict:
     """Data a ticket may carry when a timer is evaluated: sample values of every form field, the process'
     standard data, and a time for every name assigned in a script."""
-    from .testrun import sample_value
+    from engine.bpmn.testrun import sample_value
     now = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
     data = {"ticket_no": "T-0001", "kind": "sample", "started_by": "agent", "customer_id": None, "vip": False,
             "sla_targets": _default_targets()}
@@ -303,8 +303,8 @@ def sample_data(root) -> dict:
 
 
 def _default_targets() -> dict:
-    from .config import Config
-    from .sla import parse_sla
+    from engine.config import Config
+    from engine.bpmn.sla import parse_sla
     path = Config.from_env().processes_dir / "sla.dmn"
     try:
         return parse_sla(path.read_bytes(), path.name).targets

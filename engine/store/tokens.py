@@ -11,8 +11,8 @@ import secrets
 
 from sqlalchemy import bindparam, select
 
-from .db import ApiToken, User
-from .errors import InvalidInput
+from engine.store.tables import ApiToken, User
+from engine.errors import InvalidInput
 
 PREFIX = "kefu_"
 MAX_LABEL = 200

@@ -5,7 +5,7 @@ Revises: 0005_definition_changes
 Create Date: 2026-11-23 16:40:00
 
 ``kefu_ledger_append`` takes the ledger's advisory lock, reads the newest entry and appends the caller's
-entries chained after it, hashed exactly as ``engine.audit.chain_hash(prev, ledger_content(...))`` hashes
+entries chained after it, hashed exactly as ``engine.store.chain.chain_hash(prev, ledger_content(...))`` hashes
 them: one statement per commit instead of three (lock, read, insert). The function is VOLATILE, so its read
 takes a fresh snapshot after the lock is granted and sees the entry the previous lock holder committed.
 SQLite has no such functions and keeps appending from Python; nothing changes there.

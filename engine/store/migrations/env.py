@@ -1,14 +1,14 @@
-"""Alembic environment of Kefu: configured in code by ``engine.migrate`` (no alembic.ini needed).
+"""Alembic environment of Kefu: configured in code by ``engine.store.schema`` (no alembic.ini needed).
 
-The connection comes from ``config.attributes["connection"]`` (``engine.migrate`` opens it inside the
-transaction that also holds the migration lock); the target schema is ``engine.db.Base.metadata``.
+The connection comes from ``config.attributes["connection"]`` (``engine.store.schema`` opens it inside the
+transaction that also holds the migration lock); the target schema is ``engine.store.tables.Base.metadata``.
 """
 from __future__ import annotations
 
 from alembic import context
 
-from engine.db import Base
-from engine.migrate import include_object, render_item
+from engine.store.tables import Base
+from engine.store.schema import include_object, render_item
 
 config = context.config
 

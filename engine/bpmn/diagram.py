@@ -19,11 +19,10 @@ from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.task_spec import UserTaskParser as SpiffUserTaskParser
 from SpiffWorkflow.spiff.serializer import DEFAULT_CONFIG as SPIFF_CONFIG
 from SpiffWorkflow.spiff.specs.defaults import UserTask as SpiffUserTask
-from sqlalchemy import func, select
 
-from . import scripting
-from .errors import DefinitionError
-from .forms import CAMUNDA_NS, lint_form, read_form, read_properties
+from engine.bpmn import sandbox as scripting
+from engine.errors import DefinitionError
+from engine.bpmn.forms import CAMUNDA_NS, lint_form, read_form, read_properties
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 B = "{%s}" % BPMN_NS
@@ -339,23 +338,3 @@ def diagram_files(paths) -> list[Path]:
     if not files:
         raise DefinitionError("no .bpmn diagrams or .dmn tables found", file=", ".join(str(p) for p in paths))
     return files
-
-
-def latest(session, process_id: str):
-    from .db import Definition
-    return session.scalars(select(Definition).where(Definition.process_id == process_id)
-                           .order_by(Definition.version.desc()).limit(1)).first()
-
-
-def version_with(session, process_id: str, sha256: str):
-    """The deployed version of ``process_id`` whose content has this SHA-256 (an older one: a version is
-    deployed once), or None."""
-    from .db import Definition
-    return session.scalars(select(Definition).where(Definition.process_id == process_id,
-                                                    Definition.sha256 == sha256).limit(1)).first()
-
-
-def next_version(session, process_id: str) -> int:
-    from .db import Definition
-    return (session.scalar(select(func.max(Definition.version))
-                           .where(Definition.process_id == process_id)) or 0) + 1

@@ -1,6 +1,6 @@
 """Audit search (issue 6): instances by ticket number, customer, kind, severity, status, agent, date range
 and overdue, newest first, paginated by keyset (a cursor of the last row's creation time and id), so a deep
-page costs what the first one does. The indexes it relies on are declared on the tables in ``engine.db``.
+page costs what the first one does. The indexes it relies on are declared on the tables in ``engine.store.tables``.
 """
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import and_, exists, func, or_, select, union
 
-from .clock import SHANGHAI
-from .db import Customer, HumanTask, Instance
-from .errors import InvalidInput
+from engine.clock import SHANGHAI
+from engine.store.tables import Customer, HumanTask, Instance
+from engine.errors import InvalidInput
 
 KINDS = ("consultation", "complaint", "repair", "escalation")
 STATUSES = ("active", "completed", "incident")

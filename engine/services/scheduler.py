@@ -45,7 +45,7 @@ class TimerScheduler:
         self.scheduler.add_job(self.tick, "interval", seconds=self.sweep_seconds, id="sweep",
                                next_run_time=datetime.now(timezone.utc))
         # --- kpi (issue 7): the monthly assessment (K-cycle) and QA sample, with a catch-up at start ---
-        from .kpi import schedule as schedule_k_cycle
+        from engine.kpi import schedule as schedule_k_cycle
         schedule_k_cycle(self.scheduler, self.kefu)
         # --- end kpi ---
         self.scheduler.start()

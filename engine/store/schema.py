@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import inspect, text
 
-from .errors import InvalidInput
+from engine.errors import InvalidInput
 
 log = logging.getLogger("kefu.migrate")
 
@@ -54,7 +54,7 @@ def head() -> str | None:
 
 def render_item(type_, obj, autogen_context):
     """Autogenerate writes the project's column types as the plain SQLAlchemy types they store as."""
-    from .db import UTCDateTime
+    from engine.store.tables import UTCDateTime
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime()"
     return False
@@ -77,7 +77,7 @@ def _locked(db):
 
 @contextmanager
 def _transaction(db):
-    with db.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (engine.db) — the database's write lock
+    with db.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (engine.store.database) — the database's write lock
         if db.dialect == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
         yield conn
@@ -145,7 +145,7 @@ def differences(db) -> list:
     """What Alembic's autogenerate finds between the database and the models (empty: they agree)."""
     from alembic.autogenerate import compare_metadata
 
-    from .db import Base
+    from engine.store.tables import Base
     with db.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"include_object": include_object, "compare_type": True})
         return compare_metadata(ctx, Base.metadata)
@@ -156,7 +156,7 @@ def new_revision(message: str, rev_id: str | None = None) -> list[str]:
     Returns the paths written."""
     import tempfile
 
-    from .db import Database
+    from engine.store.database import Database
     with tempfile.TemporaryDirectory(prefix="kefu-migration-") as tmp:
         db = Database(f"sqlite:///{tmp}/scratch.db")
         try:

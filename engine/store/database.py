@@ -1,0 +1,262 @@
+"""The database and its unit of work.
+
+Only the unit of work commits: a service takes a session from ``Database.unit_of_work()``, changes what it
+must, and leaving the block without an exception commits everything at once; an exception rolls it all back.
+
+Two databases are supported: SQLite (the default; every writing transaction takes the write lock at once)
+and PostgreSQL through psycopg 3 (``postgresql://…`` URLs; READ COMMITTED, row locks with ``FOR UPDATE``).
+A PostgreSQL transaction aborted by a deadlock or a serialization failure, or a save that collides with a
+concurrent save of the same instance, is a ``Conflict``: nothing was saved and the caller may try again.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import clock
+from engine.errors import Conflict, InvalidInput
+from engine.store.tables import Base
+
+
+log = logging.getLogger("kefu.db")
+
+
+# SQLSTATEs of a PostgreSQL transaction aborted because of a concurrent one: retrying is the remedy.
+RETRYABLE_SQLSTATES = {"40001": "a concurrent change (serialization failure)", "40P01": "a deadlock"}
+# Rows keyed by the instance's own sequence or workflow ids: a duplicate means that another unit of work
+# saved the same instance meanwhile (on PostgreSQL two saves of one instance can both pass their reads;
+# the second then collides on the audit sequence before its lock_version check is reached).
+PER_INSTANCE_TABLES = {"audit_events", "human_tasks", "timers"}
+
+
+def database_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs use psycopg 3 (SQLAlchemy's default would be psycopg2)."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
+def translate_error(exc: DBAPIError) -> Exception | None:
+    """The engine error for a database error that is the caller's to handle, else None."""
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    diag = getattr(orig, "diag", None)
+    if sqlstate == "23505" and getattr(diag, "table_name", None) in PER_INSTANCE_TABLES:
+        return Conflict("the instance was changed by someone else meanwhile; nothing was saved, "
+                        "reload and try again")
+    if sqlstate in RETRYABLE_SQLSTATES:
+        return Conflict(f"the database aborted this change because of {RETRYABLE_SQLSTATES[sqlstate]} with "
+                        "another one running at the same time; nothing was saved, try again")
+    if sqlstate == "22001":  # string_data_right_truncation: SQLite keeps long text, PostgreSQL refuses it
+        detail = getattr(diag, "message_primary", None) or "value too long"
+        return InvalidInput(f"a value is longer than the database allows ({detail}); nothing was saved")
+    return None
+
+
+class WriterQueue:
+    """First come, first served among the threads of one process that want SQLite's write lock.
+
+    SQLite's own wait for a busy database (``sqlite3_busy_timeout``) polls with growing sleeps, so a thread that
+    commits one short transaction after another can take the lock again and again while another thread sleeps
+    through every window: in the embedded service a stream of web requests held the scheduler's timer firings
+    back by seconds. Queued here, a writer waits for the writers ahead of it, never longer. Reentrant: a unit
+    of work opened inside another on the same thread does not wait for itself.
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting: deque = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return
+            if self._owner is None and not self._waiting:
+                self._owner, self._depth = me, 1
+                return
+            token = object()
+            self._waiting.append(token)
+            give_up = time.monotonic() + self.timeout
+            while self._owner is not None or self._waiting[0] is not token:
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    self._waiting.remove(token)
+                    self._cond.notify_all()  # the next in line may be free to go now
+                    raise Conflict(f"the database stayed busy with other changes for {self.timeout:g} s; "
+                                   "nothing was saved, try again")
+                self._cond.wait(left)
+            self._waiting.popleft()
+            self._owner, self._depth = me, 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+
+SQLITE_BUSY_SECONDS = 30
+
+
+class Database:
+    def __init__(self, url: str):
+        url = database_url(url)
+        self.url = url
+        self.dialect = make_url(url).get_backend_name()
+        kwargs = {}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_SECONDS}
+        elif self.dialect == "postgresql":
+            # The units of work rely on it: a statement after a row lock sees the lock holder's commit.
+            kwargs["isolation_level"] = "READ COMMITTED"
+        self.engine = create_engine(url, **kwargs)
+        if self.dialect == "postgresql":
+            # An executemany (the audit events of a unit of work) as one INSERT … VALUES (…), (…) statement
+            # rather than psycopg's pipelined one-statement-per-row.
+            self.engine.dialect.use_insertmanyvalues_wo_returning = True
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: this process's writers take turns (see WriterQueue); other processes still meet SQLite's wait.
+        self.writers = WriterQueue(SQLITE_BUSY_SECONDS) if self.dialect == "sqlite" else None
+        # Called with the earliest due time of the timers a committed unit of work wrote (scheduler wake-up).
+        self.timer_listeners: list = []
+        event.listen(self.sessions, "after_commit", self._after_commit)
+        # Reads need no write lock: on SQLite they get their own engine without BEGIN IMMEDIATE.
+        if self.dialect == "sqlite":
+            self.read_engine = create_engine(url, **kwargs)
+            event.listen(self.read_engine, "connect", _sqlite_read_pragmas)
+        else:
+            # PostgreSQL: reads run in autocommit. Under READ COMMITTED every statement sees what was committed
+            # before it began, in a transaction or not; without one a read is one round trip, not three
+            # (BEGIN, the query, ROLLBACK). Their own pool of autocommit connections: none is switched back and
+            # forth on every checkout (a web worker with two threads holds at most two of each kind).
+            self.read_engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._raw_statements: dict = {}  # statement → compiled for this database (read_one)
+        # A reading session never writes: on PostgreSQL it has no transaction to roll a write back.
+        event.listen(self.read_sessions, "before_flush", _refuse_writes)
+
+    def _after_commit(self, session) -> None:
+        due = session.info.pop("kefu_timers_due", None)
+        if not due:
+            return
+        for listener in list(self.timer_listeners):
+            try:
+                listener(min(due))
+            except Exception:  # noqa: BLE001 - a listener never undoes a committed unit of work
+                log.exception("timer listener failed")
+
+    def create_all(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    def has_schema(self) -> bool:
+        from sqlalchemy import inspect
+        return inspect(self.engine).has_table("instances")
+
+    @contextmanager
+    def unit_of_work(self):
+        with clock.one_instant():  # one "now" for everything the unit of work records
+            with self._unit_of_work() as session:
+                yield session
+
+    @contextmanager
+    def _unit_of_work(self):
+        if self.writers is not None:
+            self.writers.acquire()
+        try:
+            session: Session = self.sessions()
+            try:
+                yield session
+                session.commit()
+            except DBAPIError as exc:
+                session.rollback()
+                translated = translate_error(exc)
+                if translated is None:
+                    raise
+                raise translated from exc
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+        finally:
+            if self.writers is not None:
+                self.writers.release()
+
+    @contextmanager
+    def reading(self):
+        session: Session = self.read_sessions()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
+
+    def read_one(self, statement, params: dict):
+        """The first row (a plain tuple) of a small read asked on every request, or None: on a pooled DBAPI
+        connection, without SQLAlchemy's execution layer (which costs several times the query itself here).
+        On PostgreSQL the read runs in autocommit, like every read (see ``read_engine``); on SQLite a plain
+        SELECT opens no transaction."""
+        compiled = self._raw_statements.get(statement)
+        if compiled is None:
+            compiled = self._raw_statements[statement] = statement.compile(dialect=self.engine.dialect)
+        values = compiled.construct_params(params)
+        if compiled.positional:
+            values = tuple(values[k] for k in compiled.positiontup)
+        conn = self.read_engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(compiled.string, values)
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            conn.close()
+        return row
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        self.read_engine.dispose()
+
+
+def _refuse_writes(session, _flush_context, _instances) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a reading session (Database.reading) may not write; use Database.unit_of_work")
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    # Let SQLAlchemy issue BEGIN itself (see _sqlite_begin_immediate) instead of pysqlite's implicit one.
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _sqlite_read_pragmas(dbapi_connection, _record):
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin_immediate(conn):
+    # Take the write lock at the start of every transaction: two processes never both read a version
+    # and then fail to upgrade their lock half-way; the loser waits, then sees the newer version.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
