@@ -70,7 +70,7 @@ def open_tickets(k: Kefu, count: int) -> list[str]:
     """``count`` consultations with the intake done; the id of each one's ready ``promise_reply`` task."""
     out = []
     for _ in range(count):
-        started = k.start("consultation", "agent", data=INTAKE)
+        started = k.instances.start("consultation", "agent", data=INTAKE)
         out.append(next(t["id"] for t in started["tasks"] if t["bpmn_id"] == "promise_reply"))
     return out
 
@@ -85,7 +85,7 @@ def in_process(k: Kefu, task_ids: list[str]) -> dict:
     began = time.perf_counter()
     for tid in task_ids:
         t0 = time.perf_counter()
-        k.complete(tid, "agent", data)
+        k.tasks.complete(tid, "agent", data)
         latencies.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - began
     return summary(len(task_ids), elapsed, latencies)
@@ -260,7 +260,7 @@ def check(k: Kefu, task_ids: list[str]) -> dict:
     return {"completed_once": sum(1 for t in task_ids if done.get(t) == 1),
             "completed_twice": sum(1 for n in done.values() if n > 1),
             "not_completed": sum(1 for t in task_ids if t not in done),
-            "audit_problems": len(k.verify_audit())}
+            "audit_problems": len(k.audit.verify())}
 
 
 def run(tasks: int, inprocess: int, workers: int, threads: int, clients: int, url: str | None = None) -> dict:
@@ -270,14 +270,14 @@ def run(tasks: int, inprocess: int, workers: int, threads: int, clients: int, ur
         url = url or server.url_for(server.create_database())
         k = Kefu(Config(database_url=url, env="production"))
         k.init()
-        k.deploy()
+        k.definitions.deploy()
         seed_demo(k, password=None)
         t0 = time.perf_counter()
         base_ids = open_tickets(k, inprocess)
         http_ids = open_tickets(k, tasks)
         setup = time.perf_counter() - t0
         baseline = in_process(k, base_ids)
-        token = k.create_token("agent", label="bench")["token"]
+        token = k.users.create_token("agent", label="bench")["token"]
         port = free_port()
         env = {**os.environ, "KEFU_DATABASE_URL": url, "KEFU_ENV": "production", "PYTHONPATH": str(ROOT),
                "KEFU_SECRET_KEY": "bench"}

@@ -97,7 +97,7 @@ def main(argv=None) -> int:
             reads.append(timed(lambda: read_rows(k)))
             computes.append(timed(lambda: compute(k)))
             pages.append(timed(page))
-        kpi.store(k, MONTH, "supervisor")
+        k.kpi.store(MONTH, "supervisor")
         stored_pages = [timed(page) for _ in range(args.rounds)]
         ms = {name: statistics.median(v) * 1e3 for name, v in
               (("read", reads), ("compute", computes), ("dashboard_live", pages), ("dashboard_stored", stored_pages))}

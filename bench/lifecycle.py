@@ -72,7 +72,7 @@ class ServiceRunner:
         self.clock = CLOCK
         self.k = Kefu(Config(database_url=f"sqlite:///{tmp / 'bench.db'}", env="test"), clock=self.clock)
         self.k.init()
-        self.k.deploy([ROOT / "processes"])
+        self.k.definitions.deploy([ROOT / "processes"])
         seed_demo(self.k, password=None)
         self.step_times: list[float] = []
 
@@ -82,20 +82,20 @@ class ServiceRunner:
         plan = steps(k.now())
         _, actor, data = plan[0]
         t0 = time.perf_counter()
-        r = k.start("complaint", actor, data=data)
+        r = k.instances.start("complaint", actor, data=data)
         self.step_times.append(time.perf_counter() - t0)
         for step in plan[1:]:
             t0 = time.perf_counter()
             if step is None:
                 self.clock.advance(REVISIT_WAIT)
-                k.fire_due_timers()
+                k.timers.fire_due()
                 r = {"instance_id": r["instance_id"]}
             else:
                 bpmn_id, actor, data = step
                 # A completion answers with the next ready tasks; after a timer the inbox is asked.
-                ready = r["tasks"] if r.get("tasks") else k.tasks(actor=actor, instance=r["instance_id"])
+                ready = r["tasks"] if r.get("tasks") else k.tasks.ready(actor=actor, instance=r["instance_id"])
                 task = next(t for t in ready if t["bpmn_id"] == bpmn_id)
-                r = k.complete(task["id"], actor, data)
+                r = k.tasks.complete(task["id"], actor, data)
             self.step_times.append(time.perf_counter() - t0)
         if r["status"] != "completed":
             raise SystemExit("service lifecycle did not complete")

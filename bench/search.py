@@ -131,7 +131,7 @@ def deep_page(k: Kefu, args: dict, pages: int = 20):
     def run():
         cursor = None
         for _ in range(pages):
-            page = k.audit_search({**args, **({"after": cursor} if cursor else {})})
+            page = k.audit.search({**args, **({"after": cursor} if cursor else {})})
             cursor = page["next"]
             if cursor is None:
                 break
@@ -141,14 +141,14 @@ def deep_page(k: Kefu, args: dict, pages: int = 20):
 def measure(k: Kefu, sample: dict, repeat: int) -> dict:
     out = {}
     for name, args in queries(sample):
-        out[name] = timed(lambda a=args: k.audit_search(a), repeat)
+        out[name] = timed(lambda a=args: k.audit.search(a), repeat)
     # The 20th page: 19 cursor pages walked first, then the 20th timed alone
     for name, args in (("20th page (no filter)", {}), ("20th page (kind+status)", {"kind": "complaint",
                                                                                  "status": "completed"})):
         cursor = None
         for _ in range(19):
-            cursor = k.audit_search({**args, **({"after": cursor} if cursor else {})})["next"]
-        out[name] = timed(lambda a=args, c=cursor: k.audit_search({**a, "after": c}), repeat)
+            cursor = k.audit.search({**args, **({"after": cursor} if cursor else {})})["next"]
+        out[name] = timed(lambda a=args, c=cursor: k.audit.search({**a, "after": c}), repeat)
     return out
 
 
@@ -161,7 +161,7 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="kefu-search-")
     k = Kefu(Config(database_url=f"sqlite:///{tmp}/search.db", env="test"), clock=Clock(NOW))
     k.init()
-    k.deploy()
+    k.definitions.deploy()
     t0 = time.perf_counter()
     sample = seed(k, a.instances)
     seed_s = time.perf_counter() - t0

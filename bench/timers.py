@@ -63,11 +63,11 @@ def pct(values, p):
 
 
 def make_base(k: Kefu) -> int:
-    r = k.start("repair", "agent", data={
+    r = k.instances.start("repair", "agent", data={
         "customer_name": "星河物业管理有限公司", "contact_phone": "0755-88886666", "fault_symptom": "东门门禁无法刷卡",
         "location": "福田区福华路 1 号", "impact_scope": "东门住户", "emergency": False})
-    t = next(t for t in k.tasks(instance=r["instance_id"]) if t["bpmn_id"] == "dispatch")
-    k.complete(t["id"], "agent", {"technician": "technician", "repair_requirement": "更换读卡器",
+    t = next(t for t in k.tasks.ready(instance=r["instance_id"]) if t["bpmn_id"] == "dispatch")
+    k.tasks.complete(t["id"], "agent", {"technician": "technician", "repair_requirement": "更换读卡器",
                                   "required_arrival_time": (k.now() + timedelta(hours=2)).isoformat()})
     return r["instance_id"]
 
@@ -141,7 +141,7 @@ def firing_outcome(k: Kefu, count: int) -> dict:
     return {"fired": len(per_timer), "fired_twice": sum(1 for v in per_timer.values() if v > 1),
             "never_fired": count - len(per_timer), "latency_p50_s": round(pct(latency, 50), 3),
             "latency_p95_s": round(pct(latency, 95), 3), "latency_p99_s": round(pct(latency, 99), 3),
-            "latency_max_s": round(max(latency), 3), "audit_chains_broken": len(k.verify_audit())}
+            "latency_max_s": round(max(latency), 3), "audit_chains_broken": len(k.audit.verify())}
 
 
 def prepare(url: str, count: int, spread: timedelta = timedelta(0)):
@@ -149,10 +149,10 @@ def prepare(url: str, count: int, spread: timedelta = timedelta(0)):
     engine, the real instance, the first due time and the setup seconds."""
     k = Kefu(Config(database_url=url, env="test"), clock=Clock(datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI)))
     k.init()
-    k.deploy()
+    k.definitions.deploy()
     seed_demo(k, password=None)
     base = make_base(k)
-    first_due = k.next_timer_due()
+    first_due = k.timers.next_due()
     t0 = time.perf_counter()
     clone(k, base, count - 1, spread)
     return k, base, first_due, time.perf_counter() - t0
@@ -165,7 +165,7 @@ def run_clock_live(k: Kefu, first_due: datetime, lead: timedelta) -> Clock:
     with k.db.unit_of_work() as s:
         s.merge(Setting(key=CLOCK_OFFSET, value=repr(offset.total_seconds())))
     k.clock = clock_mod.use(Clock())
-    k.sync()
+    k.time.sync()
     return k.clock
 
 
@@ -183,7 +183,7 @@ class Writers:
     def work(self):
         while not self.stop.is_set():
             try:
-                self.k.start("consultation", "agent", data=INTAKE)
+                self.k.instances.start("consultation", "agent", data=INTAKE)
                 self.done.append(1)
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -216,7 +216,7 @@ def run(count: int, spread: timedelta, sweep: float, measure_raw: bool, writers:
         began = time.perf_counter()
         try:
             with busy:
-                while (nxt := k.next_timer_due()) is not None and nxt <= last_due:
+                while (nxt := k.timers.next_due()) is not None and nxt <= last_due:
                     time.sleep(0.05)
                 done_real = datetime.now(timezone.utc)
         finally:
@@ -257,7 +257,7 @@ def run_postgres(count: int, schedulers: int) -> dict:
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                   text=True) for _ in range(schedulers)]
         try:
-            while (nxt := k.next_timer_due()) is not None and nxt <= due:
+            while (nxt := k.timers.next_due()) is not None and nxt <= due:
                 time.sleep(0.05)
             done_real = datetime.now(timezone.utc)
         finally:

@@ -96,7 +96,7 @@ def cmd_deploy(args):
     if args.actor and args.actor != "system" and args.paths:
         result = _deploy_as_owner(k, args)  # designer: checked, test-run, by a process owner
     else:
-        result = k.deploy(args.paths or None, actor=args.actor or "system")
+        result = k.definitions.deploy(args.paths or None, actor=args.actor or "system")
     _print(args, result, lambda rs: "\n".join(
         f"kept       {r['process_id']} v{r['version']}: {r['file']} is the same as v{r['same_as']}, an older "
         f"version; v{r['version']} stays in force" if r["status"] == "kept" else
@@ -106,7 +106,7 @@ def cmd_deploy(args):
 
 def cmd_definitions(args):
     from engine.bpmn.changes import describe
-    rs = _service().definition_overview()  # designer: versions with running counts and change summaries
+    rs = _service().designer.overview()  # designer: versions with running counts and change summaries
     _print(args, rs, lambda rs: "\n".join(
         f"{p['process_id']} ({p['name'] or ''}): {p['running']} running\n" + "\n".join(
             f"  v{v['version']}  {v['deployed_at']}  {v['deployed_by']:10} {v['sha'][:12]}  "
@@ -162,7 +162,7 @@ def _deploy_as_owner(k, args) -> list[dict]:
     from engine.bpmn.diagram import diagram_files
     out = []
     for f in diagram_files(args.paths):
-        r = k.deploy_xml(_read_diagram(str(f)), f.name, args.actor)
+        r = k.designer.deploy_xml(_read_diagram(str(f)), f.name, args.actor)
         for proc in r.get("processes") or [r]:
             out.append({"process_id": proc["process_id"], "version": proc["version"], "filename": f.name,
                         "sha256": proc["sha"], "status": "deployed" if proc["created"] else "unchanged",
@@ -173,24 +173,24 @@ def _deploy_as_owner(k, args) -> list[dict]:
 def cmd_migrate(args):
     k = _service()
     if args.check:
-        reasons = k.migration_check(args.instance, args.to)
+        reasons = k.designer.migration_check(args.instance, args.to)
         _print(args, {"instance": args.instance, "to_version": args.to, "safe": not reasons, "reasons": reasons},
                lambda r: "safe to move" if r["safe"] else "unsafe:\n" + "\n".join(f"  {x}" for x in r["reasons"]))
         return 0 if not reasons else 5
     if not args.actor:
         raise InvalidInput("--as USER (a process owner) is needed to move an instance")
-    r = k.migrate_instance(args.instance, args.to, args.actor)
+    r = k.designer.migrate_instance(args.instance, args.to, args.actor)
     _print(args, r, lambda r: f"{r['ticket_no']} moved from v{r['from_version']} to v{r['to_version']}")
 
 
 def cmd_users_add(args):
-    u = _service().add_user(args.name, args.role, display_name=args.display_name, groups=args.group or (),
+    u = _service().users.add(args.name, args.role, display_name=args.display_name, groups=args.group or (),
                             password=args.password)
     _print(args, u, lambda u: f"user {u['name']}: {', '.join(u['roles'])}")
 
 
 def cmd_users_list(args):
-    us = _service().users()
+    us = _service().users.all()
     _print(args, us, lambda us: "\n".join(f"{u['name']:14} {','.join(u['roles']):20} {u['display_name'] or ''}"
                                           for u in us) or "no users")
 
@@ -198,11 +198,11 @@ def cmd_users_list(args):
 def seed_demo(k, password: str | None = DEMO_PASSWORD) -> dict:
     """Demo users for every role (all with ``password``) and a few customers, one of them VIP."""
     k.init()
-    users = [k.add_user(n, roles, display_name=d, password=password) for n, roles, d in DEMO_USERS]
+    users = [k.users.add(n, roles, display_name=d, password=password) for n, roles, d in DEMO_USERS]
     customers = []
     for c in DEMO_CUSTOMERS:
-        existing = [x for x in k.find_customers(c["phone"]) if x["phone"] == c["phone"]]
-        customers.append(existing[0] if existing else k.create_customer(c))
+        existing = [x for x in k.customers.find(c["phone"]) if x["phone"] == c["phone"]]
+        customers.append(existing[0] if existing else k.customers.create(c))
     return {"users": users, "password": password, "customers": customers}
 
 
@@ -214,27 +214,27 @@ def cmd_demo(args):
 
 
 def cmd_customers_add(args):
-    c = _service().create_customer(_data(args.data) or {})
+    c = _service().customers.create(_data(args.data) or {})
     _print(args, c, lambda c: f"customer #{c['id']} {c['name']}")
 
 
 def cmd_customers_update(args):
-    c = _service().update_customer(args.id, _data(args.data) or {})
+    c = _service().customers.update(args.id, _data(args.data) or {})
     _print(args, c, lambda c: f"customer #{c['id']} {c['name']} updated")
 
 
 def cmd_customers_find(args):
-    cs = _service().find_customers(args.query)
+    cs = _service().customers.find(args.query)
     _print(args, cs, lambda cs: "\n".join(f"#{c['id']:<5} {c['name']}  {c['phone'] or ''}"
                                           f"{'  VIP' if c['vip'] else ''}" for c in cs) or "no match")
 
 
 def cmd_customers_show(args):
-    _print(args, _service().get_customer(args.id))
+    _print(args, _service().customers.get(args.id))
 
 
 def cmd_start(args):
-    r = _service().start(args.kind, args.actor, data=_data(args.data), customer_id=args.customer)
+    r = _service().instances.start(args.kind, args.actor, data=_data(args.data), customer_id=args.customer)
     _print(args, r, lambda r: f"started {r['kind']} {r['ticket_no']} (instance {r['instance_id']}); next: "
                               + (", ".join(f"{t['name']} [{t['role']}]" for t in r["tasks"]) or "none"))
 
@@ -246,36 +246,36 @@ def _task_line(t):
 
 
 def cmd_tasks(args):
-    ts = _service().tasks(actor=args.actor, instance=args.instance, role=args.role)
+    ts = _service().tasks.ready(actor=args.actor, instance=args.instance, role=args.role)
     _print(args, ts, lambda ts: "\n".join(_task_line(t) for t in ts) or "no ready tasks")
 
 
 def cmd_task(args):
-    _print(args, _service().task(args.task, actor=args.actor))
+    _print(args, _service().tasks.get(args.task, actor=args.actor))
 
 
 def cmd_claim(args):
-    t = _service().claim(args.task, args.actor)
+    t = _service().tasks.claim(args.task, args.actor)
     _print(args, t, lambda t: f"claimed: {_task_line(t)}")
 
 
 def cmd_unclaim(args):
-    t = _service().unclaim(args.task, args.actor)
+    t = _service().tasks.unclaim(args.task, args.actor)
     _print(args, t, lambda t: f"released: {_task_line(t)}")
 
 
 def cmd_reassign(args):
-    t = _service().reassign(args.task, args.actor, args.to)
+    t = _service().tasks.reassign(args.task, args.actor, args.to)
     _print(args, t, lambda t: f"reassigned: {_task_line(t)}")
 
 
 def cmd_escalate(args):
-    r = _service().escalate(args.task, args.actor, args.reason)
+    r = _service().tasks.escalate(args.task, args.actor, args.reason)
     _print(args, r, lambda r: f"escalated to the supervisor: {r['ticket_no']} (ticket {r['parent']})")
 
 
 def cmd_complete(args):
-    r = _service().complete(args.task, args.actor, _data(args.data) or {})
+    r = _service().tasks.complete(args.task, args.actor, _data(args.data) or {})
     _print(args, r, lambda r: f"{r['ticket_no']}: {r['status']}; next: "
                               + (", ".join(f"{t['name']} [{t['role']}]" for t in r["tasks"]) or "none"))
 
@@ -300,28 +300,28 @@ def _show_text(r):
 
 
 def cmd_show(args):
-    _print(args, _service().show(args.instance), _show_text)
+    _print(args, _service().instances.show(args.instance), _show_text)
 
 
 def cmd_timers_list(args):
-    ts = _service().timers(instance=args.instance)
+    ts = _service().timers.waiting(instance=args.instance)
     _print(args, ts, lambda ts: "\n".join(f"{t['due_at']}  instance {t['instance_id']}  {t['name'] or t['bpmn_id']}"
                                           for t in ts) or "no waiting timers")
 
 
 def cmd_timers_fire_due(args):
-    fired = _service().fire_due_timers()
+    fired = _service().timers.fire_due()
     _print(args, {"fired": fired, "count": len(fired)}, lambda r: f"fired {r['count']} timer(s)" + "".join(
         f"\n  {f['ticket_no']} {f['name'] or f['timer']} (due {f['due_at']})" for f in r["fired"]))
 
 
 def cmd_incident_retry(args):
-    r = _service().retry_incident(args.instance, args.actor, _data(args.data))
+    r = _service().instances.retry_incident(args.instance, args.actor, _data(args.data))
     _print(args, r, lambda r: f"{r['ticket_no']}: {r['status']}")
 
 
 def cmd_audit_verify(args):
-    problems = _service().verify_audit(args.instance or args.ref, anchor=_anchor(args.anchor))
+    problems = _service().audit.verify(args.instance or args.ref, anchor=_anchor(args.anchor))
     _print(args, {"ok": not problems, "problems": problems},
            lambda r: "audit chain verified" if r["ok"] else "\n".join(
                f"{p['ticket_no'] or 'ledger'}: {p['problem']}" for p in r["problems"]))
@@ -344,22 +344,22 @@ def cmd_scheduler(args):
 
 
 def _warn_missing_calendar(k) -> None:
-    for y in k.calendar_status()["years"]:
+    for y in k.time.calendar_status()["years"]:
         if y["missing"]:
             print(f"kefu: warning: no official working-day calendar for {y['year']}; Monday-Friday is used "
                   f"until the process owner enters it ('kefu calendar set')", file=sys.stderr)
 
 
 def cmd_clock_show(args):
-    _print(args, _service().clock_status(), _clock_text)
+    _print(args, _service().time.clock_status(), _clock_text)
 
 
 def cmd_clock_advance(args):
     from engine.clock import parse_duration
     k = _service()
-    r = k.advance_clock(parse_duration(args.duration))
+    r = k.time.advance_clock(parse_duration(args.duration))
     if not args.no_fire:
-        r["fired"] = k.fire_due_timers()
+        r["fired"] = k.timers.fire_due()
     _print(args, r, lambda r: _clock_text(r) + (f"\nfired {len(r['fired'])} timer(s)" + "".join(
         f"\n  {f['ticket_no']} {f['name'] or f['timer']} (due {f['due_at']})" for f in r["fired"])
         if "fired" in r else ""))
@@ -376,7 +376,7 @@ def _clock_text(r):
 def cmd_calendar_status(args):
     years = range(args.year, args.year + 1) if args.year else None
     k = _service()
-    r = {**k.calendar_status(years), "overrides": k.calendar_days(args.year)}
+    r = {**k.time.calendar_status(years), "overrides": k.time.calendar_days(args.year)}
     _print(args, r, lambda r: "\n".join(
         [f"{r['library']} knows {r['library_years'][0]}-{r['library_years'][1]}"]
         + [f"{y['year']}: {y['source']}" + (f" ({y['overrides']} override(s))" if y["overrides"] else "")
@@ -387,17 +387,17 @@ def cmd_calendar_status(args):
 
 def cmd_calendar_set(args):
     working = {"working": True, "holiday": False, "off": False}[args.kind]
-    r = _service().set_calendar_day(args.day, working, args.actor, note=args.note)
+    r = _service().time.set_calendar_day(args.day, working, args.actor, note=args.note)
     _print(args, r, lambda r: f"{r['day']}: {'working day' if r['working'] else 'day off'} ({r['source']})")
 
 
 def cmd_calendar_unset(args):
-    r = _service().set_calendar_day(args.day, None, args.actor)
+    r = _service().time.set_calendar_day(args.day, None, args.actor)
     _print(args, r, lambda r: f"{r['day']}: {'working day' if r['working'] else 'day off'} ({r['source']})")
 
 
 def cmd_calendar_add(args):
-    r = _service().add_working_days(args.start, args.days)
+    r = _service().time.add_working_days(args.start, args.days)
     _print(args, r, lambda r: f"{r['working_days']} working day(s) after {r['start']}: {r['due_at']}"
            + (f"  (weekday rule for {r['calendar']['weekday_rule_years']})"
               if r["calendar"].get("weekday_rule_years") else ""))
@@ -448,10 +448,10 @@ def cmd_db_history(args):
 def cmd_users_token(args):
     k = _service()
     if args.revoke:
-        r = k.revoke_tokens(args.name)
+        r = k.users.revoke_tokens(args.name)
         _print(args, r, lambda r: f"revoked {r['revoked']} token(s) of {r['user']}")
         return
-    t = k.create_token(args.name, args.label)
+    t = k.users.create_token(args.name, args.label)
     _print(args, t, lambda t: t["token"])  # shown once; only its hash is stored
 
 
@@ -492,14 +492,14 @@ def _anchor(text):
 
 
 def cmd_audit_head(args):
-    head = _service().audit_head()
+    head = _service().audit.head()
     _print(args, head, lambda h: f"{h['entry']}:{h['hash']}  ({h['at']})" if h else "the ledger is empty")
 
 
 def cmd_audit_replay(args):
     if not args.all and not args.instance:
         raise InvalidInput("name an instance (id or ticket number) or give --all")
-    results = _service().audit_replay(None if args.all else args.instance)
+    results = _service().audit.replay(None if args.all else args.instance)
     bad = [r for r in results if not r["matches"]]
     _print(args, {"ok": not bad, "replayed": len(results), "mismatches": bad, "results": results},
            lambda r: "\n".join(f"{x['ticket_no']}: {'matches' if x['matches'] else 'MISMATCH: ' + x['difference']}"
@@ -516,7 +516,7 @@ def cmd_audit_search(args):
     k = _service()
     if args.all:
         return _audit_search_all(k, args)
-    page = k.audit_search(_search_args(args))
+    page = k.audit.search(_search_args(args))
     if args.format:
         from engine.records.exports import rows_to_csv
         sys.stdout.write(rows_to_csv(page["rows"]) if args.format == "csv" else
@@ -529,7 +529,7 @@ def cmd_audit_search(args):
 def _audit_search_all(k, args):
     """Every row of the result, written as it is read (in batches of the search's largest page)."""
     from engine.records.exports import search_csv_chunks, search_json_chunks
-    filters, rows = k.audit_rows(_search_args(args))
+    filters, rows = k.audit.rows(_search_args(args))
     if args.format == "csv":
         chunks = search_csv_chunks(rows)
     elif args.format == "json" or args.json:
@@ -552,7 +552,7 @@ def _search_line(r: dict) -> str:
 
 def cmd_audit_export(args):
     from engine.records.exports import trace_csv
-    t = _service().audit_trace(args.instance)
+    t = _service().audit.trace(args.instance)
     if args.format == "csv":
         sys.stdout.write(trace_csv(t))
     else:
@@ -604,7 +604,7 @@ def _check_may_change(args) -> None:
     if getattr(args, "command_path", None) in MUTATING and getattr(args, "actor", None):
         k = _service(need_schema=False)
         if k.db.has_schema():
-            k.check_may_change(args.actor)
+            k.users.check_may_change(args.actor)
 
 
 def build_parser() -> argparse.ArgumentParser:

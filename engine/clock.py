@@ -32,6 +32,20 @@ def parse_instant(text: str) -> datetime:
     return value.astimezone(timezone.utc)
 
 
+def iso(value: datetime | None) -> str | None:
+    """A stored instant as ISO-8601 text in Asia/Shanghai time (None stays None): how every output shows time."""
+    return None if value is None else value.astimezone(SHANGHAI).isoformat()
+
+
+def aware(text: str | None) -> datetime | None:
+    """An ISO-8601 text kept in workflow data as an aware instant (no offset: UTC); None if it is not one."""
+    try:
+        value = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
 class Clock:
     """Wall-clock time, or a pinned time that only moves when told to (test and demo), plus an offset.
 

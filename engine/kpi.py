@@ -56,6 +56,14 @@ from engine.errors import InvalidInput
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 QA_KIND = "qa_sampling"
+# Who may read the figures, store a month, start the QA sample; when the K-cycle job runs.
+READ_ROLES = {"supervisor", "process_owner", "auditor", "qa"}
+STORE_ROLES = {"supervisor"}
+QA_SIZE_KEY = "qa_sample_size"
+QA_DEFAULT_SIZE = 10
+QA_MAX_SIZE = 500
+QA_START_ROLES = {"supervisor", "qa", "process_owner"}
+K_CYCLE_CRON = {"day": 1, "hour": 0, "minute": 5}  # Asia/Shanghai
 KPI_IDS = ("K1", "K2", "K3", "K4", "K5", "K6", "K7", "K8")
 
 
@@ -197,6 +205,7 @@ class Ticket:
 # ---------------------------------------------------------------------------- the eight rules
 # Each returns (outcome, reason): outcome True/False = counted (met or not), None = excluded;
 # for K3 the outcome is the score.
+
 
 def k1(t: Ticket):
     if t.kind != "consultation":
@@ -446,90 +455,6 @@ def summary(report: dict, agent: str | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------- operations over a Kefu
-READ_ROLES = {"supervisor", "process_owner", "auditor", "qa"}
-STORE_ROLES = {"supervisor"}
-SYSTEM = "system"
-
-
-def _check(kefu, actor: str | None, roles: set) -> None:
-    """``actor`` None is the service itself (the K-cycle job, the CLI without --as)."""
-    if actor is None or actor == SYSTEM:
-        return
-    from engine.errors import NotAllowed
-    user = kefu.get_user(actor)
-    if user is None:
-        raise NotAllowed(f"unknown user {actor!r}")
-    if not set(user["roles"]) & roles:
-        raise NotAllowed(f"user {actor} may not do this (needs role {' or '.join(sorted(roles))})")
-
-
-def live(kefu, month, actor: str | None = None) -> dict:
-    """The month's figures computed now (a running month as of now, a past one as of its end)."""
-    _check(kefu, actor, READ_ROLES)
-    with kefu.db.reading() as s:
-        return compute(s, month, now=kefu.now())
-
-
-def stored(kefu, month, actor: str | None = None) -> dict | None:
-    """The newest stored assessment of ``month``, or None."""
-    from engine.store.tables import KpiReport
-    _check(kefu, actor, READ_ROLES)
-    key = month_key(*parse_month(month))
-    with kefu.db.reading() as s:
-        row = s.scalars(select(KpiReport).where(KpiReport.month == key)
-                        .order_by(KpiReport.computed_at.desc(), KpiReport.id.desc()).limit(1)).first()
-        if row is None:
-            return None
-        return {**row.data, "computed_at": row.computed_at.isoformat(), "computed_by": row.computed_by}
-
-
-def report(kefu, month, actor: str | None = None) -> dict:
-    """The stored assessment if there is one, else the live figures."""
-    return stored(kefu, month, actor) or live(kefu, month, actor)
-
-
-def store(kefu, month, actor: str | None = None) -> dict:
-    """Compute a finished month as of its end and store it (K-cycle)."""
-    from engine.store.tables import KpiReport
-    _check(kefu, actor, STORE_ROLES)
-    key = month_key(*parse_month(month))
-    now = kefu.now()
-    _start, end = month_bounds(key)
-    if end > now:
-        raise InvalidInput(f"month {key} is not over yet; its assessment is stored from the 1st of the next month")
-    with kefu.db.unit_of_work() as s:
-        data = compute(s, key, as_of=end, now=now)
-        s.add(KpiReport(month=key, computed_at=now, computed_by=actor or SYSTEM, data=data))
-    return {**data, "computed_at": now.isoformat(), "computed_by": actor or SYSTEM}
-
-
-def k_cycle(kefu) -> dict | None:
-    """At the start of a month: store the previous month's assessment unless it is stored already."""
-    month = previous_month(kefu.now())
-    if stored(kefu, month) is not None:
-        return None
-    return store(kefu, month)
-
-
-def trend(kefu, months: int = 6, until=None, actor: str | None = None, known: dict | None = None) -> list[dict]:
-    """Department and per-agent figures (no lineage) of the last ``months`` months up to ``until``;
-    ``known`` holds reports the caller has already (by month), so they are not computed twice."""
-    _check(kefu, actor, READ_ROLES)
-    year, mon = parse_month(until or current_month(kefu.now()))
-    keys = []
-    for _ in range(max(1, min(int(months), 24))):
-        if year < 1900:  # parse_month's lower bound
-            break
-        keys.append(month_key(year, mon))
-        year, mon = (year - 1, 12) if mon == 1 else (year, mon - 1)
-    out = []
-    for key in reversed(keys):
-        r = (known or {}).get(key) or report(kefu, key)
-        out.append({"month": key, "department": summary(r),
-                    "agents": {a: summary(r, a) for a in r["agents"]}})
-    return out
-
-
 CSV_COLUMNS = ("month", "scope", "kpi", "name", "numerator", "denominator", "value", "unit", "target", "score")
 
 
@@ -559,42 +484,6 @@ def lineage_rows(report_: dict):
                        r["reason"]]
 
 
-# ---------------------------------------------------------------------------- QA sampling (QA, K4)
-QA_SIZE_KEY = "qa_sample_size"
-QA_DEFAULT_SIZE = 10
-QA_MAX_SIZE = 500
-QA_START_ROLES = {"supervisor", "qa", "process_owner"}
-
-
-def sample_size(kefu) -> int:
-    from engine.store.tables import Setting
-    with kefu.db.reading() as s:
-        row = s.get(Setting, QA_SIZE_KEY)
-        return int(row.value) if row is not None else QA_DEFAULT_SIZE
-
-
-def set_sample_size(kefu, size, actor: str) -> int:
-    """The process owner sets how many closed tickets QA inspects each month."""
-    from engine.store.tables import Setting
-    from engine.errors import NotAllowed
-    if not actor:
-        raise NotAllowed("the sample size is set by a process owner (--as)")
-    _check(kefu, actor, {"process_owner"})
-    try:
-        n = int(str(size).strip())
-    except ValueError:
-        raise InvalidInput(f"sample size must be a whole number, not {str(size)[:40]!r}") from None
-    if not 1 <= n <= QA_MAX_SIZE:
-        raise InvalidInput(f"sample size must be between 1 and {QA_MAX_SIZE}")
-    with kefu.db.unit_of_work() as s:
-        row = s.get(Setting, QA_SIZE_KEY)
-        if row is None:
-            s.add(Setting(key=QA_SIZE_KEY, value=str(n)))
-        else:
-            row.value = str(n)
-    return n
-
-
 def draw_sample(session, month, size: int, seed: int) -> list[str]:
     """A reproducible random sample: the same seed over the same closed tickets gives the same sample."""
     import random
@@ -603,77 +492,3 @@ def draw_sample(session, month, size: int, seed: int) -> list[str]:
         Instance.kind.in_(("consultation", "complaint", "repair")), Instance.status == "completed",
         Instance.completed_at >= start, Instance.completed_at < end)))
     return sorted(random.Random(seed).sample(pool, min(size, len(pool))))
-
-
-def qa_sample_of(kefu, month) -> dict | None:
-    key = month_key(*parse_month(month))
-    with kefu.db.reading() as s:
-        inst = s.scalars(select(Instance).where(Instance.kind == QA_KIND, Instance.summary == key)).first()
-        return None if inst is None else {"instance_id": inst.id, "ticket_no": inst.ticket_no,
-                                          "status": inst.status}
-
-
-def start_qa_sampling(kefu, month, actor: str | None = None, size: int | None = None,
-                      seed: int | None = None) -> dict:
-    """Start the month's ``qa_sampling`` process over a seeded random sample of its closed tickets."""
-    import secrets
-    from engine.store.tables import User
-    from engine.store.versions import latest
-    from engine.errors import Conflict, NotFound
-    _check(kefu, actor, QA_START_ROLES)
-    key = month_key(*parse_month(month))
-    _start, end = month_bounds(key)
-    if end > kefu.now():
-        raise InvalidInput(f"month {key} is not over yet; its closed tickets are sampled from the 1st of the next month")
-    if qa_sample_of(kefu, key) is not None:
-        raise Conflict(f"the QA sample of {key} was drawn already ({qa_sample_of(kefu, key)['ticket_no']})")
-    size = sample_size(kefu) if size is None else int(size)
-    if not 1 <= size <= QA_MAX_SIZE:
-        raise InvalidInput(f"sample size must be between 1 and {QA_MAX_SIZE}")
-    seed = secrets.randbelow(2 ** 31) if seed is None else int(seed)
-    with kefu.db.unit_of_work() as s:
-        if latest(s, QA_KIND) is None:
-            raise NotFound(f"no deployed process {QA_KIND!r}; deploy it with 'kefu deploy'")
-        sample = draw_sample(s, key, size, seed)
-        user = s.scalar(select(User).where(User.name == actor)) if actor else User(name=SYSTEM, roles="")
-        inst, _ready = kefu._open(s, QA_KIND, user, None, None, initial={
-            "sample_month": key, "sample_size": size, "sample_seed": seed, "sample": sample})
-        inst.summary = key
-        for row in _ready:  # the reviews belong to the qa queue, not to whoever started the sampling
-            if "qa" not in user.role_set:
-                row.assignee = None
-        return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "month": key, "size": size,
-                "seed": seed, "sample": sample, "status": inst.status}
-
-
-# ---------------------------------------------------------------------------- K-cycle job
-K_CYCLE_CRON = {"day": 1, "hour": 0, "minute": 5}  # Asia/Shanghai
-
-
-def k_cycle_job(kefu) -> dict:
-    """The monthly job (and its catch-up at start): store the previous month's assessment if missing, and
-    draw that month's QA sample if none was drawn and it has closed tickets. Never raises: it logs."""
-    import logging
-    log = logging.getLogger("kefu.kpi")
-    done = {"report": None, "qa_sample": None}
-    try:
-        kefu.sync()
-        stored_now = k_cycle(kefu)
-        done["report"] = stored_now["month"] if stored_now else None
-        month = previous_month(kefu.now())
-        if qa_sample_of(kefu, month) is None:
-            with kefu.db.reading() as s:
-                pool = draw_sample(s, month, 1, 0)
-            if pool:
-                done["qa_sample"] = start_qa_sampling(kefu, month)["ticket_no"]
-    except Exception:  # noqa: BLE001 - the next run (or a restart) tries again
-        log.exception("K-cycle job failed")
-    return done
-
-
-def schedule(scheduler, kefu) -> None:
-    """Add the K-cycle cron job (1st of the month, 00:05 Asia/Shanghai) and a catch-up run now."""
-    scheduler.add_job(k_cycle_job, "cron", args=[kefu], id="k_cycle", timezone=SHANGHAI,
-                      replace_existing=True, **K_CYCLE_CRON)
-    scheduler.add_job(k_cycle_job, "date", args=[kefu], id="k_cycle_catch_up", replace_existing=True,
-                      run_date=datetime.now(timezone.utc))

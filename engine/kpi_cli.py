@@ -27,7 +27,7 @@ def cmd_kpi(args):
     from engine.cli import _print, _service
     k = _service()
     month = args.month or kpi.current_month(k.now())
-    report = kpi.report(k, month, args.actor)
+    report = k.kpi.report(month, args.actor)
     if args.json:
         out = report if args.agent is None else {**{x: report[x] for x in ("month", "as_of", "final")},
                                                  "agent": args.agent,
@@ -41,14 +41,14 @@ def cmd_kpi(args):
 def cmd_kpi_report(args):
     from engine.cli import _print, _service
     k = _service()
-    report = kpi.store(k, args.month or kpi.previous_month(k.now()), args.actor)
+    report = k.kpi.store(args.month or kpi.previous_month(k.now()), args.actor)
     return _print(args, report, lambda r: table(r) + "\n  stored")
 
 
 def cmd_qa_sample(args):
     from engine.cli import _print, _service
     k = _service()
-    r = kpi.start_qa_sampling(k, args.month or kpi.previous_month(k.now()), args.actor, size=args.size,
+    r = k.kpi.start_qa_sampling(args.month or kpi.previous_month(k.now()), args.actor, size=args.size,
                               seed=args.seed)
     return _print(args, r, lambda x: f"{x['ticket_no']}: QA sample of {x['month']}, {len(x['sample'])} of "
                                      f"size {x['size']} (seed {x['seed']}): {', '.join(x['sample']) or 'none'}")
@@ -58,8 +58,8 @@ def cmd_qa_sample_size(args):
     from engine.cli import _print, _service
     k = _service()
     if args.size is None:
-        return _print(args, {"sample_size": kpi.sample_size(k)}, lambda r: f"sample size {r['sample_size']}")
-    n = kpi.set_sample_size(k, args.size, args.actor)
+        return _print(args, {"sample_size": k.kpi.sample_size()}, lambda r: f"sample size {r['sample_size']}")
+    n = k.kpi.set_sample_size(args.size, args.actor)
     return _print(args, {"sample_size": n}, lambda r: f"sample size set to {r['sample_size']}")
 
 

@@ -163,8 +163,7 @@ def kefu(request, db_url, clock):
     # audit (issue 6): every instance a test created must rebuild from its record (kefu audit replay)
     try:
         if request.node.get_closest_marker("no_replay") is None and not getattr(request.node, "kefu_failed", 0):
-            from engine.records.replay import replay_all
-            mismatches = [r for r in replay_all(k) if not r["matches"]]
+            mismatches = [r for r in k.audit.replay() if not r["matches"]]
             assert not mismatches, f"replay of the recorded events does not match the stored state: {mismatches}"
     finally:
         k.db.dispose()

@@ -14,7 +14,7 @@ def make_kefu(db_url, clock, deploy=(PROCESSES,), demo=True) -> Kefu:
     k = Kefu(Config(database_url=db_url, env="test"), clock=clock)
     k.init()
     if deploy:
-        k.deploy(list(deploy))
+        k.definitions.deploy(list(deploy))
     if demo:
         seed_demo(k, password=None)  # hashing passwords is slow on purpose
     return k
@@ -38,12 +38,12 @@ class Scenario:
         return Kefu(self.base.config, database=self.base.db, clock=self.base.clock)
 
     def start(self, kind, data=None, actor="agent", customer_id=None):
-        r = self.k.start(kind, actor, data=data, customer_id=customer_id)
+        r = self.k.instances.start(kind, actor, data=data, customer_id=customer_id)
         self.instance_id, self.ticket_no = r["instance_id"], r["ticket_no"]
         return r
 
     def ready(self, actor=None):
-        return self.k.tasks(actor=actor, instance=self.instance_id)
+        return self.k.tasks.ready(actor=actor, instance=self.instance_id)
 
     def ready_ids(self):
         return sorted(t["bpmn_id"] for t in self.ready())
@@ -56,14 +56,14 @@ class Scenario:
 
     def complete(self, bpmn_id, actor, data=None, assignee=None):
         t = self.task(bpmn_id, assignee)
-        return self.k.complete(t["id"], actor, data or {})
+        return self.k.tasks.complete(t["id"], actor, data or {})
 
     def advance(self, **delta):
         self.base.clock.advance(timedelta(**delta))
-        return self.k.fire_due_timers()
+        return self.k.timers.fire_due()
 
     def show(self):
-        return self.k.show(self.instance_id)
+        return self.k.instances.show(self.instance_id)
 
     def events(self, type_=None):
         return [e for e in self.show()["events"] if type_ is None or e["type"] == type_]

@@ -49,7 +49,7 @@ def app(kefu):
 def api(app, kefu):
     """A client acting as user ``name`` through a fresh token."""
     def make(name="agent"):
-        return Api(app, kefu.create_token(name, label="tests")["token"])
+        return Api(app, kefu.users.create_token(name, label="tests")["token"])
     return make
 
 
@@ -62,7 +62,7 @@ def error_of(status_body, status, code):
 
 def counts(kefu):
     """What a refused request must leave unchanged: instances, audit events, completed tasks."""
-    shown = [kefu.show(i["instance_id"]) for i in kefu.instances(limit=500)]
+    shown = [kefu.instances.show(i["instance_id"]) for i in kefu.instances.recent(limit=500)]
     return (len(shown), sum(len(s["events"]) for s in shown),
             sorted((t["id"], t["state"], t["assignee"]) for s in shown for t in s["tasks"]))
 
@@ -76,25 +76,25 @@ def test_missing_bad_and_revoked_tokens_are_401(app, kefu, api):
     error_of(Api(app, "x" * 5000).get("/tasks"), 401, "unauthorized")
     good = api("agent")
     assert good.get("/tasks")[0] == 200
-    assert kefu.revoke_tokens("agent") == {"user": "agent", "revoked": 1}
+    assert kefu.users.revoke_tokens("agent") == {"user": "agent", "revoked": 1}
     error_of(good.get("/tasks"), 401, "unauthorized")
 
 
 def test_only_the_hash_of_a_token_is_stored(kefu):
     from sqlalchemy import select
     from engine.store.tables import ApiToken
-    made = kefu.create_token("agent", label="telephony")
+    made = kefu.users.create_token("agent", label="telephony")
     assert made["token"].startswith("kefu_") and len(made["token"]) > 40
     with kefu.db.reading() as s:
         row = s.scalar(select(ApiToken))
         assert row.token_hash != made["token"] and made["token"] not in row.token_hash and row.label == "telephony"
-    assert kefu.token_user(made["token"])["name"] == "agent"
+    assert kefu.users.token_user(made["token"])["name"] == "agent"
 
 
 def test_a_token_for_an_unknown_user_is_refused(kefu):
     from engine import NotFound
     with pytest.raises(NotFound):
-        kefu.create_token("nobody")
+        kefu.users.create_token("nobody")
 
 
 def test_a_session_cookie_does_not_authenticate_the_api(app, kefu):
@@ -117,7 +117,7 @@ def test_start_a_ticket_with_the_intake_form(api, kefu):
     assert status == 201, body
     assert body["ticket_no"].startswith("ZX") and body["kind"] == "consultation" and body["status"] == "active"
     assert [t["bpmn_id"] for t in body["tasks"]] == ["promise_reply"]
-    shown = kefu.show(body["instance_id"])
+    shown = kefu.instances.show(body["instance_id"])
     done = [e for e in shown["events"] if e["type"] == "task_completed"]
     assert done[0]["bpmn_id"] == "register" and done[0]["actor"] == "agent"
 
@@ -128,7 +128,7 @@ def test_start_without_data_leaves_the_intake_task_with_the_caller(api):
 
 
 def test_start_with_a_customer_prefills_its_contact(api, kefu):
-    customer = kefu.find_customers("13800138000")[0]
+    customer = kefu.customers.find("13800138000")[0]
     data = {k: v for k, v in CONSULTATION.items() if k not in ("customer_name", "contact_phone", "region")}
     status, body = api("agent").post("/tickets", {"kind": "consultation", "customer_id": customer["id"],
                                                   "data": data})
@@ -336,7 +336,7 @@ def test_an_unexpected_failure_is_a_json_500(app, api, monkeypatch):
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
-    monkeypatch.setattr(app.extensions["kefu"], "tasks", broken)
+    monkeypatch.setattr(app.extensions["kefu"].tasks, "ready", broken)
     err = error_of(agent.get("/tasks"), 500, "internal_error")
     assert "disk" not in err["message"]  # details go to the log, not to the caller
 
@@ -344,7 +344,7 @@ def test_an_unexpected_failure_is_a_json_500(app, api, monkeypatch):
 # ---------------------------------------------------------------- integration users
 @pytest.fixture
 def telephony(kefu, api):
-    kefu.add_user("telephony", ["integration"], display_name="呼叫中心电话系统")
+    kefu.users.add("telephony", ["integration"], display_name="呼叫中心电话系统")
     return api("telephony")
 
 
@@ -381,12 +381,12 @@ def test_integration_is_a_role_for_users_token_cli(kefu, tmp_path, monkeypatch, 
     capsys.readouterr()
     assert main(["users", "token", "telephony", "--label", "PBX"]) == 0
     token = capsys.readouterr().out.strip()
-    assert token.startswith("kefu_") and kefu.token_user(token)["roles"] == ["integration"]
+    assert token.startswith("kefu_") and kefu.users.token_user(token)["roles"] == ["integration"]
     assert main(["users", "token", "nobody"]) == 4
     assert "no user 'nobody'" in capsys.readouterr().err
     assert main(["users", "token", "telephony", "--revoke", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"user": "telephony", "revoked": 1}
-    assert kefu.token_user(token) is None
+    assert kefu.users.token_user(token) is None
 
 
 def test_nul_characters_are_refused_everywhere_and_store_nothing(app, api, kefu):
@@ -407,7 +407,7 @@ def test_nul_characters_are_refused_everywhere_and_store_nothing(app, api, kefu)
 def test_control_characters_in_form_text_are_invalid_input(kefu):
     from engine.errors import InvalidInput
     with pytest.raises(InvalidInput) as caught:
-        kefu.start("consultation", "agent", data={**CONSULTATION, "question": "bell\x07"})
+        kefu.instances.start("consultation", "agent", data={**CONSULTATION, "question": "bell\x07"})
     assert "control characters" in str(caught.value.to_dict())
     # tabs and line breaks are ordinary text
-    kefu.start("consultation", "agent", data={**CONSULTATION, "question": "第一行\n第二行\t完"})
+    kefu.instances.start("consultation", "agent", data={**CONSULTATION, "question": "第一行\n第二行\t完"})

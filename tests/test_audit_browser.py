@@ -8,7 +8,7 @@ def test_auditor_searches_and_reads_a_trace(browser, server, kefu, scenario):  #
     register(scenario)
     transfer(scenario, hours=1)
     assert scenario.advance(hours=30)  # the department missed its deadline: redispatched, supervisor warned
-    kefu.add_user("auditor", ["auditor"], password=PASSWORD)
+    kefu.users.add("auditor", ["auditor"], password=PASSWORD)
     desk = Desk(browser, server, "auditor")
     try:
         desk.goto("/audit?overdue=1")

@@ -29,7 +29,7 @@ def two(scenario):
     register(scenario)
     second = scenario.instance_id, scenario.ticket_no
     scenario.instance_id, scenario.ticket_no = first
-    assert scenario.k.verify_audit() == []
+    assert scenario.k.audit.verify() == []
     return scenario, first, second
 
 
@@ -54,7 +54,7 @@ def test_sql_cannot_change_or_delete_audit_events_or_the_ledger(two, kefu):
                       "DELETE FROM audit_ledger WHERE instance_id=:i"):
         with pytest.raises(DBAPIError, match="append-only"):
             sql(kefu, statement, i=iid)
-    assert kefu.verify_audit() == []
+    assert kefu.audit.verify() == []
 
 
 def test_the_application_cannot_change_or_delete_ledger_entries(two, kefu):
@@ -74,7 +74,7 @@ def test_a_changed_field_is_named(two, kefu):
     target = next(e for e in events(kefu, iid) if e.type == "task_completed" and e.seq > 3)
     sql(kefu, "UPDATE audit_events SET data=:d WHERE id=:id",
         d=json.dumps({**target.data, "handling_requirement": "不用处理"}), id=target.id)
-    p = only(kefu.verify_audit())
+    p = only(kefu.audit.verify())
     assert (p["ticket_no"], p["seq"], p["kind"]) == (ticket, target.seq, "altered")
     assert f"event #{target.seq} (task_completed) was altered" in p["problem"]
 
@@ -83,7 +83,7 @@ def test_a_changed_actor_or_time_is_named(two, kefu):
     _sc, (iid, _t), _second = two
     drop_guards(kefu)
     sql(kefu, "UPDATE audit_events SET at=:at WHERE instance_id=:i AND seq=2", at="2020-01-01 00:00:00", i=iid)
-    assert only(kefu.verify_audit())["seq"] == 2
+    assert only(kefu.audit.verify())["seq"] == 2
 
 
 @on_both_databases
@@ -91,7 +91,7 @@ def test_a_deleted_middle_event_is_named(two, kefu):
     _sc, (iid, ticket), _second = two
     drop_guards(kefu)
     sql(kefu, "DELETE FROM audit_events WHERE instance_id=:i AND seq=4", i=iid)
-    p = only(kefu.verify_audit())
+    p = only(kefu.audit.verify())
     assert (p["ticket_no"], p["seq"], p["kind"]) == (ticket, 4, "deleted") and "event #4 was deleted" in p["problem"]
 
 
@@ -104,7 +104,7 @@ def test_a_deleted_last_event_with_the_head_rolled_back_is_caught(two, kefu):
     sql(kefu, "DELETE FROM audit_events WHERE id=:id", id=last.id)
     sql(kefu, "UPDATE instances SET audit_count=:n, audit_head=:h WHERE id=:i",
         n=before_last.seq, h=before_last.hash, i=iid)
-    p = only(kefu.verify_audit())
+    p = only(kefu.audit.verify())
     assert (p["ticket_no"], p["seq"], p["kind"]) == (ticket, last.seq, "deleted")
     assert f"event #{last.seq} was deleted" in p["problem"]
 
@@ -116,7 +116,7 @@ def test_two_swapped_events_are_named(two, kefu):
     sql(kefu, "UPDATE audit_events SET seq=-1 WHERE instance_id=:i AND seq=5", i=iid)
     sql(kefu, "UPDATE audit_events SET seq=5 WHERE instance_id=:i AND seq=6", i=iid)
     sql(kefu, "UPDATE audit_events SET seq=6 WHERE instance_id=:i AND seq=-1", i=iid)
-    p = only(kefu.verify_audit())
+    p = only(kefu.audit.verify())
     assert (p["ticket_no"], p["seq"], p["kind"]) == (ticket, 5, "reordered")
     assert "event #5" in p["problem"] and "written as event #6" in p["problem"]
 
@@ -128,7 +128,7 @@ def test_a_deleted_whole_instance_is_named(two, kefu):
     for table in ("audit_events", "human_tasks", "timers"):
         sql(kefu, f"DELETE FROM {table} WHERE instance_id=:i", i=iid)
     sql(kefu, "DELETE FROM instances WHERE id=:i", i=iid)
-    p = only(kefu.verify_audit())
+    p = only(kefu.audit.verify())
     assert (p["instance_id"], p["ticket_no"], p["kind"]) == (iid, ticket, "instance_deleted")
     assert f"instance {iid} ({ticket}) was deleted" in p["problem"]
 
@@ -147,22 +147,22 @@ def test_a_consistently_rebuilt_chain_is_caught_by_the_ledger(two, kefu):
             a=e.actor, p=head, h=digest, id=e.id)
         head = digest
     sql(kefu, "UPDATE instances SET audit_head=:h WHERE id=:i", h=head, i=iid)
-    p = only(kefu.verify_audit())
+    p = only(kefu.audit.verify())
     assert p["ticket_no"] == ticket and p["kind"] == "altered" and "ledger recorded" in p["problem"]
 
 
 def test_deleted_or_changed_ledger_entries_are_named(two, kefu):
     drop_guards(kefu)
     sql(kefu, "DELETE FROM audit_ledger WHERE id=2")
-    p = kefu.verify_audit()[0]
+    p = kefu.audit.verify()[0]
     assert p["kind"] == "ledger" and "ledger entry 2 was deleted" in p["problem"]
 
 
 def test_a_recorded_anchor_proves_the_ledger_up_to_it(two, kefu):
     with kefu.db.reading() as s:
         head = audit.ledger_head(s)
-    assert kefu.verify_audit(anchor=(head["entry"], head["hash"])) == []
-    p = only(kefu.verify_audit(anchor=(head["entry"], "0" * 64)))
+    assert kefu.audit.verify(anchor=(head["entry"], head["hash"])) == []
+    p = only(kefu.audit.verify(anchor=(head["entry"], "0" * 64)))
     assert p["kind"] == "anchor" and f"entry {head['entry']}" in p["problem"]
 
 
@@ -170,8 +170,8 @@ def test_verify_one_instance(two, kefu):
     _sc, (iid, _t), (other, other_ticket) = two
     drop_guards(kefu)
     sql(kefu, "DELETE FROM audit_events WHERE instance_id=:i AND seq=2", i=other)
-    assert kefu.verify_audit(iid) == []
-    assert only(kefu.verify_audit(other_ticket))["seq"] == 2
+    assert kefu.audit.verify(iid) == []
+    assert only(kefu.audit.verify(other_ticket))["seq"] == 2
 
 
 def test_timer_storm_batches_write_one_ledger_entry_per_instance(scenario, kefu):
@@ -185,4 +185,4 @@ def test_timer_storm_batches_write_one_ledger_entry_per_instance(scenario, kefu)
     with kefu.db.reading() as s:
         after = s.scalar(text("SELECT count(*) FROM audit_ledger"))
     assert after - before == len({f["instance_id"] for f in fired})
-    assert kefu.verify_audit() == []
+    assert kefu.audit.verify() == []

@@ -74,7 +74,7 @@ def test_audit_pages_need_an_oversight_role(world, kefu, who):
 
 
 def test_a_user_with_another_role_besides_auditor_is_not_read_only(world, kefu):
-    kefu.add_user("lead", ["supervisor", "auditor"])
+    kefu.users.add("lead", ["supervisor", "auditor"])
     r = Web(kefu).login_as("lead").post(f"/tasks/{world['task_id']}/reassign", {"to_user": "department"})
     assert r.status_code == 302
 

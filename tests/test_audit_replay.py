@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from engine.records.replay import replay, replay_all
 from tests.tamper import drop_guards, sql
 from tests.test_complaint import register, transfer, until_revisit
 from tests.test_repair import dispatch, register as register_repair
@@ -15,7 +14,7 @@ from tests.test_repair import dispatch, register as register_repair
 
 def test_a_finished_complaint_with_timers_replays_to_the_stored_state(scenario, kefu):
     until_revisit(scenario)
-    r = replay(kefu, scenario.ticket_no)
+    r = kefu.audit.replay(scenario.ticket_no)[0]
     assert r["matches"] and r["difference"] is None and r["events_applied"] >= 4
     assert r["definition"]["process_id"] == "complaint"
 
@@ -25,7 +24,7 @@ def test_overdue_redispatch_replays(scenario, kefu):
     transfer(scenario, hours=1)
     fired = scenario.advance(hours=30)
     assert fired
-    assert [r["matches"] for r in replay_all(kefu)] == [True]
+    assert [r["matches"] for r in kefu.audit.replay()] == [True]
 
 
 @pytest.mark.no_replay
@@ -49,7 +48,7 @@ def test_a_corrupted_stored_state_is_a_mismatch(scenario, kefu):
     forged = json.dumps(forge(state), ensure_ascii=False)
     assert "伪造" in forged
     sql(kefu, "UPDATE instances SET state=:s WHERE id=:i", s=forged, i=scenario.instance_id)
-    results = {r["instance_id"]: r for r in replay_all(kefu)}
+    results = {r["instance_id"]: r for r in kefu.audit.replay()}
     bad = results[scenario.instance_id]
     assert not bad["matches"] and "handling_requirement" in bad["difference"]
     assert all(r["matches"] for i, r in results.items() if i != scenario.instance_id)
@@ -65,14 +64,14 @@ def test_a_forged_event_is_a_mismatch(scenario, kefu):
     sql(kefu, "UPDATE audit_events SET data=:d WHERE instance_id=:i AND type='task_completed' AND bpmn_id='transfer'",
         d=json.dumps({"department": "finance", "handling_requirement": "x", "handling_deadline": scenario.later(hours=2)}),
         i=scenario.instance_id)
-    r = replay(kefu, scenario.instance_id)
+    r = kefu.audit.replay(scenario.instance_id)[0]
     assert not r["matches"] and r["difference"]
 
 
 def test_unknown_instance_is_not_found(kefu):
     from engine import NotFound
     with pytest.raises(NotFound):
-        replay(kefu, "TS-nope")
+        kefu.audit.replay("TS-nope")[0]
 
 
 def sql_text(q):
@@ -100,7 +99,7 @@ def test_on_the_wall_clock_a_unit_of_work_records_one_instant_and_replays(db_url
         sc = Scenario(k)
         register(sc)
         transfer(sc, hours=3)
-        assert [r["matches"] for r in replay_all(k)] == [True]
+        assert [r["matches"] for r in k.audit.replay()] == [True]
     finally:
         clock_mod.use(Clock())
         k.db.dispose()

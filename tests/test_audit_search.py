@@ -34,7 +34,7 @@ def tickets(scenario, kefu):
 
 
 def tickets_of(kefu, **args):
-    return [r["ticket_no"] for r in kefu.audit_search(args)["rows"]]
+    return [r["ticket_no"] for r in kefu.audit.search(args)["rows"]]
 
 
 @on_both_databases
@@ -47,14 +47,14 @@ def test_each_filter(tickets, kefu):
     assert tickets_of(kefu, kind="repair") == [tickets["repair"]]
     assert tickets_of(kefu, severity="urgent") == [tickets["urgent"]]
     assert tickets_of(kefu, customer="华东银行") == [tickets["late"], tickets["urgent"]]
-    customer_id = kefu.show(tickets["late"])["customer"]["id"]
+    customer_id = kefu.instances.show(tickets["late"])["customer"]["id"]
     assert tickets_of(kefu, customer=str(customer_id)) == [tickets["late"], tickets["urgent"]]
     assert tickets_of(kefu, agent="department") == [tickets["late"]]   # accepted the transfer
     assert tickets_of(kefu, agent="nobody") == []
     assert tickets_of(kefu, overdue="1") == [tickets["late"]]        # the department's 2 h passed a day ago
     active, completed = tickets_of(kefu, status="active"), tickets_of(kefu, status="completed")
     assert tickets["late"] in active and set(active) | set(completed) == set(tickets.values())
-    first_day = kefu.show(tickets["urgent"])["created_at"][:10]
+    first_day = kefu.instances.show(tickets["urgent"])["created_at"][:10]
     assert tickets_of(kefu, date_from=first_day, date_to=first_day) == [tickets["late"], tickets["urgent"]]
     assert tickets_of(kefu, kind="complaint", severity="general", overdue="1") == [tickets["late"]]
 
@@ -63,7 +63,7 @@ def test_each_filter(tickets, kefu):
 def test_keyset_pages_walk_everything_once(tickets, kefu):
     seen, cursor = [], None
     while True:
-        page = kefu.audit_search({"limit": 1, **({"after": cursor} if cursor else {})})
+        page = kefu.audit.search({"limit": 1, **({"after": cursor} if cursor else {})})
         seen += [r["ticket_no"] for r in page["rows"]]
         cursor = page["next"]
         if cursor is None:
@@ -80,7 +80,7 @@ def test_both_agent_plans_find_the_same_pages(tickets, kefu, monkeypatch, agent)
     def walk(**args):
         seen, cursor = [], None
         while True:
-            page = kefu.audit_search({"agent": agent, "limit": 1, **args, **({"after": cursor} if cursor else {})})
+            page = kefu.audit.search({"agent": agent, "limit": 1, **args, **({"after": cursor} if cursor else {})})
             seen += [r["ticket_no"] for r in page["rows"]]
             cursor = page["next"]
             if cursor is None:
@@ -101,7 +101,7 @@ def test_both_agent_plans_find_the_same_pages(tickets, kefu, monkeypatch, agent)
 ])
 def test_bad_input_is_a_clear_error(kefu, args, field):
     with pytest.raises(InvalidInput) as exc:
-        kefu.audit_search(args)
+        kefu.audit.search(args)
     assert field in exc.value.details["fields"]
 
 
@@ -134,9 +134,9 @@ def test_an_export_is_the_whole_result(tickets, kefu):
     rows = list(csv.DictReader(io.StringIO(web.get("/audit/export.csv?kind=complaint&limit=1").get_data(
         as_text=True).lstrip("\ufeff"))))
     assert [x["ticket_no"] for x in rows] == [tickets["late"], tickets["urgent"]]   # every page, not the first
-    first = kefu.audit_export({}, most=3)
+    first = kefu.audit.export({}, most=3)
     assert [r["ticket_no"] for r in first["rows"]] == tickets_of(kefu)[:3] and first["next"]
-    rest = kefu.audit_export({"after": first["next"]}, most=3)
+    rest = kefu.audit.export({"after": first["next"]}, most=3)
     assert [r["ticket_no"] for r in rest["rows"]] == tickets_of(kefu)[3:] and rest["next"] is None
     for url in ("/audit/export.csv?kind=weather", "/audit/export.json?after=page-2"):
         r = web.get(url)
@@ -165,8 +165,8 @@ def bare_instances(db, n: int, now, process_id="complaint") -> list[str]:
 def test_an_export_has_every_row_however_many_read_in_batches(kefu, monkeypatch):
     expected = bare_instances(kefu.db, 10_050, kefu.now())
     pages = []
-    search = kefu.audit_search
-    monkeypatch.setattr(kefu, "audit_search", lambda args: pages.append(search(args)) or pages[-1])
+    search = kefu.audit.search
+    monkeypatch.setattr(kefu.audit, "search", lambda args: pages.append(search(args)) or pages[-1])
     web = Web(kefu).login_as("auditor")
     r = web.get("/audit/export.csv?kind=complaint&limit=1")
     assert r.status_code == 200 and r.is_streamed

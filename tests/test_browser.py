@@ -51,8 +51,8 @@ def browser():
 def server(kefu):
     """The app on 127.0.0.1 in a background thread, over the test engine; yields its base URL."""
     for name in ("agent", "supervisor", "taskforce1", "taskforce2"):
-        user = kefu.get_user(name)
-        kefu.add_user(name, user["roles"], password=PASSWORD)
+        user = kefu.users.get(name)
+        kefu.users.add(name, user["roles"], password=PASSWORD)
     app = create_app({"SECRET_KEY": "browser-tests"}, kefu=kefu)
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -135,7 +135,7 @@ def test_major_vip_complaint_from_intake_to_revisit(browser, server, kefu):
     assert page.locator('.djs-element.current[data-element-id="form_taskforce"]').count() == 1
     assert page.locator('.djs-element.done[data-element-id="register"]').count() == 1
     agent.shot("03-instance-after-intake")
-    shown = kefu.show(ticket)
+    shown = kefu.instances.show(ticket)
     assert shown["vip"] and shown["severity"] == "major" and shown["customer"]["phone"] == "021-63210000"
 
     sup = Desk(browser, server, "supervisor")
@@ -159,7 +159,7 @@ def test_major_vip_complaint_from_intake_to_revisit(browser, server, kefu):
             tf.shot("06-taskforce-investigate")
         tf.submit()
         tf.close()
-    assert sorted(kefu.show(ticket)["data"]["findings"]) == sorted(["监控显示保安言语不当", "排班过长导致情绪失控"])
+    assert sorted(kefu.instances.show(ticket)["data"]["findings"]) == sorted(["监控显示保安言语不当", "排班过长导致情绪失控"])
 
     sup.open_task("consolidate")
     assert sup.page.locator("text=监控显示保安言语不当").count() >= 1  # earlier steps beside the form
@@ -175,7 +175,7 @@ def test_major_vip_complaint_from_intake_to_revisit(browser, server, kefu):
     assert agent.page.locator('tr[data-bpmn="revisit"]').count() == 0
 
     kefu.clock.advance(timedelta(days=3, seconds=1))  # handled Monday → third working day, Thursday 09:00
-    fired = kefu.fire_due_timers()
+    fired = kefu.timers.fire_due()
     assert [f["timer"] for f in fired] == ["wait_revisit"]
     agent.goto("/inbox")
     revisit = agent.page.locator('#q-agent tr[data-bpmn="revisit"]')
@@ -214,13 +214,13 @@ def test_invalid_intake_loses_nothing(browser, server, kefu):
     assert page.locator('[data-field="place"] .err').count() == 0
     assert {fid: page.input_value(f"#f-{fid}") for fid in typed} == typed
     agent.shot("12-intake-invalid")
-    assert kefu.instances() == [] and kefu.find_customers("周先生") == []
+    assert kefu.instances.recent() == [] and kefu.customers.find("周先生") == []
     # Fixing only the two fields is enough: everything else was kept.
     agent.fill(content="门禁卡无法刷开", nature="product")
     page.click("#intake-form button[type=submit]")
     page.wait_for_selector(".flash.success")
-    [inst] = kefu.instances()
-    registered = kefu.show(inst["instance_id"])["events"]
+    [inst] = kefu.instances.recent()
+    registered = kefu.instances.show(inst["instance_id"])["events"]
     data = next(e["data"] for e in registered if e["type"] == "task_completed")
     assert data["place"] == "南京西路写字楼大堂" and data["customer_demand"] == "希望尽快回电"
     agent.goto("/new/complaint")  # once accepted, the draft is gone: the next intake starts empty

@@ -27,7 +27,7 @@ def earlier_labels(page) -> str:
 def test_owner_relabels_a_form_field_and_deploys_while_older_tickets_keep_theirs(browser, server, kefu, scenario):
     register(scenario)  # a complaint started on version 1, waiting at the transfer step
     old_ticket, old_id = scenario.ticket_no, scenario.instance_id
-    kefu.add_user("owner", ["process_owner"], display_name="流程负责人 何平", password=PASSWORD)
+    kefu.users.add("owner", ["process_owner"], display_name="流程负责人 何平", password=PASSWORD)
 
     owner = Desk(browser, server, "owner")
     page = owner.page
@@ -81,10 +81,10 @@ def test_owner_relabels_a_form_field_and_deploys_while_older_tickets_keep_theirs
     agent.shot("designer-06-intake-new-label")
     register(scenario)  # the agent's next complaint
     new_ticket, new_id = scenario.ticket_no, scenario.instance_id
-    assert kefu.show(new_ticket)["definition"]["version"] == 2
-    assert kefu.show(old_ticket)["definition"]["version"] == 1
+    assert kefu.instances.show(new_ticket)["definition"]["version"] == 2
+    assert kefu.instances.show(old_ticket)["definition"]["version"] == 1
     for ticket, iid, shown, hidden in ((new_ticket, new_id, NEW, None), (old_ticket, old_id, OLD, NEW)):
-        task = next(t for t in kefu.tasks(instance=iid) if t["bpmn_id"] == "transfer")
+        task = next(t for t in kefu.tasks.ready(instance=iid) if t["bpmn_id"] == "transfer")
         agent.goto(f"/tasks/{task['id']}")
         text = earlier_labels(agent.page)
         assert shown in text and (hidden is None or hidden not in text), ticket

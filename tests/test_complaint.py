@@ -60,14 +60,14 @@ def test_p4_general_complaint_is_transferred_to_the_department_with_requirement_
     assert t["role"] == "department" and t["candidate_group"] == "security_ops"
     assert datetime.fromisoformat(t["due_at"]) == datetime.fromisoformat(scenario.later(hours=24))
     assert "P4" in t["rules"]
-    assert [x["bpmn_id"] for x in scenario.k.timers(scenario.instance_id)] == ["timer_department_overdue"]
+    assert [x["bpmn_id"] for x in scenario.k.timers.waiting(scenario.instance_id)] == ["timer_department_overdue"]
 
 
 def test_p5_major_complaint_goes_to_supervisor_at_once(scenario):
     register(scenario, severity="major")
     ready = scenario.ready()
     assert [(t["bpmn_id"], t["role"]) for t in ready] == [("form_taskforce", "supervisor")]
-    assert scenario.k.tasks(actor="agent", instance=scenario.instance_id) == []
+    assert scenario.k.tasks.ready(actor="agent", instance=scenario.instance_id) == []
 
 
 @on_both_databases
@@ -79,11 +79,11 @@ def test_p5_task_force_members_work_in_parallel_and_results_are_consolidated(sce
     members = sorted((t["bpmn_id"], t["assignee"]) for t in scenario.ready())
     assert members == [("taskforce_investigate", "taskforce1"), ("taskforce_investigate", "taskforce2")]
     assert all(t["due_at"] for t in scenario.ready())
-    mine = scenario.k.tasks(actor="taskforce1", instance=scenario.instance_id)
+    mine = scenario.k.tasks.ready(actor="taskforce1", instance=scenario.instance_id)
     assert [t["assignee"] for t in mine] == ["taskforce1"]
     other = scenario.task("taskforce_investigate", assignee="taskforce2")
     with pytest.raises(NotAllowed, match="assigned to taskforce2"):
-        scenario.k.complete(other["id"], "taskforce1", {"finding": "冒名顶替"})
+        scenario.k.tasks.complete(other["id"], "taskforce1", {"finding": "冒名顶替"})
     scenario.complete("taskforce_investigate", "taskforce2", {"finding": "监控显示保安言语不当"}, assignee="taskforce2")
     assert scenario.ready_ids() == ["taskforce_investigate"]
     scenario.complete("taskforce_investigate", "taskforce1", {"finding": "排班过长导致情绪失控"}, assignee="taskforce1")
@@ -143,14 +143,14 @@ def test_p9_revisit_three_to_five_working_days_after_handling(scenario):
     transfer(scenario)
     handle_by_department(scenario)
     scenario.complete("feedback", "agent", {"satisfied": True})   # handled Monday 2026-11-23
-    timers = {t["bpmn_id"]: t["due_at"] for t in scenario.k.timers(scenario.instance_id)}
+    timers = {t["bpmn_id"]: t["due_at"] for t in scenario.k.timers.waiting(scenario.instance_id)}
     assert timers == {"wait_revisit": "2026-11-26T09:00:00+08:00"}      # third working day, Thursday
     assert scenario.advance(days=2, hours=23) == [] and scenario.ready_ids() == []
     fired = scenario.advance(hours=1, seconds=1)
     assert [f["timer"] for f in fired] == ["wait_revisit"]
     t = scenario.task("revisit")
     assert t["due_at"] == "2026-11-30T09:00:00+08:00" and "P9" in t["rules"]  # due by the fifth working day
-    late = {t["bpmn_id"]: t["due_at"] for t in scenario.k.timers(scenario.instance_id)}
+    late = {t["bpmn_id"]: t["due_at"] for t in scenario.k.timers.waiting(scenario.instance_id)}
     assert late == {"timer_revisit_late": "2026-11-30T09:00:00+08:00"}  # fifth working day, next Monday
     scenario.advance(days=4)
     assert sorted(scenario.ready_ids()) == ["revisit", "revisit_overdue_warning"]

@@ -110,11 +110,11 @@ def test_t1_overdue_department_reply_is_redispatched_and_supervisor_warned(scena
 
 
 def test_c4_department_staff_see_only_their_own_department_transfers(scenario):
-    scenario.base.add_user("fin1", ["department"], groups=["finance"])
-    scenario.base.add_user("sales1", ["department"], groups=["sales"])
+    scenario.base.users.add("fin1", ["department"], groups=["finance"])
+    scenario.base.users.add("sales1", ["department"], groups=["sales"])
     to_department(scenario, question="发票")
     assert [t["bpmn_id"] for t in scenario.ready("fin1")] == ["department_answer"]
     assert scenario.ready("sales1") == []
     with pytest.raises(NotAllowed, match="group finance"):
-        scenario.k.complete(scenario.task("department_answer")["id"], "sales1", {"department_reply": "x"})
+        scenario.k.tasks.complete(scenario.task("department_answer")["id"], "sales1", {"department_reply": "x"})
     scenario.complete("department_answer", "fin1", {"department_reply": "可开具增值税专用发票"})

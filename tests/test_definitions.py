@@ -27,26 +27,26 @@ def write(tmp_path, text, name="broken.bpmn"):
 
 def deploy_error(k, path) -> DefinitionError:
     with pytest.raises(DefinitionError) as exc:
-        k.deploy([path])
+        k.definitions.deploy([path])
     return exc.value
 
 
 def test_deploy_creates_immutable_versions_and_skips_unchanged(bare, tmp_path):
-    first = bare.deploy([diagram("mini.bpmn")])
+    first = bare.definitions.deploy([diagram("mini.bpmn")])
     assert [(d["process_id"], d["version"], d["status"]) for d in first] == [("mini", 1, "deployed")]
     assert len(first[0]["sha256"]) == 64
-    again = bare.deploy([diagram("mini.bpmn")])
+    again = bare.definitions.deploy([diagram("mini.bpmn")])
     assert again[0]["status"] == "unchanged" and again[0]["version"] == 1
     changed = write(tmp_path, MINI.replace('name="处理"', 'name="部门处理"'), "mini.bpmn")
-    assert bare.deploy([changed])[0]["version"] == 2
+    assert bare.definitions.deploy([changed])[0]["version"] == 2
 
 
 def test_running_instance_stays_on_its_version_and_stores_a_reference_not_the_spec(bare, tmp_path):
-    bare.deploy([diagram("mini.bpmn")])
-    r = bare.start("mini", "agent")
-    bare.deploy([write(tmp_path, MINI.replace('name="处理"', 'name="部门处理"'), "mini.bpmn")])
-    assert bare.show(r["instance_id"])["definition"]["version"] == 1
-    assert bare.start("mini", "agent")["instance_id"] != r["instance_id"]
+    bare.definitions.deploy([diagram("mini.bpmn")])
+    r = bare.instances.start("mini", "agent")
+    bare.definitions.deploy([write(tmp_path, MINI.replace('name="处理"', 'name="部门处理"'), "mini.bpmn")])
+    assert bare.instances.show(r["instance_id"])["definition"]["version"] == 1
+    assert bare.instances.start("mini", "agent")["instance_id"] != r["instance_id"]
     with bare.db.reading() as s:
         state = json.loads(s.get(Instance, r["instance_id"]).state)
     assert "spec_ref" in state and "spec" not in state
@@ -129,11 +129,11 @@ def test_a_failing_file_deploys_nothing(bare, tmp_path):
     good = write(tmp_path, MINI, "mini.bpmn")
     bad = write(tmp_path, "<nope", "zzz.bpmn")
     with pytest.raises(DefinitionError):
-        bare.deploy([good, bad])
+        bare.definitions.deploy([good, bad])
     with bare.db.reading() as s:
         assert s.scalar(select(func.count()).select_from(Definition)) == 0
 
 
 def test_missing_path_is_a_clear_error(bare):
     with pytest.raises(DefinitionError, match="no such file"):
-        bare.deploy(["/nonexistent/x.bpmn"])
+        bare.definitions.deploy(["/nonexistent/x.bpmn"])

@@ -259,16 +259,16 @@ def owner_kefu(db_url, clock):
 
 def test_deploy_xml_creates_versions_with_a_change_summary(owner_kefu):
     k = owner_kefu
-    first = k.deploy_xml(MINI.encode(), "mini.bpmn", "owner")
+    first = k.designer.deploy_xml(MINI.encode(), "mini.bpmn", "owner")
     assert (first["process_id"], first["version"], first["created"]) == ("mini", 1, True)
     assert len(first["sha"]) == 64 and first["summary"]["first_version"] and first["warnings"] == []
-    again = k.deploy_xml(MINI.encode(), "mini.bpmn", "owner")
+    again = k.designer.deploy_xml(MINI.encode(), "mini.bpmn", "owner")
     assert (again["version"], again["created"]) == (1, False)
     changed = MINI.replace('label="客户姓名"', 'label="客户全名"').replace(
         '<camunda:formField id="contact_phone" label="联系电话" type="string"/>',
         '<camunda:formField id="email" label="电子邮箱" type="string"/>')
     changed = changed.replace("due_at(deadline)", "add_hours(deadline, 2)")
-    second = k.deploy_xml(changed, "mini.bpmn", "owner")
+    second = k.designer.deploy_xml(changed, "mini.bpmn", "owner")
     assert (second["version"], second["created"]) == (2, True)
     s = second["summary"]
     assert s["fields_relabelled"] == [{"element": "register", "field": "customer_name", "label_before": "客户姓名",
@@ -282,83 +282,83 @@ def test_deploy_xml_creates_versions_with_a_change_summary(owner_kefu):
     with k.db.reading() as session:
         stored = {c.previous_version: c.summary for c in session.scalars(select(DefinitionChange))}
     assert stored[1] == s and stored[None]["first_version"]
-    assert k.definition_xml("mini", 1) == MINI.encode() and k.definition_xml("mini", "2") == changed.encode()
+    assert k.designer.xml("mini", 1) == MINI.encode() and k.designer.xml("mini", "2") == changed.encode()
     # a new instance runs on the new version; the version numbers never move
-    assert k.show(k.start("mini", "agent")["instance_id"])["definition"]["version"] == 2
+    assert k.instances.show(k.instances.start("mini", "agent")["instance_id"])["definition"]["version"] == 2
 
 
 def test_change_summary_of_elements_added_and_removed(owner_kefu):
     text = with_gateway().replace('<bpmn:exclusiveGateway id="gw"/>', '<bpmn:exclusiveGateway id="gw" default="g2"/>')
-    s = owner_kefu.change_summary(MINI.encode(), text.encode())
+    s = owner_kefu.designer.change_summary(MINI.encode(), text.encode())
     assert {(e["id"], e["type"]) for e in s["elements_added"]} == {("gw", "exclusiveGateway"),
                                                                     ("g1", "sequenceFlow"), ("g2", "sequenceFlow")}
     assert s["elements_removed"] == [] and {c["id"] for c in s["elements_changed"]} == {"f3"}
-    back = owner_kefu.change_summary(text, MINI)
+    back = owner_kefu.designer.change_summary(text, MINI)
     assert {e["id"] for e in back["elements_removed"]} == {"gw", "g1", "g2"}
-    assert owner_kefu.change_summary(MINI, MINI)["count"] == 0
+    assert owner_kefu.designer.change_summary(MINI, MINI)["count"] == 0
 
 
 @pytest.mark.parametrize("actor", ["agent", "supervisor", "auditor", "nobody"])
 def test_only_a_process_owner_deploys(owner_kefu, actor):
     with pytest.raises(NotAllowed):
-        owner_kefu.deploy_xml(MINI.encode(), "mini.bpmn", actor)
-    assert owner_kefu.definition_overview() == []
+        owner_kefu.designer.deploy_xml(MINI.encode(), "mini.bpmn", actor)
+    assert owner_kefu.designer.overview() == []
 
 
 def test_deploy_xml_refuses_lint_errors_and_failing_test_runs_and_keeps_nothing(owner_kefu):
     k = owner_kefu
     with pytest.raises(DefinitionError) as exc:
-        k.deploy_xml(MINI.replace('name="department"', 'name="warehouse"'), "mini.bpmn", "owner")
+        k.designer.deploy_xml(MINI.replace('name="department"', 'name="warehouse"'), "mini.bpmn", "owner")
     d = exc.value.to_dict()
     assert d["code"] == "diagram_rejected" and "Lane_department" in exc.value.message
     assert d["findings"][0]["element"] == "Lane_department" and "泳道名" in d["message_zh"]
     with pytest.raises(DefinitionError) as exc:
-        k.deploy_xml(MINI.replace("ratio = 100 // divisor", "ratio = 100 // (divisor - 1)"), "mini.bpmn", "owner")
+        k.designer.deploy_xml(MINI.replace("ratio = 100 // divisor", "ratio = 100 // (divisor - 1)"), "mini.bpmn", "owner")
     assert "test run" in exc.value.message and "'compute'" in exc.value.message
     assert exc.value.details["test_runs"][0]["paths"][0]["failed_at"] == "compute"
     for bad in (b"", b"<nope", "日本".encode("utf-16"), None, 42):
         with pytest.raises((DefinitionError, InvalidInput)):
-            k.deploy_xml(bad, "x.bpmn", "owner")
-    assert k.definition_overview() == []
+            k.designer.deploy_xml(bad, "x.bpmn", "owner")
+    assert k.designer.overview() == []
 
 
 def test_deploy_xml_warns_about_camunda_extras_and_dry_run_writes_nothing(owner_kefu):
     k = owner_kefu
     text = MINI.replace('<bpmn:userTask id="handle"', '<bpmn:userTask id="handle" camunda:formKey="embedded:x"')
-    dry = k.deploy_xml(text, "../../etc/mini.bpmn", "owner", dry_run=True)
+    dry = k.designer.deploy_xml(text, "../../etc/mini.bpmn", "owner", dry_run=True)
     assert dry["version"] == 1 and not dry["created"] and dry["filename"] == "mini.bpmn"
     assert [w["element"] for w in dry["warnings"]] == ["handle"]
-    assert k.definition_overview() == []
-    assert k.deploy_xml(text, "mini.bpmn", "owner")["created"]
+    assert k.designer.overview() == []
+    assert k.designer.deploy_xml(text, "mini.bpmn", "owner")["created"]
 
 
 @on_both_databases
 def test_definition_overview_counts_running_instances_per_version(owner_kefu):
     k = owner_kefu
-    k.deploy_xml(MINI, "mini.bpmn", "owner")
-    a = k.start("mini", "agent")["instance_id"]
-    k.start("mini", "agent")
-    k.deploy_xml(MINI.replace('name="处理"', 'name="部门处理"'), "mini.bpmn", "owner")
-    k.start("mini", "agent")
-    (mini,) = k.definition_overview()
+    k.designer.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.instances.start("mini", "agent")["instance_id"]
+    k.instances.start("mini", "agent")
+    k.designer.deploy_xml(MINI.replace('name="处理"', 'name="部门处理"'), "mini.bpmn", "owner")
+    k.instances.start("mini", "agent")
+    (mini,) = k.designer.overview()
     assert mini["process_id"] == "mini" and mini["name"] == "迷你流程" and mini["running"] == 3
     v2, v1 = mini["versions"]
     assert (v2["version"], v2["running"], v2["total"], v2["deployed_by"]) == (2, 1, 1, "owner")
     assert (v1["version"], v1["running"], v1["total"]) == (1, 2, 2)
     assert v2["summary"]["elements_changed"][0]["name_before"] == "处理" and len(v1["sha"]) == 64
-    assert k.show(a)["definition"]["version"] == 1
+    assert k.instances.show(a)["definition"]["version"] == 1
     for pid, version in (("mini", 3), ("nosuch", 1), ("mini", "x"), ("mini", None)):
         with pytest.raises(NotFound):
-            k.definition_xml(pid, version)
+            k.designer.xml(pid, version)
 
 
 def test_bootstrap_deploy_records_change_summaries_too(owner_kefu, tmp_path):
     k = owner_kefu
-    k.deploy([diagram("mini.bpmn")])
+    k.definitions.deploy([diagram("mini.bpmn")])
     path = tmp_path / "mini.bpmn"
     path.write_text(MINI.replace('label="结果"', 'label="处理结果"'), encoding="utf-8")
-    k.deploy([path])
-    (mini,) = k.definition_overview()
+    k.definitions.deploy([path])
+    (mini,) = k.designer.overview()
     assert mini["versions"][0]["summary"]["fields_relabelled"][0]["field"] == "result"
 
 
@@ -413,70 +413,70 @@ REGISTER = {"customer_name": "王先生", "divisor": 4, "deadline": "2026-11-25T
 @on_both_databases
 def test_an_instance_moves_when_no_step_that_ran_changed_and_keeps_claims_and_timers(owner_kefu, clock):
     k = owner_kefu
-    k.deploy_xml(MINI, "mini.bpmn", "owner")
-    a = k.start("mini", "agent", data=REGISTER)["instance_id"]
-    (handle,) = k.tasks(instance=a)
-    k.claim(handle["id"], "department")
-    (timer,) = k.timers(a)
+    k.designer.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.instances.start("mini", "agent", data=REGISTER)["instance_id"]
+    (handle,) = k.tasks.ready(instance=a)
+    k.tasks.claim(handle["id"], "department")
+    (timer,) = k.timers.waiting(a)
     clock.advance(timedelta(hours=1))
     # version 2 changes only what is still ahead: the late end's name
-    k.deploy_xml(MINI.replace('<bpmn:endEvent id="end_late"/>', '<bpmn:endEvent id="end_late" name="超时结束"/>'),
+    k.designer.deploy_xml(MINI.replace('<bpmn:endEvent id="end_late"/>', '<bpmn:endEvent id="end_late" name="超时结束"/>'),
                  "mini.bpmn", "owner")
-    assert k.migration_check(a, 2) == []
-    r = k.migrate_instance(a, 2, "owner")
+    assert k.designer.migration_check(a, 2) == []
+    r = k.designer.migrate_instance(a, 2, "owner")
     assert (r["migrated"], r["from_version"], r["to_version"]) == (True, 1, 2)
-    shown = k.show(a)
+    shown = k.instances.show(a)
     assert shown["definition"]["version"] == 2
     moved = [e for e in shown["events"] if e["type"] == "instance_migrated"]
     assert len(moved) == 1 and moved[0]["actor"] == "owner"
     assert moved[0]["data"]["from_version"] == 1 and moved[0]["data"]["to_version"] == 2
-    (again,) = k.tasks(instance=a)
+    (again,) = k.tasks.ready(instance=a)
     assert again["id"] == handle["id"] and again["assignee"] == "department"  # the claim stays
-    assert k.timers(a)[0]["due_at"] == timer["due_at"]  # the timer did not restart
-    assert k.verify_audit(a) == []
-    k.complete(handle["id"], "department", {"result": "已处理"})
-    assert k.show(a)["status"] == "completed"
-    assert k.migration_check(a, 2)  # ended, and already there
+    assert k.timers.waiting(a)[0]["due_at"] == timer["due_at"]  # the timer did not restart
+    assert k.audit.verify(a) == []
+    k.tasks.complete(handle["id"], "department", {"result": "已处理"})
+    assert k.instances.show(a)["status"] == "completed"
+    assert k.designer.migration_check(a, 2)  # ended, and already there
 
 
 def test_a_move_is_refused_with_reasons_when_a_step_that_ran_changed(owner_kefu):
     k = owner_kefu
-    k.deploy_xml(MINI, "mini.bpmn", "owner")
-    a = k.start("mini", "agent", data=REGISTER)["instance_id"]
-    k.deploy_xml(MINI.replace('label="客户姓名"', 'label="客户全名"').replace('label="结果"', 'label="处理结果"'),
+    k.designer.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.instances.start("mini", "agent", data=REGISTER)["instance_id"]
+    k.designer.deploy_xml(MINI.replace('label="客户姓名"', 'label="客户全名"').replace('label="结果"', 'label="处理结果"'),
                  "mini.bpmn", "owner")
-    reasons = k.migration_check(a, 2)
+    reasons = k.designer.migration_check(a, 2)
     assert any("completed step 'register'" in r and "form" in r for r in reasons), reasons
     assert any("ready step 'handle'" in r for r in reasons), reasons
     with pytest.raises(Conflict) as exc:
-        k.migrate_instance(a, 2, "owner")
+        k.designer.migrate_instance(a, 2, "owner")
     assert exc.value.code == "migration_refused" and exc.value.details["reasons"] == reasons
-    zh = k.migration_check(a, 2, locale="zh_CN")
+    zh = k.designer.migration_check(a, 2, locale="zh_CN")
     assert exc.value.details["reasons_zh"] == zh and any("已完成的步骤 'register'" in r and "表单" in r for r in zh)
-    shown = k.show(a)
+    shown = k.instances.show(a)
     assert shown["definition"]["version"] == 1 and not [e for e in shown["events"] if e["type"] == "instance_migrated"]
     # a removed step, an older version, unknown versions and instances, the wrong role
-    k.deploy_xml(MINI.replace("handle", "handle2").replace("Handle.", "Handle"), "mini.bpmn", "owner")
-    assert any("does not exist in version 3" in r for r in k.migration_check(a, 3))
-    b = k.start("mini", "agent")["instance_id"]
-    assert "only move to a newer version" in k.migration_check(b, 1)[0]
+    k.designer.deploy_xml(MINI.replace("handle", "handle2").replace("Handle.", "Handle"), "mini.bpmn", "owner")
+    assert any("does not exist in version 3" in r for r in k.designer.migration_check(a, 3))
+    b = k.instances.start("mini", "agent")["instance_id"]
+    assert "only move to a newer version" in k.designer.migration_check(b, 1)[0]
     for bad in (9, "x"):
         with pytest.raises(NotFound):
-            k.migration_check(a, bad)
+            k.designer.migration_check(a, bad)
     with pytest.raises(NotFound):
-        k.migrate_instance(999, 2, "owner")
+        k.designer.migrate_instance(999, 2, "owner")
     for actor in ("agent", "supervisor", "auditor", "ghost"):
         with pytest.raises(NotAllowed):
-            k.migrate_instance(a, 2, actor)
+            k.designer.migrate_instance(a, 2, actor)
 
 
 def test_cli_migrate(cli, owner_kefu):
     k = owner_kefu
-    k.deploy_xml(MINI, "mini.bpmn", "owner")
-    a = k.start("mini", "agent", data=REGISTER)
-    k.deploy_xml(MINI.replace('<bpmn:endEvent id="end_late"/>', '<bpmn:endEvent id="end_late" name="超时"/>'),
+    k.designer.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.instances.start("mini", "agent", data=REGISTER)
+    k.designer.deploy_xml(MINI.replace('<bpmn:endEvent id="end_late"/>', '<bpmn:endEvent id="end_late" name="超时"/>'),
                  "mini.bpmn", "owner")
-    k.deploy_xml(MINI.replace('label="结果"', 'label="处理结果"'), "mini.bpmn", "owner")
+    k.designer.deploy_xml(MINI.replace('label="结果"', 'label="处理结果"'), "mini.bpmn", "owner")
     assert "ready step 'handle'" in cli("migrate", a["ticket_no"], "--to", "3", "--check", expect=5).out
     assert "cannot move to version 3" in cli("migrate", a["ticket_no"], "--to", "3", "--as", "owner", expect=5).err
     assert "--as" in cli("migrate", a["ticket_no"], "--to", "2", expect=2).err
@@ -491,11 +491,11 @@ def test_moving_elements_down_the_file_is_no_change(owner_kefu):
     k = owner_kefu
     shifted = MINI.replace("<bpmn:laneSet", "<!-- saved by a modeler -->\n\n\n<bpmn:laneSet").replace(
         'label="结果" type="string">', 'label="结果"\n            type="string">')
-    assert k.change_summary(MINI, shifted)["count"] == 0
-    k.deploy_xml(MINI, "mini.bpmn", "owner")
-    a = k.start("mini", "agent", data=REGISTER)["instance_id"]
-    assert k.deploy_xml(shifted, "mini.bpmn", "owner")["version"] == 2
-    assert k.migration_check(a, 2) == []
+    assert k.designer.change_summary(MINI, shifted)["count"] == 0
+    k.designer.deploy_xml(MINI, "mini.bpmn", "owner")
+    a = k.instances.start("mini", "agent", data=REGISTER)["instance_id"]
+    assert k.designer.deploy_xml(shifted, "mini.bpmn", "owner")["version"] == 2
+    assert k.designer.migration_check(a, 2) == []
 
 
 def test_a_complaint_in_the_middle_of_its_task_force_moves_and_finishes_on_the_new_version(scenario):
@@ -506,57 +506,57 @@ def test_a_complaint_in_the_middle_of_its_task_force_moves_and_finishes_on_the_n
         "task_force_members": ["taskforce1", "taskforce2"], "handling_requirement": "成立专项小组彻查",
         "handling_deadline": scenario.later(days=2)})
     scenario.complete("taskforce_investigate", "taskforce2", {"finding": "监控显示保安言语不当"}, assignee="taskforce2")
-    timers = {t["bpmn_id"]: t["due_at"] for t in k.timers(scenario.instance_id)}
+    timers = {t["bpmn_id"]: t["due_at"] for t in k.timers.waiting(scenario.instance_id)}
     complaint = (PROCESSES / "complaint.bpmn").read_text(encoding="utf-8")
     assert 'name="投诉客户关怀"' in complaint
-    k.deploy_xml(complaint.replace('name="投诉客户关怀"', 'name="投诉客户关怀回访"'), "complaint.bpmn", "owner")
-    assert k.migration_check(scenario.instance_id, 2) == []
-    k.migrate_instance(scenario.instance_id, 2, "owner")
-    assert {t["bpmn_id"]: t["due_at"] for t in k.timers(scenario.instance_id)} == timers
+    k.designer.deploy_xml(complaint.replace('name="投诉客户关怀"', 'name="投诉客户关怀回访"'), "complaint.bpmn", "owner")
+    assert k.designer.migration_check(scenario.instance_id, 2) == []
+    k.designer.migrate_instance(scenario.instance_id, 2, "owner")
+    assert {t["bpmn_id"]: t["due_at"] for t in k.timers.waiting(scenario.instance_id)} == timers
     assert [(t["bpmn_id"], t["assignee"]) for t in scenario.ready()] == [("taskforce_investigate", "taskforce1")]
     scenario.complete("taskforce_investigate", "taskforce1", {"finding": "排班过长导致情绪失控"}, assignee="taskforce1")
     assert sorted(scenario.show()["data"]["findings"]) == sorted(["监控显示保安言语不当", "排班过长导致情绪失控"])
     scenario.complete("consolidate", "supervisor", {"handling_result": "调整排班并当面致歉"})
     assert scenario.ready_ids() == ["feedback"] and scenario.show()["definition"]["version"] == 2
-    assert k.verify_audit(scenario.instance_id) == []
+    assert k.audit.verify(scenario.instance_id) == []
 
 
 def test_a_relabelled_field_shows_on_new_complaints_while_older_ones_keep_the_old_label(kefu):
     """The issue's point 6 at the engine: the owner relabels a form field and deploys."""
-    old = kefu.start("complaint", "agent")["instance_id"]
+    old = kefu.instances.start("complaint", "agent")["instance_id"]
     complaint = (PROCESSES / "complaint.bpmn").read_text(encoding="utf-8")
     assert 'label="投诉内容"' in complaint
-    r = kefu.deploy_xml(complaint.replace('label="投诉内容"', 'label="投诉具体内容"'), "complaint.bpmn", "owner")
+    r = kefu.designer.deploy_xml(complaint.replace('label="投诉内容"', 'label="投诉具体内容"'), "complaint.bpmn", "owner")
     assert r["created"] and r["summary"]["fields_relabelled"] == [
         {"element": "register", "field": "content", "label_before": "投诉内容", "label": "投诉具体内容"}]
-    new = kefu.start("complaint", "agent")["instance_id"]
+    new = kefu.instances.start("complaint", "agent")["instance_id"]
 
     def label(instance):
-        return {f["id"]: f["label"] for f in kefu.steps(instance)["register"]["form"]}["content"]
+        return {f["id"]: f["label"] for f in kefu.instances.steps(instance)["register"]["form"]}["content"]
     assert (label(old), label(new)) == ("投诉内容", "投诉具体内容")
-    assert {f["id"]: f["label"] for f in kefu.start_form("complaint")["form"]}["content"] == "投诉具体内容"
-    assert "ready step 'register'" in kefu.migration_check(old, r["version"])[0]
+    assert {f["id"]: f["label"] for f in kefu.instances.start_form("complaint")["form"]}["content"] == "投诉具体内容"
+    assert "ready step 'register'" in kefu.designer.migration_check(old, r["version"])[0]
 
 
 def test_a_process_cannot_take_the_id_of_the_sla_table_nor_the_table_that_of_a_process(kefu):
     with pytest.raises(DefinitionError, match="already the id of a decision table"):
-        kefu.deploy_xml(MINI.replace('id="mini"', 'id="sla"'), "sla.bpmn", "owner")
+        kefu.designer.deploy_xml(MINI.replace('id="mini"', 'id="sla"'), "sla.bpmn", "owner")
     table = (PROCESSES / "sla.dmn").read_text(encoding="utf-8")
     decision = re.search(r'<decision id="(\w+)"', table).group(1)
     with pytest.raises(DefinitionError, match="must be .sla."):
-        kefu.deploy_xml(table.replace(f'id="{decision}"', 'id="complaint"'), "t.dmn", "owner")
-    changed = kefu.deploy_xml(table.replace("<text>", "<text> ", 1), "sla.dmn", "owner")
+        kefu.designer.deploy_xml(table.replace(f'id="{decision}"', 'id="complaint"'), "t.dmn", "owner")
+    changed = kefu.designer.deploy_xml(table.replace("<text>", "<text> ", 1), "sla.dmn", "owner")
     assert changed["created"] and changed["version"] == 2
-    assert kefu.start("complaint", "agent")["instance_id"]
+    assert kefu.instances.start("complaint", "agent")["instance_id"]
 
 
 def test_the_start_up_deploy_also_refuses_what_only_the_stricter_lint_finds(owner_kefu, tmp_path):
     path = tmp_path / "mini.bpmn"
     path.write_text(MINI.replace("due_at(deadline)", "due_at(customer_name)"), encoding="utf-8")
     with pytest.raises(DefinitionError) as exc:
-        owner_kefu.deploy([path])
+        owner_kefu.definitions.deploy([path])
     assert exc.value.details["element"] == "timer_handle" and "fails on sample data" in exc.value.message
-    assert owner_kefu.definition_overview() == []
+    assert owner_kefu.designer.overview() == []
 
 
 def _with_start_data(text: str, value: str) -> str:
@@ -589,15 +589,15 @@ def test_an_older_version_is_not_deployed_again_and_a_restart_keeps_the_newest(o
     k = owner_kefu
     v1 = MINI.replace("</bpmn:definitions>", "</bpmn:definitions>\n")
     (tmp_path / "mini.bpmn").write_text(v1, encoding="utf-8")
-    assert [r["status"] for r in k.deploy([tmp_path / "mini.bpmn"])] == ["deployed"]
+    assert [r["status"] for r in k.definitions.deploy([tmp_path / "mini.bpmn"])] == ["deployed"]
     v2 = v1.replace('name="处理"', 'name="部门处理"', 1)
     assert v2 != v1
-    assert k.deploy_xml(v2, "mini.bpmn", "owner")["version"] == 2
-    again = k.deploy([tmp_path / "mini.bpmn"])  # what kefu serve does at start
+    assert k.designer.deploy_xml(v2, "mini.bpmn", "owner")["version"] == 2
+    again = k.definitions.deploy([tmp_path / "mini.bpmn"])  # what kefu serve does at start
     assert [(r["status"], r["version"], r["same_as"]) for r in again] == [("kept", 2, 1)]
     with pytest.raises(Conflict) as refused:
-        k.deploy_xml(v1, "mini.bpmn", "owner")
+        k.designer.deploy_xml(v1, "mini.bpmn", "owner")
     assert refused.value.code == "version_exists" and refused.value.details["same_as"] == 1
     assert "第 1 版完全相同" in refused.value.details["message_zh"]
-    assert [v["version"] for v in k.definition_overview()[0]["versions"]] == [2, 1]
-    assert k.deploy_xml(v2, "mini.bpmn", "owner")["created"] is False  # the newest again: unchanged
+    assert [v["version"] for v in k.designer.overview()[0]["versions"]] == [2, 1]
+    assert k.designer.deploy_xml(v2, "mini.bpmn", "owner")["created"] is False  # the newest again: unchanged

@@ -21,7 +21,7 @@ def relabelled() -> bytes:
 
 
 def versions(kefu, process_id="complaint") -> list[int]:
-    return sorted(d["version"] for d in kefu.definitions() if d["process_id"] == process_id)
+    return sorted(d["version"] for d in kefu.definitions.all() if d["process_id"] == process_id)
 
 
 def owner(kefu) -> Web:
@@ -81,7 +81,7 @@ def test_definitions_page_lists_every_process_with_versions_and_instance_counts(
     for pid in ("complaint", "consultation", "repair", "escalation"):
         assert f'id="p-{pid}"' in html
     complaint = html.split('id="p-complaint"')[1].split("</section>")[0]
-    sha = next(d["sha256"] for d in kefu.definitions() if d["process_id"] == "complaint")
+    sha = next(d["sha256"] for d in kefu.definitions.all() if d["process_id"] == "complaint")
     assert sha[:12] in complaint and "system" in complaint
     assert re.search(r'<b class="running">1</b> / <span class="total">1</span>', complaint)
     assert 'href="/definitions/complaint/v/1.bpmn"' in complaint and 'href="/designer/complaint"' in complaint
@@ -248,7 +248,7 @@ def test_deploy_through_the_web_makes_one_new_version_even_when_sent_twice(kefu)
     again = web.post_json("/designer/deploy", body).get_json()  # a double click, a resent request
     assert again["version"] == 2 and again["created"] is False
     assert versions(kefu) == [1, 2]
-    newest = next(d for d in kefu.definitions() if d["process_id"] == "complaint" and d["version"] == 2)
+    newest = next(d for d in kefu.definitions.all() if d["process_id"] == "complaint" and d["version"] == 2)
     assert newest["deployed_by"] == "owner"
     html = web.page("/definitions")
     row = re.search(r'<tr data-version="2" class="latest">(.*?)</tr>', html, re.S)[1]
@@ -302,7 +302,7 @@ def test_new_tickets_use_the_new_version_and_running_ones_keep_theirs(kefu, scen
     assert owner(kefu).post_json("/designer/deploy", {"xml": relabelled().decode()}).status_code == 200
     agent = Web(kefu).login_as("agent")
     assert "事发地点（详细地址）" in agent.page("/new/complaint")
-    assert kefu.show(old)["definition"]["version"] == 1
+    assert kefu.instances.show(old)["definition"]["version"] == 1
     html = owner(kefu).page("/definitions")
     complaint = html.split('id="p-complaint"')[1].split("</section>")[0]
     v1 = re.search(r'<tr data-version="1"[^>]*>(.*?)</tr>', complaint, re.S)[1]
@@ -328,7 +328,7 @@ def test_a_ticket_moves_to_a_version_that_changed_only_steps_ahead_of_it(kefu, s
     assert re.search(r'<tr data-version="2">.*?可以安全迁移.*?name="to_version" value="2"', html, re.S)
     r = web.post(f"/instances/{scenario.ticket_no}/migrate", {"to_version": "2"})
     assert r.status_code == 302 and r.headers["Location"].endswith(f"/instances/{scenario.ticket_no}")
-    shown = kefu.show(scenario.ticket_no)
+    shown = kefu.instances.show(scenario.ticket_no)
     assert shown["definition"]["version"] == 2
     moved = [e for e in shown["events"] if e["type"] == "instance_migrated"]
     assert moved and moved[0]["actor"] == "owner"
@@ -342,10 +342,10 @@ def test_a_ticket_does_not_move_when_a_step_it_ran_changed_and_the_page_says_why
     html = web.page(f"/instances/{scenario.ticket_no}/migrate")
     row = re.search(r'<tr data-version="2">(.*?)</tr>', html, re.S)[1]
     assert "不能迁移" in row and "register" in row and 'name="to_version"' not in row
-    before = kefu.show(scenario.ticket_no)
+    before = kefu.instances.show(scenario.ticket_no)
     r = web.post(f"/instances/{scenario.ticket_no}/migrate", {"to_version": "2"})  # a forged or stale form
     assert r.status_code == 409 and "register" in r.get_data(as_text=True)
-    after = kefu.show(scenario.ticket_no)
+    after = kefu.instances.show(scenario.ticket_no)
     assert after["definition"]["version"] == 1 and after["events"] == before["events"]
 
 
@@ -358,7 +358,7 @@ def test_the_ticket_page_offers_a_move_only_when_a_newer_version_exists_and_only
     for who in ROLES:
         page = Web(kefu).login_as(who).get(f"/instances/{scenario.ticket_no}").get_data(as_text=True)
         assert (link in page) == (who == "owner"), who
-    consultation = kefu.start("consultation", "agent")  # another process, still on its only version
+    consultation = kefu.instances.start("consultation", "agent")  # another process, still on its only version
     assert "迁移到新版本" not in owner(kefu).page(f"/instances/{consultation['ticket_no']}")
 
 
@@ -392,7 +392,7 @@ def test_a_move_lost_to_a_concurrent_change_is_refused_in_the_readers_language(k
 
     def stale(*args, **kwargs):
         raise Conflict(f"instance {scenario.ticket_no} was changed by someone else meanwhile; nothing was saved")
-    monkeypatch.setattr(kefu, "migrate_instance", stale)
+    monkeypatch.setattr(kefu.designer, "migrate_instance", stale)
     web.client.set_cookie("kefu_lang", lang)
     r = web.post(f"/instances/{scenario.ticket_no}/migrate", {"to_version": "2"})
     assert r.status_code == 409
@@ -406,7 +406,7 @@ def test_only_the_process_owner_may_move_a_ticket(kefu, scenario, who):
     web = Web(kefu).login_as(who)
     assert web.get(f"/instances/{scenario.ticket_no}/migrate").status_code == 403
     assert web.post(f"/instances/{scenario.ticket_no}/migrate", {"to_version": "2"}).status_code == 403
-    assert kefu.show(scenario.ticket_no)["definition"]["version"] == 1
+    assert kefu.instances.show(scenario.ticket_no)["definition"]["version"] == 1
 
 
 @pytest.mark.parametrize("form, status", [({"to_version": "99"}, 404), ({"to_version": "abc"}, 400), ({}, 400)])

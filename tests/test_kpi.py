@@ -80,7 +80,7 @@ def repair(kefu, actor):
 
 def advance(kefu, **delta):
     kefu.clock.advance(timedelta(**delta))
-    return kefu.fire_due_timers()
+    return kefu.timers.fire_due()
 
 
 def seed_month(kefu):
@@ -181,7 +181,7 @@ def lineage(fig):
 def test_seeded_month_figures_computed_by_hand(month):
     kefu, t = month
     no = {name: sc.ticket_no for name, sc in t.items()}
-    r = kpi.store(kefu, "2026-11", "supervisor")
+    r = kefu.kpi.store("2026-11", "supervisor")
     d = r["department"]
     assert r["tickets"] == 10 and r["final"] is True  # the December ticket is not November's
 
@@ -236,40 +236,40 @@ def test_seeded_month_figures_computed_by_hand(month):
 
 def test_stored_report_is_the_one_read_and_does_not_change(month):
     kefu, t = month
-    assert kpi.stored(kefu, "2026-11") is None
-    first = kpi.store(kefu, "2026-11", "supervisor")
+    assert kefu.kpi.stored("2026-11") is None
+    first = kefu.kpi.store("2026-11", "supervisor")
     t["p_open"].complete("department_handle", "department", {"handling_result": "已整改"})
-    again = kpi.report(kefu, "2026-11")
+    again = kefu.kpi.report("2026-11")
     assert again["computed_at"] == first["computed_at"] and again["department"] == first["department"]
     # computed live as of the month end, later events do not move November's figures either
-    assert kpi.live(kefu, "2026-11")["department"]["K5"]["value"] == first["department"]["K5"]["value"]
+    assert kefu.kpi.live("2026-11")["department"]["K5"]["value"] == first["department"]["K5"]["value"]
 
 
 def test_k_cycle_stores_the_previous_month_once(month):
     kefu, _t = month
-    stored = kpi.k_cycle(kefu)
+    stored = kefu.kpi.k_cycle()
     assert stored["month"] == "2026-11" and stored["computed_by"] == "system"
-    assert kpi.k_cycle(kefu) is None  # already there
+    assert kefu.kpi.k_cycle() is None  # already there
 
 
 def test_running_month_cannot_be_stored_and_bad_months_are_refused(kefu):
     with pytest.raises(InvalidInput, match="not over"):
-        kpi.store(kefu, "2026-11")
+        kefu.kpi.store("2026-11")
     for bad in ("2026-13", "nov", "", "2026-1-1", "0000-01"):
         with pytest.raises(InvalidInput):
-            kpi.live(kefu, bad)
+            kefu.kpi.live(bad)
 
 
 def test_only_supervisor_stores_and_readers_read(kefu):
     with pytest.raises(NotAllowed):
-        kpi.live(kefu, "2026-11", "agent")
+        kefu.kpi.live("2026-11", "agent")
     with pytest.raises(NotAllowed):
-        kpi.live(kefu, "2026-11", "nobody")
+        kefu.kpi.live("2026-11", "nobody")
     for reader in ("supervisor", "qa", "auditor", "owner"):
-        assert kpi.live(kefu, "2026-11", reader)["tickets"] == 0
+        assert kefu.kpi.live("2026-11", reader)["tickets"] == 0
     kefu.clock.advance(timedelta(days=8))
     with pytest.raises(NotAllowed):
-        kpi.store(kefu, "2026-11", "qa")
+        kefu.kpi.store("2026-11", "qa")
 
 
 def test_scores_follow_002_linear_with_floors():
@@ -293,20 +293,20 @@ def test_scheduler_runs_the_k_cycle_catch_up_at_start(month):
         assert str(job.trigger) == "cron[day='1', hour='0', minute='5']"
         assert str(job.trigger.timezone) == "Asia/Shanghai"
         deadline = _time.monotonic() + 20
-        while kpi.stored(kefu, "2026-11") is None and _time.monotonic() < deadline:
+        while kefu.kpi.stored("2026-11") is None and _time.monotonic() < deadline:
             _time.sleep(0.1)
-        assert kpi.stored(kefu, "2026-11")["computed_by"] == "system"
-        while kpi.qa_sample_of(kefu, "2026-11") is None and _time.monotonic() < deadline:
+        assert kefu.kpi.stored("2026-11")["computed_by"] == "system"
+        while kefu.kpi.qa_sample_of("2026-11") is None and _time.monotonic() < deadline:
             _time.sleep(0.1)
-        assert kpi.qa_sample_of(kefu, "2026-11") is not None  # November has closed tickets to sample
+        assert kefu.kpi.qa_sample_of("2026-11") is not None  # November has closed tickets to sample
     finally:
         sched.shutdown()
 
 
 def test_k_cycle_job_on_an_empty_month_stores_the_report_but_draws_no_sample(kefu):
     kefu.clock.advance(timedelta(days=8))
-    assert kpi.k_cycle_job(kefu) == {"report": "2026-11", "qa_sample": None}
-    assert kpi.k_cycle_job(kefu) == {"report": None, "qa_sample": None}
+    assert kefu.kpi.k_cycle_job() == {"report": "2026-11", "qa_sample": None}
+    assert kefu.kpi.k_cycle_job() == {"report": None, "qa_sample": None}
 
 
 def test_qa_scores_of_the_seeded_month_feed_the_next_months_k4(month):
@@ -314,17 +314,17 @@ def test_qa_scores_of_the_seeded_month_feed_the_next_months_k4(month):
     report counts them, each for the agent who opened it."""
     kefu, t = month
     no = {name: sc.ticket_no for name, sc in t.items()}
-    kpi.set_sample_size(kefu, kpi.QA_MAX_SIZE, "owner")  # larger than the month: every closed ticket
-    started = kpi.start_qa_sampling(kefu, "2026-11", "supervisor", seed=3)
+    kefu.kpi.set_sample_size(kpi.QA_MAX_SIZE, "owner")  # larger than the month: every closed ticket
+    started = kefu.kpi.start_qa_sampling("2026-11", "supervisor", seed=3)
     # closed (instance completed) in November: c_spot, c_ok, r_pause. Not closed yet: the complaints wait for
     # customer care (P10), c_late and r_late for the supervisor to read the overdue warning, c_open and p_open
     # are open; December's ticket is not November's.
     assert started["sample"] == sorted(no[n] for n in ("c_spot", "c_ok", "r_pause"))
     inaccurate = {no["r_pause"]}
-    while (task := next((x for x in kefu.tasks(actor="qa") if x["bpmn_id"] == "qa_review"), None)):
-        ticket = kefu.show(started["instance_id"])["data"]["sampled_ticket"]
-        kefu.complete(task["id"], "qa", {"entry_accurate": ticket not in inaccurate, "service_quality": 80})
-    dec = kpi.live(kefu, "2026-12")
+    while (task := next((x for x in kefu.tasks.ready(actor="qa") if x["bpmn_id"] == "qa_review"), None)):
+        ticket = kefu.instances.show(started["instance_id"])["data"]["sampled_ticket"]
+        kefu.tasks.complete(task["id"], "qa", {"entry_accurate": ticket not in inaccurate, "service_quality": 80})
+    dec = kefu.kpi.live("2026-12")
     # 2 accurate of 3 = 66.67 % → 66.67 / 98 × 100 = 68.03
     k4 = dec["department"]["K4"]
     assert (k4["numerator"], k4["denominator"], k4["value"], k4["score"]) == (2, 3, 66.67, 68.03)
@@ -334,4 +334,4 @@ def test_qa_scores_of_the_seeded_month_feed_the_next_months_k4(month):
     assert (a1["numerator"], a1["denominator"], a1["value"]) == (1, 2, 50.0)
     assert (a2["numerator"], a2["denominator"], a2["value"], a2["score"]) == (1, 1, 100.0, 100.0)
     assert dec["tickets"] == 1 and dec["agents"]["agent2"]["K1"]["denominator"] == 0  # agent2 opened none
-    assert kpi.live(kefu, "2026-11")["department"]["K4"]["denominator"] == 0  # November itself: none yet
+    assert kefu.kpi.live("2026-11")["department"]["K4"]["denominator"] == 0  # November itself: none yet

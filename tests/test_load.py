@@ -42,6 +42,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import undefer
 
+from engine.services import projections
 from engine.store.tables import AuditEvent, HumanTask, Instance, Setting, Timer
 from engine.service import CLOCK_OFFSET
 from tests.conftest import ROOT
@@ -248,12 +249,12 @@ def consistency_problems(k) -> list[str]:
         for iid, tid, due in s.execute(select(Timer.instance_id, Timer.id, Timer.due_at)):
             timer_rows[iid][tid] = due
         for inst in s.scalars(select(Instance).options(undefer(Instance.state)).order_by(Instance.id)):
-            wf = k._load(s, inst)
+            wf = k.runner.load(s, inst)
             ready = {str(t.id) for t in wf.get_tasks(state=TaskState.READY, manual=True)}
             if ready != ready_rows.get(inst.id, set()):
                 problems.append(f"{inst.ticket_no}: ready tasks {sorted(ready)} but rows "
                                 f"{sorted(ready_rows.get(inst.id, set()))}")
-            waiting = {str(t.id): due for t, due, _ in k._waiting_timers(wf)}
+            waiting = {str(t.id): due for t, due, _ in projections.waiting_timers(wf)}
             if waiting != timer_rows.get(inst.id, {}):
                 problems.append(f"{inst.ticket_no}: waiting timers {waiting} but rows {timer_rows.get(inst.id)}")
             if (inst.status == "completed") != wf.is_completed():
@@ -270,9 +271,9 @@ def test_web_workers_and_schedulers_lose_nothing_under_load_and_sigkill(pg_url, 
         with k.db.reading() as s:
             accept = dict(s.execute(select(HumanTask.instance_id, HumanTask.id)
                                     .where(HumanTask.bpmn_id == "accept_order", HumanTask.state == "ready")).all())
-        (due,) = {t["due_at"] for t in k.timers()}
+        (due,) = {t["due_at"] for t in k.timers.waiting()}
         due = datetime.fromisoformat(due)
-        tokens = {u: k.create_token(u, "load test")["token"] for u in ("agent", "agent2", "technician")}
+        tokens = {u: k.users.create_token(u, "load test")["token"] for u in ("agent", "agent2", "technician")}
         seeded_s = time.monotonic() - began
 
         # The processes, as the README's scale-out section runs them.

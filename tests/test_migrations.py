@@ -66,10 +66,10 @@ def test_a_database_from_before_migrations_is_stamped_and_upgraded_keeping_its_d
     assert migrate.differences(empty_db) == [], DRIFT_HELP
 
     # The data is still there and the service works on it.
-    found = k.find_customers("021-1234")
+    found = k.customers.find("021-1234")
     assert [c["name"] for c in found] == ["老客户"] and found[0]["vip"] is True
-    k.deploy()
-    started = k.start("consultation", "agent", customer_id=found[0]["id"])
+    k.definitions.deploy()
+    started = k.instances.start("consultation", "agent", customer_id=found[0]["id"])
     assert started["customer_id"] == found[0]["id"] and started["tasks"]
 
 
@@ -154,18 +154,18 @@ def test_upgrading_to_the_ledger_backfills_it_so_older_records_verify(empty_db, 
     from engine.cli import seed_demo
     k = Kefu(Config(database_url=empty_db.url, env="test"), database=empty_db, clock=clock)
     k.init()
-    k.deploy()
+    k.definitions.deploy()
     seed_demo(k, password=None)
-    tickets = [k.start("consultation", "agent")["ticket_no"] for _ in range(3)]
+    tickets = [k.instances.start("consultation", "agent")["ticket_no"] for _ in range(3)]
     migrate.downgrade(empty_db, "0002_api_tokens")
     assert "audit_ledger" not in tables(empty_db)
     migrate.upgrade(empty_db)
-    assert k.verify_audit() == []
+    assert k.audit.verify() == []
     with empty_db.engine.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM audit_ledger")).scalar() == 3
         # the append-only triggers came back with the revision
         with pytest.raises(Exception, match="append-only"):
             with conn.begin_nested():
                 conn.execute(text("DELETE FROM audit_ledger"))
-    k.start("consultation", "agent")
-    assert k.verify_audit() == [] and len(tickets) == 3
+    k.instances.start("consultation", "agent")
+    assert k.audit.verify() == [] and len(tickets) == 3

@@ -78,9 +78,9 @@ class Checked:
 
 
 def test_real_responses_validate_against_the_documented_schemas(app, kefu, scenario):
-    kefu.add_user("telephony", ["integration"])
-    agent = Checked(app, kefu.create_token("agent")["token"])
-    phone = Checked(app, kefu.create_token("telephony")["token"])
+    kefu.users.add("telephony", ["integration"])
+    agent = Checked(app, kefu.users.create_token("agent")["token"])
+    phone = Checked(app, kefu.users.create_token("telephony")["token"])
     customer = agent("get", "/customers?q=6321")["customers"][0]
     agent("get", f"/customers/{customer['id']}")
     agent("get", "/customers/999999", expect=404)
@@ -122,8 +122,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(app, kefu):
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 
     for kind in ("consultation", "complaint", "repair"):
-        kefu.start(kind, "agent")
-    token = kefu.create_token("supervisor")["token"]
+        kefu.instances.start(kind, "agent")
+    token = kefu.users.create_token("supervisor")["token"]
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     failures = []
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -154,7 +154,7 @@ def test_schemathesis_stateful_runs_follow_the_links_through_real_tickets(app, k
     import schemathesis
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-    token = kefu.create_token("agent")["token"]
+    token = kefu.users.create_token("agent")["token"]
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     base = schema.as_state_machine()
 
@@ -170,5 +170,5 @@ def test_schemathesis_stateful_runs_follow_the_links_through_real_tickets(app, k
     Scenario.run(settings=hypothesis.settings(
         max_examples=15, stateful_step_count=6, derandomize=True, database=None, deadline=None,
         suppress_health_check=list(hypothesis.HealthCheck), phases=[hypothesis.Phase.generate]))
-    assert kefu.instances(limit=500), "the scenarios opened no ticket"
-    assert not kefu.verify_audit()
+    assert kefu.instances.recent(limit=500), "the scenarios opened no ticket"
+    assert not kefu.audit.verify()

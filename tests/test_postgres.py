@@ -57,7 +57,7 @@ def kefu_cli(url, *args):
 def test_tickets_opened_at_once_get_distinct_consecutive_numbers(k, pg_url):
     # The day's counter row does not exist yet: every transaction races to create it.
     threads, each = 6, 4
-    results = together(threads, lambda _i: [k.start("repair", "agent", data=REPAIR)["ticket_no"]
+    results = together(threads, lambda _i: [k.instances.start("repair", "agent", data=REPAIR)["ticket_no"]
                                             for _ in range(each)])
     errors = [r for r in results if isinstance(r, Exception)]
     assert not errors, errors
@@ -65,8 +65,8 @@ def test_tickets_opened_at_once_get_distinct_consecutive_numbers(k, pg_url):
     assert numbers == [f"BX20261123-{i:04d}" for i in range(1, threads * each + 1)]
     # Another kind, another day: counters are per prefix and date.
     k.clock.advance(timedelta(days=1))
-    assert k.start("consultation", "agent")["ticket_no"] == "ZX20261124-0001"
-    assert k.start("repair", "agent", data=REPAIR)["ticket_no"] == "BX20261124-0001"
+    assert k.instances.start("consultation", "agent")["ticket_no"] == "ZX20261124-0001"
+    assert k.instances.start("repair", "agent", data=REPAIR)["ticket_no"] == "BX20261124-0001"
     # The audit chains of all of them verify, through the command line as an operator would run it.
     plain = pg_url.replace("postgresql+psycopg://", "postgresql://")  # what an operator would type
     done = kefu_cli(plain, "audit", "verify", "--json")
@@ -75,8 +75,8 @@ def test_tickets_opened_at_once_get_distinct_consecutive_numbers(k, pg_url):
 
 
 def test_a_deadlock_is_a_conflict_and_saves_nothing(k):
-    a = k.create_customer({"name": "甲公司"})["id"]
-    b = k.create_customer({"name": "乙公司"})["id"]
+    a = k.customers.create({"name": "甲公司"})["id"]
+    b = k.customers.create({"name": "乙公司"})["id"]
     locked = threading.Barrier(2)
 
     def cross(i):
@@ -93,7 +93,7 @@ def test_a_deadlock_is_a_conflict_and_saves_nothing(k):
     loser = next(o for o in outcomes if isinstance(o, Conflict))
     assert "deadlock" in loser.message and "try again" in loser.message
     winner = next(o for o in outcomes if isinstance(o, int))
-    assert {k.get_customer(a)["needs"], k.get_customer(b)["needs"]} == {f"writer {winner}"}
+    assert {k.customers.get(a)["needs"], k.customers.get(b)["needs"]} == {f"writer {winner}"}
 
 
 def test_a_timer_and_a_completion_racing_on_one_instance_never_both_apply(k, clock):
@@ -101,27 +101,27 @@ def test_a_timer_and_a_completion_racing_on_one_instance_never_both_apply(k, clo
     # cancels the task: on PostgreSQL that can deadlock, and the aborted side is a Conflict.
     opened = []
     for _ in range(6):
-        r = k.start("repair", "agent", data=REPAIR)
+        r = k.instances.start("repair", "agent", data=REPAIR)
         dispatch = next(t for t in r["tasks"] if t["bpmn_id"] == "dispatch")
-        work = k.complete(dispatch["id"], "agent", {"technician": "technician", "repair_requirement": "换读卡器",
+        work = k.tasks.complete(dispatch["id"], "agent", {"technician": "technician", "repair_requirement": "换读卡器",
                                                     "required_arrival_time": (k.now() + timedelta(hours=2)).isoformat()})
         opened.append((r["instance_id"], next(t for t in work["tasks"] if t["bpmn_id"] == "accept_order")["id"]))
     clock.advance(timedelta(minutes=30, seconds=1))  # the response deadline
 
     def act(i):
         if i == 0:
-            return k.fire_due_timers()
+            return k.timers.fire_due()
         return [_complete_or_conflict(k, task_id) for _iid, task_id in opened]
     fired, completed = together(2, act)
     assert not isinstance(fired, Exception) and not isinstance(completed, Exception), (fired, completed)
     for (iid, task_id), outcome in zip(opened, completed):
-        events = k.show(iid)["events"]
+        events = k.instances.show(iid)["events"]
         by_timer = [e for e in events if e["type"] == "timer_fired"]
         by_hand = [e for e in events if e["type"] == "task_completed" and e["task_id"] == task_id]
         assert len(by_timer) + len(by_hand) == 1, (iid, outcome)
         assert (outcome == "conflict") == bool(by_timer)
-    assert k.fire_due_timers() == []
-    assert k.verify_audit() == []
+    assert k.timers.fire_due() == []
+    assert k.audit.verify() == []
 
 
 def test_two_tasks_of_one_instance_completed_at_once_never_lose_an_update(k, clock):
@@ -130,40 +130,40 @@ def test_two_tasks_of_one_instance_completed_at_once_never_lose_an_update(k, clo
     # save must then be a Conflict (never a raw duplicate-key error, never an overwrite).
     instances = []
     for _ in range(6):
-        r = k.start("repair", "agent", data=REPAIR)
+        r = k.instances.start("repair", "agent", data=REPAIR)
         dispatch = next(t for t in r["tasks"] if t["bpmn_id"] == "dispatch")
-        k.complete(dispatch["id"], "agent", {"technician": "technician", "repair_requirement": "换读卡器",
+        k.tasks.complete(dispatch["id"], "agent", {"technician": "technician", "repair_requirement": "换读卡器",
                                              "required_arrival_time": (k.now() + timedelta(hours=2)).isoformat()})
         instances.append(r["instance_id"])
     clock.advance(timedelta(hours=24, seconds=1))
-    assert len(k.fire_due_timers()) == len(instances)
+    assert len(k.timers.fire_due()) == len(instances)
     for iid in instances:
-        ready = {t["bpmn_id"]: t["id"] for t in k.tasks(instance=iid)}
-        outcomes = together(2, lambda i, ready=ready: k.complete(*(
+        ready = {t["bpmn_id"]: t["id"] for t in k.tasks.ready(instance=iid)}
+        outcomes = together(2, lambda i, ready=ready: k.tasks.complete(*(
             (ready["redispatch"], "agent", {"technician": "technician2", "redispatch_reason": "超时",
                                             "required_arrival_time": (k.now() + timedelta(hours=1)).isoformat()}),
             (ready["overdue_warning"], "supervisor", {"warning_note": "已提醒"}))[i]))
         assert all(isinstance(o, (dict, Conflict)) for o in outcomes), outcomes
-        done = {e["bpmn_id"] for e in k.show(iid)["events"] if e["type"] == "task_completed"}
-        still = {t["bpmn_id"] for t in k.tasks(instance=iid)}
+        done = {e["bpmn_id"] for e in k.instances.show(iid)["events"] if e["type"] == "task_completed"}
+        still = {t["bpmn_id"] for t in k.tasks.ready(instance=iid)}
         for bpmn_id, o in zip(("redispatch", "overdue_warning"), outcomes):
             assert (bpmn_id in done) == isinstance(o, dict) and (bpmn_id in still) == isinstance(o, Conflict)
-    assert k.verify_audit() == []
+    assert k.audit.verify() == []
 
 
 def _complete_or_conflict(k, task_id):
     try:
-        k.complete(task_id, "technician", {"expected_arrival_time": (k.now() + timedelta(hours=1)).isoformat()})
+        k.tasks.complete(task_id, "technician", {"expected_arrival_time": (k.now() + timedelta(hours=1)).isoformat()})
         return "completed"
     except Conflict:
         return "conflict"
 
 
 def test_text_longer_than_its_column_is_invalid_input_not_a_database_error(k):
-    before = len(k.find_customers("长"))
+    before = len(k.customers.find("长"))
     with pytest.raises(InvalidInput, match="longer than the database allows"):
-        k.create_customer({"name": "长" * 200})  # the name column holds 128 characters
-    assert len(k.find_customers("长")) == before
+        k.customers.create({"name": "长" * 200})  # the name column holds 128 characters
+    assert len(k.customers.find("长")) == before
 
 
 def test_postgresql_urls_use_psycopg_3(pg_url):

@@ -51,13 +51,13 @@ def test_r3_work_order_goes_to_the_named_technician_with_arrival_time(scenario):
     accept = scenario.task("accept_order")
     assert accept["assignee"] == "technician2" and "R3" in accept["rules"]
     with pytest.raises(NotAllowed):
-        scenario.k.complete(accept["id"], "technician", {"expected_arrival_time": scenario.later(hours=1)})
+        scenario.k.tasks.complete(accept["id"], "technician", {"expected_arrival_time": scenario.later(hours=1)})
     scenario.complete("accept_order", "technician2", {"expected_arrival_time": scenario.later(hours=1)})
     work = scenario.task("repair_work")
     assert work["role"] == "technician" and work["assignee"] == "technician2"
-    assert scenario.k.tasks(actor="technician", instance=scenario.instance_id) == []
+    assert scenario.k.tasks.ready(actor="technician", instance=scenario.instance_id) == []
     with pytest.raises(NotAllowed):
-        scenario.k.complete(work["id"], "technician", {"repair_result": "x", "customer_cooperation_needed": False})
+        scenario.k.tasks.complete(work["id"], "technician", {"repair_result": "x", "customer_cooperation_needed": False})
     assert due(scenario, "repair_work") == scenario.base.clock.now() + timedelta(hours=24)
     assert scenario.show()["data"]["required_arrival_time"] == "2026-11-23T11:00:00+08:00"
 
@@ -70,7 +70,7 @@ def test_r3_only_a_technician_can_be_dispatched(scenario):
 
 
 def test_r3_vip_customer_gets_the_shorter_finish_target(scenario):
-    vip = scenario.k.find_customers("021-63210000")[0]
+    vip = scenario.k.customers.find("021-63210000")[0]
     assert vip["vip"]
     register(scenario, customer_id=vip["id"], customer_name=vip["name"], contact_phone=vip["phone"])
     assert scenario.show()["vip"] is True and scenario.show()["data"]["priority"] == "vip"
@@ -107,7 +107,7 @@ def test_r6_revisit_two_to_three_working_days_after_completion(scenario):
     dispatch(scenario)
     scenario.complete("repair_work", "technician", {"repair_result": "已修复", "customer_cooperation_needed": False})
     scenario.complete("confirm_repair", "agent", {"satisfied": True})
-    timers = {t["bpmn_id"]: t["due_at"] for t in scenario.k.timers(scenario.instance_id)}
+    timers = {t["bpmn_id"]: t["due_at"] for t in scenario.k.timers.waiting(scenario.instance_id)}
     assert timers == {"wait_revisit": "2026-11-25T09:00:00+08:00"}
     scenario.advance(days=2, seconds=1)
     t = scenario.task("revisit")

@@ -42,8 +42,8 @@ def timer(expr: str) -> str:
 
 def refused(k, text, name="evil.bpmn") -> DefinitionError:
     with pytest.raises(DefinitionError) as exc:
-        k.deploy_xml(text, name, "owner")
-    assert k.definition_overview() == []
+        k.designer.deploy_xml(text, name, "owner")
+    assert k.designer.overview() == []
     return exc.value
 
 
@@ -98,14 +98,14 @@ def test_a_form_field_named_like_a_dunder_is_refused(k, field_id):
 
 def test_data_named_builtins_is_refused_by_the_form_and_never_reaches_the_diagram_code(k):
     from engine.errors import FormValidationError
-    k.deploy_xml(condition("severity == 'major'"), "mini.bpmn", "owner")
+    k.designer.deploy_xml(condition("severity == 'major'"), "mini.bpmn", "owner")
     data = {"customer_name": "x", "divisor": 2, "deadline": "2026-11-25T18:00:00+08:00", "severity": "major"}
     with pytest.raises(FormValidationError) as exc:
-        k.start("mini", "agent", data={**data, "__builtins__": {"open": "boom"}})
+        k.instances.start("mini", "agent", data={**data, "__builtins__": {"open": "boom"}})
     assert exc.value.errors == {"__builtins__": "unknown field"}
-    assert k.instances() == []
-    r = k.start("mini", "agent", data=data)
-    assert k.show(r["instance_id"])["status"] == "active"
+    assert k.instances.recent() == []
+    r = k.instances.start("mini", "agent", data=data)
+    assert k.instances.show(r["instance_id"])["status"] == "active"
 
 
 def test_an_external_xml_entity_is_refused_and_nothing_is_read(k):
@@ -182,28 +182,28 @@ def test_huge_values_in_a_diagram_are_refused_naming_the_element(k, text, elemen
 
 
 def test_a_huge_value_made_from_data_is_an_incident_naming_the_element_and_nothing_is_lost(k):
-    k.deploy_xml(script("ratio = 100 // divisor\nfiller = 'x' * divisor"), "mini.bpmn", "owner")
+    k.designer.deploy_xml(script("ratio = 100 // divisor\nfiller = 'x' * divisor"), "mini.bpmn", "owner")
     data = {"customer_name": "x", "divisor": 10 ** 9, "deadline": "2026-11-25T18:00:00+08:00"}
     started = time.perf_counter()
-    r = k.start("mini", "agent", data=data)
+    r = k.instances.start("mini", "agent", data=data)
     assert time.perf_counter() - started < 10
-    shown = k.show(r["instance_id"])
+    shown = k.instances.show(r["instance_id"])
     assert shown["status"] == "incident" and shown["incident"]["bpmn_id"] == "compute"
     assert "too large" in shown["incident"]["message"] and shown["incident"]["line_number"] == 2
     assert shown["data"]["divisor"] == 10 ** 9 and shown["data"]["customer_name"] == "x"  # the form is kept
     assert [t["bpmn_id"] for t in shown["tasks"] if t["state"] == "ready"] == []
-    k.retry_incident(r["instance_id"], "supervisor", {"divisor": 5})
-    shown = k.show(r["instance_id"])
+    k.instances.retry_incident(r["instance_id"], "supervisor", {"divisor": 5})
+    shown = k.instances.show(r["instance_id"])
     assert shown["status"] == "active" and shown["data"]["filler"] == "xxxxx"
     assert [t["bpmn_id"] for t in shown["tasks"] if t["state"] == "ready"] == ["handle"]
 
 
 def test_a_condition_too_large_for_the_data_stops_before_the_next_step(k):
-    k.deploy_xml(condition("len(customer_name * divisor) &gt; 3"), "mini.bpmn", "owner")
+    k.designer.deploy_xml(condition("len(customer_name * divisor) &gt; 3"), "mini.bpmn", "owner")
     data = {"customer_name": "张三", "divisor": 10 ** 9, "deadline": "2026-11-25T18:00:00+08:00"}
-    r = k.start("mini", "agent", data=data)
-    shown = k.show(r["instance_id"])
+    r = k.instances.start("mini", "agent", data=data)
+    shown = k.instances.show(r["instance_id"])
     assert shown["status"] == "incident" and shown["incident"]["bpmn_id"] == "gw"
     assert "too large" in shown["incident"]["message"]
-    k.retry_incident(r["instance_id"], "supervisor", {"divisor": 2})
-    assert [t["bpmn_id"] for t in k.show(r["instance_id"])["tasks"] if t["state"] == "ready"] == ["handle"]
+    k.instances.retry_incident(r["instance_id"], "supervisor", {"divisor": 2})
+    assert [t["bpmn_id"] for t in k.instances.show(r["instance_id"])["tasks"] if t["state"] == "ready"] == ["handle"]

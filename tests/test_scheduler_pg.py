@@ -46,9 +46,9 @@ def _open_repair_tickets(k, n):
     arrival = (k.now() + timedelta(hours=2)).isoformat()
     ids = []
     for _ in range(n):
-        r = k.start("repair", "agent", data=data)
+        r = k.instances.start("repair", "agent", data=data)
         dispatch = next(t for t in r["tasks"] if t["bpmn_id"] == "dispatch")
-        k.complete(dispatch["id"], "agent", {"technician": "technician", "repair_requirement": "更换读卡器",
+        k.tasks.complete(dispatch["id"], "agent", {"technician": "technician", "repair_requirement": "更换读卡器",
                                              "required_arrival_time": arrival})
         ids.append(r["instance_id"])
     return ids
@@ -77,10 +77,10 @@ def test_two_scheduler_processes_fire_every_timer_exactly_once(pg_url, clock):
     k = make_kefu(pg_url, clock)
     try:
         instance_ids = open_repair_tickets(k, TICKETS)
-        timers = k.timers()
+        timers = k.timers.waiting()
         assert len(timers) == TICKETS and {t["bpmn_id"] for t in timers} == {"timer_response_overdue"}
         assert len({t["due_at"] for t in timers}) == 1, "all timers should fall due at the same moment"
-        assert k.fire_due_timers() == []  # nothing is due yet
+        assert k.timers.fire_due() == []  # nothing is due yet
 
         now = clock.now() + timedelta(hours=24, seconds=1)
         outputs = run_schedulers(pg_url, now)
@@ -120,7 +120,7 @@ def test_two_scheduler_processes_fire_every_timer_exactly_once(pg_url, clock):
         assert tasks == Counter({(i, b, "ready", None): 1 for i in instance_ids
                                  for b in ("redispatch", "overdue_warning")}
                                 | {(i, "accept_order", "cancelled", "timer"): 1 for i in instance_ids})
-        assert k.verify_audit() == []
-        assert k.fire_due_timers(now) == []
+        assert k.audit.verify() == []
+        assert k.timers.fire_due(now) == []
     finally:
         k.db.dispose()

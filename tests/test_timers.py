@@ -26,7 +26,7 @@ def at(*args):
 
 
 def timers(sc):
-    return {t["bpmn_id"]: datetime.fromisoformat(t["due_at"]) for t in sc.k.timers(sc.instance_id)}
+    return {t["bpmn_id"]: datetime.fromisoformat(t["due_at"]) for t in sc.k.timers.waiting(sc.instance_id)}
 
 
 def fired_counts(k):
@@ -65,31 +65,31 @@ def test_t2_repair_revisit_two_working_days_skips_the_holiday(scenario, clock):
 def test_t2_a_year_without_official_calendar_uses_overrides_then_weekdays_and_says_so(kefu, clock):
     clock.set(at(2026, 12, 30, 10))
     with pytest.warns(CalendarDataMissing, match="2027"):
-        r = kefu.add_working_days("2026-12-30T10:00", 3)
+        r = kefu.time.add_working_days("2026-12-30T10:00", 3)
     assert r["due_at"] == "2027-01-04T09:00:00+08:00" and r["calendar"]["weekday_rule_years"] == [2027]
-    assert kefu.calendar_status([2026, 2027])["years"][1]["missing"] is True
+    assert kefu.time.calendar_status([2026, 2027])["years"][1]["missing"] is True
     with pytest.raises(Exception, match="process_owner"):
-        kefu.set_calendar_day("2027-01-01", False, "agent", note="元旦")
-    kefu.set_calendar_day("2027-01-01", False, "owner", note="元旦")
-    r = kefu.add_working_days("2026-12-30T10:00", 3)
+        kefu.time.set_calendar_day("2027-01-01", False, "agent", note="元旦")
+    kefu.time.set_calendar_day("2027-01-01", False, "owner", note="元旦")
+    r = kefu.time.add_working_days("2026-12-30T10:00", 3)
     assert r["due_at"] == "2027-01-05T09:00:00+08:00" and "weekday_rule_years" not in r["calendar"]
-    assert kefu.calendar_status([2027])["years"][0] == {"year": 2027, "source": "overrides", "overrides": 1,
+    assert kefu.time.calendar_status([2027])["years"][0] == {"year": 2027, "source": "overrides", "overrides": 1,
                                                         "missing": False}
     # A company-specific day off inside a known year wins over the statutory calendar.
-    kefu.set_calendar_day("2026-12-31", False, "owner", note="公司年会")
-    assert kefu.add_working_days("2026-12-30T10:00", 1)["due_at"] == "2027-01-04T09:00:00+08:00"
-    kefu.set_calendar_day("2026-12-31", None, "owner")
-    assert kefu.add_working_days("2026-12-30T10:00", 1)["due_at"] == "2026-12-31T09:00:00+08:00"
+    kefu.time.set_calendar_day("2026-12-31", False, "owner", note="公司年会")
+    assert kefu.time.add_working_days("2026-12-30T10:00", 1)["due_at"] == "2027-01-04T09:00:00+08:00"
+    kefu.time.set_calendar_day("2026-12-31", None, "owner")
+    assert kefu.time.add_working_days("2026-12-30T10:00", 1)["due_at"] == "2026-12-31T09:00:00+08:00"
 
 
 def test_t2_overrides_reach_another_process_and_running_timers_use_them(kefu, clock):
     clock.set(at(2026, 12, 29, 10))
     other = Kefu(kefu.config, database=kefu.db, clock=kefu.clock)    # e.g. the scheduler process
-    assert other.add_working_days("2026-12-29", 2)["due_at"] == "2026-12-31T09:00:00+08:00"
-    kefu.set_calendar_day("2026-12-31", False, "owner", note="公司年会")
+    assert other.time.add_working_days("2026-12-29", 2)["due_at"] == "2026-12-31T09:00:00+08:00"
+    kefu.time.set_calendar_day("2026-12-31", False, "owner", note="公司年会")
     with pytest.warns(CalendarDataMissing):
         # 12-30, then (12-31 off) Friday 2027-01-01 by the weekday rule: 2027's calendar is not known yet.
-        assert other.add_working_days("2026-12-29", 2)["due_at"].startswith("2027-01-01")
+        assert other.time.add_working_days("2026-12-29", 2)["due_at"].startswith("2027-01-01")
 
 
 def test_t2_a_process_crossing_into_2027_does_not_stop(scenario, clock):
@@ -111,7 +111,7 @@ def test_t2_a_process_crossing_into_2027_does_not_stop(scenario, clock):
 def test_t1_work_order_targets_from_the_sla_table(scenario, case, respond, finish):
     now = scenario.base.clock.now()
     if case == "vip":
-        vip = scenario.k.find_customers("021-63210000")[0]
+        vip = scenario.k.customers.find("021-63210000")[0]
         repair.register(scenario, customer_id=vip["id"], customer_name=vip["name"], contact_phone=vip["phone"])
     else:
         repair.register(scenario, emergency=case.startswith("emergency"),
@@ -174,14 +174,14 @@ def test_r4_waiting_for_the_customer_pauses_the_finish_clock(scenario):
 
 
 def test_a_changed_sla_table_applies_to_new_tickets_and_running_ones_keep_theirs(scenario, tmp_path):
-    vip = scenario.k.find_customers("021-63210000")[0]
+    vip = scenario.k.customers.find("021-63210000")[0]
     repair.register(scenario, customer_id=vip["id"], customer_name=vip["name"], contact_phone=vip["phone"])
     old = scenario.instance_id
     text = (PROCESSES / "sla.dmn").read_text(encoding="utf-8")
     edited = text.replace('<outputEntry id="Out_vip_finish"><text>6</text>', '<outputEntry id="Out_vip_finish"><text>4</text>')
     assert edited != text
     (tmp_path / "sla.dmn").write_text(edited, encoding="utf-8")
-    deployed = scenario.k.deploy([tmp_path / "sla.dmn"], actor="owner")
+    deployed = scenario.k.definitions.deploy([tmp_path / "sla.dmn"], actor="owner")
     assert [(d["process_id"], d["version"]) for d in deployed] == [("sla", 2)]
     repair.dispatch(scenario)
     assert datetime.fromisoformat(scenario.task("repair_work")["due_at"]) == scenario.base.clock.now() + timedelta(hours=6)
@@ -205,9 +205,9 @@ def test_a_broken_sla_table_is_refused_and_names_the_cell(kefu, tmp_path, change
     text = (PROCESSES / "sla.dmn").read_text(encoding="utf-8").replace(*((change, message)), 1)
     (tmp_path / "sla.dmn").write_text(text, encoding="utf-8")
     with pytest.raises(DefinitionError) as exc:
-        kefu.deploy([tmp_path / "sla.dmn"])
+        kefu.definitions.deploy([tmp_path / "sla.dmn"])
     assert exc.value.details.get("file") == "sla.dmn" or "sla.dmn" in str(exc.value)
-    assert [d["version"] for d in kefu.definitions() if d["process_id"] == "sla"] == [1]
+    assert [d["version"] for d in kefu.definitions.all() if d["process_id"] == "sla"] == [1]
 
 
 # ---------------------------------------------------------------- firing: restarts, races, punctuality
@@ -227,11 +227,11 @@ def test_timers_missed_while_nothing_ran_fire_at_the_next_start(mini, clock, db_
     sched = TimerScheduler(restarted, sweep_seconds=60).start()
     try:
         deadline = time.monotonic() + 5
-        while restarted.timers(r["instance_id"]) and time.monotonic() < deadline:
+        while restarted.timers.waiting(r["instance_id"]) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         sched.shutdown()
-    assert restarted.timers(r["instance_id"]) == []
+    assert restarted.timers.waiting(r["instance_id"]) == []
     assert list(fired_counts(restarted).values()) == [1]
 
 
@@ -244,7 +244,7 @@ def test_concurrent_firing_attempts_fire_each_timer_once(mini, clock):
 
     def fire():
         try:
-            results.append(Kefu(kefu.config, database=kefu.db, clock=clock).fire_due_timers())
+            results.append(Kefu(kefu.config, database=kefu.db, clock=clock).timers.fire_due())
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -256,7 +256,7 @@ def test_concurrent_firing_attempts_fire_each_timer_once(mini, clock):
     assert errors == []
     assert sum(len(r) for r in results) == len(made)
     assert sorted(fired_counts(kefu).values()) == [1] * len(made)
-    assert kefu.fire_due_timers() == [] and kefu.verify_audit() == []
+    assert kefu.timers.fire_due() == [] and kefu.audit.verify() == []
 
 
 def test_the_scheduler_fires_within_a_second_of_the_due_time_while_others_keep_writing(tmp_path):
@@ -272,7 +272,7 @@ def test_the_scheduler_fires_within_a_second_of_the_due_time_while_others_keep_w
     def keep_writing():
         try:
             while not stop.is_set():
-                written.append(k.start("mini", "agent", data={**data, "deadline": far}))
+                written.append(k.instances.start("mini", "agent", data={**data, "deadline": far}))
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -281,7 +281,7 @@ def test_the_scheduler_fires_within_a_second_of_the_due_time_while_others_keep_w
     try:
         for i in range(6):  # each due time counted from its own start: a slow machine cannot start late
             due = datetime.now(SHANGHAI) + timedelta(seconds=1.2 + 0.3 * i)
-            k.start("mini", "agent", data={**data, "deadline": due.isoformat()})
+            k.instances.start("mini", "agent", data={**data, "deadline": due.isoformat()})
         deadline = time.monotonic() + 15
         while fired_total(k) < 6 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -306,12 +306,12 @@ def fired_total(k) -> int:
 # ---------------------------------------------------------------- demo and test time
 def test_clock_controls_move_every_process_and_refuse_in_production(kefu, clock, db_url):
     before = kefu.now()
-    kefu.advance_clock(timedelta(days=3))
+    kefu.time.advance_clock(timedelta(days=3))
     other = Kefu(Config(database_url=db_url, env="test"), database=kefu.db, clock=clock)
-    assert other.clock_status()["now"] == (before + timedelta(days=3)).astimezone(SHA).isoformat()
+    assert other.time.clock_status()["now"] == (before + timedelta(days=3)).astimezone(SHA).isoformat()
     prod = Kefu(Config(database_url=db_url, env="production"), database=kefu.db, clock=Clock())
     with pytest.raises(ClockError):
-        prod.advance_clock(timedelta(days=1))
+        prod.time.advance_clock(timedelta(days=1))
     assert abs((prod.now() - datetime.now(SHA)).total_seconds()) < 5   # production ignores the offset
 
 
@@ -338,8 +338,8 @@ def test_one_broken_instance_does_not_hold_up_a_batch(mini, clock, caplog):
     with mini.db.unit_of_work() as s:   # a state nobody can load (say, written by a faulty tool)
         s.execute(text("UPDATE instances SET state = '{not json' WHERE id = :i"), {"i": broken})
     clock.advance(timedelta(days=2))
-    fired = Kefu(mini.config, database=mini.db, clock=clock).fire_due_timers()
+    fired = Kefu(mini.config, database=mini.db, clock=clock).timers.fire_due()
     assert sorted(f["instance_id"] for f in fired) == sorted(r["instance_id"] for r in made if r["instance_id"] != broken)
-    assert [t["instance_id"] for t in mini.timers()] == [broken]          # kept, tried again next sweep
+    assert [t["instance_id"] for t in mini.timers.waiting()] == [broken]          # kept, tried again next sweep
     assert "firing the timers of instance" in caplog.text
     assert sorted(fired_counts(mini).values()) == [1] * 4

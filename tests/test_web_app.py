@@ -11,7 +11,7 @@ from tests.webclient import TOKEN, Web, field_error, field_value
 
 
 def test_login_with_the_hashed_password_and_logout(kefu):
-    kefu.add_user("wang", ["agent"], display_name="客服 王", password="s3cret-pw")
+    kefu.users.add("wang", ["agent"], display_name="客服 王", password="s3cret-pw")
     web = Web(kefu)
     page = web.page("/login")
     assert "kefu-demo" not in page  # the demo password hint shows only when KEFU_ENV=demo
@@ -27,7 +27,7 @@ def test_login_with_the_hashed_password_and_logout(kefu):
 
 
 def test_login_never_redirects_off_site(kefu):
-    kefu.add_user("wang", ["agent"], password="s3cret-pw")
+    kefu.users.add("wang", ["agent"], password="s3cret-pw")
     web = Web(kefu)
     token = TOKEN.search(web.page("/login"))[1]
     r = web.client.post("/login?next=//evil.example/", data={"csrf_token": token, "username": "wang",
@@ -108,7 +108,7 @@ def test_instance_page_shows_status_deadlines_timeline_and_diagram(scenario, kef
 
 
 def test_customer_profile_is_kept_up_to_date_and_refusals_keep_the_typing(kefu):
-    vip = kefu.find_customers("021-6321")[0]
+    vip = kefu.customers.find("021-6321")[0]
     web = Web(kefu).login_as("agent")
     url = f"/customers/{vip['id']}"
     form = {k: vip[k] or "" for k in ("name", "phone", "email", "company", "address", "region", "needs")}
@@ -116,22 +116,22 @@ def test_customer_profile_is_kept_up_to_date_and_refusals_keep_the_typing(kefu):
     html = r.get_data(as_text=True)
     assert r.status_code == 422 and field_error(html, "name") == "客户名称必填"
     assert field_value(html, "email") == "security@hdbank.example"
-    assert kefu.get_customer(vip["id"])["email"] is None
+    assert kefu.customers.get(vip["id"])["email"] is None
     r = web.post(url, {**form, "email": "security@hdbank.example", "vip": "on"})
-    assert r.status_code == 302 and kefu.get_customer(vip["id"])["email"] == "security@hdbank.example"
-    assert kefu.get_customer(vip["id"])["vip"] is True
+    assert r.status_code == 302 and kefu.customers.get(vip["id"])["email"] == "security@hdbank.example"
+    assert kefu.customers.get(vip["id"])["vip"] is True
 
 
 def test_supervisor_edits_keep_hidden_contact_details(kefu):
     """A supervisor sees masked contact fields (I4); saving the profile must not wipe them."""
-    vip = kefu.find_customers("021-6321")[0]
+    vip = kefu.customers.find("021-6321")[0]
     web = Web(kefu).login_as("supervisor")
     page = web.page(f"/customers/{vip['id']}")
     assert "021-63210000" not in page
     r = web.post(f"/customers/{vip['id']}", {"name": vip["name"], "phone": "", "address": "", "needs": "加装监控",
                                              "vip": "on"})
     assert r.status_code == 302
-    after = kefu.get_customer(vip["id"])
+    after = kefu.customers.get(vip["id"])
     assert after["phone"] == "021-63210000" and after["address"] == vip["address"] and after["needs"] == "加装监控"
 
 
@@ -158,7 +158,7 @@ def test_errors_outside_the_api_are_pages_in_the_users_language(kefu, caplog):
 
     def broken(*_a, **_k):
         raise RuntimeError("secret internals")
-    kefu.tasks = broken
+    kefu.tasks.ready = broken
     r = web.get("/inbox")
     page = r.get_data(as_text=True)
     assert r.status_code == 500 and "服务出错" in page and "错误已记录" in page

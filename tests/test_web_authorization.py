@@ -45,7 +45,7 @@ def test_guessing_a_task_id_finds_nothing(kefu):
 ])
 def test_wrong_role_actions_are_refused_and_change_nothing(transferred, kefu, action, who, form):
     task = transferred.task("department_handle")
-    kefu.add_user("department2", ["department"])
+    kefu.users.add("department2", ["department"])
     before = transferred.show()
     r = Web(kefu).login_as(who).post(f"/tasks/{task['id']}{action}", form)
     assert r.status_code == 403
@@ -62,20 +62,20 @@ def test_claiming_another_lanes_task_is_refused(transferred, kefu):
 
 def test_only_the_assignee_or_a_supervisor_may_unclaim(transferred, kefu):
     task = transferred.task("department_handle")
-    kefu.add_user("department2", ["department"])
-    kefu.claim(task["id"], "department")
+    kefu.users.add("department2", ["department"])
+    kefu.tasks.claim(task["id"], "department")
     before = transferred.show()
     assert Web(kefu).login_as("department2").post(f"/tasks/{task['id']}/unclaim").status_code == 403
     assert Web(kefu).login_as("technician").post(f"/tasks/{task['id']}/unclaim").status_code == 403
     unchanged(transferred, before)
     assert Web(kefu).login_as("supervisor").post(f"/tasks/{task['id']}/unclaim").status_code == 302
-    assert kefu.task(task["id"])["assignee"] is None
+    assert kefu.tasks.get(task["id"])["assignee"] is None
 
 
 def test_a_claimed_task_cannot_be_completed_by_a_colleague(transferred, kefu):
     task = transferred.task("department_handle")
-    kefu.add_user("department2", ["department"])
-    kefu.claim(task["id"], "department")
+    kefu.users.add("department2", ["department"])
+    kefu.tasks.claim(task["id"], "department")
     before = transferred.show()
     r = Web(kefu).login_as("department2").post(f"/tasks/{task['id']}", {"handling_result": "抢着处理"})
     assert r.status_code == 403
@@ -89,7 +89,7 @@ def test_starting_tickets_and_customer_lookup_need_agent_or_supervisor(kefu, who
     assert web.post("/new/complaint", {"customer_name": "x"}).status_code == 403
     assert web.get("/api/customers?q=021").status_code == 403
     assert web.post_json("/api/customers", {"name": "偷建客户"}).status_code == 403
-    assert kefu.instances() == [] and not kefu.find_customers("偷建客户")
+    assert kefu.instances.recent() == [] and not kefu.customers.find("偷建客户")
 
 
 def test_instance_page_needs_a_role_or_a_task_on_the_ticket(transferred, kefu):
@@ -117,12 +117,12 @@ def test_customer_contact_details_only_where_the_ticket_needs_them(transferred, 
 
 
 def test_customer_profile_edits_need_agent_or_supervisor(kefu):
-    vip = kefu.find_customers("021-6321")[0]
-    before = kefu.get_customer(vip["id"])
+    vip = kefu.customers.find("021-6321")[0]
+    before = kefu.customers.get(vip["id"])
     for who in ("auditor", "qa", "department"):
         r = Web(kefu).login_as(who).post(f"/customers/{vip['id']}", {"name": "改名", "phone": "1"})
         assert r.status_code == 403
-    assert kefu.get_customer(vip["id"]) == before
+    assert kefu.customers.get(vip["id"]) == before
 
 
 def test_pages_need_a_login(kefu):

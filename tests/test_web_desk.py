@@ -24,9 +24,9 @@ def test_intake_opens_the_ticket_and_leads_to_the_next_task(web, kefu):
     web.login_as("agent")
     r = web.post("/new/complaint", COMPLAINT)
     assert r.status_code == 302
-    [inst] = kefu.instances()
+    [inst] = kefu.instances.recent()
     assert inst["severity"] == "urgent" and inst["customer"] == "王女士"
-    [task] = kefu.tasks(instance=inst["instance_id"])
+    [task] = kefu.tasks.ready(instance=inst["instance_id"])
     assert task["bpmn_id"] == "transfer" and r.location == f"/tasks/{task['id']}"
     assert inst["ticket_no"] in web.page(r.location)  # flash + the ticket beside the transfer form
 
@@ -44,18 +44,18 @@ def test_invalid_intake_keeps_everything_typed_and_creates_nothing(web, kefu):
     assert field_value(html, "place") == "浦东营业部" and field_value(html, "customer_demand") == "说明原因"
     assert field_value(html, "complaint_time") == "昨天下午"
     assert '<option value="service_quality" selected>' in html
-    assert kefu.instances() == [] and len(kefu.find_customers("王女士")) == 0
+    assert kefu.instances.recent() == [] and len(kefu.customers.find("王女士")) == 0
 
 
 def test_intake_for_a_chosen_customer_links_the_profile_and_shows_vip(web, kefu):
     web.login_as("agent")
-    vip = kefu.find_customers("021-6321")[0]
+    vip = kefu.customers.find("021-6321")[0]
     page = web.page(f"/new/complaint?customer={vip['id']}")
     assert field_value(page, "contact_phone") == "021-63210000" and 'class="vip"' in page
     r = web.post("/new/complaint", {**COMPLAINT, "kefu_customer_id": str(vip["id"]), "customer_name": vip["name"],
                                     "contact_phone": vip["phone"], "severity": "major"})
     assert r.status_code == 302
-    shown = kefu.show(kefu.instances()[0]["instance_id"])
+    shown = kefu.instances.show(kefu.instances.recent()[0]["instance_id"])
     assert shown["customer"]["id"] == vip["id"] and shown["vip"] is True
 
 
@@ -71,11 +71,11 @@ def test_customer_created_on_the_spot(web, kefu):
     web.login_as("agent")
     r = web.post_json("/api/customers", {"name": "赵总", "phone": "13700001111", "company": "赵氏物流", "vip": True})
     assert r.status_code == 201 and r.get_json()["vip"] is True
-    assert kefu.get_customer(r.get_json()["id"])["company"] == "赵氏物流"
+    assert kefu.customers.get(r.get_json()["id"])["company"] == "赵氏物流"
     bad = web.post_json("/api/customers", {"name": " ", "phone": "1"})
     assert bad.status_code == 400 and bad.get_json()["error"]["errors"]["name"] == "客户名称必填"
     no_token = web.client.post("/api/customers", json={"name": "无令牌"})
-    assert no_token.status_code == 400 and not kefu.find_customers("无令牌")
+    assert no_token.status_code == 400 and not kefu.customers.find("无令牌")
 
 
 def test_inbox_queues_counts_sorting_and_due_highlighting(scenario, kefu):
@@ -112,19 +112,19 @@ def test_claim_unclaim_and_supervisor_reassign(scenario, kefu):
     register(scenario)
     transfer(scenario)
     task = scenario.task("department_handle")
-    kefu.add_user("department2", ["department"])
+    kefu.users.add("department2", ["department"])
     web = Web(kefu).login_as("department")
     assert web.post(f"/tasks/{task['id']}/claim").status_code == 302
-    assert kefu.task(task["id"])["assignee"] == "department"
+    assert kefu.tasks.get(task["id"])["assignee"] == "department"
     assert 'data-queue="mine">1<' in web.page("/inbox")
     assert web.post(f"/tasks/{task['id']}/unclaim").status_code == 302
-    assert kefu.task(task["id"])["assignee"] is None
+    assert kefu.tasks.get(task["id"])["assignee"] is None
     sup = Web(kefu).login_as("supervisor")
     sup.post(f"/tasks/{task['id']}/reassign", {"to_user": "department2"})
-    assert kefu.task(task["id"])["assignee"] == "department2"
+    assert kefu.tasks.get(task["id"])["assignee"] == "department2"
     refused = sup.post(f"/tasks/{task['id']}/reassign", {"to_user": "agent"}, follow_redirects=True)
     assert "不具备任务所需的角色" in refused.get_data(as_text=True)
-    assert kefu.task(task["id"])["assignee"] == "department2"
+    assert kefu.tasks.get(task["id"])["assignee"] == "department2"
     events = [e for e in scenario.events() if e["type"] == "task_reassigned"]
     assert [(e["actor"], e["data"]["assignee"]) for e in events] == [("supervisor", "department2")]
 
@@ -209,4 +209,4 @@ def test_intake_with_a_vanished_customer_keeps_the_typing(web, kefu):
     r = web.post("/new/complaint", {**COMPLAINT, "kefu_customer_id": "999"})
     html = r.get_data(as_text=True)
     assert r.status_code == 422 and "无法登记" in html and field_value(html, "place") == "浦东营业部"
-    assert kefu.instances() == []
+    assert kefu.instances.recent() == []

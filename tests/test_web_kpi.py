@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from engine import kpi
 from tests.conftest import from_snapshot
 from tests.test_kpi import consultation, seed_month
 from tests.webclient import Web
@@ -100,14 +99,14 @@ def test_the_printable_report_and_the_csv_agree_with_the_figures(month):
 def test_supervisor_stores_the_month_and_the_dashboard_says_so(month):
     kefu, _t = month
     web = Web(kefu).login_as("qa")
-    assert web.post("/kpi/2026-11/store").status_code == 403 and kpi.stored(kefu, "2026-11") is None
+    assert web.post("/kpi/2026-11/store").status_code == 403 and kefu.kpi.stored("2026-11") is None
     web.login_as("supervisor")
     r = web.post("/kpi/2026-11/store", follow_redirects=True)
     html = r.get_data(as_text=True)
     assert "2026-11 月度考核已计算并保存" in html and "已保存的月度考核" in html
-    assert kpi.stored(kefu, "2026-11")["computed_by"] == "supervisor"
+    assert kefu.kpi.stored("2026-11")["computed_by"] == "supervisor"
     r = web.post("/kpi/2026-12/store", follow_redirects=True)  # December is not over
-    assert "考核未保存" in r.get_data(as_text=True) and kpi.stored(kefu, "2026-12") is None
+    assert "考核未保存" in r.get_data(as_text=True) and kefu.kpi.stored("2026-12") is None
 
 
 def test_the_owner_sets_the_sample_size_and_qa_draws_the_sample(kefu):
@@ -115,29 +114,29 @@ def test_the_owner_sets_the_sample_size_and_qa_draws_the_sample(kefu):
         consultation(kefu, "agent", True)
     kefu.clock.advance(timedelta(days=8))  # 1 December
     web = Web(kefu).login_as("supervisor")
-    assert web.post("/kpi/qa-sample-size", {"size": "2"}).status_code == 403 and kpi.sample_size(kefu) == 10
+    assert web.post("/kpi/qa-sample-size", {"size": "2"}).status_code == 403 and kefu.kpi.sample_size() == 10
     web.login_as("owner")
     for bad in ("", "0", "abc", "100000", "2.5"):
         r = web.post("/kpi/qa-sample-size", {"size": bad, "month": "2026-11"}, follow_redirects=True)
-        assert r.status_code == 200 and "抽样数量未修改" in r.get_data(as_text=True) and kpi.sample_size(kefu) == 10
+        assert r.status_code == 200 and "抽样数量未修改" in r.get_data(as_text=True) and kefu.kpi.sample_size() == 10
     r = web.post("/kpi/qa-sample-size", {"size": "2", "month": "2026-11"}, follow_redirects=True)
-    assert "每月质检抽样数量设为 2" in r.get_data(as_text=True) and kpi.sample_size(kefu) == 2
+    assert "每月质检抽样数量设为 2" in r.get_data(as_text=True) and kefu.kpi.sample_size() == 2
     assert web.login_as("auditor").post("/kpi/2026-11/qa-sample").status_code == 403
     r = web.login_as("qa").post("/kpi/2026-11/qa-sample", follow_redirects=True)
     html = r.get_data(as_text=True)
-    sample = kpi.qa_sample_of(kefu, "2026-11")
+    sample = kefu.kpi.qa_sample_of("2026-11")
     assert "已抽取 2 张工单交质检" in html and sample["ticket_no"] in html
     r = web.post("/kpi/2026-11/qa-sample", follow_redirects=True)  # only once a month
     assert "未抽样" in r.get_data(as_text=True)
     # QA scores each sampled ticket on its task page, which names the ticket
-    for expected in kefu.show(sample["instance_id"])["data"]["sample"]:
-        task = next(x for x in kefu.tasks(actor="qa") if x["bpmn_id"] == "qa_review")
+    for expected in kefu.instances.show(sample["instance_id"])["data"]["sample"]:
+        task = next(x for x in kefu.tasks.ready(actor="qa") if x["bpmn_id"] == "qa_review")
         html = web.page(f"/tasks/{task['id']}")
         assert re.search(r'id="f-sampled_ticket" value="%s" disabled' % expected, html)
         r = web.post(f"/tasks/{task['id']}", {"entry_accurate": "true", "service_quality": "88", "qa_notes": ""})
         assert r.status_code == 302
-    assert kefu.show(sample["instance_id"])["status"] == "completed"
-    assert kpi.live(kefu, "2026-12")["department"]["K4"]["value"] == 100.0
+    assert kefu.instances.show(sample["instance_id"])["status"] == "completed"
+    assert kefu.kpi.live("2026-12")["department"]["K4"]["value"] == 100.0
 
 
 @pytest.mark.parametrize("who", READERS)
@@ -157,7 +156,7 @@ def test_other_roles_are_refused_everywhere(kefu, who):
     for url in ("/kpi/2026-10/store", "/kpi/2026-10/qa-sample", "/kpi/qa-sample-size"):
         assert web.post(url, {"size": "3"}).status_code == 403, url
     assert 'href="/kpi"' not in web.page("/deadlines")
-    assert kpi.stored(kefu, "2026-10") is None and kpi.sample_size(kefu) == 10
+    assert kefu.kpi.stored("2026-10") is None and kefu.kpi.sample_size() == 10
 
 
 def test_signed_out_visitors_are_sent_to_login(kefu):

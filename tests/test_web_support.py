@@ -13,47 +13,47 @@ def test_reassign_is_for_supervisors_to_a_user_holding_the_role_and_is_audited(s
     transfer(scenario)
     k = scenario.k
     task = scenario.task("department_handle")
-    k.add_user("department2", ["department"])
+    k.users.add("department2", ["department"])
     with pytest.raises(NotAllowed):
-        k.reassign(task["id"], "agent", "department2")
+        k.tasks.reassign(task["id"], "agent", "department2")
     with pytest.raises(InvalidInput):
-        k.reassign(task["id"], "supervisor", "technician")
+        k.tasks.reassign(task["id"], "supervisor", "technician")
     with pytest.raises(InvalidInput):
-        k.reassign(task["id"], "supervisor", "ghost")
-    k.add_user("dept_hr", ["department"], groups=["hr"])
+        k.tasks.reassign(task["id"], "supervisor", "ghost")
+    k.users.add("dept_hr", ["department"], groups=["hr"])
     with pytest.raises(InvalidInput, match="group security_ops"):
-        k.reassign(task["id"], "supervisor", "dept_hr")
+        k.tasks.reassign(task["id"], "supervisor", "dept_hr")
     assert scenario.events("task_reassigned") == []
-    assert k.reassign(task["id"], "supervisor", "department2")["assignee"] == "department2"
-    assert k.reassign(task["id"], "supervisor", "department2")["assignee"] == "department2"  # no-op
+    assert k.tasks.reassign(task["id"], "supervisor", "department2")["assignee"] == "department2"
+    assert k.tasks.reassign(task["id"], "supervisor", "department2")["assignee"] == "department2"  # no-op
     [event] = scenario.events("task_reassigned")
     assert event["actor"] == "supervisor" and event["data"] == {"previous_assignee": None, "assignee": "department2"}
     with pytest.raises(NotAllowed):
-        k.complete(task["id"], "department", {"handling_result": "不是我的了"})
-    k.complete(task["id"], "department2", {"handling_result": "已处理"})
+        k.tasks.complete(task["id"], "department", {"handling_result": "不是我的了"})
+    k.tasks.complete(task["id"], "department2", {"handling_result": "已处理"})
     with pytest.raises(Conflict):
-        k.reassign(task["id"], "supervisor", "department")
-    assert k.verify_audit(scenario.instance_id) == []
+        k.tasks.reassign(task["id"], "supervisor", "department")
+    assert k.audit.verify(scenario.instance_id) == []
 
 
 def test_start_form_is_the_first_user_task_of_the_latest_version(kefu):
     for kind in ("consultation", "complaint", "repair"):
-        form = kefu.start_form(kind)
+        form = kefu.instances.start_form(kind)
         assert form["bpmn_id"] == "register" and form["version"] == 1
         assert {"customer_name", "contact_phone"} <= {f["id"] for f in form["form"]}
-    assert kefu.start_form("complaint")["name_en"] == "Register complaint"
+    assert kefu.instances.start_form("complaint")["name_en"] == "Register complaint"
     with pytest.raises(NotFound):
-        kefu.start_form("weather")
+        kefu.instances.start_form("weather")
 
 
 def test_steps_and_diagram_of_an_instance(scenario):
     register(scenario)
-    steps = scenario.k.steps(scenario.ticket_no)
+    steps = scenario.k.instances.steps(scenario.ticket_no)
     assert steps["transfer"]["name_en"] == "Fill complaint transfer form"
     assert [f["id"] for f in steps["transfer"]["form"]] == ["department", "handling_requirement", "handling_deadline"]
-    diagram = scenario.k.diagram_xml(scenario.instance_id)
+    diagram = scenario.k.instances.diagram_xml(scenario.instance_id)
     assert diagram["process_id"] == "complaint" and '<bpmn:userTask id="transfer"' in diagram["xml"]
-    assert scenario.k.get_user("agent")["roles"] == ["agent"] and scenario.k.get_user("ghost") is None
+    assert scenario.k.users.get("agent")["roles"] == ["agent"] and scenario.k.users.get("ghost") is None
 
 
 def test_repair_ticket_page_shows_its_work_order_deadlines(scenario, kefu):

@@ -17,18 +17,18 @@ def test_everyone_reads_the_sla_table_and_the_calendar(kefu):
 def test_the_process_owner_overrides_a_day_and_nobody_else_can(kefu):
     web = Web(kefu)
     r = web.login_as("supervisor").post("/calendar", {"day": "2027-01-01", "kind": "off", "note": "元旦"})
-    assert r.status_code == 403 and kefu.calendar_days() == []
+    assert r.status_code == 403 and kefu.time.calendar_days() == []
     web.login_as("owner")
     r = web.post("/calendar", {"day": "2027-01-01", "kind": "off", "note": "元旦"}, follow_redirects=True)
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and "2027-01-01 现在是休息日" in html and "流程负责人录入的日历" in html
-    assert [(d["day"], d["working"], d["updated_by"]) for d in kefu.calendar_days()] == [("2027-01-01", False, "owner")]
-    assert kefu.add_working_days("2026-12-31", 1)["due_at"] == "2027-01-04T09:00:00+08:00"
+    assert [(d["day"], d["working"], d["updated_by"]) for d in kefu.time.calendar_days()] == [("2027-01-01", False, "owner")]
+    assert kefu.time.add_working_days("2026-12-31", 1)["due_at"] == "2027-01-04T09:00:00+08:00"
     r = web.post("/calendar", {"day": "2027-02-30", "kind": "off"}, follow_redirects=True)
-    assert "日历未修改" in r.get_data(as_text=True) and len(kefu.calendar_days()) == 1
+    assert "日历未修改" in r.get_data(as_text=True) and len(kefu.time.calendar_days()) == 1
     with pytest.warns(CalendarDataMissing):   # 2027 is back to the weekday rule, and says so
         web.post("/calendar", {"day": "2027-01-01", "kind": "clear"})
-    assert kefu.calendar_days() == []
+    assert kefu.time.calendar_days() == []
 
 
 def test_the_supervisor_moves_the_demo_clock_and_overdue_work_orders_fire(scenario, kefu):
@@ -41,7 +41,7 @@ def test_the_supervisor_moves_the_demo_clock_and_overdue_work_orders_fire(scenar
     assert "触发了 1 个定时器" in r.get_data(as_text=True)
     assert {t["bpmn_id"] for t in scenario.ready()} == {"redispatch", "overdue_warning"}
     assert web.post("/clock/advance", {"step": "100y"}).status_code == 302
-    assert kefu.clock_status()["offset_seconds"] == 3600
+    assert kefu.time.clock_status()["offset_seconds"] == 3600
 
 
 def test_production_has_no_clock_controls(kefu):

@@ -20,4 +20,4 @@ def test_unknown_instance_is_a_404_with_a_stable_code(kefu):
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
     assert web.get("/instances/XX-404").status_code == 404
     assert create_app({"TESTING": True, "SECRET_KEY": "x"}, kefu=kefu).test_client().get(
-        "/healthz").get_json()["definitions"] == len(kefu.definitions())
+        "/healthz").get_json()["definitions"] == len(kefu.definitions.all())

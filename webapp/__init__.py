@@ -159,11 +159,11 @@ def serve(host: str = "127.0.0.1", port: int = 5000, demo: bool = True) -> int:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     kefu = Kefu()
     kefu.init()
-    for d in kefu.deploy():
+    for d in kefu.definitions.deploy():
         log.info("%s %s v%s", d["status"], d["process_id"], d["version"])
     if demo:
         seed_demo(kefu)
-    for y in kefu.calendar_status()["years"]:
+    for y in kefu.time.calendar_status()["years"]:
         if y["missing"]:
             log.warning("no official working-day calendar for %s: Monday-Friday is used until the process "
                         "owner enters it ('kefu calendar set')", y["year"])

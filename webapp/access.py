@@ -33,7 +33,7 @@ def check_instance(user, shown: dict) -> None:
 
 
 def ready_instance_ids(user) -> set[int]:
-    return {t["instance_id"] for t in kefu().tasks(actor=user.name)}
+    return {t["instance_id"] for t in kefu().tasks.ready(actor=user.name)}
 
 
 def contact_visible(user, customer_id: int | None) -> bool:
@@ -45,7 +45,7 @@ def contact_visible(user, customer_id: int | None) -> bool:
         return False
     mine = ready_instance_ids(user)
     return bool(mine) and any(i["instance_id"] in mine
-                              for i in kefu().instances(customer_id=customer_id, limit=500))
+                              for i in kefu().instances.recent(customer_id=customer_id, limit=500))
 
 
 def may_see_customer(user, customer_id: int) -> bool:

@@ -75,7 +75,7 @@ def authenticate():
     if scheme.lower() != "bearer" or not token.strip():
         return error("unauthorized", "send 'Authorization: Bearer <token>'; get a token with "
                                      "'kefu users token NAME'")
-    found = kefu().token_user(token.strip())
+    found = kefu().users.token_user(token.strip())
     if found is None:
         return error("unauthorized", "unknown or revoked token, or its user is inactive")
     g.api_user = WebUser(found)
@@ -199,7 +199,7 @@ def start_ticket():
     if customer_id is not None and (not isinstance(customer_id, int) or isinstance(customer_id, bool)):
         raise ApiError("invalid_input", "'customer_id' must be an integer", {"customer_id": "must be an integer"})
     data = object_field(b.get("data"), "data")
-    result = kefu().start(kind, user().name, data=data, customer_id=customer_id)
+    result = kefu().instances.start(kind, user().name, data=data, customer_id=customer_id)
     return jsonify(result), 201
 
 
@@ -211,13 +211,13 @@ def find_customers():
     q = request.args.get("q", "")
     if len(q) > MAX_QUERY:
         raise ApiError("invalid_input", f"'q' is longer than {MAX_QUERY} characters", {"q": "too long"})
-    return jsonify({"customers": kefu().find_customers(q, limit=20)})
+    return jsonify({"customers": kefu().customers.find(q, limit=20)})
 
 
 @bp.get("/customers/<int:customer_id>")
 def customer(customer_id):
     """One customer profile."""
-    c = kefu().get_customer(customer_id)
+    c = kefu().customers.get(customer_id)
     if not (user().has(*CUSTOMER_SEARCH_ROLES) or may_see_customer(user(), customer_id)):
         raise ApiError("forbidden", f"user {user().name} may not see customer {customer_id}")
     return jsonify(c)
@@ -233,7 +233,7 @@ def tasks():
         raise ApiError("invalid_input", f"unknown role {role!r}", {"role": f"one of {', '.join(ROLES)}"})
     if instance is not None and len(instance) > 64:
         raise ApiError("invalid_input", "'instance' is too long", {"instance": "too long"})
-    rows = kefu().tasks(actor=user().name, instance=instance, role=role)
+    rows = kefu().tasks.ready(actor=user().name, instance=instance, role=role)
     if kind:
         rows = [t for t in rows if t["kind"] == kind]
     return jsonify({"tasks": rows})
@@ -242,21 +242,21 @@ def tasks():
 @bp.get("/tasks/<task_id>")
 def task(task_id):
     """One task with its form (fields: id, label, type, required, options…)."""
-    return jsonify(kefu().task(task_id, actor=user().name))
+    return jsonify(kefu().tasks.get(task_id, actor=user().name))
 
 
 @bp.post("/tasks/<task_id>/claim")
 def claim(task_id):
     """Take a task from the role's queue."""
     body(())
-    return jsonify(kefu().claim(task_id, user().name))
+    return jsonify(kefu().tasks.claim(task_id, user().name))
 
 
 @bp.post("/tasks/<task_id>/unclaim")
 def unclaim(task_id):
     """Put a claimed task back into its role's queue (the assignee, or a supervisor)."""
     body(())
-    return jsonify(kefu().unclaim(task_id, user().name))
+    return jsonify(kefu().tasks.unclaim(task_id, user().name))
 
 
 @bp.post("/tasks/<task_id>/complete")
@@ -264,7 +264,7 @@ def complete(task_id):
     """Submit the task's form; nothing is saved unless all of it is valid and the task is still ready."""
     b = body(("data",))
     data = object_field(b.get("data"), "data") or {}
-    result = kefu().complete(task_id, user().name, data)
+    result = kefu().tasks.complete(task_id, user().name, data)
     instance = {k: result[k] for k in ("instance_id", "ticket_no", "status", "incident")}
     return jsonify({"task": result["task"], "instance": instance, "tasks": result["tasks"]})
 
@@ -275,7 +275,7 @@ def instance(ref):
     """A ticket by id or ticket number, with its tasks, timers, data and ``trace`` (its audit events)."""
     if len(ref) > 64:
         raise ApiError("not_found", f"no instance {ref[:64]!r}…")
-    shown = kefu().show(ref)
+    shown = kefu().instances.show(ref)
     if not (user().has(*READ_ROLES) or may_see_instance(user(), shown)):
         raise ApiError("forbidden", f"user {user().name} has no task on {shown['ticket_no']} and may not see it")
     shown["trace"] = shown.pop("events")

@@ -64,7 +64,7 @@ def search():
     """Find tickets by number, customer, kind, severity, status, agent, dates, overdue; newest first."""
     args = _search_args()
     try:
-        page, error = kefu().audit_search(args), None
+        page, error = kefu().audit.search(args), None
     except InvalidInput as exc:
         page, error = {"rows": [], "next": None, "filters": {}}, exc.message
     status = 400 if error else 200
@@ -76,7 +76,7 @@ def search():
 @roles_required(*AUDIT_ROLES)
 def export_search(fmt):
     """The whole search result, every row, as CSV or JSON: streamed as it is read, in batches."""
-    filters, rows = kefu().audit_rows(_search_args())  # bad filters: 400 before anything is sent
+    filters, rows = kefu().audit.rows(_search_args())  # bad filters: 400 before anything is sent
     if fmt == "json":
         return Response(search_json_chunks(filters, rows), mimetype="application/json",
                         headers={"Content-Disposition": 'attachment; filename="kefu-search.json"'})
@@ -93,9 +93,9 @@ def _with_bom(chunks):
 @roles_required(*AUDIT_ROLES)
 def trace(ref):
     """Everything that happened to one ticket, and whether its record is whole."""
-    t = kefu().audit_trace(ref)
-    problems = kefu().verify_audit(t["instance_id"])
-    return render_template("audit_trace.html", t=t, problems=problems, steps=kefu().steps(t["instance_id"]),
+    t = kefu().audit.trace(ref)
+    problems = kefu().audit.verify(t["instance_id"])
+    return render_template("audit_trace.html", t=t, problems=problems, steps=kefu().instances.steps(t["instance_id"]),
                            deadline_states=DEADLINE_STATES)
 
 
@@ -103,7 +103,7 @@ def trace(ref):
 @roles_required(*AUDIT_ROLES)
 def export_trace(ref, fmt):
     """An instance's trace: CSV (one row per event) or JSON (everything on the trace page)."""
-    t = kefu().audit_trace(ref)
+    t = kefu().audit.trace(ref)
     if fmt == "json":
         return _json(t, f"{t['ticket_no']}.json")
     return _csv(trace_csv(t), f"{t['ticket_no']}.csv")
@@ -113,4 +113,4 @@ def export_trace(ref, fmt):
 @roles_required(*AUDIT_ROLES)
 def diagram(ref):
     """The BPMN XML of the definition version the ticket ran on."""
-    return Response(kefu().diagram_xml(ref)["xml"], mimetype="application/xml")
+    return Response(kefu().instances.diagram_xml(ref)["xml"], mimetype="application/xml")

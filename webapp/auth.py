@@ -40,7 +40,7 @@ class WebUser(UserMixin):
 
 @login_manager.user_loader
 def load_user(name: str):
-    user = kefu().get_user(name)
+    user = kefu().users.get(name)
     return WebUser(user) if user else None
 
 
@@ -87,7 +87,7 @@ def login():
     form = LoginForm()
     error = None
     if form.validate_on_submit():
-        user = kefu().authenticate(form.username.data.strip(), form.password.data)
+        user = kefu().users.authenticate(form.username.data.strip(), form.password.data)
         if user:
             login_user(WebUser(user))
             return redirect(safe_next(request.args.get("next")))

@@ -85,7 +85,7 @@ def _read_diagram() -> tuple[bytes, str]:
 def _overview() -> list[dict]:
     """The engine's overview; each process also says whether it is a decision table (a .dmn file), which the
     modeler does not edit."""
-    processes = kefu().definition_overview()
+    processes = kefu().designer.overview()
     for p in processes:
         p["table"] = p.get("kind") == "decision"
     return processes
@@ -126,7 +126,7 @@ def _running_on_old_versions(processes: list[dict]) -> dict[tuple[str, int], lis
             continue
         latest = p["versions"][0]["version"]
         for status in ("active", "incident"):
-            for i in kefu().instances(status=status, kind=p["process_id"], limit=500):
+            for i in kefu().instances.recent(status=status, kind=p["process_id"], limit=500):
                 if i["version"] < latest:
                     out.setdefault((p["process_id"], i["version"]), []).append(i)
     return out
@@ -136,7 +136,7 @@ def _running_on_old_versions(processes: list[dict]) -> dict[tuple[str, int], lis
 @roles_required(*READERS)
 def download(process_id, version):
     """One version's file exactly as deployed (a .dmn for the SLA decision table)."""
-    xml = kefu().definition_xml(process_id, version)
+    xml = kefu().designer.xml(process_id, version)
     if isinstance(xml, str):
         xml = xml.encode("utf-8")
     ext = "dmn" if _is_table(xml) else "bpmn"
@@ -154,7 +154,7 @@ def modeler(process_id):
     version = request.args.get("v", type=int) or latest["version"]
     if not any(v["version"] == version for v in process["versions"]):
         raise NotFound(_("流程 %(id)s 没有第 %(n)s 版", id=process_id, n=version))
-    xml = kefu().definition_xml(process_id, version)
+    xml = kefu().designer.xml(process_id, version)
     if isinstance(xml, bytes):
         xml = xml.decode("utf-8")
     if process["table"] or _is_table(xml.encode("utf-8")):
@@ -253,7 +253,7 @@ def _deploy(xml: bytes, filename: str, base) -> dict:
             if newest and newest["version"] > base and newest["sha"] != _sha(xml):
                 raise Conflict(_("您打开的是第 %(base)s 版，其后已有人部署了第 %(n)s 版（%(who)s）。请重新打开最新版本再修改。",
                                  base=base, n=newest["version"], who=newest["deployed_by"]))
-    return kefu().deploy_xml(xml, filename, me())
+    return kefu().designer.deploy_xml(xml, filename, me())
 
 
 def _sha(xml: bytes) -> str:
@@ -298,7 +298,7 @@ def _designer_helpers():
 
 # ---------------------------------------------------------------- moving a running ticket to a newer version
 def _migration_page(ref, refused: dict | None = None, status: int = 200):
-    shown = kefu().show(ref)
+    shown = kefu().instances.show(ref)
     current = shown["definition"]
     process = _process(current["process_id"])
     running = shown["status"] in ("active", "incident")
@@ -306,7 +306,7 @@ def _migration_page(ref, refused: dict | None = None, status: int = 200):
     for v in sorted(process["versions"], key=lambda v: v["version"]):
         if v["version"] <= current["version"]:
             continue
-        reasons = kefu().migration_check(shown["instance_id"], v["version"], locale=_engine_locale()) \
+        reasons = kefu().designer.migration_check(shown["instance_id"], v["version"], locale=_engine_locale()) \
             if running else []
         targets.append({**v, "reasons": reasons})
     return render_template("designer_migrate.html", i=shown, process=process, targets=targets, running=running,
@@ -336,12 +336,12 @@ def migrate_form(ref):
 @roles_required(*OWNER)
 def migrate(ref):
     """Move the ticket to the chosen version; the engine refuses (and says why) when a step that ran changed."""
-    shown = kefu().show(ref)
+    shown = kefu().instances.show(ref)
     to = request.form.get("to_version", type=int)
     if to is None:
         raise InvalidInput(_("请选择目标版本"))
     try:
-        result = kefu().migrate_instance(shown["instance_id"], to, me())
+        result = kefu().designer.migrate_instance(shown["instance_id"], to, me())
     except Conflict as exc:
         return _migration_page(ref, _refusal(exc, to), status=409)
     flash(_("工单 %(ticket)s 已从第 %(old)s 版迁移到第 %(new)s 版", ticket=shown["ticket_no"],

@@ -38,7 +38,7 @@ def field_errors(exc: FormValidationError) -> dict:
 
 def users_by_role() -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
-    for u in kefu().users():
+    for u in kefu().users.all():
         if u["active"]:
             for r in u["roles"]:
                 out.setdefault(r, []).append(u)
@@ -65,7 +65,7 @@ def home():
 def inbox():
     """My tasks and my roles' queues, soonest due first; supervisors also see every ready task."""
     kind, severity = request.args.get("kind") or None, request.args.get("severity") or None
-    tasks = _filtered(kefu().tasks(actor=me()), kind, severity)
+    tasks = _filtered(kefu().tasks.ready(actor=me()), kind, severity)
     queues = [{"key": "mine", "title": _("我的任务"), "tasks": [t for t in tasks if t["assignee"] == me()]}]
     for role in sorted(current_user.roles):
         queue = [t for t in tasks if t["role"] == role and t["assignee"] is None]
@@ -73,16 +73,16 @@ def inbox():
             queues.append({"key": role, "role": role, "tasks": queue})
     everyone = None
     if current_user.has("supervisor"):
-        everyone = _filtered(kefu().tasks(), kind, severity)
+        everyone = _filtered(kefu().tasks.ready(), kind, severity)
         queues.append({"key": "all", "title": _("全部待办"), "tasks": everyone})
     return render_template("inbox.html", queues=queues, kind=kind, severity=severity, kinds=KINDS,
                            severity_options=SEVERITIES, users=users_by_role() if everyone else {})
 
 
 def _task_page(task_id: str, values=None, errors=None, notice=None, status=200):
-    t = kefu().task(task_id, actor=me())  # NotAllowed (403) for another lane, NotFound (404)
-    shown = kefu().show(t["instance_id"])
-    steps = kefu().steps(t["instance_id"])
+    t = kefu().tasks.get(task_id, actor=me())  # NotAllowed (403) for another lane, NotFound (404)
+    shown = kefu().instances.show(t["instance_id"])
+    steps = kefu().instances.steps(t["instance_id"])
     workable = may_work(current_user, t)
     customer = shown["customer"]
     values = values if values is not None else defaults(t["form"])
@@ -107,12 +107,12 @@ def task(task_id):
 @login_required
 def complete(task_id):
     """Submit the task's form; the engine validates it and nothing is saved unless all of it is right."""
-    t = kefu().task(task_id, actor=me())
+    t = kefu().tasks.get(task_id, actor=me())
     values = submitted(t["form"], request.form)
     if t["state"] == "ready" and not may_work(current_user, t):
         abort(403, _("这个任务不属于您的角色或已被他人认领"))
     try:
-        result = kefu().complete(task_id, me(), values)
+        result = kefu().tasks.complete(task_id, me(), values)
     except FormValidationError as exc:
         return _task_page(task_id, values, field_errors(exc), status=422)
     except Conflict as exc:
@@ -139,11 +139,11 @@ def _follow_up(result: dict) -> str:
 @login_required
 def claim(task_id):
     """Take a task from the role's queue."""
-    t = kefu().task(task_id, actor=me())
+    t = kefu().tasks.get(task_id, actor=me())
     if not may_work(current_user, t):
         abort(403, _("这个任务不属于您的角色或已被他人认领"))
     try:
-        kefu().claim(task_id, me())
+        kefu().tasks.claim(task_id, me())
     except Conflict as exc:
         flash(_conflict_text(exc), "error")
     else:
@@ -155,11 +155,11 @@ def claim(task_id):
 @login_required
 def unclaim(task_id):
     """Put a claimed task back into its role's queue (the assignee, or a supervisor)."""
-    t = kefu().task(task_id, actor=me())
+    t = kefu().tasks.get(task_id, actor=me())
     if t.get("assignee") != me() and not current_user.has("supervisor"):
         abort(403, _("只有认领人或客服主管可以释放任务"))
     try:
-        kefu().unclaim(task_id, me())
+        kefu().tasks.unclaim(task_id, me())
     except Conflict as exc:
         flash(_conflict_text(exc), "error")
     else:
@@ -171,10 +171,10 @@ def unclaim(task_id):
 @roles_required("supervisor")
 def reassign(task_id):
     """A supervisor gives a ready task to a user who holds its role."""
-    t = kefu().task(task_id, actor=me())
+    t = kefu().tasks.get(task_id, actor=me())
     to_user = request.form.get("to_user", "").strip()
     try:
-        kefu().reassign(task_id, me(), to_user)
+        kefu().tasks.reassign(task_id, me(), to_user)
     except InvalidInput:
         flash(_("不能改派给 %(user)s：该用户不具备任务所需的角色", user=to_user or "—"), "error")
     except Conflict as exc:
@@ -194,7 +194,7 @@ def escalate(task_id):
         flash(_("请填写升级原因"), "error")
         return redirect(back)
     try:
-        result = kefu().escalate(task_id, me(), reason)
+        result = kefu().tasks.escalate(task_id, me(), reason)
     except Conflict:
         flash(_("这个任务已经升级过，主管尚未处理；没有重复升级。"), "error")
     except FormValidationError as exc:
@@ -208,7 +208,7 @@ def escalate(task_id):
 
 # ---------------------------------------------------------------- intake
 def _intake_page(kind: str, values=None, errors=None, customer=None, status=200):
-    step = kefu().start_form(kind)
+    step = kefu().instances.start_form(kind)
     return render_template("intake.html", kind=kind, step=step, values=values or defaults(step["form"]),
                            errors=errors or {}, customer=customer, users=users_by_role()), status
 
@@ -221,10 +221,10 @@ def intake(kind):
         abort(404)
     customer = None
     if request.args.get("customer", "").isdigit():
-        customer = kefu().get_customer(int(request.args["customer"]))
+        customer = kefu().customers.get(int(request.args["customer"]))
     values = None
     if customer:
-        step = kefu().start_form(kind)
+        step = kefu().instances.start_form(kind)
         values = defaults(step["form"])
         prefill = {"customer_name": customer["name"], "contact_phone": customer["phone"],
                    "region": customer["region"]}
@@ -238,13 +238,13 @@ def intake_submit(kind):
     """Open the ticket with the intake form completed; on any error nothing is created and nothing lost."""
     if kind not in INTAKE_KINDS:
         abort(404)
-    step = kefu().start_form(kind)
+    step = kefu().instances.start_form(kind)
     values = submitted(step["form"], request.form)
     ref = request.form.get("kefu_customer_id", "")
     customer = None
     try:
-        customer = kefu().get_customer(int(ref)) if ref.isdigit() else None
-        result = kefu().start(kind, me(), data=values, customer_id=customer["id"] if customer else None)
+        customer = kefu().customers.get(int(ref)) if ref.isdigit() else None
+        result = kefu().instances.start(kind, me(), data=values, customer_id=customer["id"] if customer else None)
     except FormValidationError as exc:
         return _intake_page(kind, values, field_errors(exc), customer, status=422)
     except (InvalidInput, NotFound) as exc:  # e.g. the chosen customer was removed meanwhile: keep the typing
@@ -266,7 +266,7 @@ def _lookup_row(c: dict) -> dict:
 @roles_required(*START_ROLES)
 def find_customers():
     """Customers whose phone or name contains ``q`` (VIPs first), for the intake form."""
-    return jsonify([_lookup_row(c) for c in kefu().find_customers(request.args.get("q", ""), limit=10)])
+    return jsonify([_lookup_row(c) for c in kefu().customers.find(request.args.get("q", ""), limit=10)])
 
 
 @bp.post("/api/customers")
@@ -279,7 +279,7 @@ def create_customer():
     data = {k: body.get(k) for k in ("name", "phone", "company", "address", "region") if body.get(k)}
     data["vip"] = bool(body.get("vip"))
     try:
-        c = kefu().create_customer(data, actor=me())
+        c = kefu().customers.create(data, actor=me())
     except InvalidInput as exc:
         errors = {f: field_message(exc.message) for f in exc.details.get("fields") or ["name"]}
         return jsonify({"error": {"code": exc.code, "errors": errors}}), 400

@@ -113,9 +113,9 @@ def _figures(report: dict, agent: str | None) -> list[dict]:
 def dashboard():
     k = kefu()
     month = _month(request.args.get("month"))
-    report = kpi.report(k, month)
+    report = k.kpi.report(month)
     agent = _agent(report, request.args.get("agent"))
-    history = kpi.trend(k, TREND_MONTHS, month, known={month: report})
+    history = k.kpi.trend(TREND_MONTHS, month, known={month: report})
     charts = {}
     for key in kpi.KPI_IDS:
         spec = kpi.SPECS[key]
@@ -126,7 +126,7 @@ def dashboard():
                        "agents": kpi_charts.bars(agent_rows, spec.target, spec.unit, f"{key} {LABELS[key]}")}
     return render_template("kpi_dashboard.html", report=report, month=month, agent=agent,
                            figures=_figures(report, agent), charts=charts, agents=sorted(report["agents"]),
-                           sample_size=kpi.sample_size(k), qa_sample=kpi.qa_sample_of(k, month),
+                           sample_size=k.kpi.sample_size(), qa_sample=k.kpi.qa_sample_of(month),
                            previous=kpi.previous_month(k.now()),
                            may_store=current_user.has("supervisor"),
                            may_sample=current_user.has(*kpi.QA_START_ROLES),
@@ -139,7 +139,7 @@ def lineage(month, key):
     month = _month(month)
     if key not in kpi.KPI_IDS:
         abort(404, _("没有指标 %(key)s", key=key[:20]))
-    report = kpi.report(kefu(), month)
+    report = kefu().kpi.report(month)
     agent = _agent(report, request.args.get("agent"))
     figure = (report["agents"][agent] if agent else report["department"])[key]
     return render_template("kpi_lineage.html", report=report, month=month, agent=agent, key=key, f=figure,
@@ -151,7 +151,7 @@ def lineage(month, key):
 @roles_required(*READERS)
 def monthly(month):
     month = _month(month)
-    report = kpi.report(kefu(), month)
+    report = kefu().kpi.report(month)
     return render_template("kpi_report.html", report=report, month=month, figures=_figures(report, None),
                            agents={a: _figures(report, a) for a in sorted(report["agents"])})
 
@@ -169,14 +169,14 @@ def _csv(columns, rows, filename: str) -> Response:
 @roles_required(*READERS)
 def export(month):
     month = _month(month)
-    return _csv(kpi.CSV_COLUMNS, kpi.csv_rows(kpi.report(kefu(), month)), f"kpi-{month}.csv")
+    return _csv(kpi.CSV_COLUMNS, kpi.csv_rows(kefu().kpi.report(month)), f"kpi-{month}.csv")
 
 
 @bp.get("/kpi/<month>/lineage.csv")
 @roles_required(*READERS)
 def export_lineage(month):
     month = _month(month)
-    return _csv(kpi.LINEAGE_COLUMNS, kpi.lineage_rows(kpi.report(kefu(), month)), f"kpi-{month}-lineage.csv")
+    return _csv(kpi.LINEAGE_COLUMNS, kpi.lineage_rows(kefu().kpi.report(month)), f"kpi-{month}-lineage.csv")
 
 
 @bp.post("/kpi/<month>/store")
@@ -184,7 +184,7 @@ def export_lineage(month):
 def store(month):
     month = _month(month)
     try:
-        kpi.store(kefu(), month, me())
+        kefu().kpi.store(month, me())
     except KefuError as exc:
         flash(_("考核未保存：%(reason)s", reason=exc.message), "error")
     else:
@@ -197,7 +197,7 @@ def store(month):
 def qa_sample(month):
     month = _month(month)
     try:
-        r = kpi.start_qa_sampling(kefu(), month, me())
+        r = kefu().kpi.start_qa_sampling(month, me())
     except KefuError as exc:
         flash(_("未抽样：%(reason)s", reason=exc.message), "error")
     else:
@@ -209,7 +209,7 @@ def qa_sample(month):
 @roles_required("process_owner")
 def qa_sample_size():
     try:
-        n = kpi.set_sample_size(kefu(), request.form.get("size", ""), me())
+        n = kefu().kpi.set_sample_size(request.form.get("size", ""), me())
     except KefuError as exc:
         flash(_("抽样数量未修改：%(reason)s", reason=exc.message), "error")
     else:

@@ -25,15 +25,15 @@ PASSED = {"task_completed", "gateway_passed", "script_ran", "timer_fired", "star
 @login_required
 def instance(ref):
     """One ticket: status, deadlines, the diagram with its current tasks, and the timeline."""
-    shown = kefu().show(ref)
+    shown = kefu().instances.show(ref)
     check_instance(current_user, shown)
-    ready = kefu().tasks(instance=shown["instance_id"])
+    ready = kefu().tasks.ready(instance=shown["instance_id"])
     my_tasks = {t["id"] for t in ready if may_work(current_user, t)}
     escalatable = {t["id"] for t in ready if t.get("escalatable")}
     customer = shown["customer"]
     # Everything the ticket has passed through: completed tasks, gateways taken, scripts, timers, ends.
     done = list(dict.fromkeys(e["bpmn_id"] for e in shown["events"] if e["bpmn_id"] and e["type"] in PASSED))
-    return render_template("instance.html", i=shown, steps=kefu().steps(shown["instance_id"]), done=done,
+    return render_template("instance.html", i=shown, steps=kefu().instances.steps(shown["instance_id"]), done=done,
                            my_tasks=my_tasks, escalatable=escalatable, may_migrate=_may_migrate(shown),
                            show_contact=bool(customer) and contact_visible(current_user, customer["id"]))
 
@@ -43,7 +43,7 @@ def _may_migrate(shown: dict) -> bool:
     ticket), for a ticket still running, when a newer version of its process is deployed."""
     if not current_user.has(*MIGRATE_ROLES) or shown["status"] not in ("active", "incident"):
         return False
-    newest = kefu().newest_version(shown["definition"]["process_id"])
+    newest = kefu().definitions.newest_version(shown["definition"]["process_id"])
     return newest is not None and newest > shown["definition"]["version"]
 
 
@@ -51,8 +51,8 @@ def _may_migrate(shown: dict) -> bool:
 @login_required
 def diagram(ref):
     """The BPMN XML of the definition version this ticket runs on, for the viewer."""
-    check_instance(current_user, kefu().show(ref))
-    return Response(kefu().diagram_xml(ref)["xml"], mimetype="application/xml")
+    check_instance(current_user, kefu().instances.show(ref))
+    return Response(kefu().instances.diagram_xml(ref)["xml"], mimetype="application/xml")
 
 
 @bp.get("/customers")
@@ -60,15 +60,15 @@ def diagram(ref):
 def customers():
     """Find customers by phone or name."""
     q = request.args.get("q", "").strip()
-    found = kefu().find_customers(q, limit=50) if q else []
+    found = kefu().customers.find(q, limit=50) if q else []
     return render_template("customers.html", q=q, found=found, show_contact=current_user.has("agent"))
 
 
 def _customer_page(customer_id: int, values=None, errors=None, status=200):
-    c = kefu().get_customer(customer_id)
+    c = kefu().customers.get(customer_id)
     if not may_see_customer(current_user, customer_id):
         abort(403, _("您没有处理这位客户的工单，不能查看"))
-    return render_template("customer.html", c=c, tickets=kefu().instances(customer_id=customer_id, limit=500),
+    return render_template("customer.html", c=c, tickets=kefu().instances.recent(customer_id=customer_id, limit=500),
                            show_contact=contact_visible(current_user, customer_id),
                            editable=current_user.has(*CUSTOMER_EDIT_ROLES),
                            values=values or c, errors=errors or {}), status
@@ -85,7 +85,7 @@ def customer(customer_id):
 @roles_required(*CUSTOMER_EDIT_ROLES)
 def customer_update(customer_id):
     """Keep the profile up to date (I3); a refused change keeps what was typed."""
-    kefu().get_customer(customer_id)
+    kefu().customers.get(customer_id)
     values = {k: request.form.get(k, "").strip() for k in CUSTOMER_FORM}
     data = {k: (v or None) for k, v in values.items()}
     if not contact_visible(current_user, customer_id):  # hidden contact fields left blank stay as they are
@@ -94,9 +94,9 @@ def customer_update(customer_id):
                 del data[key]
     data["vip"] = values["vip"] = request.form.get("vip") == "on"
     try:
-        kefu().update_customer(customer_id, data)
+        kefu().customers.update(customer_id, data)
     except InvalidInput as exc:
         errors = {f: field_message(exc.message) for f in exc.details.get("fields") or ["name"]}
-        return _customer_page(customer_id, {**kefu().get_customer(customer_id), **values}, errors, status=422)
+        return _customer_page(customer_id, {**kefu().customers.get(customer_id), **values}, errors, status=422)
     flash(_("客户资料已更新"), "success")
     return redirect(url_for("records.customer", customer_id=customer_id))

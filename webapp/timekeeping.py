@@ -27,11 +27,11 @@ def demo_clock():
 @login_required
 def deadlines():
     k = kefu()
-    status = k.calendar_status()
+    status = k.time.calendar_status()
     years = [y["year"] for y in status["years"]]
-    overrides = [o for o in k.calendar_days() if int(o["day"][:4]) >= years[0]]
-    return render_template("deadlines.html", sla=k.sla_table(), calendar=status, overrides=overrides,
-                           clock=k.clock_status(), steps=CLOCK_STEPS,
+    overrides = [o for o in k.time.calendar_days() if int(o["day"][:4]) >= years[0]]
+    return render_template("deadlines.html", sla=k.time.sla_table(), calendar=status, overrides=overrides,
+                           clock=k.time.clock_status(), steps=CLOCK_STEPS,
                            may_edit=current_user.has("process_owner"),
                            may_move=current_user.has("supervisor", "process_owner"))
 
@@ -45,7 +45,7 @@ def set_day():
         flash(_("请选择工作日或休息日"), "error")
         return redirect(url_for(".deadlines"))
     try:
-        r = kefu().set_calendar_day(day, None if kind == "clear" else kind == "working", me(), note=note)
+        r = kefu().time.set_calendar_day(day, None if kind == "clear" else kind == "working", me(), note=note)
     except KefuError as exc:
         flash(_("日历未修改：%(reason)s", reason=exc.message), "error")
     else:
@@ -63,8 +63,8 @@ def advance_clock():
         return redirect(url_for(".deadlines"))
     k = kefu()
     try:
-        k.advance_clock(parse_duration(step), actor=me())
-        fired = k.fire_due_timers()
+        k.time.advance_clock(parse_duration(step), actor=me())
+        fired = k.timers.fire_due()
     except ClockError:
         flash(_("时钟只能在演示和测试环境中调整"), "error")
     except KefuError as exc:

@@ -14,11 +14,11 @@ bp = Blueprint("overview", __name__)
 def index():
     """Overview: deployed processes, recent tickets and the ready tasks of every queue."""
     k = kefu()
-    return render_template("index.html", definitions=k.definitions(), instances=k.instances(limit=30),
-                           tasks=k.tasks())
+    return render_template("index.html", definitions=k.definitions.all(), instances=k.instances.recent(limit=30),
+                           tasks=k.tasks.ready())
 
 
 @bp.get("/healthz")
 def healthz():
     """Liveness for operators and load balancers."""
-    return jsonify({"status": "ok", "definitions": len(kefu().definitions())})
+    return jsonify({"status": "ok", "definitions": len(kefu().definitions.all())})

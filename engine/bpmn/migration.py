@@ -11,27 +11,11 @@ import copy
 
 from SpiffWorkflow.bpmn.util.diff import SpecDiff, WorkflowDiff, migrate_workflow
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
-
-from engine.store import chain as audit
 from engine.bpmn.changes import without_lines
-from engine.store.tables import Definition
-from engine.errors import Conflict, NotFound
+from engine.errors import Conflict
 
 RAN = TaskState.COMPLETED | TaskState.STARTED | TaskState.READY | TaskState.WAITING | TaskState.ERROR
 KEEP = TaskState.READY | TaskState.WAITING
-
-
-def _target(s, inst, to_version) -> Definition:
-    try:
-        number = int(to_version)
-    except (TypeError, ValueError):
-        raise NotFound(f"no version {to_version!r} of {inst.kind!r}") from None
-    d = s.scalar(select(Definition).where(Definition.process_id == inst.definition.process_id,
-                                          Definition.version == number))
-    if d is None:
-        raise NotFound(f"no version {number} of {inst.definition.process_id!r}")
-    return d
 
 
 def _label(task, zh: bool = False) -> str:
@@ -109,17 +93,18 @@ def _diff(registry, wf, spec) -> WorkflowDiff:
     return diff
 
 
-def _diffs(kefu, wf, target: Definition):
-    spec, subs = kefu.specs.get(target)
-    registry = kefu.serializer.registry
+def _diffs(ctx, wf, target):
+    spec, subs = ctx.specs.get(target)
+    registry = ctx.serializer.registry
     top = _diff(registry, wf, spec)
     sub_diffs = {sp_id: _diff(registry, sp, subs[sp.spec.name]) if sp.spec.name in subs else None
                  for sp_id, sp in wf.subprocesses.items()}
     return spec, subs, top, sub_diffs
 
 
-def reasons(kefu, s, inst, target: Definition, wf=None) -> list[str]:
-    """Why moving ``inst`` to ``target`` is unsafe (empty: safe)."""
+def reasons(ctx, inst, target, wf) -> list[str]:
+    """Why moving ``inst`` (its workflow ``wf``) to the definition ``target`` is unsafe (empty: safe).
+    ``ctx``: where the parsed specs and the serializer's registry are found."""
     current = inst.definition
     out = []
     if target.version <= current.version:
@@ -131,8 +116,7 @@ def reasons(kefu, s, inst, target: Definition, wf=None) -> list[str]:
         out.append(Reason("the instance has an incident; retry the failed step first", "工单有故障，请先重试失败的步骤"))
     if out:
         return out
-    wf = wf if wf is not None else kefu._load(s, inst)
-    spec, subs, top, sub_diffs = _diffs(kefu, wf, target)
+    spec, subs, top, sub_diffs = _diffs(ctx, wf, target)
     out.extend(_reasons_in(top, wf, target.version))
     for sp_id, d in sub_diffs.items():
         sp = wf.subprocesses[sp_id]
@@ -157,27 +141,10 @@ def _migrate(diff, wf, spec) -> None:
                 task._set_state(state)
 
 
-def migrate(kefu, s, inst, target: Definition, actor: str) -> dict:
-    wf = kefu._load(s, inst)
-    why = reasons(kefu, s, inst, target, wf)
-    if why:
-        return {"migrated": False, "reasons": why}
-    before = kefu._states(wf)
-    apply_migration(kefu, wf, target)
-    old = inst.definition
-    inst.definition = target
-    now = kefu.now()
-    events = [audit.PendingEvent("instance_migrated", actor, now, data={
-        "definition": target.process_id, "from_version": old.version, "to_version": target.version,
-        "from_sha256": old.sha256, "to_sha256": target.sha256})]
-    kefu._save(s, inst, wf, events, actor, before, None)
-    return {"migrated": True, "reasons": [], "from_version": old.version, "to_version": target.version}
-
-
-def apply_migration(kefu, wf, target: Definition) -> None:
+def apply_migration(ctx, wf, target) -> None:
     """Move the workflow ``wf`` onto ``target``'s specs in place (the caller has checked it is safe); also used
     by the audit replay to re-apply a recorded ``instance_migrated``."""
-    spec, subs, top, sub_diffs = _diffs(kefu, wf, target)
+    spec, subs, top, sub_diffs = _diffs(ctx, wf, target)
     _migrate(top, wf, spec)
     for sp_id, d in sub_diffs.items():
         sp = wf.subprocesses[sp_id]

@@ -78,12 +78,12 @@ def _first_difference(stored, rebuilt) -> str | None:
     return None
 
 
-def replay(kefu, instance_ref) -> dict:
+def replay(ctx, runner, instance_ref) -> dict:
     """Rebuild one instance; ``{"matches": bool, "difference": str|None, "events_applied": n, …}``."""
-    with kefu.db.reading() as s:
-        inst = kefu._instance(s, instance_ref, with_state=True)
+    with ctx.db.reading() as s:
+        inst = ctx.instance(s, instance_ref, with_state=True)
         events = audit.events_of(s, inst.id)
-        stored = kefu._load(s, inst)
+        stored = runner.load(s, inst)
         # A moved instance (instance_migrated) started on an older version: rebuild from that one and move
         # it where the record says it moved.
         moves = {e.seq: _definition(s, inst.definition.process_id, (e.data or {}).get("to_version"))
@@ -94,9 +94,9 @@ def replay(kefu, instance_ref) -> dict:
         if origin is None or None in moves.values():
             return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "matches": False, "events_applied": 0,
                     "difference": "an instance_migrated event names a definition version that does not exist"}
-        spec, subs = kefu.specs.get(origin)
+        spec, subs = ctx.specs.get(origin)
         for target in moves.values():
-            kefu.specs.get(target)  # parsed while the rows are attached; the move reads them from the cache
+            ctx.specs.get(target)  # parsed while the rows are attached; the move reads them from the cache
         about = {"instance_id": inst.id, "ticket_no": inst.ticket_no,
                  "definition": {"process_id": inst.definition.process_id, "version": inst.definition.version,
                                 "sha256": inst.definition.sha256}}
@@ -115,7 +115,7 @@ def replay(kefu, instance_ref) -> dict:
     try:
         with warnings.catch_warnings():  # a missing calendar year was reported when the instance ran
             warnings.simplefilter("ignore", CalendarDataMissing)
-            rebuilt, applied = _rebuild(kefu, spec, subs, stored, started, events[1:], clock, vip, linked_customer,
+            rebuilt, applied = _rebuild(ctx, runner, spec, subs, stored, started, events[1:], clock, vip, linked_customer,
                                         moves)
     except Exception as exc:  # noqa: BLE001 - a record that cannot be applied is a mismatch, not a crash
         return {**about, "matches": False, "events_applied": None,
@@ -149,11 +149,11 @@ def _definition(s, process_id: str, version):
     return s.scalar(select(Definition).where(Definition.process_id == process_id, Definition.version == version))
 
 
-def _rebuild(kefu, spec, subs, stored, started, events, clock: Clock, vip, linked_customer, moves=None):
-    kefu.sync()
+def _rebuild(ctx, runner, spec, subs, stored, started, events, clock: Clock, vip, linked_customer, moves=None):
+    ctx.sync()
     wf = BpmnWorkflow(spec, subs, script_engine=scripting.make_script_engine())
     wf.task_tree.data.update(_initial_data(stored, started, vip))
-    kefu._run(wf)
+    runner.run(wf)
     mapped: dict[str, object] = {}
     applied = 0
     for e in events:
@@ -179,28 +179,28 @@ def _rebuild(kefu, spec, subs, stored, started, events, clock: Clock, vip, linke
                 for t in wf.get_tasks(state=TaskState.READY):
                     t.data["customer_id"], t.data["vip"] = linked_customer, vip
             task.run()
-            kefu._run(wf)
+            runner.run(wf)
             applied += 1
         elif e.type == "timer_fired":
-            kefu._run(wf)
+            runner.run(wf)
             applied += 1
         elif e.type == "instance_migrated":
             from engine.bpmn.migration import apply_migration
-            apply_migration(kefu, wf, moves[e.seq])
+            apply_migration(ctx, wf, moves[e.seq])
             applied += 1
         elif e.type == "incident_retried":
             fix = (e.data or {}).get("fix") or {}
             for task in wf.get_tasks(state=TaskState.ERROR):
                 wf.reset_from_task_id(task.id)
                 wf.get_task_from_id(task.id).data.update(copy.deepcopy(fix))
-            kefu._run(wf)
+            runner.run(wf)
             applied += 1
     return wf, applied
 
 
-def replay_all(kefu) -> list[dict]:
+def replay_all(ctx, runner) -> list[dict]:
     from sqlalchemy import select
     from engine.store.tables import Instance
-    with kefu.db.reading() as s:
+    with ctx.db.reading() as s:
         ids = list(s.scalars(select(Instance.id).order_by(Instance.id)))
-    return [replay(kefu, i) for i in ids]
+    return [replay(ctx, runner, i) for i in ids]

@@ -1,5 +1,6 @@
 """Changing a procedure: deploy a diagram given as XML (checked, test-run, versioned with a change summary),
-the definitions overview with running counts, and any version's XML. ``Kefu`` exposes these as methods."""
+the definitions overview with running counts, any version's XML, and moving running instances to a newer
+version when that is safe."""
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 
+from engine.bpmn import migration
 from engine.bpmn.changes import change_summary
+from engine.clock import iso
+from engine.services.context import Context
+from engine.services.runner import Runner
+from engine.store import chain as audit
 from engine.store.tables import Definition, DefinitionChange, Instance
 from engine.bpmn.diagram import B
 from engine.store.versions import latest, next_version, version_with
@@ -47,9 +53,9 @@ class MigrationRefused(Conflict):
                          message_zh=f"工单 {ticket_no} 不能迁移到版本 {version}：" + "；".join(reasons_zh))
 
 
-def check_owner(kefu, actor: str) -> None:
-    with kefu.db.reading() as s:
-        roles = kefu._user_roles(s, actor)
+def check_owner(ctx, actor: str) -> None:
+    with ctx.db.reading() as s:
+        roles = ctx.user_roles(s, actor)
     if roles is None:
         raise NotAllowed(f"unknown or inactive user {actor!r}")
     if OWNER_ROLE not in roles:
@@ -99,19 +105,19 @@ def record_change(s, definition: Definition, previous: Definition | None) -> dic
     return summary
 
 
-def deploy_xml(kefu, data, filename: str, actor: str, *, dry_run: bool = False) -> dict:
+def deploy_xml(ctx, data, filename: str, actor: str, *, dry_run: bool = False) -> dict:
     filename = _clean_name(filename)
     data = _as_bytes(data)
-    check_owner(kefu, actor)
+    check_owner(ctx, actor)
     if filename.lower().endswith(".dmn"):
-        return _deploy_table(kefu, data, filename, actor, dry_run)
+        return _deploy_table(ctx, data, filename, actor, dry_run)
     report = lint_or_refuse(data, filename)
     xml = _xml_text(data, filename)
     runs = _test_run_or_refuse(report, filename)
     sha = hashlib.sha256(data).hexdigest()
     names = {p.get("id"): p.get("name") for p in report.root.iter(B + "process")}
     try:
-        results = _write_versions(kefu, report, data, xml, sha, names, filename, actor, dry_run)
+        results = _write_versions(ctx, report, data, xml, sha, names, filename, actor, dry_run)
     except IntegrityError:
         raise Conflict("another version of this process was deployed at the same time; nothing was saved, "
                        "reload and try again") from None
@@ -122,9 +128,9 @@ def deploy_xml(kefu, data, filename: str, actor: str, *, dry_run: bool = False) 
     return out
 
 
-def _write_versions(kefu, report, data, xml, sha, names, filename, actor, dry_run) -> list[dict]:
+def _write_versions(ctx, report, data, xml, sha, names, filename, actor, dry_run) -> list[dict]:
     results = []
-    with kefu.db.unit_of_work() as s:
+    with ctx.db.unit_of_work() as s:
         for pid in report.process_ids:
             current = latest(s, pid)
             _same_kind(current, pid, filename, table=False)
@@ -138,12 +144,12 @@ def _write_versions(kefu, report, data, xml, sha, names, filename, actor, dry_ru
             version = next_version(s, pid)
             if not dry_run:
                 d = Definition(process_id=pid, version=version, name=names.get(pid), filename=filename,
-                               sha256=sha, xml=xml, deployed_at=kefu.now(), deployed_by=actor)
+                               sha256=sha, xml=xml, deployed_at=ctx.now(), deployed_by=actor)
                 s.add(d)
                 s.flush()
                 s.add(DefinitionChange(definition_id=d.id, summary=summary,
                                        previous_version=current.version if current is not None else None))
-                kefu.specs.put(pid, sha, report.specs[pid])
+                ctx.specs.put(pid, sha, report.specs[pid])
             results.append({"process_id": pid, "version": version, "sha": sha, "sha256": sha,
                             "created": not dry_run, "summary": summary})
         if dry_run:
@@ -187,11 +193,11 @@ def _same_kind(current, pid: str, filename: str, table: bool) -> None:
                               element=pid)
 
 
-def _deploy_table(kefu, data: bytes, filename: str, actor: str, dry_run: bool) -> dict:
+def _deploy_table(ctx, data: bytes, filename: str, actor: str, dry_run: bool) -> dict:
     from engine.bpmn.sla import parse_sla
     table = parse_sla(data, filename)
     xml = _xml_text(data, filename)
-    with kefu.db.unit_of_work() as s:
+    with ctx.db.unit_of_work() as s:
         current = latest(s, table.decision_id)
         _same_kind(current, table.decision_id, filename, table=True)
         if current is None or current.sha256 != table.sha256:
@@ -207,7 +213,7 @@ def _deploy_table(kefu, data: bytes, filename: str, actor: str, dry_run: bool) -
         summary = {"targets_before": before, "targets": table.targets, "first_version": current is None}
         if not dry_run:
             d = Definition(process_id=table.decision_id, version=version, name=table.name, filename=filename,
-                           sha256=table.sha256, xml=xml, deployed_at=kefu.now(), deployed_by=actor)
+                           sha256=table.sha256, xml=xml, deployed_at=ctx.now(), deployed_by=actor)
             s.add(d)
             s.flush()
             s.add(DefinitionChange(definition_id=d.id, summary=summary,
@@ -218,9 +224,8 @@ def _deploy_table(kefu, data: bytes, filename: str, actor: str, dry_run: bool) -
             "created": not dry_run, "summary": summary, "warnings": [], "dry_run": dry_run, "filename": filename}
 
 
-def definition_overview(kefu) -> list[dict]:
-    from engine.service import iso
-    with kefu.db.reading() as s:
+def definition_overview(ctx) -> list[dict]:
+    with ctx.db.reading() as s:
         counts: dict[int, dict[str, int]] = {}
         for def_id, status, n in s.execute(select(Instance.definition_id, Instance.status, func.count())
                                            .group_by(Instance.definition_id, Instance.status)):
@@ -256,6 +261,81 @@ def _definition(s, process_id, version, with_xml=False) -> Definition:
     return d
 
 
-def definition_xml(kefu, process_id: str, version) -> bytes:
-    with kefu.db.reading() as s:
+def definition_xml(ctx, process_id: str, version) -> bytes:
+    with ctx.db.reading() as s:
         return _definition(s, process_id, version, with_xml=True).xml.encode("utf-8")
+
+
+def _target(s, inst, to_version) -> Definition:
+    """The version ``to_version`` of the instance's process; NotFound otherwise."""
+    try:
+        number = int(to_version)
+    except (TypeError, ValueError):
+        raise NotFound(f"no version {to_version!r} of {inst.kind!r}") from None
+    d = s.scalar(select(Definition).where(Definition.process_id == inst.definition.process_id,
+                                          Definition.version == number))
+    if d is None:
+        raise NotFound(f"no version {number} of {inst.definition.process_id!r}")
+    return d
+
+
+def _migrate(ctx, runner, s, inst, target: Definition, actor: str) -> dict:
+    wf = runner.load(s, inst)
+    why = migration.reasons(ctx, inst, target, wf)
+    if why:
+        return {"migrated": False, "reasons": why}
+    before = runner.states(wf)
+    migration.apply_migration(ctx, wf, target)
+    old = inst.definition
+    inst.definition = target
+    now = ctx.now()
+    events = [audit.PendingEvent("instance_migrated", actor, now, data={
+        "definition": target.process_id, "from_version": old.version, "to_version": target.version,
+        "from_sha256": old.sha256, "to_sha256": target.sha256})]
+    runner.save(s, inst, wf, events, actor, before, None)
+    return {"migrated": True, "reasons": [], "from_version": old.version, "to_version": target.version}
+
+
+class DesignerService:
+    """The process owner's changes to procedures and the instances running on them."""
+
+    def __init__(self, ctx: Context, runner: Runner):
+        self.ctx = ctx
+        self.runner = runner
+
+    def deploy_xml(self, data, filename: str, actor: str, *, dry_run: bool = False) -> dict:
+        """Check, test-run and deploy one diagram as a new immutable version (process_owner only)."""
+        return deploy_xml(self.ctx, data, filename, actor, dry_run=dry_run)
+
+    @staticmethod
+    def change_summary(old_xml, new_xml) -> dict:
+        """What changed between two versions of a diagram, for people."""
+        return change_summary(old_xml, new_xml)
+
+    def overview(self) -> list[dict]:
+        """Every process with its versions (newest first) and how many instances run on each."""
+        return definition_overview(self.ctx)
+
+    def xml(self, process_id: str, version) -> bytes:
+        """The XML of one deployed version."""
+        return definition_xml(self.ctx, process_id, version)
+
+    def migration_check(self, instance_id, to_version, locale: str = "en") -> list[str]:
+        """Why moving the instance to ``to_version`` of its process is unsafe (in English, or Chinese with
+        ``locale="zh_CN"``); empty when it is safe."""
+        with self.ctx.db.reading() as s:
+            inst = self.ctx.instance(s, instance_id, with_state=True)
+            target = _target(s, inst, to_version)
+            found = migration.reasons(self.ctx, inst, target, self.runner.load(s, inst))
+            return [r.message(locale) for r in found]
+
+    def migrate_instance(self, instance_id, to_version, actor: str) -> dict:
+        """Move a running instance to a newer version when it is safe (process_owner only); audited."""
+        check_owner(self.ctx, actor)
+        with self.ctx.db.unit_of_work() as s:
+            inst = self.ctx.instance(s, instance_id, with_state=True)
+            result = _migrate(self.ctx, self.runner, s, inst, _target(s, inst, to_version), actor)
+            if not result["migrated"]:
+                raise MigrationRefused(inst.ticket_no, int(to_version), [str(r) for r in result["reasons"]],
+                                       [r.zh for r in result["reasons"]])
+            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, **result}

@@ -8,7 +8,7 @@ instance). APScheduler 3 runs two jobs over it:
 - ``sweep``: an interval job (every ``sweep_seconds``, default 1 s: two small reads when nothing is due)
   that catches timers written by other processes and is the safety net for everything else.
 
-Both call ``Kefu.fire_due_timers()``, which claims the instances of due timers atomically (``FOR UPDATE
+Both call ``kefu.timers.fire_due()``, which claims the instances of due timers atomically (``FOR UPDATE
 SKIP LOCKED``; SQLite's write lock), so any number of schedulers can run on one database. Jobs have no
 misfire grace limit (APScheduler's default of 1 s would silently drop a job the process was too busy or
 asleep to run) and coalesce; at start a sweep runs at once, so timers that fell due while nothing ran fire
@@ -45,8 +45,8 @@ class TimerScheduler:
         self.scheduler.add_job(self.tick, "interval", seconds=self.sweep_seconds, id="sweep",
                                next_run_time=datetime.now(timezone.utc))
         # --- kpi (issue 7): the monthly assessment (K-cycle) and QA sample, with a catch-up at start ---
-        from engine.kpi import schedule as schedule_k_cycle
-        schedule_k_cycle(self.scheduler, self.kefu)
+        from engine.services.kpi import schedule as schedule_k_cycle
+        schedule_k_cycle(self.scheduler, self.kefu.kpi)
         # --- end kpi ---
         self.scheduler.start()
         self.kefu.timer_listeners.append(self.notify)
@@ -66,15 +66,15 @@ class TimerScheduler:
         if not self._lock.acquire(blocking=False):
             return 0  # a sweep is running in this process; it re-arms the wake-up when done
         try:
-            self.kefu.sync()
-            fired = self.kefu.fire_due_timers()
+            self.kefu.time.sync()
+            fired = self.kefu.timers.fire_due()
             if fired:
                 self.fired_total += len(fired)
                 log.info("fired %d timer(s)", len(fired))
                 if self.on_fired is not None:
                     self.on_fired(fired)
             self.last_error = None
-            self._arm(self.kefu.next_timer_due())
+            self._arm(self.kefu.timers.next_due())
             return len(fired)
         except Exception as exc:  # noqa: BLE001 - the next sweep tries again
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -106,7 +106,7 @@ class TimerScheduler:
 
     def idle(self) -> bool:
         """Nothing is due now (the next timer, if any, lies in the future)."""
-        nxt = self.kefu.next_timer_due()
+        nxt = self.kefu.timers.next_due()
         return nxt is None or nxt >= self.kefu.now()
 
 
@@ -119,7 +119,7 @@ def run_forever(kefu, sweep_seconds: float = 1.0, until_idle: bool = False, on_f
         sched = TimerScheduler(kefu, sweep_seconds, on_fired)
         while True:
             sched.tick()
-            kefu.sync()
+            kefu.time.sync()
             if sched.last_error is None and sched.idle():
                 break
             if sched.last_error is not None:

@@ -1,4 +1,4 @@
-"""Users and roles (RULES.md "Roles"); passwords are stored as salted PBKDF2 hashes."""
+"""Users and roles (RULES.md "Roles") and their API tokens; passwords are stored as salted PBKDF2 hashes."""
 from __future__ import annotations
 
 import hashlib
@@ -6,11 +6,19 @@ import hmac
 import re
 import secrets
 
+from sqlalchemy import select
+
 from engine.bpmn.diagram import ROLES
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, NotAllowed, NotFound
+from engine.clock import iso
+from engine.services import shapes
+from engine.services.context import Context
+from engine.store import tokens
+from engine.store.tables import User
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _ITERATIONS = 200_000
+READ_ONLY_ROLES = frozenset({"auditor"})
 
 
 def check_user_name(name: str) -> str:
@@ -45,3 +53,83 @@ def check_password(stored: str | None, password: str) -> bool:
         return False
     candidate = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations).hex()
     return hmac.compare_digest(candidate, digest)
+
+
+class UserService:
+    """Add, list and authenticate users; issue and revoke their API tokens; refuse read-only users."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def add(self, name: str, roles, display_name: str | None = None, groups=(),
+                 password: str | None = None) -> dict:
+        check_user_name(name)
+        roles = check_roles(roles)
+        digest = hash_password(password) if password else None  # slow on purpose: not while holding the lock
+        with self.ctx.db.unit_of_work() as s:
+            user = s.scalar(select(User).where(User.name == name))
+            if user is None:
+                user = User(name=name, roles="", groups="", created_at=self.ctx.now(), active=True)
+                s.add(user)
+            merged = list(dict.fromkeys([*user.role_set, *roles]))
+            user.roles = ",".join(r for r in ROLES if r in merged)
+            if groups:
+                user.groups = ",".join(dict.fromkeys([*user.group_set, *groups]))
+            if display_name:
+                user.display_name = display_name
+            if digest:
+                user.password_hash = digest
+            s.flush()
+            return shapes.user_dict(user)
+
+    def all(self) -> list[dict]:
+        """Every user, by name."""
+        with self.ctx.db.reading() as s:
+            return [shapes.user_dict(u) for u in s.scalars(select(User).order_by(User.name))]
+
+    def authenticate(self, name: str, password: str) -> dict | None:
+        """The active user whose password this is, or None."""
+        with self.ctx.db.reading() as s:
+            user = s.scalar(select(User).where(User.name == name))
+            if user is None or not user.active or not check_password(user.password_hash, password):
+                return None
+            return shapes.user_dict(user)
+
+    def get(self, name: str) -> dict | None:
+        """One active user by name, or None (the web login keeps only the name in its session)."""
+        with self.ctx.db.reading() as s:
+            user = s.scalar(select(User).where(User.name == name)) if name else None
+            return shapes.user_dict(user) if user is not None and user.active else None
+
+    def create_token(self, name: str, label: str | None = None) -> dict:
+        """A new bearer token for the existing user ``name``; the token text is returned only here."""
+        with self.ctx.db.unit_of_work() as s:
+            user = s.scalar(select(User).where(User.name == name)) if name else None
+            if user is None:
+                raise NotFound(f"no user {name!r}; add it with 'kefu users add'")
+            token, row = tokens.create(s, user, label, self.ctx.now())
+            return {"token": token, "id": row.id, "user": user.name, "label": row.label,
+                    "created_at": iso(row.created_at)}
+
+    def revoke_tokens(self, name: str) -> dict:
+        """Revoke every live token of user ``name``."""
+        with self.ctx.db.unit_of_work() as s:
+            user = s.scalar(select(User).where(User.name == name)) if name else None
+            if user is None:
+                raise NotFound(f"no user {name!r}")
+            return {"user": user.name, "revoked": tokens.revoke(s, user, self.ctx.now())}
+
+    def token_user(self, token: str) -> dict | None:
+        """The active user a live bearer token acts as, or None."""
+        row = tokens.user_of(self.ctx.db, token)
+        return shapes.user_fields(*row) if row is not None else None
+
+    def check_may_change(self, actor: str) -> None:
+        """Refuse a user who may only read (the auditor role) before any change is attempted."""
+        with self.ctx.db.reading() as s:
+            user = s.scalar(select(User).where(User.name == actor))
+            if user is None:
+                return  # the command's own check decides about unknown users, as before
+            if not user.role_set - READ_ONLY_ROLES:
+                raise NotAllowed(f"user {actor} may only read (role {', '.join(sorted(user.role_set))}); "
+                                 "nothing was changed")

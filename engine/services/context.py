@@ -1,0 +1,136 @@
+"""What every service shares: the configuration, the database, the clock, the working-day calendar, the parsed
+specs and the SLA table in force, plus the lookups (instance, user) that each unit of work starts with.
+
+Services receive one ``Context`` and never the ``Kefu`` facade, so nothing below the facade imports it.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import undefer
+
+from engine import calendar as calendar_mod, clock as clock_mod
+from engine.bpmn.diagram import SpecCache, make_serializer
+from engine.bpmn.sla import SLA_DECISION, SlaTable, parse_sla
+from engine.clock import Clock
+from engine.config import Config
+from engine.errors import NotAllowed, NotFound
+from engine.store.database import Database
+from engine.store.tables import CalendarDay, Instance, Setting, User
+from engine.store.versions import latest
+
+SYSTEM = "system"
+CALENDAR_REVISION = "calendar_revision"
+CLOCK_OFFSET = "clock_offset_seconds"
+MAX_ROW_ID = 2**31 - 1  # the largest INTEGER primary key PostgreSQL stores
+WITH_STATE = (undefer(Instance.state),)
+SYNCED = "kefu_synced"  # session.info key: the shared settings were read in this unit of work
+
+
+def row_id(value) -> bool:
+    """An integer a primary key can hold; any other number names no row (and the database would refuse it)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ROW_ID
+
+
+def setting(key: str):
+    """A scalar subquery reading one shared setting (joined into a unit of work's first statement)."""
+    return select(Setting.value).where(Setting.key == key).scalar_subquery()
+
+
+class Context:
+    """The shared state of one ``Kefu``: database, clock, calendar, spec cache and SLA tables."""
+
+    def __init__(self, config: Config | None = None, database: Database | None = None,
+                 clock: Clock | None = None):
+        self.config = config or Config.from_env()
+        self.db = database or Database(self.config.database_url)
+        self.clock = clock_mod.use(clock or Clock.from_config(self.config))
+        self.specs = SpecCache()
+        self.serializer = make_serializer(self.specs)
+        self.sla_tables: dict[str, SlaTable] = {}
+        self.settings_read = False
+        self.calendar = calendar_mod.use(calendar_mod.WorkingCalendar(revision=-1))
+
+    # ---- time and the shared settings
+    def now(self) -> datetime:
+        # The process-wide clock (the one SpiffWorkflow's timers and form checks read), never a private copy.
+        if not self.settings_read and self.config.time_controls_allowed:
+            self.settings_read = True  # a demo/test clock offset set by another process counts from the start
+            try:
+                self.sync()
+            except SQLAlchemyError:  # no schema yet: nothing to read
+                pass
+        return clock_mod.now()
+
+    def sync(self) -> None:
+        """Refresh the shared settings (clock offset, calendar) now; the scheduler calls it before a sweep."""
+        with self.db.reading() as s:
+            self.sync_calendar(s)
+
+    def sync_calendar(self, s, settings: dict | None = None) -> None:
+        """Pick up what another process changed: the calendar overrides and the demo/test clock offset
+        (once per unit of work). ``settings``: those two values read already by the caller's query."""
+        if s.info.get(SYNCED):
+            return
+        s.info[SYNCED] = self.settings_read = True
+        if settings is None:
+            settings = {r.key: r.value for r in s.scalars(select(Setting).where(
+                Setting.key.in_((CALENDAR_REVISION, CLOCK_OFFSET))))}
+        settings = {k: v for k, v in settings.items() if v is not None}
+        rev = int(settings.get(CALENDAR_REVISION, 0))
+        if rev != self.calendar.revision:
+            overrides = {r.day: r.working for r in s.scalars(select(CalendarDay))}
+            self.calendar = calendar_mod.use(calendar_mod.WorkingCalendar(overrides, rev))
+        else:
+            calendar_mod.use(self.calendar)
+        if self.config.time_controls_allowed:
+            self.clock.offset = timedelta(seconds=float(settings.get(CLOCK_OFFSET, 0)))
+
+    def sla(self, s):
+        """The SLA table in force (latest deployed version) and its definition row, or None."""
+        d = latest(s, SLA_DECISION)
+        if d is None:
+            return None
+        table = self.sla_tables.get(d.sha256)
+        if table is None:
+            table = self.sla_tables[d.sha256] = parse_sla(d.xml.encode("utf-8"), d.filename)
+        return d, table
+
+    # ---- lookups every unit of work starts with
+    def spec_of(self, inst: Instance) -> tuple:
+        """The parsed spec of the instance's definition version, found by its id: the definition row is loaded
+        only when this process has not parsed that version yet."""
+        return self.specs.get_by_id(inst.definition_id, lambda: inst.definition)
+
+    @staticmethod
+    def instance(s, ref, with_state=False) -> Instance:
+        """The instance named by its id or ticket number; NotFound otherwise."""
+        options = WITH_STATE if with_state else ()
+        inst = None
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
+            if 0 < int(ref) <= MAX_ROW_ID:  # beyond it no row exists, and the database refuses the number
+                inst = s.get(Instance, int(ref), options=options)
+        if inst is None and isinstance(ref, str):
+            inst = s.scalar(select(Instance).where(Instance.ticket_no == ref).options(*options))
+        if inst is None:
+            raise NotFound(f"no instance {ref!r}")
+        return inst
+
+    def user(self, s, name: str) -> User:
+        """The active user ``name``; NotAllowed for an unknown or inactive one."""
+        return self.active(s.scalar(select(User).where(User.name == name)) if name else None, name)
+
+    @staticmethod
+    def active(user: User | None, name: str) -> User:
+        """``user`` (the row found for ``name``) if it exists and is active; NotAllowed otherwise."""
+        if user is None or not user.active:
+            raise NotAllowed(f"unknown or inactive user {name!r}; add it with 'kefu users add'")
+        return user
+
+    @staticmethod
+    def user_roles(s, name: str):
+        """The roles of the active user ``name``, or None."""
+        user = s.scalar(select(User).where(User.name == name))
+        return user.role_set if user is not None and user.active else None

@@ -1,0 +1,99 @@
+"""Customers (I1–I3): the registry of profiles, found by name or by the digits of a phone number."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select
+
+from engine.errors import InvalidInput, NotFound
+from engine.services import shapes
+from engine.services.context import SYSTEM, Context, row_id
+from engine.store.tables import Customer
+
+CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note")
+
+
+def phone_digits(phone) -> str | None:
+    """The digits of a phone number, so that 021-6321 0000 and 02163210000 find the same customer."""
+    digits = "".join(ch for ch in str(phone or "") if ch.isdigit())
+    return digits or None
+
+
+class CustomerService:
+    """Create, change, read and find customer profiles."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def create(self, data: dict, actor: str = SYSTEM) -> dict:
+        """Register a customer (I1)."""
+        with self.ctx.db.unit_of_work() as s:
+            c = new_customer(s, self.ctx.now(), data)
+            return shapes.customer_dict(c)
+
+    def update(self, customer_id: int, data: dict) -> dict:
+        with self.ctx.db.unit_of_work() as s:
+            c = s.get(Customer, customer_id) if row_id(customer_id) else None
+            if c is None:
+                raise NotFound(f"no customer {customer_id}")
+            apply_customer(c, data, partial=True)
+            c.updated_at = self.ctx.now()
+            return shapes.customer_dict(c)
+
+    def get(self, customer_id: int) -> dict:
+        with self.ctx.db.reading() as s:
+            c = s.get(Customer, customer_id) if row_id(customer_id) else None
+            if c is None:
+                raise NotFound(f"no customer {customer_id}")
+            return shapes.customer_dict(c)
+
+    def find(self, query: str, limit: int = 20) -> list[dict]:
+        """Customers whose name or phone contains ``query`` (any spelling of the phone's digits), VIP first."""
+        q = (query or "").strip()
+        if not q:
+            return []
+        like = f"%{q.replace('%', '').replace('_', '')}%"
+        digits = phone_digits(q)
+        matches = [Customer.name.like(like), Customer.phone.like(like)]
+        if digits and len(digits) >= 3:
+            matches.append(Customer.phone_digits.like(f"%{digits}%"))
+        with self.ctx.db.reading() as s:
+            found = s.scalars(select(Customer).where(or_(*matches))
+                              .order_by(Customer.vip.desc(), Customer.name).limit(limit))
+            return [shapes.customer_dict(c) for c in found]
+
+
+def new_customer(s, now: datetime, data: dict) -> Customer:
+    """A new customer profile from ``data`` (checked as a whole), added to the session."""
+    c = Customer(created_at=now, updated_at=now, vip=False)
+    apply_customer(c, data, partial=False)
+    s.add(c)
+    s.flush()
+    return c
+
+
+def apply_customer(c: Customer, data: dict, partial: bool) -> None:
+    """Check ``data`` and set it on the profile; ``partial``: only the fields given change."""
+    if not isinstance(data, dict):
+        raise InvalidInput("customer data must be a JSON object")
+    unknown = [k for k in data if k not in CUSTOMER_FIELDS]
+    if unknown:
+        raise InvalidInput(f"unknown customer field(s): {', '.join(map(str, unknown))}",
+                           fields=unknown)
+    if not partial or "name" in data:
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput("a customer needs a name", fields=["name"])
+    for key in CUSTOMER_FIELDS:
+        if key not in data:
+            continue
+        value = data[key]
+        if key == "vip":
+            if not isinstance(value, bool):
+                raise InvalidInput("vip must be true or false", fields=["vip"])
+        elif value is not None:
+            if not isinstance(value, (str, int)) or isinstance(value, bool):
+                raise InvalidInput(f"customer {key} must be text", fields=[key])
+            value = str(value).strip()[:2000] or None
+        setattr(c, key, value)
+    c.phone_digits = phone_digits(c.phone)

@@ -1,0 +1,91 @@
+"""Process definitions: deploy the diagrams and SLA tables of a folder as immutable versions, list them."""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+
+from engine.bpmn.diagram import diagram_files, parse_diagram
+from engine.bpmn.sla import SlaTable, parse_sla
+from engine.errors import DefinitionError
+from engine.services import designer, shapes
+from engine.services.context import SYSTEM, Context
+from engine.store.tables import Definition
+from engine.store.versions import latest, next_version, version_with
+
+log = logging.getLogger("kefu.engine")
+
+
+class DefinitionService:
+    """Deploy and list process definitions."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def deploy(self, paths=None, actor: str = SYSTEM) -> list[dict]:
+        """Deploy every diagram under ``paths``; all of them or none. Unchanged files keep their version."""
+        files = diagram_files(paths or [self.ctx.config.processes_dir])
+        parsed = []
+        for f in files:
+            try:
+                data = f.read_bytes()
+            except OSError as exc:
+                raise DefinitionError(f"cannot read: {exc.strerror}", file=str(f)) from None
+            parsed.append(parse_sla(data, f.name) if f.suffix == ".dmn" else parse_diagram(data, f.name))
+            if f.suffix != ".dmn":
+                designer.lint_or_refuse(data, f.name)  # designer: the stricter checks (timers on sample data)
+        seen = {}
+        for p in parsed:
+            for pid in _ids_of(p):
+                if pid in seen:
+                    raise DefinitionError(f"process or decision {pid!r} is defined in two files ({seen[pid]})",
+                                          file=p.filename, element=pid)
+                seen[pid] = p.filename
+        results = []
+        with self.ctx.db.unit_of_work() as s:
+            for p in parsed:
+                for pid in _ids_of(p):
+                    current = latest(s, pid)
+                    if current is not None and current.sha256 == p.sha256:
+                        results.append(shapes.definition_dict(current, status="unchanged"))
+                        continue
+                    older = version_with(s, pid, p.sha256) if current is not None else None
+                    if older is not None:
+                        # The file is an older version (the process owner has deployed newer ones since):
+                        # the newest stays in force; a version is never deployed twice.
+                        log.warning("%s is the same as %s v%s; v%s (deployed by %s) stays in force",
+                                    p.filename, pid, older.version, current.version, current.deployed_by)
+                        results.append({**shapes.definition_dict(current, status="kept"),
+                                        "same_as": older.version, "file": p.filename})
+                        continue
+                    is_table = isinstance(p, SlaTable)
+                    d = Definition(process_id=pid, version=next_version(s, pid),
+                                   name=p.name if is_table else p.names.get(pid),
+                                   filename=p.filename, sha256=p.sha256,
+                                   xml=(p.xml if is_table else p.data).decode("utf-8"),
+                                   deployed_at=self.ctx.now(), deployed_by=actor)
+                    s.add(d)
+                    s.flush()
+                    if is_table:
+                        self.ctx.sla_tables[p.sha256] = p
+                    else:
+                        self.ctx.specs.put(pid, p.sha256, p.specs[pid])
+                        designer.record_change(s, d, current)  # designer: the change summary
+                    results.append(shapes.definition_dict(d, status="deployed"))
+        return results
+
+    def all(self) -> list[dict]:
+        """Every deployed version of every process and table."""
+        with self.ctx.db.reading() as s:
+            return [shapes.definition_dict(d) for d in
+                    s.scalars(select(Definition).order_by(Definition.process_id, Definition.version))]
+
+    def newest_version(self, process_id: str) -> int | None:
+        """The highest deployed version of a process (None when it has none)."""
+        with self.ctx.db.reading() as s:
+            return s.scalar(select(func.max(Definition.version)).where(Definition.process_id == process_id))
+
+
+def _ids_of(parsed) -> list[str]:
+    """The process ids a diagram defines, or the decision id of a table."""
+    return [parsed.decision_id] if isinstance(parsed, SlaTable) else parsed.process_ids

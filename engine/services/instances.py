@@ -1,0 +1,160 @@
+"""Instances (tickets): open one, read it whole or as a summary row, retry a failed step, and the forms and
+diagram of the version it runs on."""
+from __future__ import annotations
+
+import copy
+
+from sqlalchemy import select
+from sqlalchemy.orm import undefer
+from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
+from SpiffWorkflow.util.task import TaskState
+
+from engine.bpmn import sandbox as scripting
+from engine.clock import iso
+from engine.errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
+from engine.services import projections, shapes
+from engine.services.context import Context, row_id
+from engine.services.shapes import ESCALATION
+from engine.services.runner import START_ROLES, Runner
+from engine.store import chain as audit
+from engine.store.tables import Customer, Definition, HumanTask, Instance, Timer
+from engine.store.versions import latest
+
+OPEN_ROLES = START_ROLES | {"integration"}  # may open tickets (the JSON API's integration users)
+INCIDENT_ROLES = {"supervisor", "process_owner"}
+
+
+class InstanceService:
+    """Open, read and repair instances."""
+
+    def __init__(self, ctx: Context, runner: Runner):
+        self.ctx = ctx
+        self.runner = runner
+
+    def start(self, kind: str, actor: str, data: dict | None = None, customer_id: int | None = None) -> dict:
+        """Open a ticket. With ``data`` the first task (the intake form) is completed at once."""
+        with self.ctx.db.unit_of_work() as s:
+            user = self.ctx.user(s, actor)
+            if not user.role_set & OPEN_ROLES:
+                raise NotAllowed(f"user {actor} may not open tickets (needs role agent, supervisor or integration)")
+            if kind == ESCALATION:
+                raise InvalidInput("an escalation is opened from the task it escalates ('escalate'), not directly")
+            customer = None
+            if customer_id is not None:
+                customer = s.get(Customer, customer_id) if row_id(customer_id) else None
+                if customer is None:
+                    raise NotFound(f"no customer {customer_id}")
+            inst, ready = self.runner.open(s, kind, user, customer, data)
+            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "kind": kind,
+                    "status": inst.status, "customer_id": inst.customer_id,
+                    "tasks": [shapes.task_brief(t) for t in ready]}
+
+    def retry_incident(self, instance_ref, actor: str, data: dict | None = None) -> dict:
+        """Reset the failed step, apply ``data`` fixes to its task data and run the engine again."""
+        with self.ctx.db.unit_of_work() as s:
+            inst = self.ctx.instance(s, instance_ref, with_state=True)
+            user = self.ctx.user(s, actor)
+            if not user.role_set & INCIDENT_ROLES:
+                raise NotAllowed("only a supervisor or process owner may retry an incident")
+            if not inst.incident:
+                raise Conflict(f"instance {inst.ticket_no} has no incident")
+            if data is not None and (not isinstance(data, dict) or any(
+                    not isinstance(k, str) or k.startswith("_") for k in data)):
+                raise InvalidInput("the fix must be a JSON object whose keys do not start with '_'")
+            fix = {k: scripting._plain(v, k) for k, v in (data or {}).items()}
+            wf = self.runner.load(s, inst)
+            failed = wf.get_tasks(state=TaskState.ERROR)
+            if not failed:
+                raise Conflict("the workflow has no failed step to retry")
+            events = [audit.PendingEvent("incident_retried", actor, self.ctx.now(), task_id=str(failed[0].id),
+                                         bpmn_id=failed[0].task_spec.bpmn_id,
+                                         task_name=failed[0].task_spec.bpmn_name, data={"fix": fix})]
+            before = self.runner.states(wf)
+            for task in failed:
+                wf.reset_from_task_id(task.id)
+                again = wf.get_task_from_id(task.id)
+                again.data.update(copy.deepcopy(fix))
+            inst.incident = None
+            incident = self.runner.run(wf)
+            self.runner.save(s, inst, wf, events, actor, before, incident)
+            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status,
+                    "incident": inst.incident}
+
+    def show(self, instance_ref) -> dict:
+        """Everything about one ticket: status, customer, data, deadlines, tasks, timers and audit events."""
+        with self.ctx.db.reading() as s:
+            inst = self.ctx.instance(s, instance_ref, with_state=True)
+            d = inst.definition
+            rows = list(s.scalars(select(HumanTask).where(HumanTask.instance_id == inst.id)
+                                  .order_by(HumanTask.created_at)))
+            wf = self.runner.load(s, inst)
+            data = {k: v for k, v in (wf.last_task.data if wf.last_task else wf.data).items()}
+            return {
+                "instance_id": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind, "status": inst.status,
+                "definition": {"process_id": d.process_id, "version": d.version, "sha256": d.sha256},
+                "customer": shapes.customer_dict(inst.customer) if inst.customer else None,
+                "severity": inst.severity, "nature": inst.nature, "vip": inst.vip, "summary": inst.summary,
+                "created_by": inst.created_by, "created_at": iso(inst.created_at),
+                "updated_at": iso(inst.updated_at), "completed_at": iso(inst.completed_at),
+                "incident": inst.incident, "data": data,
+                "deadlines": projections.deadlines(wf),
+                "sla": {"version": data.get("sla_version"), "case": data.get("sla_case"),
+                        "targets": data.get("sla_targets")} if data.get("sla_version") else None,
+                "parent_id": inst.parent_id,
+                "tasks": [shapes.task_brief(r) for r in rows],
+                "timers": [shapes.timer_dict(t) for t in s.scalars(
+                    select(Timer).where(Timer.instance_id == inst.id).order_by(Timer.due_at))],
+                "events": [{"seq": e.seq, "type": e.type, "actor": e.actor, "at": iso(e.at),
+                            "task_id": e.task_id, "bpmn_id": e.bpmn_id, "task_name": e.task_name,
+                            "rules": e.rules.split(",") if e.rules else [], "data": e.data, "hash": e.hash}
+                           for e in audit.events_of(s, inst.id)],
+            }
+
+    def recent(self, status: str | None = None, kind: str | None = None, limit: int = 50,
+                  customer_id: int | None = None) -> list[dict]:
+        """Most recent instances first, as summary rows."""
+        with self.ctx.db.reading() as s:
+            q = select(Instance).order_by(Instance.id.desc()).limit(max(1, min(int(limit), 500)))
+            if status:
+                q = q.where(Instance.status == status)
+            if kind:
+                q = q.where(Instance.kind == kind)
+            if customer_id is not None:
+                q = q.where(Instance.customer_id == customer_id)
+            return [{"instance_id": i.id, "ticket_no": i.ticket_no, "kind": i.kind, "status": i.status,
+                     "severity": i.severity, "vip": i.vip, "summary": i.summary,
+                     "customer": i.customer.name if i.customer else None, "created_at": iso(i.created_at),
+                     "version": i.definition.version} for i in s.scalars(q)]
+
+    def start_form(self, kind: str) -> dict:
+        """The first user task of the latest version of ``kind`` with its form: the intake form."""
+        with self.ctx.db.reading() as s:
+            definition = latest(s, kind)
+            if definition is None:
+                raise NotFound(f"no deployed process {kind!r}; deploy it with 'kefu deploy'")
+            spec, _subs = self.ctx.specs.get(definition)
+            about = {"kind": kind, "name": definition.name, "version": definition.version}
+        seen, queue = set(), [spec.start]
+        while queue:
+            tspec = queue.pop(0)
+            if isinstance(tspec, UserTask):
+                return {**about, **shapes.step_dict(tspec)}
+            if tspec.name not in seen:
+                seen.add(tspec.name)
+                queue.extend(tspec.outputs)
+        raise DefinitionError(f"process {kind!r} has no user task", element=kind)
+
+    def steps(self, instance_ref) -> dict:
+        """bpmn id → name, English name and form of every user task of the instance's definition version."""
+        with self.ctx.db.reading() as s:
+            inst = self.ctx.instance(s, instance_ref)
+            spec, _subs = self.ctx.specs.get(inst.definition)
+        return {t.bpmn_id: shapes.step_dict(t) for t in spec.task_specs.values() if isinstance(t, UserTask)}
+
+    def diagram_xml(self, instance_ref) -> dict:
+        """The BPMN XML of the definition version an instance runs on (for drawing it)."""
+        with self.ctx.db.reading() as s:
+            inst = self.ctx.instance(s, instance_ref)
+            d = s.scalar(select(Definition).where(Definition.id == inst.definition_id)
+                         .options(undefer(Definition.xml)))
+            return {"process_id": d.process_id, "version": d.version, "sha256": d.sha256, "xml": d.xml}

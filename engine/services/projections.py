@@ -1,0 +1,212 @@
+"""Projections: the workflow's ready user tasks, waiting timers and work-order clocks mirrored into the
+human-task and timer rows and the instance's due columns, with an audit event for each change."""
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
+from SpiffWorkflow.exceptions import TaskNotFoundException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select
+
+from engine.bpmn.diagram import lane_role, rule_ids
+from engine.clock import aware, iso
+from engine.store import chain as audit, writes
+from engine.store.tables import HumanTask, Instance, Timer
+
+SYSTEM = "system"
+PRELOADED = "kefu_preloaded"  # session.info key: rows a firing batch loaded for all its instances at once
+# Data keys the diagrams use for the two clocks of a work order (T1) and their pause (R4).
+CLOCKS = ("response", "finish")
+
+
+def find_task(wf, task_id: str):
+    """The workflow's task with this id, or None."""
+    try:
+        return wf.get_task_from_id(UUID(task_id))
+    except TaskNotFoundException:
+        return None
+
+
+def sync_tasks(s, inst: Instance, wf, now: datetime, claimer: str | None, done_events):
+    completed_by = {e.task_id: e.actor for e in done_events if e.type == "task_completed"}
+    timer_fired = any(e.type == "timer_fired" for e in done_events)
+    events = []
+    preloaded = s.info.get(PRELOADED, {}).pop(("ready", inst.id), None)
+    existing = {r.id: r for r in (preloaded if preloaded is not None else s.scalars(select(HumanTask).where(
+        HumanTask.instance_id == inst.id, HumanTask.state == "ready")))}
+    ready = {str(t.id): t for t in wf.get_tasks(state=TaskState.READY, manual=True)}
+    due = boundary_due(wf)
+    for tid, row in existing.items():
+        if tid in ready:
+            if due.get(tid, row.due_at) != row.due_at:
+                writes.change(s, row, due_at=due[tid])
+            continue
+        task = find_task(wf, tid)
+        state = task.state if task is not None else TaskState.CANCELLED
+        if state == TaskState.COMPLETED:
+            writes.change(s, row, state="completed", ended_at=now, completed_by=completed_by.get(tid))
+        else:
+            # A task gone from the tree (a multi-instance member) went with its parent's timer.
+            by_timer = cancelled_by_timer(task) if task is not None else timer_fired
+            writes.change(s, row, state="cancelled", ended_at=now,
+                          end_reason="timer" if by_timer else "cancelled")
+    for tid, task in ready.items():
+        if tid in existing:
+            continue
+        spec = task.task_spec
+        ext = spec.extensions
+        assignee = expr(wf, task, ext.get("kefu_assignee"))
+        group = expr(wf, task, ext.get("kefu_candidateGroups"))
+        row = HumanTask(id=tid, instance_id=inst.id, bpmn_id=spec.bpmn_id, spec_name=spec.name,
+                        name=spec.bpmn_name or spec.bpmn_id, role=lane_role(spec.lane), state="ready",
+                        assignee=assignee if isinstance(assignee, str) else claimer if
+                        spec.lane and claimer else None,
+                        candidate_group=group if isinstance(group, str) else None,
+                        created_at=now, due_at=due.get(tid), ended_at=None, completed_by=None,
+                        end_reason=None)
+        writes.add(s, row)
+        events.append(audit.PendingEvent("task_created", SYSTEM, now, task_id=tid, bpmn_id=spec.bpmn_id,
+                                         task_name=row.name, rules=rule_ids(spec.documentation),
+                                         data={"role": row.role, "assignee": row.assignee,
+                                               "candidate_group": row.candidate_group,
+                                               "due_at": iso(row.due_at)}))
+        existing[tid] = row
+    return events, sorted((r for r in existing.values() if r.state == "ready"), key=lambda r: r.created_at)
+
+
+def cancelled_by_timer(task) -> bool:
+    if task is None or task.parent is None:
+        return False
+    return any(isinstance(c.task_spec, BoundaryEvent) and c.state == TaskState.COMPLETED
+               and isinstance(c.task_spec.event_definition, TimerEventDefinition)
+               for c in task.parent.children)
+
+
+def expr(wf, task, text):
+    """The value of an assignee or group expression, or None when it is missing, fails or is not text."""
+    if not text:
+        return None
+    try:
+        value = wf.script_engine.evaluate(task, text)
+    except Exception:  # noqa: BLE001 - a bad assignee leaves the task in its role's queue
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def waiting_timers(wf):
+    for t in list(wf.event_manager.tasks.values()):
+        spec = t.task_spec
+        if not isinstance(spec.event_definition, TimerEventDefinition) or t.state != TaskState.WAITING:
+            continue
+        value = t.internal_data.get("event_value")
+        if isinstance(value, dict):
+            value = value.get("next")
+        due = aware(value) if isinstance(value, str) else None
+        if due is None:
+            continue
+        attached = None
+        if isinstance(spec, BoundaryEvent) and t.parent is not None:
+            attached = next((c for c in t.parent.children if not isinstance(c.task_spec, BoundaryEvent)),
+                            None)
+        yield t, due, attached
+
+
+def boundary_due(wf) -> dict:
+    """Task id → the earliest of its boundary timers: the moment it escalates (re-dispatch or warning)."""
+    due = {}
+    for _timer, when, attached in waiting_timers(wf):
+        if attached is None:
+            continue
+        targets = [attached] + [c for c in attached.children if c.state == TaskState.READY]
+        for target in targets:
+            key = str(target.id)
+            due[key] = min(due.get(key, when), when)
+    return due
+
+
+def sync_timers(ctx, s, inst: Instance, wf, now: datetime) -> list[audit.PendingEvent]:
+    """Mirror the waiting timers into the timer table; each new or moved due time gets an audit event
+    naming what produced it (the SLA version and case, the calendar)."""
+    current = {}
+    for t, when, attached in waiting_timers(wf):
+        current[str(t.id)] = (t, when, attached)
+    preloaded = s.info.get(PRELOADED, {}).pop(("timers", inst.id), None)
+    existing = {r.id: r for r in (preloaded if preloaded is not None else
+                                  s.scalars(select(Timer).where(Timer.instance_id == inst.id)))}
+    for tid, row in existing.items():
+        if tid not in current:
+            writes.remove(s, row)
+    events = []
+    for tid, (t, when, attached) in current.items():
+        row = existing.get(tid)
+        if row is not None and row.due_at == when:
+            continue
+        spec = t.task_spec
+        if row is None:
+            writes.add(s, Timer(id=tid, instance_id=inst.id, bpmn_id=spec.bpmn_id, name=spec.bpmn_name,
+                              kind="boundary" if isinstance(spec, BoundaryEvent) else "intermediate",
+                              interrupting=bool(getattr(spec, "cancel_activity", True)),
+                              attached_task_id=str(attached.id) if attached is not None else None,
+                              due_at=when, created_at=now))
+        else:
+            writes.change(s, row, due_at=when)
+        s.info.setdefault("kefu_timers_due", []).append(when)
+        events.append(audit.PendingEvent("timer_set", SYSTEM, now, task_id=tid, bpmn_id=spec.bpmn_id,
+                                         task_name=spec.bpmn_name, rules=rule_ids(spec.documentation),
+                                         data=due_basis(ctx, t, when, attached, now)))
+    return events
+
+
+def due_basis(ctx, timer, when: datetime, attached, now: datetime) -> dict:
+    data = timer.data
+    basis = {"due_at": iso(when), "expression": getattr(timer.task_spec.event_definition, "expression", None),
+             "calendar": ctx.calendar.describe(now, when)}
+    if attached is not None:
+        basis["task"] = attached.task_spec.bpmn_id
+    version, case = data.get("sla_version"), data.get("sla_case")
+    if version is not None:
+        basis["sla_version"] = version
+    if isinstance(case, str):
+        basis["sla_case"] = case
+        target = (data.get("sla_targets") or {}).get(case)
+        if isinstance(target, dict):
+            basis["sla_target"] = target
+    return basis
+
+
+def clock_events(task, now: datetime, common: dict) -> list[audit.PendingEvent]:
+    """Deadlines set, paused and resumed by a script (T1, R4): read from the clock keys it changed."""
+    parent = task.parent.data if task.parent is not None else {}
+    out = []
+    for clock in CLOCKS:
+        due_key, paused_key = f"{clock}_due", f"{clock}_paused_at"
+        was_paused, paused = parent.get(paused_key), task.data.get(paused_key)
+        if paused and paused != was_paused:
+            out.append(audit.PendingEvent("clock_paused", SYSTEM, now, **common, data={
+                "clock": clock, "paused_at": paused, "due_at": task.data.get(due_key),
+                "remaining_seconds": task.data.get(f"{clock}_remaining_seconds")}))
+        elif was_paused and not paused:
+            out.append(audit.PendingEvent("clock_resumed", SYSTEM, now, **common, data={
+                "clock": clock, "paused_at": was_paused, "due_at": task.data.get(due_key)}))
+        elif task.data.get(due_key) and task.data.get(due_key) != parent.get(due_key):
+            out.append(audit.PendingEvent("deadline_set", SYSTEM, now, **common, data={
+                "clock": clock, "due_at": task.data.get(due_key), "sla_case": task.data.get("sla_case"),
+                "sla_version": task.data.get("sla_version")}))
+    return out
+
+
+def deadlines(wf) -> dict:
+    """The two clocks of a work order as the workflow sees them now (from the newest task data)."""
+    ready = wf.get_tasks(state=TaskState.READY, manual=True)
+    data = ready[0].data if ready else (wf.last_task.data if wf.last_task is not None else {})
+    out = {}
+    for clock in CLOCKS:
+        due = data.get(f"{clock}_due")
+        if due:
+            out[clock] = {"due_at": due, "paused_at": data.get(f"{clock}_paused_at"),
+                          "remaining_seconds": data.get(f"{clock}_remaining_seconds")
+                          if data.get(f"{clock}_paused_at") else None}
+    return out
