@@ -10,20 +10,14 @@ import secrets
 from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
-from flask_babel import Babel
-from flask_login import LoginManager
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from engine import Kefu, KefuError
 
-log = logging.getLogger("kefu.web")
+from .extensions import babel, csrf, login_manager, selected_locale
 
-LOCALES = ("zh", "en")
-LANG_COOKIE = "kefu_lang"
-csrf = CSRFProtect()
-babel = Babel()
-login_manager = LoginManager()
+log = logging.getLogger("kefu.web")
 
 
 def _secret_key(kefu: Kefu, instance_path: str) -> str:
@@ -51,11 +45,6 @@ def _secret_key(kefu: Kefu, instance_path: str) -> str:
     return key
 
 
-def _locale() -> str:
-    chosen = request.cookies.get(LANG_COOKIE)
-    return chosen if chosen in LOCALES else "zh"
-
-
 def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     """Build the app; ``config`` overrides Flask settings, ``kefu`` injects an engine (tests)."""
     app = Flask(__name__)
@@ -68,7 +57,7 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
         app.config["SECRET_KEY"] = _secret_key(kefu, app.instance_path)
 
     csrf.init_app(app)
-    babel.init_app(app, locale_selector=_locale, timezone_selector=lambda: "Asia/Shanghai")
+    babel.init_app(app, locale_selector=selected_locale, timezone_selector=lambda: "Asia/Shanghai")
     login_manager.init_app(app)
 
     from . import auth, desk, records, timekeeping, views
