@@ -5,55 +5,17 @@ It never imports SpiffWorkflow; everything it knows about processes comes from t
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
-from flask_babel import Babel
-from flask_login import LoginManager
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from engine import Kefu, KefuError
 
+from .extensions import babel, csrf, login_manager, selected_locale
+from .secret_key import secret_key
+
 log = logging.getLogger("kefu.web")
-
-LOCALES = ("zh", "en")
-LANG_COOKIE = "kefu_lang"
-csrf = CSRFProtect()
-babel = Babel()
-login_manager = LoginManager()
-
-
-def _secret_key(kefu: Kefu, instance_path: str) -> str:
-    """``KEFU_SECRET_KEY``, else a random key generated once and kept in a file beside the SQLite database
-    (or in the app's instance folder for other databases), readable by its owner only."""
-    if os.environ.get("KEFU_SECRET_KEY"):
-        return os.environ["KEFU_SECRET_KEY"]
-    url = kefu.config.database_url
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        path = Path(url[len("sqlite:///"):]).resolve().with_name("kefu-secret.key")
-    else:
-        path = Path(instance_path) / "kefu-secret.key"
-    try:
-        return path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process generated it a moment ago
-        return path.read_text(encoding="ascii").strip()
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(key)
-    return key
-
-
-def _locale() -> str:
-    chosen = request.cookies.get(LANG_COOKIE)
-    return chosen if chosen in LOCALES else "zh"
 
 
 def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
@@ -65,10 +27,10 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
                       WTF_CSRF_TIME_LIMIT=None)  # an agent's form may stay open all shift
     app.config.update(config or {})
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = _secret_key(kefu, app.instance_path)
+        app.config["SECRET_KEY"] = secret_key(kefu, app.instance_path)
 
     csrf.init_app(app)
-    babel.init_app(app, locale_selector=_locale, timezone_selector=lambda: "Asia/Shanghai")
+    babel.init_app(app, locale_selector=selected_locale, timezone_selector=lambda: "Asia/Shanghai")
     login_manager.init_app(app)
 
     from . import auth, desk, records, timekeeping, views

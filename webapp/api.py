@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from engine import Conflict, FormValidationError, InvalidInput, KefuError, NotAllowed, NotFound
 from engine.bpmn.diagram import ROLES
 
-from . import csrf
+from .extensions import csrf
 from .access import WIDE_ROLES, may_see_customer, may_see_instance
 from .auth import WebUser
 from .labels import INTAKE_KINDS

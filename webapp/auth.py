@@ -12,7 +12,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
-from . import LANG_COOKIE, LOCALES, login_manager
+from .extensions import LANG_COOKIE, LOCALES, login_manager
 
 bp = Blueprint("auth", __name__)
 

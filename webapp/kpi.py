@@ -13,7 +13,7 @@ from flask_login import current_user
 from engine import KefuError
 from engine import kpi
 
-from . import kpi_charts
+from .kpi_charts import bars as bar_chart, status as figure_status, trend as trend_chart
 from .auth import kefu, me, roles_required
 
 bp = Blueprint("kpi", __name__)
@@ -104,7 +104,7 @@ def _figures(report: dict, agent: str | None) -> list[dict]:
     out = []
     for k in kpi.KPI_IDS:
         f = figures[k]
-        out.append({**f, "label": LABELS[k], "status": kpi_charts.status(f["value"], f["target"], f["score"])})
+        out.append({**f, "label": LABELS[k], "status": figure_status(f["value"], f["target"], f["score"])})
     return out
 
 
@@ -122,8 +122,8 @@ def dashboard():
         points = [(h["month"], (h["agents"].get(agent, {}).get(key, {}) if agent else h["department"][key])
                    .get("value")) for h in history]
         agent_rows = [(a, f[key]["value"], f[key]["score"]) for a, f in sorted(report["agents"].items())]
-        charts[key] = {"trend": kpi_charts.trend(points, spec.target, spec.unit, f"{key} {LABELS[key]}"),
-                       "agents": kpi_charts.bars(agent_rows, spec.target, spec.unit, f"{key} {LABELS[key]}")}
+        charts[key] = {"trend": trend_chart(points, spec.target, spec.unit, f"{key} {LABELS[key]}"),
+                       "agents": bar_chart(agent_rows, spec.target, spec.unit, f"{key} {LABELS[key]}")}
     return render_template("kpi_dashboard.html", report=report, month=month, agent=agent,
                            figures=_figures(report, agent), charts=charts, agents=sorted(report["agents"]),
                            sample_size=k.kpi.sample_size(), qa_sample=k.kpi.qa_sample_of(month),
@@ -144,7 +144,7 @@ def lineage(month, key):
     figure = (report["agents"][agent] if agent else report["department"])[key]
     return render_template("kpi_lineage.html", report=report, month=month, agent=agent, key=key, f=figure,
                            label=LABELS[key], reason_text=reason_text,
-                           status=kpi_charts.status(figure["value"], figure["target"], figure["score"]))
+                           status=figure_status(figure["value"], figure["target"], figure["score"]))
 
 
 @bp.get("/kpi/<month>/report")

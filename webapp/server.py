@@ -26,14 +26,14 @@ def run_gunicorn(bind: str, workers: int = 4, threads: int = 2, timeout: int = 6
     from gunicorn.app.base import BaseApplication
 
     from engine import Kefu
-    from . import _secret_key
+    from .secret_key import secret_key
 
     import os
     from flask import Flask
     if not os.environ.get("KEFU_SECRET_KEY"):  # one key for every worker, made before they fork
         k = Kefu()
         try:
-            os.environ["KEFU_SECRET_KEY"] = _secret_key(k, Flask("webapp").instance_path)
+            os.environ["KEFU_SECRET_KEY"] = secret_key(k, Flask("webapp").instance_path)
         finally:
             k.db.dispose()
 
