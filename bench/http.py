@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 
 from engine import Config, Kefu  # noqa: E402
-from engine.cli import default_web_workers, seed_demo  # noqa: E402
+from engine.cli.server import default_web_workers  # noqa: E402
+from engine.services.demo import seed_demo  # noqa: E402
 from engine.store.tables import AuditEvent  # noqa: E402
 
 INTAKE = {"customer_name": "李先生", "contact_phone": "13800138000", "region": "北京", "channel": "phone",

@@ -35,7 +35,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from engine import Clock, Config, Kefu  # noqa: E402
 from engine.bpmn import sandbox as scripting  # noqa: E402
-from engine.cli import seed_demo  # noqa: E402
+from engine.services.demo import seed_demo  # noqa: E402
 from engine.clock import SHANGHAI  # noqa: E402
 from engine.store.tables import Instance  # noqa: E402
 from engine.bpmn.diagram import parse_diagram  # noqa: E402

@@ -47,7 +47,7 @@ from sqlalchemy import func, insert, select  # noqa: E402
 
 from engine import Clock, Config, Kefu, clock as clock_mod  # noqa: E402
 from engine.bpmn import sandbox as scripting  # noqa: E402
-from engine.cli import seed_demo  # noqa: E402
+from engine.services.demo import seed_demo  # noqa: E402
 from engine.clock import SHANGHAI  # noqa: E402
 from engine.store.tables import AuditEvent, HumanTask, Instance, Setting, Timer  # noqa: E402
 from engine.service import CLOCK_OFFSET  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from engine import Config, Kefu
-from engine.cli import seed_demo
+from engine.services.demo import seed_demo
 
 from tests.conftest import DIAGRAMS, PROCESSES
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from engine import cli, clock as clock_mod
+from engine.cli.common import MUTATING, READ_ONLY, _command_path
 from tests.test_complaint import register, transfer
 from tests.webclient import Web
 
@@ -95,9 +96,9 @@ CLI_ARGS = {
 
 
 def test_every_cli_command_is_classified():
-    paths = {path for path, _ in cli._command_path(cli.build_parser())}
-    assert paths == cli.MUTATING | cli.READ_ONLY, "classify new commands in engine/cli.py (MUTATING/READ_ONLY)"
-    assert set(CLI_ARGS) == cli.MUTATING
+    paths = {path for path, _ in _command_path(cli.build_parser())}
+    assert paths == MUTATING | READ_ONLY, "classify new commands in engine/cli/common.py (MUTATING/READ_ONLY)"
+    assert set(CLI_ARGS) == MUTATING
 
 
 def test_every_changing_cli_command_refuses_the_auditor(world, kefu, monkeypatch, capsys):

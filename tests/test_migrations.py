@@ -151,7 +151,7 @@ def test_commands_on_an_outdated_database_ask_for_an_upgrade(tmp_path, monkeypat
 def test_upgrading_to_the_ledger_backfills_it_so_older_records_verify(empty_db, clock):
     """Revision 0003 adds the global audit ledger: instances recorded before it get one entry for their
     current head, so verify passes on them and still catches a later change."""
-    from engine.cli import seed_demo
+    from engine.services.demo import seed_demo
     k = Kefu(Config(database_url=empty_db.url, env="test"), database=empty_db, clock=clock)
     k.init()
     k.definitions.deploy()

@@ -114,7 +114,7 @@ def start_scheduler(kefu: Kefu, sweep_seconds: float = 1.0):
 
 def serve(host: str = "127.0.0.1", port: int = 5000, demo: bool = True) -> int:
     """Run the whole service: schema, deployed diagrams, demo data, scheduler and web UI."""
-    from engine.cli import seed_demo
+    from engine.services.demo import seed_demo
     from waitress import serve as waitress_serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from engine import kpi
+from engine.cli.common import _print, _service
 
 
 def _fmt(value, unit):
@@ -24,7 +25,6 @@ def table(report: dict, agent: str | None = None) -> str:
 
 
 def cmd_kpi(args):
-    from engine.cli import _print, _service
     k = _service()
     month = args.month or kpi.current_month(k.now())
     report = k.kpi.report(month, args.actor)
@@ -39,14 +39,12 @@ def cmd_kpi(args):
 
 
 def cmd_kpi_report(args):
-    from engine.cli import _print, _service
     k = _service()
     report = k.kpi.store(args.month or kpi.previous_month(k.now()), args.actor)
     return _print(args, report, lambda r: table(r) + "\n  stored")
 
 
 def cmd_qa_sample(args):
-    from engine.cli import _print, _service
     k = _service()
     r = k.kpi.start_qa_sampling(args.month or kpi.previous_month(k.now()), args.actor, size=args.size,
                               seed=args.seed)
@@ -55,7 +53,6 @@ def cmd_qa_sample(args):
 
 
 def cmd_qa_sample_size(args):
-    from engine.cli import _print, _service
     k = _service()
     if args.size is None:
         return _print(args, {"sample_size": k.kpi.sample_size()}, lambda r: f"sample size {r['sample_size']}")
@@ -63,7 +60,7 @@ def cmd_qa_sample_size(args):
     return _print(args, {"sample_size": n}, lambda r: f"sample size set to {r['sample_size']}")
 
 
-def add_commands(sub, add, common) -> None:
+def register(sub, add) -> None:
     sp = add("kpi", cmd_kpi, "monthly KPIs K1–K8 (department or one agent); 'kpi report' stores a month")
     sp.add_argument("--month", help="YYYY-MM (Asia/Shanghai); default the current month")
     sp.add_argument("--agent")

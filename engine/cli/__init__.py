@@ -1,0 +1,93 @@
+"""``kefu``: the scriptable surface for operators and tests. ``--json`` gives machine-readable output;
+errors go to stderr with a non-zero exit code (1 other error, 2 bad input, 3 not allowed, 4 not found,
+5 conflict, 6 incident, 7 ``audit verify`` found a broken chain).
+
+Each command group is a module here that registers its own commands; ``common`` holds what they share."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.cli import audit, customers, designer, kpi, server, setup, tickets, timers, users
+from engine.cli.common import _check_may_change, _opened, _read_only_guard
+from engine.errors import KefuError
+
+
+GROUPS = (setup, designer, users, customers, tickets, timers, audit, server, kpi)
+# The order ``kefu --help`` lists the commands in (and argparse names them in an "invalid choice" error).
+COMMANDS = ("init", "deploy", "definitions", "lint", "testrun", "migrate", "users", "demo", "customers", "start",
+            "tasks", "task", "claim", "unclaim", "reassign", "escalate", "complete", "show", "timers", "incident",
+            "audit", "scheduler", "clock", "calendar", "db", "serve", "web", "kpi", "qa")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kefu", description="Kefu customer-service process service")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_, parents=(common,), subparsers=sub):
+        sp = subparsers.add_parser(name, help=help_, parents=list(parents), description=help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    for group in GROUPS:
+        group.register(sub, add)
+    _in_order(sub, COMMANDS)
+    _read_only_guard(p)  # audit (issue 6): every changing command takes --as
+    return p
+
+
+def _in_order(sub, names) -> None:
+    """Put the top-level commands in the order of ``names``, whichever group added them."""
+    rank = {name: i for i, name in enumerate(names)}
+    parsers = sorted(sub.choices.items(), key=lambda item: rank.get(item[0], len(rank)))
+    sub.choices.clear()  # the same dict argparse looks commands up in
+    sub.choices.update(parsers)
+    sub._choices_actions.sort(key=lambda action: rank.get(action.dest, len(rank)))
+
+
+def _report(args, exc: KefuError) -> None:
+    if args.json:
+        print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False, default=str), file=sys.stderr)
+    else:
+        print(f"kefu: error: {getattr(exc, 'headline', exc.message)}", file=sys.stderr)
+        for field, msg in (getattr(exc, "errors", None) or {}).items():
+            print(f"  {field}: {msg}", file=sys.stderr)
+        for problem in exc.details.get("problems", [])[1:]:
+            print(f"  also: {problem['message']}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    import warnings
+    from engine.calendar import CalendarDataMissing
+    warnings.simplefilter("ignore", CalendarDataMissing)  # reported through the log and 'calendar status'
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "json"):
+        args.json = False
+    try:
+        _check_may_change(args)  # audit (issue 6): read-only roles change nothing
+        rc = args.func(args)
+        return rc or 0
+    except KefuError as exc:
+        _report(args, exc)
+        return exc.exit_code
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        _report(args, KefuError(f"database error: {detail}"))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader of the output went away (``kefu tasks --json | head``): what was done stays done; say
+        # nothing more, and keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command its pipe's reader left
+    finally:
+        while _opened:  # close the connections: SQLite folds its write-ahead log back into the file
+            _opened.pop().db.dispose()

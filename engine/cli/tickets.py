@@ -1,0 +1,119 @@
+"""Working tickets: open one, list and show tasks, claim, hand over, escalate and complete them, show an
+instance, and retry one stopped by an incident."""
+from __future__ import annotations
+
+from engine.cli.common import _data, _print, _service
+
+
+def cmd_start(args):
+    r = _service().instances.start(args.kind, args.actor, data=_data(args.data), customer_id=args.customer)
+    _print(args, r, lambda r: f"started {r['kind']} {r['ticket_no']} (instance {r['instance_id']}); next: "
+                              + (", ".join(f"{t['name']} [{t['role']}]" for t in r["tasks"]) or "none"))
+
+
+def _task_line(t):
+    due = f" due {t['due_at']}" if t.get("due_at") else ""
+    who = f" @{t['assignee']}" if t.get("assignee") else ""
+    return f"{t['id']}  {t['ticket_no']}  {t['name']} [{t['role']}]{who}{due}"
+
+
+def cmd_tasks(args):
+    ts = _service().tasks.ready(actor=args.actor, instance=args.instance, role=args.role)
+    _print(args, ts, lambda ts: "\n".join(_task_line(t) for t in ts) or "no ready tasks")
+
+
+def cmd_task(args):
+    _print(args, _service().tasks.get(args.task, actor=args.actor))
+
+
+def cmd_claim(args):
+    t = _service().tasks.claim(args.task, args.actor)
+    _print(args, t, lambda t: f"claimed: {_task_line(t)}")
+
+
+def cmd_unclaim(args):
+    t = _service().tasks.unclaim(args.task, args.actor)
+    _print(args, t, lambda t: f"released: {_task_line(t)}")
+
+
+def cmd_reassign(args):
+    t = _service().tasks.reassign(args.task, args.actor, args.to)
+    _print(args, t, lambda t: f"reassigned: {_task_line(t)}")
+
+
+def cmd_escalate(args):
+    r = _service().tasks.escalate(args.task, args.actor, args.reason)
+    _print(args, r, lambda r: f"escalated to the supervisor: {r['ticket_no']} (ticket {r['parent']})")
+
+
+def cmd_complete(args):
+    r = _service().tasks.complete(args.task, args.actor, _data(args.data) or {})
+    _print(args, r, lambda r: f"{r['ticket_no']}: {r['status']}; next: "
+                              + (", ".join(f"{t['name']} [{t['role']}]" for t in r["tasks"]) or "none"))
+
+
+def _show_text(r):
+    lines = [f"{r['ticket_no']}  {r['kind']}  {r['status']}  (instance {r['instance_id']}, "
+             f"{r['definition']['process_id']} v{r['definition']['version']})"]
+    if r["customer"]:
+        lines.append(f"customer: {r['customer']['name']}{' (VIP)' if r['customer']['vip'] else ''}")
+    if r["incident"]:
+        lines.append(f"INCIDENT at {r['incident']['bpmn_id']}: {r['incident']['message']}")
+    for t in r["tasks"]:
+        if t["state"] == "ready":
+            lines.append(f"ready: {t['name']} [{t['role']}] {t['id']}" + (f" due {t['due_at']}" if t["due_at"] else ""))
+    for t in r["timers"]:
+        lines.append(f"timer: {t['name'] or t['bpmn_id']} due {t['due_at']}")
+    lines.append("events:")
+    for e in r["events"]:
+        rules = f" [{', '.join(e['rules'])}]" if e["rules"] else ""
+        lines.append(f"  {e['seq']:3} {e['at']} {e['type']:18} {e['actor']:12} {e['task_name'] or ''}{rules}")
+    return "\n".join(lines)
+
+
+def cmd_show(args):
+    _print(args, _service().instances.show(args.instance), _show_text)
+
+
+def cmd_incident_retry(args):
+    r = _service().instances.retry_incident(args.instance, args.actor, _data(args.data))
+    _print(args, r, lambda r: f"{r['ticket_no']}: {r['status']}")
+
+
+def register(sub, add) -> None:
+    sp = add("start", cmd_start, "open a ticket: consultation, complaint or repair")
+    sp.add_argument("kind")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--data", help="intake form as JSON (or @file, or - for stdin)")
+    sp.add_argument("--customer", type=int, help="link an existing customer")
+    sp = add("tasks", cmd_tasks, "list ready tasks")
+    sp.add_argument("--as", dest="actor")
+    sp.add_argument("--instance")
+    sp.add_argument("--role")
+    sp = add("task", cmd_task, "show one task with its form")
+    sp.add_argument("task")
+    sp.add_argument("--as", dest="actor")
+    for name, func, help_ in (("claim", cmd_claim, "claim a task"), ("unclaim", cmd_unclaim, "release a task")):
+        sp = add(name, func, help_)
+        sp.add_argument("task")
+        sp.add_argument("--as", dest="actor", required=True)
+    sp = add("reassign", cmd_reassign, "hand a ready task to another user (supervisor)")
+    sp.add_argument("task")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--to", required=True, help="user name; must hold the task's role")
+    sp = add("escalate", cmd_escalate, "escalate a transferred task to the supervisor (000 §五.1)")
+    sp.add_argument("task")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--reason", required=True)
+    sp = add("complete", cmd_complete, "complete a task with form data")
+    sp.add_argument("task")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--data", default="{}")
+    sp = add("show", cmd_show, "show an instance (id or ticket number) with its audit events")
+    sp.add_argument("instance")
+    inc = sub.add_parser("incident", help="incidents").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    sp = add("retry", cmd_incident_retry, "retry the failed step of an instance after fixing its data",
+             subparsers=inc)
+    sp.add_argument("instance")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--data", help="JSON object of data fixes")

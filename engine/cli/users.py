@@ -1,0 +1,43 @@
+"""Users: add one or give it roles, list them, and create or revoke its API tokens."""
+from __future__ import annotations
+
+from engine.cli.common import _print, _service
+
+
+def cmd_users_add(args):
+    u = _service().users.add(args.name, args.role, display_name=args.display_name, groups=args.group or (),
+                            password=args.password)
+    _print(args, u, lambda u: f"user {u['name']}: {', '.join(u['roles'])}")
+
+
+def cmd_users_list(args):
+    us = _service().users.all()
+    _print(args, us, lambda us: "\n".join(f"{u['name']:14} {','.join(u['roles']):20} {u['display_name'] or ''}"
+                                          for u in us) or "no users")
+
+
+def cmd_users_token(args):
+    k = _service()
+    if args.revoke:
+        r = k.users.revoke_tokens(args.name)
+        _print(args, r, lambda r: f"revoked {r['revoked']} token(s) of {r['user']}")
+        return
+    t = k.users.create_token(args.name, args.label)
+    _print(args, t, lambda t: t["token"])  # shown once; only its hash is stored
+
+
+def register(sub, add) -> None:
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    sp = add("add", cmd_users_add, "add a user or give it more roles", subparsers=users)
+    sp.add_argument("name")
+    sp.add_argument("--role", action="append", required=True)
+    sp.add_argument("--group", action="append", help="department/group id (repeatable)")
+    sp.add_argument("--display-name")
+    sp.add_argument("--password")
+    add("list", cmd_users_list, "list users", subparsers=users)
+    # JSON API (issue 8): bearer tokens
+    sp = add("token", cmd_users_token, "create an API token for a user (printed once), or --revoke its tokens",
+             subparsers=users)
+    sp.add_argument("name")
+    sp.add_argument("--label", help="what the token is for, e.g. the telephony system")
+    sp.add_argument("--revoke", action="store_true", help="revoke every token of the user")
