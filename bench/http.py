@@ -2,10 +2,10 @@
 engine's in-process rate on the same database and task kind, measured in the same run.
 
 Setup: a throw-away PostgreSQL (tests/pg.py, Debian's server), ``kefu init``/deploy/demo, then N + M
-consultations opened with their intake form (``Kefu.start`` with data), so each has the agent's
+consultations opened with their intake form (``kefu.instances.start`` with data), so each has the agent's
 ``promise_reply`` task ready (C3: a datetime that must lie in the future and a boolean).
 
-1. In-process baseline: one thread calls ``Kefu.complete`` on M of those tasks in turn.
+1. In-process baseline: one thread calls ``kefu.tasks.complete`` on M of those tasks in turn.
 2. HTTP: ``kefu web --workers W --threads T`` is started on a free loopback port; C client threads, each
    with its own keep-alive ``http.client`` connection, POST ``/api/v1/tasks/<id>/complete`` for the other N
    tasks, as fast as the server answers.
@@ -330,7 +330,7 @@ def main(argv=None) -> int:
         s, b, h = r["setup"], r["in_process"], r["http"]
         print(f"setup: {s['tickets']} consultations opened in {s['seconds']} s; gunicorn {s['workers']} workers x "
               f"{s['threads']} threads, {s['clients']} keep-alive clients, PostgreSQL")
-        print(f"in-process Kefu.complete : {b['per_second']:7.1f}/s  p50 {b['p50_ms']:6.1f} ms  "
+        print(f"in-process tasks.complete: {b['per_second']:7.1f}/s  p50 {b['p50_ms']:6.1f} ms  "
               f"p95 {b['p95_ms']:6.1f} ms  ({b['completions']} in {b['seconds']} s)")
         print(f"HTTP /api/v1 complete    : {h['per_second']:7.1f}/s  p50 {h['p50_ms']:6.1f} ms  "
               f"p95 {h['p95_ms']:6.1f} ms  ({h['completions']} in {h['seconds']} s)")

@@ -3,7 +3,7 @@
 Seeds a realistic database straight into the tables (bulk inserts, not through the engine): 100,000
 instances over 180 days across kinds, statuses, severities, 5,000 customers and 41 users (one a new hire
 with few tickets), two human tasks per instance (one completed by a user, one ready on open tickets), finish
-deadlines of which some have passed. Then times a mix of searches through ``Kefu.audit_search`` (parsing, query, formatting) — each
+deadlines of which some have passed. Then times a mix of searches through ``kefu.audit.search`` (parsing, query, formatting) — each
 filter alone, combinations, and the 20th page of a result followed by its cursor — first with the indexes
 ``engine/store/tables.py`` declares for the search, then with those indexes dropped (the baseline, same run, same
 data), next to a bare ``SELECT … ORDER BY id DESC LIMIT 50`` on the same table. Target: p95 < 50 ms.

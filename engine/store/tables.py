@@ -144,8 +144,8 @@ class Instance(Base):
     definition: Mapped[Definition] = relationship(lazy="joined")
     customer: Mapped[Customer | None] = relationship(lazy="joined")
 
-    # Read-only views, eager-loaded by Kefu.complete in the statement that locks the task: the rows that mirror
-    # the workflow's ready user tasks and its waiting timers (see Kefu._sync_tasks, Kefu._sync_timers).
+    # Read-only views, eager-loaded by TaskService.complete in the statement that locks the task: the rows that mirror
+    # the workflow's ready user tasks and its waiting timers (see engine.services.projections).
     ready_rows: Mapped[list["HumanTask"]] = relationship(
         viewonly=True, lazy="raise",
         primaryjoin="and_(HumanTask.instance_id == Instance.id, HumanTask.state == 'ready')")
