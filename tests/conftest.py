@@ -138,6 +138,22 @@ def clock():
     return Clock(MONDAY_9AM)
 
 
+# The statutory working-day calendar (chinese-calendar) the tests in this process see ends with 2026. The
+# suite's clock lives in November 2026 and its T2 tests rely on "next year's official calendar is not known
+# yet" (2027), while a release of chinese-calendar adds each new year: capping the known years keeps those
+# tests true whatever the installed release knows beyond 2026. Tests that run ``kefu`` in a subprocess cannot
+# be capped and use a year no release knows (2099). tests/test_timers.py checks that the installed release
+# has the 2026 facts the suite relies on (pyproject.toml asks for a release that has them).
+LAST_STATUTORY_YEAR = 2026
+
+
+@pytest.fixture(autouse=True)
+def statutory_calendar_ends_2026(monkeypatch):
+    from engine import calendar
+    first, last = calendar.LIBRARY_YEARS
+    monkeypatch.setattr(calendar, "LIBRARY_YEARS", (first, min(last, LAST_STATUTORY_YEAR)))
+
+
 @pytest.fixture
 def db_url(request, tmp_path):
     """A fresh database with the schema at the newest migration: SQLite by default, PostgreSQL when

@@ -7,8 +7,9 @@ its unix socket in that directory, durability off. It is stopped and removed at 
 
 ``pg_url`` (function) creates a fresh database for one test and drops it afterwards.
 
-Without PostgreSQL the tests that need it are skipped with the reason, except under ``CI=true``, where
-they fail: CI must run them (``scripts/install-postgres.sh`` installs the server binaries).
+Without PostgreSQL the tests that need it are skipped with the reason, except under CI (``CI=true``, ``1`` or
+``yes``, see tests/ci.py), where they fail: CI must run them (``scripts/install-postgres.sh`` installs the
+server binaries).
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.ci import under_ci
+
 PG_URL_ENV = "KEFU_TEST_PG_URL"
 SERVER_SETTINGS = {
     "listen_addresses": "127.0.0.1",
@@ -46,8 +49,8 @@ class PgUnavailable(Exception):
 
 def unavailable(reason: str):
     """Skip the test, or fail it under CI, where PostgreSQL must be there."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL is required under CI=true: {reason}", pytrace=False)
+    if under_ci():
+        pytest.fail(f"PostgreSQL is required under CI={os.environ['CI']}: {reason}", pytrace=False)
     pytest.skip(f"PostgreSQL not available: {reason}")
 
 

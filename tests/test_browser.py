@@ -2,10 +2,9 @@
 engine on a temporary SQLite database, the real diagrams, the pinned test clock).
 
 Screenshots of every page go to test-artifacts/screenshots/. Without Chromium the tests are skipped with
-the reason, except under CI=true, where they fail: CI must run them (scripts/install-browser.sh)."""
+the reason, except under CI (tests/ci.py), where they fail: CI must run them (scripts/install-browser.sh)."""
 from __future__ import annotations
 
-import os
 import re
 import threading
 from datetime import timedelta
@@ -16,6 +15,7 @@ from werkzeug.serving import make_server
 
 from webapp import create_app
 
+from tests.ci import under_ci
 from tests.conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -27,7 +27,7 @@ PASSWORD = "browser-test-pw"
 
 
 def _no_browser(reason: str):
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if under_ci():
         pytest.fail(f"browser tests cannot run under CI: {reason} (scripts/install-browser.sh installs it)")
     pytest.skip(f"browser tests skipped: {reason}; run 'bash scripts/install-browser.sh' as root")
 

@@ -54,26 +54,48 @@ def _open_repair_tickets(k, n):
     return ids
 
 
-def run_schedulers(db_url, now, parties=PROCESSES, timeout=90):
+def run_schedulers(db_url, now, logs, parties=PROCESSES, timeout=90):
+    """Run ``parties`` scheduler processes at once until each exits; their JSON lines, one list per process.
+
+    Their output goes to files in ``logs``, not pipes: a pipe drained one process at a time fills up while a
+    busy process still writes, and that process then stalls holding the locks of its batch."""
     env = {**os.environ, "KEFU_DATABASE_URL": db_url, "KEFU_ENV": "test", "KEFU_CLOCK": now.isoformat(),
            "PYTHONUNBUFFERED": "1"}
-    procs = [subprocess.Popen(SCHEDULER, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(parties)]
+    procs = []
+    try:
+        for n in range(parties):
+            with open(logs / f"scheduler{n}.out", "w") as out, open(logs / f"scheduler{n}.err", "w") as err:
+                procs.append(subprocess.Popen(SCHEDULER, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                              stderr=err))
+        give_up = time.monotonic() + timeout
+        for p in procs:
+            try:
+                p.wait(timeout=max(1.0, give_up - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"a scheduler process did not finish in {timeout} s:\n"
+                                     + stderr_tails(logs, parties)) from None
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     outputs = []
-    give_up = time.monotonic() + timeout
-    for p in procs:
-        try:
-            out, err = p.communicate(timeout=max(1.0, give_up - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            raise AssertionError("a scheduler process did not finish in time") from None
-        assert p.returncode == 0, f"scheduler exited {p.returncode}: {err[-2000:]}"
+    for n, p in enumerate(procs):
+        assert p.returncode == 0, f"scheduler{n} exited {p.returncode}:\n" + stderr_tails(logs, parties)
+        out = (logs / f"scheduler{n}.out").read_text()
         outputs.append([json.loads(line) for line in out.splitlines() if line.strip()])
+        err = (logs / f"scheduler{n}.err").read_text()
+        chatter = [line for line in err.splitlines() if " INFO " in line and " kefu." not in line]
+        assert not chatter, f"scheduler{n} logs libraries' INFO to stderr: {chatter[:5]}"
     return outputs
 
 
-def test_two_scheduler_processes_fire_every_timer_exactly_once(pg_url, clock):
+def stderr_tails(logs, parties, chars=2000):
+    return "\n".join(f"--- scheduler{n} stderr ---\n" + (logs / f"scheduler{n}.err").read_text()[-chars:]
+                      for n in range(parties))
+
+
+def test_two_scheduler_processes_fire_every_timer_exactly_once(pg_url, clock, tmp_path):
     k = make_kefu(pg_url, clock)
     try:
         instance_ids = open_repair_tickets(k, TICKETS)
@@ -83,7 +105,7 @@ def test_two_scheduler_processes_fire_every_timer_exactly_once(pg_url, clock):
         assert k.timers.fire_due() == []  # nothing is due yet
 
         now = clock.now() + timedelta(hours=24, seconds=1)
-        outputs = run_schedulers(pg_url, now)
+        outputs = run_schedulers(pg_url, now, tmp_path)
 
         # What each process says it fired: every ticket's timer, by one process only, both took part.
         claimed = [(f["instance_id"], f["timer"]) for out in outputs for f in out]

@@ -3,13 +3,13 @@ pause and resume, re-dispatch on overdue, restarts, double firing, and the sched
 import shutil
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from engine import Clock, ClockError, Config, Kefu
-from engine.calendar import CalendarDataMissing
+from engine.calendar import CalendarDataMissing, WorkingCalendar
 from engine.clock import SHANGHAI
 from engine.store.tables import AuditEvent
 from engine.services.scheduler import TimerScheduler
@@ -60,6 +60,32 @@ def test_t2_repair_revisit_two_working_days_skips_the_holiday(scenario, clock):
     scenario.complete("repair_work", "technician", {"repair_result": "已修复", "customer_cooperation_needed": False})
     scenario.complete("confirm_repair", "agent", {"satisfied": True})
     assert timers(scenario) == {"wait_revisit": at(2026, 10, 9, 9)}
+
+
+def test_t2_the_installed_statutory_calendar_has_the_2026_days_the_tests_rely_on():
+    """The suite's dates are in 2026 (tests/conftest.py caps the known years there); a release of
+    chinese-calendar without 2026, or one that changed these days, would make the T2 tests wrong."""
+    import chinese_calendar
+
+    from engine import calendar as calendar_mod
+    first, last = calendar_mod._library_years()  # the installed release's own, uncapped
+    assert first <= 2025 and last >= 2026, f"chinese-calendar knows {first}-{last}; the tests need 2026"
+    assert calendar_mod.LIBRARY_YEARS == (first, 2026)
+    workday = chinese_calendar.is_workday
+    # National Day and Mid-autumn: 10-01..10-07 off; Sunday 09-20 and Saturday 10-10 are make-up working days.
+    assert [workday(date(2026, 10, d)) for d in range(1, 12)] == [False] * 7 + [True, True, True, False]
+    assert workday(date(2026, 9, 20)) and not workday(date(2026, 9, 19))
+    # Spring Festival: 02-15..02-23 off; Saturdays 02-14 and 02-28 are make-up working days.
+    assert [workday(date(2026, 2, d)) for d in range(14, 25)] == [True] + [False] * 9 + [True]
+    assert workday(date(2026, 2, 28))
+    # A year no release knows: the library refuses it, so the engine never asks and uses the weekday rule.
+    with pytest.raises(NotImplementedError):
+        workday(date(2099, 1, 1))
+    with pytest.warns(CalendarDataMissing, match="2099"):
+        assert WorkingCalendar().is_working_day(date(2099, 1, 1))  # a Thursday
+    assert WorkingCalendar().status([2026, 2099]) == [
+        {"year": 2026, "source": "statutory", "overrides": 0, "missing": False},
+        {"year": 2099, "source": "weekday-rule", "overrides": 0, "missing": True}]
 
 
 def test_t2_a_year_without_official_calendar_uses_overrides_then_weekdays_and_says_so(kefu, clock):

@@ -114,11 +114,11 @@ def start_scheduler(kefu: Kefu, sweep_seconds: float = 1.0):
 
 def serve(host: str = "127.0.0.1", port: int = 5000, demo: bool = True) -> int:
     """Run the whole service: schema, deployed diagrams, demo data, scheduler and web UI."""
+    from engine.logs import configure_logging
     from engine.services.demo import seed_demo
     from waitress import serve as waitress_serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    configure_logging()
     kefu = Kefu()
     kefu.init()
     for d in kefu.definitions.deploy():

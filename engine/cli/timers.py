@@ -20,10 +20,9 @@ def cmd_timers_fire_due(args):
 
 
 def cmd_scheduler(args):
-    import logging
+    from engine.logs import configure_logging
     from engine.services.scheduler import run_forever
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    configure_logging()
     k = _service()
     _warn_missing_calendar(k)
 
