@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -20,7 +19,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from engine.bpmn import sandbox as scripting
 from engine.bpmn.diagram import B, C, KefuParser, _validator, lint as kefu_lint, safe_xml
 from engine.errors import DefinitionError
-from engine.bpmn.forms import read_form
+from engine.bpmn.samples import sample_data
 
 # Camunda attributes and extension elements that Kefu reads; any other camunda: item is ignored at run time.
 SUPPORTED_CAMUNDA_ATTRS = {"assignee", "candidateGroups"}
@@ -283,33 +282,6 @@ def _camunda_extensions(root, add) -> None:
 
 
 _ISO_DURATION = re.compile(r"^R?\d*/?P")
-
-
-def sample_data(root) -> dict:
-    """Data a ticket may carry when a timer is evaluated: sample values of every form field, the process'
-    standard data, and a time for every name assigned in a script."""
-    from engine.bpmn.testrun import sample_value
-    now = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
-    data = {"ticket_no": "T-0001", "kind": "sample", "started_by": "agent", "customer_id": None, "vip": False,
-            "sla_targets": _default_targets()}
-    for task in root.iter(B + "userTask"):
-        for f in (read_form(task) or {}).get("fields", []):
-            if f.get("id"):
-                data.setdefault(f["id"], sample_value(f, now))
-    for script in root.iter(B + "script"):
-        for name in re.findall(r"^\s*([A-Za-z]\w*)\s*=", script.text or "", re.M):
-            data.setdefault(name, (now + timedelta(hours=1)).isoformat())
-    return data
-
-
-def _default_targets() -> dict:
-    from engine.config import Config
-    from engine.bpmn.sla import parse_sla
-    path = Config.from_env().processes_dir / "sla.dmn"
-    try:
-        return parse_sla(path.read_bytes(), path.name).targets
-    except (OSError, DefinitionError):
-        return {}
 
 
 def _timers_on_sample(root, add, sample) -> None:
