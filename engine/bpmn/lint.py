@@ -16,7 +16,7 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
-from engine.bpmn import sandbox as scripting
+from engine.bpmn import sandbox as scripting, screen
 from engine.bpmn.diagram import B, C, KefuParser, _validator, lint as kefu_lint, safe_xml
 from engine.errors import DefinitionError
 from engine.bpmn.samples import sample_data
@@ -295,7 +295,7 @@ def _timers_on_sample(root, add, sample) -> None:
         for kind in ("timeDate", "timeDuration", "timeCycle"):
             node = timer.find(B + kind)
             text = (node.text or "").strip() if node is not None else ""
-            if not text or "${" in text or scripting.check(text, "eval") or _ISO_DURATION.match(text):
+            if not text or "${" in text or screen.check(text, "eval") or _ISO_DURATION.match(text):
                 continue  # already reported by definitions.lint
             names = set(re.findall(r"\b([A-Za-z_]\w*)\b", re.sub(r"(['\"]).*?\1", "", text)))
             unknown = {n for n in names if n not in data and n not in scripting.RESERVED_NAMES}
