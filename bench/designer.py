@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.bpmn import sandbox as scripting  # noqa: E402
+from engine.bpmn import sandbox as scripting, screen  # noqa: E402
 from engine.bpmn.diagram import parse_diagram  # noqa: E402
 from engine.bpmn.lint import lint_diagram  # noqa: E402
 from engine.bpmn.testrun import test_run  # noqa: E402
@@ -57,7 +57,7 @@ def main() -> None:
     for label, source, mode in (("condition", "severity == 'major' and round < 3", "eval"),
                                 ("script", "total = sum([i * 2 for i in range(20)])", "exec")):
         ctx = {"severity": "major", "round": 2}
-        scripting.compile_checked(source, mode)  # it passes the sandbox's screening
+        screen.compile_checked(source, mode)  # it passes the sandbox's screening
         code = compile(source, "<bench>", mode)  # the baseline: plain Python, no screening, guards or bounds
         run = env.evaluate if mode == "eval" else env.execute
         plain, guarded = [], []

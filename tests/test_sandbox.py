@@ -5,6 +5,7 @@ import time
 import pytest
 
 from engine.bpmn import sandbox as scripting
+from engine.bpmn import screen
 from engine.bpmn.sandbox import RestrictedEnvironment, ScriptRejected
 
 ESCAPES = [
@@ -63,9 +64,9 @@ def test_a_script_cannot_leave_unstorable_values_behind():
 
 
 def test_check_reports_reason():
-    assert scripting.check("severity == 'major'") is None
-    assert "not allowed" in scripting.check("x.__class__")
-    assert "syntax error" in scripting.check("severity ==")
+    assert screen.check("severity == 'major'") is None
+    assert "not allowed" in screen.check("x.__class__")
+    assert "syntax error" in screen.check("severity ==")
 
 
 # ---------------------------------------------------------------- values and running time stay bounded
@@ -77,7 +78,7 @@ HUGE_CONSTANTS = ["'x' * 10 ** 9", "[0] * 10 ** 9", "x = 10 ** 10 ** 8", "(9 ** 
 @pytest.mark.parametrize("code", HUGE_CONSTANTS)
 def test_huge_values_visible_in_the_code_are_refused_before_anything_runs(code):
     mode = "exec" if "=" in code.split("'")[0] else "eval"
-    reason = scripting.check(code, mode)
+    reason = screen.check(code, mode)
     assert reason and ("too large" in reason or "exponent" in reason or "format" in reason), reason
     with pytest.raises(ScriptRejected):
         RestrictedEnvironment().execute(code if mode == "exec" else f"y = {code}", {})
@@ -100,7 +101,7 @@ HUGE_AT_RUN_TIME = [
 
 @pytest.mark.parametrize("code, data", HUGE_AT_RUN_TIME, ids=[c for c, _ in HUGE_AT_RUN_TIME])
 def test_huge_values_made_from_data_are_refused_at_once(code, data):
-    assert scripting.check(code) is None  # nothing wrong in the code itself
+    assert screen.check(code) is None  # nothing wrong in the code itself
     started = time.perf_counter()
     with pytest.raises(ScriptRejected, match="too large|not allowed"):
         RestrictedEnvironment().evaluate(code, dict(data))

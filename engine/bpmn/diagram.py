@@ -20,7 +20,7 @@ from SpiffWorkflow.spiff.parser.task_spec import UserTaskParser as SpiffUserTask
 from SpiffWorkflow.spiff.serializer import DEFAULT_CONFIG as SPIFF_CONFIG
 from SpiffWorkflow.spiff.specs.defaults import UserTask as SpiffUserTask
 
-from engine.bpmn import sandbox as scripting
+from engine.bpmn import sandbox as scripting, screen
 from engine.errors import DefinitionError
 from engine.bpmn.forms import CAMUNDA_NS, lint_form, read_form, read_properties
 
@@ -171,7 +171,7 @@ def lint(root, filename: str) -> list[DefinitionError]:
             if cond is not None and (cond.text or "").strip():
                 _check_expr(cond.text, "condition", flow, bad)
         for script in proc.iter(B + "script"):
-            reason = scripting.check(script.text or "", "exec")
+            reason = screen.check(script.text or "", "exec")
             if reason:
                 bad(f"script does not compile in the sandbox: {reason}", script.getparent())
         for timer in proc.iter(B + "timerEventDefinition"):
@@ -207,7 +207,7 @@ def _check_expr(expr, what, node, bad):
         bad(f"{what} {text!r} uses Camunda/JUEL syntax; Kefu expressions are Python (e.g. severity == 'major')",
             node)
         return
-    reason = scripting.check(text, "eval")
+    reason = screen.check(text, "eval")
     if reason:
         bad(f"{what} {text!r} does not compile in the sandbox: {reason}", node)
 

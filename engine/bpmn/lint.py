@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
-from engine.bpmn import sandbox as scripting
+from engine.bpmn import sandbox as scripting, screen
 from engine.bpmn.diagram import B, C, KefuParser, _validator, lint as kefu_lint, safe_xml
 from engine.errors import DefinitionError
-from engine.bpmn.forms import read_form
+from engine.bpmn.samples import sample_data
 
 # Camunda attributes and extension elements that Kefu reads; any other camunda: item is ignored at run time.
 SUPPORTED_CAMUNDA_ATTRS = {"assignee", "candidateGroups"}
@@ -285,33 +284,6 @@ def _camunda_extensions(root, add) -> None:
 _ISO_DURATION = re.compile(r"^R?\d*/?P")
 
 
-def sample_data(root) -> dict:
-    """Data a ticket may carry when a timer is evaluated: sample values of every form field, the process'
-    standard data, and a time for every name assigned in a script."""
-    from engine.bpmn.testrun import sample_value
-    now = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
-    data = {"ticket_no": "T-0001", "kind": "sample", "started_by": "agent", "customer_id": None, "vip": False,
-            "sla_targets": _default_targets()}
-    for task in root.iter(B + "userTask"):
-        for f in (read_form(task) or {}).get("fields", []):
-            if f.get("id"):
-                data.setdefault(f["id"], sample_value(f, now))
-    for script in root.iter(B + "script"):
-        for name in re.findall(r"^\s*([A-Za-z]\w*)\s*=", script.text or "", re.M):
-            data.setdefault(name, (now + timedelta(hours=1)).isoformat())
-    return data
-
-
-def _default_targets() -> dict:
-    from engine.config import Config
-    from engine.bpmn.sla import parse_sla
-    path = Config.from_env().processes_dir / "sla.dmn"
-    try:
-        return parse_sla(path.read_bytes(), path.name).targets
-    except (OSError, DefinitionError):
-        return {}
-
-
 def _timers_on_sample(root, add, sample) -> None:
     timers = list(root.iter(B + "timerEventDefinition"))
     if not timers:
@@ -323,7 +295,7 @@ def _timers_on_sample(root, add, sample) -> None:
         for kind in ("timeDate", "timeDuration", "timeCycle"):
             node = timer.find(B + kind)
             text = (node.text or "").strip() if node is not None else ""
-            if not text or "${" in text or scripting.check(text, "eval") or _ISO_DURATION.match(text):
+            if not text or "${" in text or screen.check(text, "eval") or _ISO_DURATION.match(text):
                 continue  # already reported by definitions.lint
             names = set(re.findall(r"\b([A-Za-z_]\w*)\b", re.sub(r"(['\"]).*?\1", "", text)))
             unknown = {n for n in names if n not in data and n not in scripting.RESERVED_NAMES}

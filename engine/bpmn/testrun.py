@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -20,47 +20,12 @@ from SpiffWorkflow.util.task import TaskState
 from engine import clock
 from engine.bpmn import sandbox as scripting
 from engine.bpmn.forms import FormValidator, build_fields
+from engine.bpmn.lint import lint_diagram
+from engine.bpmn.samples import START, sample_data, sample_value, start_sample
 
-START = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)  # a Monday, 10:00 in Shanghai
 MAX_STEPS = 100  # user tasks and timers of one run
 MAX_RUNS = 40
 TIME_BUDGET = 30.0  # seconds for all paths of one diagram
-
-
-def _number(value) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None  # a malformed constraint: the lint reports it
-
-
-def sample_value(f: dict, now: datetime = START):
-    """A value that passes the field's own validation."""
-    t, v = f.get("type"), f.get("validation") or {}
-    if t == "long":
-        low = _number(v.get("min"))
-        return int(low) if low is not None else 1
-    if t == "boolean":
-        return False
-    if t == "date":
-        return (now + timedelta(days=3)).astimezone(clock.SHANGHAI).date().isoformat()
-    if t == "datetime":
-        return (now + timedelta(days=1)).isoformat()
-    if t == "enum":
-        opts = f.get("options") or []
-        return opts[0]["id"] if opts else None
-    if t == "user":
-        return "sample_user"
-    if t == "users":
-        return ["sample_user"]
-    text = f"sample {f.get('id')}"
-    low = _number(v.get("minlength"))
-    if low is not None:
-        text = text.ljust(min(int(low), 10_000), "x")
-    high = _number(v.get("maxlength"))
-    if high is not None:
-        text = text[:max(1, int(high))]
-    return text
 
 
 @dataclass
@@ -220,7 +185,6 @@ def _collect(wf, seen: set, steps: list[str]) -> None:
 
 def test_run(report) -> list[TestRunReport]:
     """Run every process of a linted diagram (``lint.LintReport`` without errors) along each path."""
-    from engine.bpmn.lint import sample_data
     base = sample_data(report.root) if report.root is not None else {}
     initial = {"sla_targets": base.get("sla_targets", {})}
     out = []
@@ -239,27 +203,6 @@ def test_run(report) -> list[TestRunReport]:
         tr.unreached = _unreached(report.root, pid, tr.paths)
         out.append(tr)
     return out
-
-
-def start_sample(root, process_id: str) -> dict:
-    """The data a process is started with, for the test run: a start event may declare it as the JSON object
-    of a ``camunda:property`` named ``test_data`` (e.g. the QA sample's ticket list, which its starter
-    supplies). A malformed value is ignored here; the lint reports it."""
-    import json
-    from engine.bpmn.diagram import B, C
-    if root is None:
-        return {}
-    for proc in root.iter(f"{B}process"):
-        if proc.get("id") != process_id:
-            continue
-        for prop in proc.iterfind(f"./{B}startEvent/{B}extensionElements/{C}properties/{C}property"):
-            if prop.get("name") == "test_data":
-                try:
-                    value = json.loads(prop.get("value") or "")
-                except ValueError:
-                    return {}
-                return value if isinstance(value, dict) else {}
-    return {}
 
 
 def _unreached(root, process_id: str, paths: list[PathResult]) -> list[dict]:
@@ -284,7 +227,6 @@ def _unreached(root, process_id: str, paths: list[PathResult]) -> list[dict]:
 def test_run_xml(data, filename: str = "diagram.bpmn") -> list[TestRunReport]:
     """Lint a diagram, then run each of its processes along each path. With lint errors nothing runs and
     the one report returned says so (``lint_errors``)."""
-    from engine.bpmn.lint import lint_diagram
     report = lint_diagram(data, filename)
     if report.errors:
         return [TestRunReport(None, lint_errors=[f.to_dict() for f in report.errors])]
