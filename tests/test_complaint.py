@@ -15,7 +15,7 @@ def register(sc, severity="general", **over):
     return sc.start("complaint", data)
 
 
-def transfer(sc, department="security_ops", hours=24, accept=True):
+def transfer(sc, department="security_ops", hours=6, accept=True):  # T-cap: VIP work order, 6 h
     sc.complete("transfer", "agent", {"department": department, "handling_requirement": "调查并整改",
                                       "handling_deadline": sc.later(hours=hours)})
     if accept:
@@ -55,10 +55,10 @@ def test_p3_classification_must_use_the_defined_options(scenario):
 def test_p4_general_complaint_is_transferred_to_the_department_with_requirement_and_deadline(scenario):
     register(scenario)
     assert scenario.ready_ids() == ["transfer"]
-    transfer(scenario, department="security_ops", hours=24)
+    transfer(scenario, department="security_ops", hours=6)
     t = scenario.task("department_handle")
     assert t["role"] == "department" and t["candidate_group"] == "security_ops"
-    assert datetime.fromisoformat(t["due_at"]) == datetime.fromisoformat(scenario.later(hours=24))
+    assert datetime.fromisoformat(t["due_at"]) == datetime.fromisoformat(scenario.later(hours=6))
     assert "P4" in t["rules"]
     assert [x["bpmn_id"] for x in scenario.k.timers.waiting(scenario.instance_id)] == ["timer_department_overdue"]
 
@@ -144,15 +144,19 @@ def test_p9_revisit_three_to_five_working_days_after_handling(scenario):
     handle_by_department(scenario)
     scenario.complete("feedback", "agent", {"satisfied": True})   # handled Monday 2026-11-23
     timers = {t["bpmn_id"]: t["due_at"] for t in scenario.k.timers.waiting(scenario.instance_id)}
-    assert timers == {"wait_revisit": "2026-11-26T09:00:00+08:00"}      # third working day, Thursday
-    assert scenario.advance(days=2, hours=23) == [] and scenario.ready_ids() == []
+    # T-window: the window opens at the start of the third working day (Thursday) ...
+    assert timers == {"wait_revisit": "2026-11-26T00:00:00+08:00"}
+    assert scenario.advance(days=2, hours=14) == [] and scenario.ready_ids() == []
     fired = scenario.advance(hours=1, seconds=1)
     assert [f["timer"] for f in fired] == ["wait_revisit"]
     t = scenario.task("revisit")
-    assert t["due_at"] == "2026-11-30T09:00:00+08:00" and "P9" in t["rules"]  # due by the fifth working day
+    # ... and closes at the end of the fifth working day (next Monday): late only from Tuesday 00:00
+    assert t["due_at"] == "2026-12-01T00:00:00+08:00" and "P9" in t["rules"]
     late = {t["bpmn_id"]: t["due_at"] for t in scenario.k.timers.waiting(scenario.instance_id)}
-    assert late == {"timer_revisit_late": "2026-11-30T09:00:00+08:00"}  # fifth working day, next Monday
-    scenario.advance(days=4)
+    assert late == {"timer_revisit_late": "2026-12-01T00:00:00+08:00"}
+    scenario.advance(days=4, hours=23)  # Monday 23:00, the last day of the window: not late yet
+    assert scenario.ready_ids() == ["revisit"]
+    scenario.advance(hours=1, seconds=1)
     assert sorted(scenario.ready_ids()) == ["revisit", "revisit_overdue_warning"]
     assert [e["bpmn_id"] for e in scenario.events("timer_fired")] == ["wait_revisit", "timer_revisit_late"]
 
@@ -186,7 +190,7 @@ def test_t1_overdue_department_task_is_redispatched_and_supervisor_warned(scenar
     assert ready == {"redispatch": "agent", "overdue_warning": "supervisor"}
     shown = scenario.show()
     assert [(t["state"], t["end_reason"]) for t in shown["tasks"] if t["id"] == first["id"]] == [("cancelled", "timer")]
-    scenario.complete("redispatch", "agent", {"department": "maintenance", "handling_deadline": scenario.later(hours=8),
+    scenario.complete("redispatch", "agent", {"department": "maintenance", "handling_deadline": scenario.later(hours=5),
                                               "redispatch_reason": "原部门超时未处理"})
     scenario.complete("department_accept", "department", {})
     again = scenario.task("department_handle")
@@ -212,7 +216,7 @@ def test_t1_overdue_task_force_is_reformed_and_supervisor_warned(scenario):
 
 def test_p6_agent_tracks_the_department_handling_in_progress(scenario):
     register(scenario)
-    transfer(scenario, department="maintenance", hours=12)
+    transfer(scenario, department="maintenance", hours=5)
     shown = scenario.show()
     handling = [t for t in shown["tasks"] if t["bpmn_id"] == "department_handle"]
     assert [(t["state"], t["role"]) for t in handling] == [("ready", "department")]

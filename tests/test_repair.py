@@ -108,10 +108,10 @@ def test_r6_revisit_two_to_three_working_days_after_completion(scenario):
     scenario.complete("repair_work", "technician", {"repair_result": "已修复", "customer_cooperation_needed": False})
     scenario.complete("confirm_repair", "agent", {"satisfied": True})
     timers = {t["bpmn_id"]: t["due_at"] for t in scenario.k.timers.waiting(scenario.instance_id)}
-    assert timers == {"wait_revisit": "2026-11-25T09:00:00+08:00"}
+    assert timers == {"wait_revisit": "2026-11-25T00:00:00+08:00"}  # T-window: opens at the start of day 2
     scenario.advance(days=2, seconds=1)
     t = scenario.task("revisit")
-    assert "R6" in t["rules"]
+    assert "R6" in t["rules"] and t["due_at"] == "2026-11-27T00:00:00+08:00"  # closes at the end of day 3
     scenario.complete("revisit", "agent", {"satisfaction_score": 92, "case_summary": "读卡器老化，已更换"})
     shown = scenario.show()
     assert shown["status"] == "completed" and shown["data"]["satisfaction_score"] == 92

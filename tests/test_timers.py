@@ -43,14 +43,16 @@ def test_t2_complaint_revisit_across_national_day_counts_the_make_up_saturday(sc
     complaint.handle_by_department(scenario)
     scenario.complete("feedback", "agent", {"satisfied": True})
     # 10-01..10-07 are holidays; 10-08 and 10-09 are working days, and so is Saturday 10-10 (调休).
-    assert timers(scenario) == {"wait_revisit": at(2026, 10, 10, 9)}
+    # T-window: the window opens at the start of the third working day, Saturday 10-10.
+    assert timers(scenario) == {"wait_revisit": at(2026, 10, 10, 0)}
     basis = [e for e in scenario.events("timer_set") if e["bpmn_id"] == "wait_revisit"][0]["data"]
     assert basis["calendar"]["library"].startswith("chinese-calendar") and "weekday_rule_years" not in basis["calendar"]
     assert basis["sla_version"] == 1
-    assert scenario.advance(days=9, hours=22, minutes=59) == []          # 10-10 08:59: not yet
+    assert scenario.advance(days=9, hours=13, minutes=59) == []          # 10-09 23:59: not yet
     assert [f["timer"] for f in scenario.advance(minutes=1, seconds=1)] == ["wait_revisit"]
     assert "revisit" in scenario.ready_ids()
-    assert timers(scenario) == {"timer_revisit_late": at(2026, 10, 13, 9)}   # the window closes (P9: 5 days)
+    # the window closes at the end of the fifth working day, Tuesday 10-13 (P9: 3–5 days)
+    assert timers(scenario) == {"timer_revisit_late": at(2026, 10, 14, 0)}
 
 
 def test_t2_repair_revisit_two_working_days_skips_the_holiday(scenario, clock):
@@ -59,7 +61,7 @@ def test_t2_repair_revisit_two_working_days_skips_the_holiday(scenario, clock):
     repair.dispatch(scenario)
     scenario.complete("repair_work", "technician", {"repair_result": "已修复", "customer_cooperation_needed": False})
     scenario.complete("confirm_repair", "agent", {"satisfied": True})
-    assert timers(scenario) == {"wait_revisit": at(2026, 10, 9, 9)}
+    assert timers(scenario) == {"wait_revisit": at(2026, 10, 9, 0)}  # the start of the second working day
 
 
 def test_t2_the_installed_statutory_calendar_has_the_2026_days_the_tests_rely_on():
@@ -125,7 +127,7 @@ def test_t2_a_process_crossing_into_2027_does_not_stop(scenario, clock):
         complaint.transfer(scenario)
         complaint.handle_by_department(scenario)
         scenario.complete("feedback", "agent", {"satisfied": True})
-    assert timers(scenario)["wait_revisit"] == at(2027, 1, 4, 9)
+    assert timers(scenario)["wait_revisit"] == at(2027, 1, 4, 0)
     basis = [e for e in scenario.events("timer_set") if e["bpmn_id"] == "wait_revisit"][0]["data"]
     assert basis["calendar"]["weekday_rule_years"] == [2027]
     assert scenario.show()["status"] == "active"

@@ -22,6 +22,9 @@ ROLES = {"agent": _l("客服专员"), "supervisor": _l("客服主管"), "departm
          "process_owner": _l("流程负责人"), "integration": _l("系统集成")}
 TASK_STATES = {"ready": _l("待处理"), "completed": _l("已完成"), "cancelled": _l("已取消")}
 SEVERITIES = {"general": _l("一般"), "urgent": _l("紧急"), "major": _l("重大")}
+# SLA cases as the deadline messages name them (T-cap)
+SLA_CASES = {"work_order": _l("工单"), "vip": _l("VIP 工单"), "emergency": _l("紧急报修"),
+             "emergency_large": _l("大型紧急报修"), "urgent": _l("紧急问题"), "major": _l("重大投诉")}
 END_REASONS = {"timer": _l("超时自动取消"), "cancelled": _l("已取消")}
 EVENTS = {
     "instance_started": _l("工单创建"), "start_passed": _l("流程开始"), "task_created": _l("任务生成"),
@@ -59,6 +62,12 @@ _FIELD_MESSAGES = [
     (r"no such user: (.+)", lambda m: _("没有用户 %(name)s", name=m[1])),
     (r"user (\S+) does not have the role (\S+)",
      lambda m: _("用户 %(name)s 不具备“%(role)s”角色", name=m[1], role=ROLES.get(m[2], m[2]))),
+    (r"must be no later than (\S+ \S+) \(the (\S+) target: (\S+) (h|min) from now\).*",
+     lambda m: _("不能晚于 %(when)s（%(case)s时限：自现在起 %(n)s %(unit)s）；如需延长，请升级至客服主管",
+                 when=m[1], case=SLA_CASES.get(m[2], m[2]), n=m[3], unit=_("小时") if m[4] == "h" else _("分钟"))),
+    (r"required: the time is later than the (\S+) target \((\S+) (h|min), (\S+ \S+)\); give the reason",
+     lambda m: _("时间晚于%(case)s时限（%(n)s %(unit)s，%(when)s），请填写原因", case=SLA_CASES.get(m[1], m[1]),
+                 n=m[2], unit=_("小时") if m[3] == "h" else _("分钟"), when=m[4])),
     (r"a customer needs a name", lambda m: _("客户名称必填")),
     (r"vip must be true or false", lambda m: _("请选择“是”或“否”")),
     (r"customer \S+ must be text", lambda m: _("必须是文本")),
@@ -118,6 +127,22 @@ def due_state(value) -> dict | None:
     return {"css": css, "text": _("剩余 %(t)s", t=duration(left)), "seconds": left}
 
 
+def clock_words(c: dict) -> dict:
+    """One clock of a ticket in words (T-stop): running ones count down, stopped ones say how they ended."""
+    due = to_local(c.get("due_at"))
+    if c["state"] == "running":
+        return due_state(c["due_at"]) or {"css": "ok", "text": ""}
+    if c["state"] == "paused":
+        return {"css": "paused", "text": _("已暂停")}
+    stopped = to_local(c.get("stopped_at"))
+    if c["state"] == "met":
+        return {"css": "met", "text": _("按时完成")}
+    over = (stopped - due).total_seconds() if stopped and due else 0
+    if over >= 60:
+        return {"css": "missed", "text": _("超时 %(t)s 完成", t=duration(over))}
+    return {"css": "missed", "text": _("超时未完成")}
+
+
 def mask_phone(phone: str | None) -> str:
     """138****5678: enough to recognise a number, not to call it (I4)."""
     if not phone:
@@ -175,7 +200,7 @@ def vip_badge(vip) -> Markup:
 
 def register_template_helpers(app) -> None:
     app.jinja_env.filters.update(when=when, local_input=local_input, mask_phone=mask_phone,
-                                 mask_text=mask_text)
+                                 mask_text=mask_text, clock_words=clock_words)
     app.jinja_env.globals.update(
         lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, field_label=field_label, option_label=option_label,
         vip_badge=vip_badge, kinds=KINDS, new_kind=NEW_KIND, statuses=STATUSES, role_labels=ROLES,

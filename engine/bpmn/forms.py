@@ -77,6 +77,9 @@ class Field:
     min: float | None = None
     max: float | None = None
     future: bool = False
+    cap: str | None = None         # T-cap: the SLA target a deadline may not exceed (finish_hours, respond_minutes)
+    cap_case: str | None = None    # expression over the task data naming the SLA case (default: vip or work_order)
+    cap_reason: str | None = None  # a field that must give the reason instead of refusing (T-promise)
 
     def to_dict(self) -> dict:
         out = {"id": self.id, "type": self.type, "label": self.label, "label_en": self.label_en,
@@ -92,6 +95,8 @@ class Field:
             out["future"] = True
         if self.readonly:
             out["readonly"] = True
+        if self.cap:
+            out["cap"] = self.cap
         return out
 
 
@@ -147,7 +152,8 @@ def build_fields(form: dict | None) -> list[Field]:
             default=f.get("default"), label_en=p.get("label_en"),
             multiline=str(p.get("multiline", "")).lower() == "true", role=p.get("role"),
             minlength=_num(v.get("minlength")), maxlength=_num(v.get("maxlength")),
-            min=_num(v.get("min")), max=_num(v.get("max")), future="future" in v))
+            min=_num(v.get("min")), max=_num(v.get("max")), future="future" in v,
+            cap=p.get("cap"), cap_case=p.get("cap_case"), cap_reason=p.get("cap_reason")))
     return out
 
 

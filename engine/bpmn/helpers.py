@@ -58,6 +58,24 @@ def _add_working_days(start, days) -> str:
     return calendar.add_working_days(start, int(days)).isoformat()
 
 
+def _window_opens(start, days) -> str:
+    """T-window: the start (00:00 Asia/Shanghai) of the ``days``-th working day after ``start``."""
+    return calendar.add_working_days(start, int(days), at_hour=0).isoformat()
+
+
+def _window_closes(start, days) -> str:
+    """T-window: the end of the ``days``-th working day after ``start`` (24:00 Asia/Shanghai, the next day's 00:00)."""
+    return (calendar.add_working_days(start, int(days), at_hour=0) + timedelta(days=1)).isoformat()
+
+
+def _earliest(*times) -> str:
+    """The earliest of the given times (ISO strings or dates; empty ones skipped), as an aware ISO time."""
+    found = [clock.parse_instant(_due_at(t)) for t in times if t]
+    if not found:
+        raise ValueError("earliest() needs at least one time")
+    return min(found).isoformat()
+
+
 def _is_working_day(day) -> bool:
     if isinstance(day, str):
         day = clock.parse_instant(day).astimezone(clock.SHANGHAI).date()
@@ -72,5 +90,8 @@ HELPERS = {
     "add_seconds": _add_seconds,
     "seconds_until": _seconds_until,
     "add_working_days": _add_working_days,
+    "window_opens": _window_opens,
+    "window_closes": _window_closes,
+    "earliest": _earliest,
     "is_working_day": _is_working_day,
 }

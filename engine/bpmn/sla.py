@@ -26,8 +26,8 @@ DMN_NAMESPACES = (
 )
 SLA_DECISION = "sla"
 OUTPUTS = ("respond_minutes", "finish_hours", "revisit_min_working_days", "revisit_max_working_days")
-REQUIRED_CASES = ("work_order", "vip", "emergency", "consultation", "complaint_feedback", "complaint_revisit",
-                  "repair_revisit")
+REQUIRED_CASES = ("work_order", "vip", "emergency", "emergency_large", "urgent", "major", "online_consultation",
+                  "consultation", "complaint_feedback", "complaint_revisit", "repair_revisit")
 CASE = re.compile(r'^"([a-z][a-z0-9_]{0,40})"$')
 MAX_MINUTES = 60 * 24 * 366
 

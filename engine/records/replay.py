@@ -25,8 +25,9 @@ from SpiffWorkflow.util.task import TaskState
 from engine.store import chain as audit
 from engine import clock as clock_mod
 from engine.bpmn import sandbox as scripting
+from engine.bpmn.deadlines import move_deadline
 from engine.calendar import CalendarDataMissing
-from engine.clock import Clock
+from engine.clock import Clock, aware
 
 COMPARED_STATES = {TaskState.READY: "ready", TaskState.WAITING: "waiting", TaskState.COMPLETED: "completed",
                    TaskState.CANCELLED: "cancelled", TaskState.ERROR: "error", TaskState.STARTED: "started"}
@@ -183,6 +184,11 @@ def _rebuild(ctx, runner, spec, subs, stored, started, events, clock: Clock, vip
             applied += 1
         elif e.type == "timer_fired":
             runner.run(wf)
+            applied += 1
+        elif e.type == "deadline_extended":
+            task = mapped.get(e.task_id)
+            if task is not None and task.state == TaskState.READY:
+                move_deadline(task, aware((e.data or {}).get("due_at")).isoformat())
             applied += 1
         elif e.type == "instance_migrated":
             from engine.bpmn.migration import apply_migration

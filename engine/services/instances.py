@@ -12,7 +12,7 @@ from SpiffWorkflow.util.task import TaskState
 from engine.bpmn import sandbox as scripting
 from engine.clock import iso
 from engine.errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
-from engine.services import projections, shapes
+from engine.services import clocks, projections, shapes
 from engine.services.context import Context, row_id
 from engine.services.shapes import ESCALATION
 from engine.services.runner import START_ROLES, Runner
@@ -98,6 +98,7 @@ class InstanceService:
                 "updated_at": iso(inst.updated_at), "completed_at": iso(inst.completed_at),
                 "incident": inst.incident, "data": data,
                 "deadlines": projections.deadlines(wf),
+                "clocks": clocks.of(wf),
                 "sla": {"version": data.get("sla_version"), "case": data.get("sla_case"),
                         "targets": data.get("sla_targets")} if data.get("sla_version") else None,
                 "parent_id": inst.parent_id,

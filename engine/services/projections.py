@@ -38,6 +38,7 @@ def sync_tasks(s, inst: Instance, wf, now: datetime, claimer: str | None, done_e
     existing = {r.id: r for r in (preloaded if preloaded is not None else s.scalars(select(HumanTask).where(
         HumanTask.instance_id == inst.id, HumanTask.state == "ready")))}
     ready = {str(t.id): t for t in wf.get_tasks(state=TaskState.READY, manual=True)}
+    before = dict(existing)  # the rows as they were: who held each task when a clock stopped (K-who)
     due = boundary_due(wf)
     for tid, row in existing.items():
         if tid in ready:
@@ -74,7 +75,7 @@ def sync_tasks(s, inst: Instance, wf, now: datetime, claimer: str | None, done_e
                                                "candidate_group": row.candidate_group,
                                                "due_at": iso(row.due_at)}))
         existing[tid] = row
-    return events, sorted((r for r in existing.values() if r.state == "ready"), key=lambda r: r.created_at)
+    return events, sorted((r for r in existing.values() if r.state == "ready"), key=lambda r: r.created_at), before
 
 
 def cancelled_by_timer(task) -> bool:
@@ -115,15 +116,20 @@ def waiting_timers(wf):
 
 
 def boundary_due(wf) -> dict:
-    """Task id → the earliest of its boundary timers: the moment it escalates (re-dispatch or warning)."""
-    due = {}
-    for _timer, when, attached in waiting_timers(wf):
+    """Task id → the moment it escalates: the earliest of its interrupting boundary timers (the work is taken
+    away and re-dispatched), or, without one, of its warning timers (a late revisit, a late reply)."""
+    due, interrupting = {}, {}
+    for timer, when, attached in waiting_timers(wf):
         if attached is None:
             continue
+        cuts = bool(getattr(timer.task_spec, "cancel_activity", True))
         targets = [attached] + [c for c in attached.children if c.state == TaskState.READY]
         for target in targets:
             key = str(target.id)
-            due[key] = min(due.get(key, when), when)
+            if key in due and interrupting[key] and not cuts:
+                continue
+            if key not in due or (cuts and not interrupting[key]) or when < due[key]:
+                due[key], interrupting[key] = when, cuts
     return due
 
 

@@ -29,7 +29,7 @@ from engine.bpmn.diagram import rule_ids
 from engine.bpmn.forms import FormValidator, build_fields
 from engine.clock import SHANGHAI, aware, iso
 from engine.errors import Conflict, DefinitionError, IncidentError, NotFound
-from engine.services import projections
+from engine.services import clocks, projections
 from engine.services.context import SYSTEM, Context
 from engine.services.customers import new_customer, phone_digits
 from engine.services.shapes import ESCALATION
@@ -123,6 +123,7 @@ class Runner:
         clean = FormValidator(fields, lambda n: self.ctx.user_roles(s, n)).validate(
             data, task_name=task.task_spec.bpmn_name or task.task_spec.bpmn_id)
         now = self.ctx.now()
+        clocks.check_caps(wf, task, fields, clean, now)
         task.data.update(copy.deepcopy(clean))
         self.link_customer(s, inst, wf, clean)
         task.run()
@@ -132,6 +133,8 @@ class Runner:
         for key in ("severity", "nature"):
             if clean.get(key):
                 setattr(inst, key, clean[key])
+        if isinstance(clean.get("emergency"), bool):  # R2: an emergency repair is urgent wherever it is listed
+            inst.severity = "urgent" if clean["emergency"] else (inst.severity or "general")
         for key in SUMMARY_FIELDS:
             if clean.get(key):
                 inst.summary = str(clean[key])[:200]
@@ -218,13 +221,16 @@ class Runner:
         if inst.status == "completed" and inst.completed_at is None:
             inst.completed_at = now
             events.append(audit.PendingEvent("instance_completed", SYSTEM, now))
-        created, ready = projections.sync_tasks(s, inst, wf, now, claimer, events)
+        created, ready, rows_before = projections.sync_tasks(s, inst, wf, now, claimer, events)
         events.extend(created)
+        events.extend(clocks.track(wf, list(projections.waiting_timers(wf)), events, rows_before, inst.created_by,
+                                   now, ended=inst.status == "completed"))
         events.extend(projections.sync_timers(self.ctx, s, inst, wf, now))
         deadlines = projections.deadlines(wf)
-        inst.response_due = aware(deadlines.get("response", {}).get("due_at"))
-        inst.finish_due = aware(deadlines.get("finish", {}).get("due_at"))
-        inst.clock_paused_at = aware(deadlines.get("finish", {}).get("paused_at"))
+        # T-stop: a due column names a clock that still runs (or waits, paused); a stopped clock has none.
+        inst.response_due = aware(clocks.open_due(wf, "response", deadlines.get("response", {}).get("due_at")))
+        inst.finish_due = aware(clocks.open_due(wf, "finish", deadlines.get("finish", {}).get("due_at")))
+        inst.clock_paused_at = aware(deadlines.get("finish", {}).get("paused_at")) if inst.finish_due else None
         inst.state = self.ctx.serializer.serialize_json(wf)
         inst.updated_at = now
         audit.append(s, inst, events)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload, lazyload, undefer
 from SpiffWorkflow.util.task import TaskState
 
 from engine.errors import Conflict, FormValidationError, InvalidInput, NotAllowed, NotFound
-from engine.services import shapes
+from engine.services import escalations, shapes
 from engine.services.context import CALENDAR_REVISION, CLOCK_OFFSET, Context, setting
 from engine.services.projections import PRELOADED, find_task
 from engine.services.shapes import ESCALATION, TRANSFERRED_ROLES
@@ -146,6 +146,8 @@ class TaskService:
             before = self.runner.states(wf)
             incident = self.runner.complete_in(s, inst, wf, task, user, data or {}, events)
             ready = self.runner.save(s, inst, wf, events, actor, before, incident)
+            if inst.kind == ESCALATION and row.bpmn_id == escalations.DECISION_TASK:
+                escalations.apply_decision(self.ctx, self.runner, s, inst, events_data(events, row.id), actor)
             return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status,
                     "incident": inst.incident, "tasks": [shapes.task_brief(t) for t in ready],
                     "task": shapes.task_dict(self.ctx, row, inst)}  # the completed task (the JSON API answers with it)
@@ -233,3 +235,8 @@ class TaskService:
             raise NotAllowed(f"task {row.name} is assigned to {row.assignee}")
         if not self._group_ok(user, row):
             raise NotAllowed(f"task {row.name} is for group {row.candidate_group}")
+
+
+def events_data(events, task_id: str) -> dict:
+    """The data a task was completed with, as recorded in this unit of work's ``task_completed`` event."""
+    return next((e.data for e in events if e.type == "task_completed" and e.task_id == task_id), {}) or {}
