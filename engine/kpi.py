@@ -382,14 +382,16 @@ def _scopes(rows: dict, table: KpiTable) -> tuple[dict, dict]:
     for k in KPI_IDS:
         counted, excluded = rows[k]
         for r in counted:
+            by_person: dict[str, dict] = {}
             by_dept: dict[str, dict] = {}
-            for share in r["charges"]:
-                if share["person"]:
-                    people[share["person"]][k][0].append({**r, "person": share["person"],
-                                                          "outcome": share["outcome"]})
-                kept = by_dept.setdefault(share["department"], {**r, "outcome": share["outcome"]})
-                if share["outcome"] is False:
-                    kept["outcome"] = False
+            for share in r["charges"]:  # a ticket counts once per person and department: charged if any share is
+                for key, into in ((share["person"], by_person), (share["department"], by_dept)):
+                    if key:
+                        kept = into.setdefault(key, {**r, "outcome": share["outcome"]})
+                        if share["outcome"] is False:
+                            kept["outcome"] = False
+            for person, row in by_person.items():
+                people[person][k][0].append({**row, "person": person})
             for dept, row in by_dept.items():
                 depts[dept][k][0].append(row)
         for r in excluded:

@@ -241,3 +241,25 @@ def test_k_who_the_lineage_page_and_csv_say_who_was_charged_and_why_with_simulat
     late = next(x for x in rows if x["kpi"] == "K5" and x["ticket_no"] == t["r_late"].ticket_no)
     assert late["charged"] == "technician (technician)"
     assert late["charged_why"].startswith("finish clock of 上门维修 ran out 50min late; holder technician")
+
+
+def test_k_who_one_holder_of_clocks_in_two_departments_counts_a_ticket_once():
+    """Pure: the demo user ``department`` may hold the finance clock that ran out and the sales clock that was met
+    on one ticket; the ticket is one miss for that person and one figure for each department."""
+    from engine.bpmn.kpi_table import default_table
+    from engine.kpi_who import ClockStop, charges
+    stops = [ClockStop("response", "department_accept", "部门接单", "department", "finance", "department",
+                       "2026-11-23T09:30:00+08:00", "2026-11-23T09:45:00+08:00", "missed"),
+             ClockStop("response", "department_accept", "部门接单", "department", "sales", "department",
+                       "2026-11-23T10:15:00+08:00", "2026-11-23T09:50:00+08:00", "met")]
+    shares = charges("K8", "responsible", "agent", stops, False)
+    assert [(c["person"], c["department"], c["outcome"]) for c in shares] == [
+        ("department", "finance", False), ("department", "sales", True)]
+    assert "ran out 15min late" in shares[0]["why"]
+    row = {"instance_id": 1, "ticket_no": "ZX1", "kind": "consultation", "agent": "agent", "outcome": False,
+           "reason": "not accepted within 30 min", "charges": shares}
+    rows = {k: ([row] if k == "K8" else [], []) for k in kpi.KPI_IDS}
+    people, depts = kpi._scopes(rows, default_table())
+    assert (people["department"]["K8"]["numerator"], people["department"]["K8"]["denominator"]) == (0, 1)
+    assert (depts["finance"]["K8"]["denominator"], depts["sales"]["K8"]["numerator"]) == (1, 1)
+    assert "agent" not in people  # the agent who opened it held no clock of K8
