@@ -8,8 +8,12 @@ Decisions (cited in README.md "KPIs"):
 - **Month.** An Asia/Shanghai calendar month. A KPI's population is the tickets *opened* in that month;
   their state is judged from the audit events recorded before ``as_of`` — the month's end for a past month
   (so the K-cycle report computed on the 1st never changes afterwards), now for the running month.
-- **Agent.** The agent accountable for a ticket is the one who opened it (``instances.created_by``). The
-  department figure is the whole customer-service department: every ticket of the month.
+- **Who (K-who).** A ticket's first responsible agent (X1) is the one who opened it (``instances.created_by``).
+  A miss of a KPI the KPI table charges to the ``responsible`` is charged to the holder of the clock that ran
+  out and rolled up to their department (``engine.kpi_who``, from the ``clock_stopped`` events); otherwise, and
+  for tickets without clock records, the ticket stays with its first responsible agent. The per-person figures
+  (``agents``) and the per-department roll-up (``departments``) count each ticket for the people and
+  departments it belongs to; the department figure is the whole customer-service department: every ticket.
 - **Still open at month end.** A ticket whose outcome is not yet decided at ``as_of`` (no deadline passed,
   revisit window still open) is *excluded* with that reason; once its deadline has passed it is counted
   as a miss.
@@ -39,8 +43,11 @@ Decisions (cited in README.md "KPIs"):
   re-dispatch after the handler accepted (finish overdue) is a lateness (K5), not a routing error.
 - **K8 30-minute response.** Work orders with a response clock: accepted (``department_accept``,
   ``accept_order``) within 30 minutes of dispatch. Task-force complaints have no response clock: excluded.
-- **K-score.** Score = 100 × min(1, value ÷ target); K3 scores 0 below 90 % of its target, K6 below 70 %
-  (002 第九条.5, 第十五条.3); the other KPIs are work targets scored linearly without a floor.
+- **K-score.** Targets and scoring come from the KPI table in force (``processes/kpi.dmn``,
+  ``engine.bpmn.kpi_table``; its defaults without one): K3 0 below 90, else value ÷ 98 (002 第九条.3); K6 0
+  below 70 %, else value ÷ 90 % (第九条.5); K8 0.5 point off per percentage point below 70 % (第二十一条.6); K5
+  2 points off per percentage point at or below 99 %, the department assessing itself above (第二十一条.5);
+  the others value ÷ target; every score capped at 100. A report records the table version it was scored with.
 """
 from __future__ import annotations
 
@@ -51,6 +58,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from engine.bpmn.kpi_table import KPI_IDS, KpiTable, default_table
+from engine.kpi_who import ACCEPT_TASKS, CUSTOMER_SERVICE, charged_text, charges, clock_stops
 from engine.store.tables import AuditEvent, Instance
 from engine.errors import InvalidInput
 
@@ -64,34 +73,31 @@ QA_DEFAULT_SIZE = 10
 QA_MAX_SIZE = 500
 QA_START_ROLES = {"supervisor", "qa", "process_owner"}
 K_CYCLE_CRON = {"day": 1, "hour": 0, "minute": 5}  # Asia/Shanghai
-KPI_IDS = ("K1", "K2", "K3", "K4", "K5", "K6", "K7", "K8")
 
 
 @dataclass(frozen=True)
 class KpiSpec:
+    """What a KPI is; its target and scoring are rows of the KPI table (``engine.bpmn.kpi_table``)."""
     id: str
     name: str          # Chinese, as in 000 §六 / 002
     name_en: str
-    target: float
     unit: str          # "%" (value is a percentage) or "pts" (mean score 0–100)
-    floor: float | None  # value below which the score is 0
     rules: str
 
 
 SPECS = {s.id: s for s in (
-    KpiSpec("K1", "咨询响应及时率", "Consultation response timeliness", 95.0, "%", None, "K1, C6"),
-    KpiSpec("K2", "投诉处理率", "Complaint handling rate", 100.0, "%", None, "K2, P11"),
-    KpiSpec("K3", "客户满意度", "Customer satisfaction", 90.0, "pts", 81.0, "K3, K-score"),
-    KpiSpec("K4", "信息录入准确率", "Information entry accuracy", 98.0, "%", None, "K4, QA"),
-    KpiSpec("K5", "工单处理及时率", "Work order timeliness", 90.0, "%", None, "K5, R7, T1"),
-    KpiSpec("K6", "回访率", "Revisit rate", 90.0, "%", 70.0, "K6, K-score"),
-    KpiSpec("K7", "派工准确率", "Dispatch accuracy", 98.0, "%", None, "K7"),
-    KpiSpec("K8", "30分钟响应率", "30-minute response ratio", 70.0, "%", None, "K8"),
+    KpiSpec("K1", "咨询响应及时率", "Consultation response timeliness", "%", "K1, C6, K-who"),
+    KpiSpec("K2", "投诉处理率", "Complaint handling rate", "%", "K2, P11, K-who"),
+    KpiSpec("K3", "客户满意度", "Customer satisfaction", "pts", "K3, K-score"),
+    KpiSpec("K4", "信息录入准确率", "Information entry accuracy", "%", "K4, QA"),
+    KpiSpec("K5", "工单处理及时率", "Work order timeliness", "%", "K5, R7, T1, K-score, K-who"),
+    KpiSpec("K6", "回访率", "Revisit rate", "%", "K6, K-score, K-who"),
+    KpiSpec("K7", "派工准确率", "Dispatch accuracy", "%", "K7"),
+    KpiSpec("K8", "30分钟响应率", "30-minute response ratio", "%", "K8, K-score, K-who"),
 )}
 
 OVERDUE_TIMERS = {"timer_response_overdue", "timer_department_overdue", "timer_repair_overdue",
                   "timer_taskforce_overdue"}
-ACCEPT_TASKS = {"department_accept", "accept_order"}
 HANDLER_FIELDS = ("department", "technician")
 COMPLAINT_FEEDBACK = timedelta(hours=24)  # 003: complaint feedback within 24 h when no deadline was set
 RESPONSE_LIMIT = timedelta(minutes=30)     # K8
@@ -134,14 +140,9 @@ def current_month(now: datetime) -> str:
     return month_key(local.year, local.month)
 
 
-def score(kpi: str, value: float | None) -> float | None:
-    """K-score: linear (value ÷ target, capped at 100), zero below the KPI's floor."""
-    spec = SPECS[kpi]
-    if value is None:
-        return None
-    if spec.floor is not None and value < spec.floor:
-        return 0.0
-    return round(min(1.0, value / spec.target) * 100, 2)
+def score(kpi: str, value: float | None, table: KpiTable | None = None) -> float | None:
+    """K-score of ``value`` by the KPI's row of ``table`` (default: the built-in defaults of RULES.md K-score)."""
+    return (table or default_table()).rules[kpi].score(value)
 
 
 def _when(text) -> datetime | None:
@@ -162,6 +163,7 @@ class Ticket:
         self.agent, self.created_at, self.severity = inst.created_by, inst.created_at, inst.severity
         self.as_of = as_of
         self.events = [e for e in events if e.at < as_of]
+        self.stops = clock_stops(self.events)  # K-who: the clocks stopped before as_of
 
     def completed(self, *bpmn_ids) -> list[AuditEvent]:
         return [e for e in self.events if e.type == "task_completed" and e.bpmn_id in bpmn_ids]
@@ -343,8 +345,8 @@ RULE_FUNCS = {"K1": k1, "K2": k2, "K3": k3, "K5": k5, "K6": k6, "K7": k7, "K8": 
 
 
 # ---------------------------------------------------------------------------- aggregation
-def _figure(kpi: str, counted: list, excluded: list) -> dict:
-    spec = SPECS[kpi]
+def _figure(kpi: str, counted: list, excluded: list, table: KpiTable) -> dict:
+    spec, rule = SPECS[kpi], table.rules[kpi]
     if spec.unit == "pts":
         numerator = round(sum(c["outcome"] for c in counted), 2)
         denominator = len(counted)
@@ -353,16 +355,51 @@ def _figure(kpi: str, counted: list, excluded: list) -> dict:
         numerator = sum(1 for c in counted if c["outcome"] is True)
         denominator = len(counted)
         value = round(100.0 * numerator / denominator, 2) if denominator else None
-    return {"kpi": kpi, "name": spec.name, "name_en": spec.name_en, "unit": spec.unit, "target": spec.target,
-            "floor": spec.floor, "rules": spec.rules, "numerator": numerator, "denominator": denominator,
-            "value": value, "score": score(kpi, value),
-            "met": None if value is None else value >= spec.target,
+    return {"kpi": kpi, "name": spec.name, "name_en": spec.name_en, "unit": spec.unit, "target": rule.target,
+            "floor": rule.floor, "score_denominator": rule.denominator, "points_per_point": rule.points_per_point,
+            "threshold": rule.threshold, "charged_to": rule.charged, "formula": rule.formula(),
+            "rules": spec.rules, "numerator": numerator, "denominator": denominator,
+            "value": value, "score": rule.score(value), "self_assessed": rule.self_assessed(value),
+            "met": None if value is None else value >= rule.target,
             "counted": counted, "excluded": excluded}
 
 
-def _row(t: Ticket, outcome, reason: str) -> dict:
-    return {"instance_id": t.id, "ticket_no": t.ticket_no, "kind": t.kind, "agent": t.agent,
-            "outcome": outcome, "reason": reason}
+def _row(t, outcome, reason: str, kpi: str, table: KpiTable) -> dict:
+    """One lineage row; a counted one says who its outcome is charged or credited to (K-who)."""
+    row = {"instance_id": t.id, "ticket_no": t.ticket_no, "kind": t.kind, "agent": t.agent,
+           "outcome": outcome, "reason": reason}
+    if outcome is not None:
+        row["charges"] = charges(kpi, table.rules[kpi].charged, t.agent, getattr(t, "stops", []), outcome)
+        row["charged"] = charged_text(row["charges"])
+    return row
+
+
+def _scopes(rows: dict, table: KpiTable) -> tuple[dict, dict]:
+    """Per person and per department: each counted ticket with the outcome its share carries (K-who);
+    excluded tickets stay with the first responsible agent and the customer-service department."""
+    people: dict[str, dict] = defaultdict(lambda: {k: ([], []) for k in KPI_IDS})
+    depts: dict[str, dict] = defaultdict(lambda: {k: ([], []) for k in KPI_IDS})
+    for k in KPI_IDS:
+        counted, excluded = rows[k]
+        for r in counted:
+            by_person: dict[str, dict] = {}
+            by_dept: dict[str, dict] = {}
+            for share in r["charges"]:  # a ticket counts once per person and department: charged if any share is
+                for key, into in ((share["person"], by_person), (share["department"], by_dept)):
+                    if key:
+                        kept = into.setdefault(key, {**r, "outcome": share["outcome"]})
+                        if share["outcome"] is False:
+                            kept["outcome"] = False
+            for person, row in by_person.items():
+                people[person][k][0].append({**row, "person": person})
+            for dept, row in by_dept.items():
+                depts[dept][k][0].append(row)
+        for r in excluded:
+            if r["agent"]:
+                people[r["agent"]][k][1].append(r)
+            depts[CUSTOMER_SERVICE][k][1].append(r)
+    return ({p: {k: _figure(k, *v[k], table) for k in KPI_IDS} for p, v in sorted(people.items())},
+            {d: {k: _figure(k, *v[k], table) for k in KPI_IDS} for d, v in sorted(depts.items())})
 
 
 def qa_reviews(session, start: datetime, as_of: datetime) -> list[dict]:
@@ -387,12 +424,15 @@ def qa_reviews(session, start: datetime, as_of: datetime) -> list[dict]:
     return out
 
 
-EVENT_COLUMNS = (AuditEvent.instance_id, AuditEvent.type, AuditEvent.bpmn_id, AuditEvent.at, AuditEvent.actor,
-                 AuditEvent.data)
+EVENT_COLUMNS = (AuditEvent.instance_id, AuditEvent.type, AuditEvent.bpmn_id, AuditEvent.task_name, AuditEvent.at,
+                 AuditEvent.actor, AuditEvent.data)
 
 
-def compute(session, month, as_of: datetime | None = None, now: datetime | None = None) -> dict:
-    """Every KPI of ``month`` for the department and for each agent, with lineage."""
+def compute(session, month, as_of: datetime | None = None, now: datetime | None = None,
+            table: KpiTable | None = None, table_version: int | None = None) -> dict:
+    """Every KPI of ``month`` for the department, each person and each department, with lineage, scored by
+    ``table`` (the KPI table in force, version ``table_version``; default: the built-in defaults)."""
+    table = table or default_table()
     year, mon = parse_month(month)
     key = month_key(year, mon)
     start, end = month_bounds(key)
@@ -419,38 +459,44 @@ def compute(session, month, as_of: datetime | None = None, now: datetime | None 
                 continue
             outcome, reason = result
             if outcome == "exclude":
-                rows[kpi][1].append(_row(t, None, reason))
+                rows[kpi][1].append(_row(t, None, reason, kpi, table))
             else:
-                rows[kpi][0].append(_row(t, outcome, reason))
+                rows[kpi][0].append(_row(t, outcome, reason, kpi, table))
     reviews = qa_reviews(session, start, as_of)
     others = {i.ticket_no: i for i in session.scalars(select(Instance).where(
         Instance.ticket_no.in_({r["ticket_no"] for r in reviews} - set(by_no))))} if reviews else {}
     for r in reviews:
         t = by_no.get(r["ticket_no"]) or others.get(r["ticket_no"])
-        row = {"instance_id": t.id if t else None, "ticket_no": r["ticket_no"], "kind": t.kind if t else None,
-               "agent": (t.agent if isinstance(t, Ticket) else t.created_by) if t else None}
+        ref = _Reviewed(t.id if t else None, r["ticket_no"], t.kind if t else None,
+                        (t.agent if isinstance(t, Ticket) else t.created_by) if t else None)
         if not isinstance(r["entry_accurate"], bool):
-            rows["K4"][1].append({**row, "outcome": None, "reason": "QA gave no entry-accuracy verdict"})
+            rows["K4"][1].append(_row(ref, None, "QA gave no entry-accuracy verdict", "K4", table))
         else:
-            rows["K4"][0].append({**row, "outcome": r["entry_accurate"], "reason": (
+            rows["K4"][0].append(_row(ref, r["entry_accurate"], (
                 "entry accurate" if r["entry_accurate"] else "entry inaccurate")
-                + f" (QA {r['qa']}, service quality {r['service_quality']})"})
-    department = {k: _figure(k, *rows[k]) for k in KPI_IDS}
-    # an agent with QA reviews this month but no ticket opened in it still has a K4 figure
-    agents = sorted({t.agent for t in tickets} | {r["agent"] for r in rows["K4"][0] + rows["K4"][1] if r["agent"]})
-    per_agent = {}
-    for agent in agents:
-        per_agent[agent] = {k: _figure(k, [c for c in rows[k][0] if c["agent"] == agent],
-                                       [x for x in rows[k][1] if x["agent"] == agent]) for k in KPI_IDS}
+                + f" (QA {r['qa']}, service quality {r['service_quality']})", "K4", table))
+    department = {k: _figure(k, *rows[k], table) for k in KPI_IDS}
+    # a person with QA reviews this month but no ticket opened in it still has a K4 figure
+    per_person, per_department = _scopes(rows, table)
     return {"month": key, "start": start.isoformat(), "end": end.isoformat(), "as_of": as_of.isoformat(),
-            "final": as_of >= end, "tickets": len(tickets), "department": department, "agents": per_agent}
+            "final": as_of >= end, "tickets": len(tickets), "kpi_table": table.describe(table_version),
+            "department": department, "agents": per_person, "departments": per_department}
+
+
+@dataclass(frozen=True)
+class _Reviewed:
+    """The ticket a QA review names, as a K4 lineage row needs it."""
+    id: int | None
+    ticket_no: str
+    kind: str | None
+    agent: str | None
 
 
 def summary(report: dict, agent: str | None = None) -> dict:
     """The figures without lineage (for trends, CSV and the CLI table)."""
     figures = report["department"] if agent is None else report["agents"].get(agent)
     if figures is None:
-        raise InvalidInput(f"no tickets opened by agent {agent!r} in {report['month']}")
+        raise InvalidInput(f"no tickets opened by agent {agent!r} nor charged to them in {report['month']}")
     return {k: {f: v for f, v in figures[k].items() if f not in ("counted", "excluded")} for k in KPI_IDS}
 
 
@@ -459,8 +505,9 @@ CSV_COLUMNS = ("month", "scope", "kpi", "name", "numerator", "denominator", "val
 
 
 def csv_rows(report_: dict):
-    """Rows for the CSV export: the department, then each agent."""
-    scopes = [("department", report_["department"])] + [(f"agent:{a}", f) for a, f in report_["agents"].items()]
+    """Rows for the CSV export: the department, then each person, then each department (K-who roll-up)."""
+    scopes = ([("department", report_["department"])] + [(f"agent:{a}", f) for a, f in report_["agents"].items()]
+              + [(f"dept:{d}", f) for d, f in (report_.get("departments") or {}).items()])
     for scope, figures in scopes:
         for k in KPI_IDS:
             f = figures[k]
@@ -469,11 +516,13 @@ def csv_rows(report_: dict):
                    "" if f["score"] is None else f["score"]]
 
 
-LINEAGE_COLUMNS = ("month", "kpi", "ticket_no", "kind", "agent", "counted", "outcome", "reason")
+LINEAGE_COLUMNS = ("month", "kpi", "ticket_no", "kind", "agent", "counted", "outcome", "reason", "charged",
+                   "charged_why")
 
 
 def lineage_rows(report_: dict):
-    """Rows for the lineage CSV: every ticket behind every department figure, counted or excluded, and why."""
+    """Rows for the lineage CSV: every ticket behind every department figure, counted or excluded, and why; for
+    a counted one who is charged with it (misses) and why each person or department it belongs to is named."""
     for k in KPI_IDS:
         f = report_["department"][k]
         for counted, rows in (("yes", f["counted"]), ("no", f["excluded"])):
@@ -481,7 +530,7 @@ def lineage_rows(report_: dict):
                 o = r["outcome"]
                 outcome = "met" if o is True else "missed" if o is False else "" if o is None else o  # K3: score
                 yield [report_["month"], k, r["ticket_no"], r["kind"] or "", r["agent"] or "", counted, outcome,
-                       r["reason"]]
+                       r["reason"], r.get("charged", ""), "; ".join(c["why"] for c in r.get("charges", ()))]
 
 
 def draw_sample(session, month, size: int, seed: int) -> list[str]:

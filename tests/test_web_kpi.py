@@ -30,14 +30,15 @@ def test_dashboard_shows_the_eight_figures_with_target_score_and_charts(month):
     assert re.search(r'kpi-tile below" href="/kpi/2026-11/K1">.*?66\.67%.*?≥ 95%.*?70\.18.*?2 / 3.*?1 张未计入',
                      html, re.S)
     assert re.search(r'kpi-tile met" href="/kpi/2026-11/K2">.*?100\.00%.*?≥ 100%.*?100\.00.*?3 / 3', html, re.S)
-    assert re.search(r'kpi-tile below" href="/kpi/2026-11/K3">.*?83\.75.*?≥ 90.*?93\.06.*?4 次回访', html, re.S)
+    # K3 83.75 < 90: no score (K-score, 002 第九条.3)
+    assert re.search(r'kpi-tile zero" href="/kpi/2026-11/K3">.*?83\.75.*?≥ 90.*?0\.00.*?不得分.*?4 次回访', html, re.S)
     assert re.search(r'kpi-tile none" href="/kpi/2026-11/K4">.*?—.*?无数据', html, re.S)
     assert re.search(r'kpi-tile met" href="/kpi/2026-11/K8">.*?85\.71%.*?≥ 70%.*?100\.00', html, re.S)
-    assert "整月数据（未保存）" in html and "10 张工单" in html
+    assert "整月数据（未保存）" in html and "10 张工单" in html and "考核标准 v1" in html
     # 8 trend charts + 8 per-agent charts, drawn inline: no script, nothing fetched
     assert html.count('<svg class="chart"') == 16 and "<script" not in html.split("<main")[-1]
     assert "<title>K1 咨询响应及时率</title>" in html
-    bars = html.split("各专员对比")[1]
+    bars = html.split("各责任人对比")[1]
     assert ">agent</text>" in bars and ">agent2</text>" in bars and ">75</text>" in bars  # agent2's K3
     # the per-agent view
     html = Web(kefu).login_as("qa").page("/kpi?month=2026-11&agent=agent2")
@@ -72,12 +73,13 @@ def test_the_printable_report_and_the_csv_agree_with_the_figures(month):
     web = Web(kefu).login_as("owner")
     html = web.page("/kpi/2026-11/report")
     assert "客服部月度考核 · 2026-11" in html and "window.print()" in html and 'class="no-print"' in html
-    assert "专员 agent" in html and "专员 agent2" in html and "66.67%" in html and "2 / 3" in html
+    assert "责任人 agent" in html and "责任人 agent2" in html and "66.67%" in html and "2 / 3" in html
+    assert "部门 客服部" in html and "考核标准 v1" in html  # no clock records: everything with the customer service
     r = web.get("/kpi/2026-11.csv")
     assert r.status_code == 200 and r.mimetype == "text/csv"
     assert "attachment; filename=kpi-2026-11.csv" == r.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff"))))
-    assert len(rows) == 8 * 3  # department + two agents
+    assert len(rows) == 8 * 4  # department + two agents + the customer-service department (K-who roll-up)
     k1 = next(x for x in rows if x["scope"] == "department" and x["kpi"] == "K1")
     assert (k1["numerator"], k1["denominator"], k1["value"], k1["target"], k1["score"]) == \
         ("2", "3", "66.67", "95.0", "70.18")

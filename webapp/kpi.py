@@ -1,5 +1,6 @@
-"""The supervisor's KPI dashboard (K1–K8, K-cycle, K-score, QA): figures with target, score and colour, trend
-charts per month and per agent, the tickets behind every figure, the printable monthly assessment and CSV."""
+"""The supervisor's KPI dashboard (K1–K8, K-cycle, K-score, K-who, QA): figures with target, score and colour, trend
+charts per month and per person, the tickets behind every figure with who was charged and why, the printable
+monthly assessment with the KPI table it was scored by, and CSV."""
 from __future__ import annotations
 
 import csv
@@ -15,6 +16,7 @@ from engine import kpi
 
 from .kpi_charts import bars as bar_chart, status as figure_status, trend as trend_chart
 from .auth import kefu, me, roles_required
+from .labels import DEADLINES
 
 bp = Blueprint("kpi", __name__)
 
@@ -22,6 +24,13 @@ READERS = tuple(sorted(kpi.READ_ROLES))
 LABELS = {"K1": _l("咨询响应及时率"), "K2": _l("投诉处理率"), "K3": _l("客户满意度"), "K4": _l("信息录入准确率"),
           "K5": _l("工单处理及时率"), "K6": _l("回访率"), "K7": _l("派工准确率"), "K8": _l("30分钟响应率")}
 TREND_MONTHS = 6
+# K-who roll-up: the departments a charge names (the transfer forms' departments, the lanes without one)
+DEPARTMENTS = {"customer_service": _l("客服部"), "security_ops": _l("安保勤务部"), "tech_defense": _l("技术防范部"),
+               "maintenance": _l("工程维修部"), "sales": _l("市场销售部"), "finance": _l("财务部"),
+               "hr": _l("人力资源部"), "technician": _l("维修人员"), "taskforce": _l("专项处理小组"),
+               "department": _l("责任部门")}
+OWNER_NOTES = {"owner_rule": _l("本指标考核首问责任人"), "no_records": _l("没有时限记录"),
+               "no_clock": _l("没有本指标的时限记录"), "no_missed_clock": _l("没有超时的时限记录")}
 
 # The engine words each lineage reason in English (CLI, JSON, CSV); the pages say it in the reader's language.
 REASONS = [(re.compile(p), msg) for p, msg in (
@@ -84,6 +93,62 @@ def reason_text(reason: str) -> str:
     return ("；" if str(get_locale() or "zh").startswith("zh") else "; ").join(parts)
 
 
+def department_name(key: str | None) -> str:
+    return str(DEPARTMENTS.get(key, key or "—"))
+
+
+def _duration(seconds: int) -> str:
+    minutes = seconds // 60
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    parts = [_("%(n)s 天", n=days) if days else "", _("%(n)s 小时", n=hours) if hours else "",
+             _("%(n)s 分钟", n=mins) if mins else ""]
+    return " ".join(p for p in parts if p) or _("不到 1 分钟")
+
+
+def charge_text(share: dict) -> str:
+    """Who a lineage row's outcome is charged or credited to, and why (K-who), in the reader's language."""
+    person, dept = share.get("person") or "—", department_name(share.get("department"))
+    if not share.get("clock"):
+        note = OWNER_NOTES.get(share.get("note"))
+        sep = "：" if str(get_locale() or "zh").startswith("zh") else ": "
+        return _("首问责任人 %(p)s（X1，%(d)s）", p=person, d=dept) + (f"{sep}{note}" if note else "")
+    clock = str(DEADLINES.get(share["clock"], share["clock"]))
+    task = share.get("task_name") or share.get("task") or "—"
+    late = share.get("late_seconds")
+    if share.get("state") == "met":
+        what = _("%(clock)s（%(task)s）按时", clock=clock, task=task)
+    elif late and late >= 60:
+        what = _("%(clock)s（%(task)s）超时 %(late)s", clock=clock, task=task, late=_duration(late))
+    else:
+        what = _("%(clock)s（%(task)s）超时", clock=clock, task=task)
+    if share.get("basis") == "clock":
+        who = _("责任人 %(p)s（%(d)s）", p=person, d=dept)
+    elif share.get("basis") == "owner":
+        who = _("无责任人记录，计入首问责任人 %(p)s（X1，%(d)s）", p=person, d=dept)
+    else:
+        who = _("无责任人记录，计入部门 %(d)s", d=dept)
+    return f"{what}；{who}" if str(get_locale() or "zh").startswith("zh") else f"{what}; {who}"
+
+
+def formula_text(f: dict) -> str:
+    """A figure's scoring rule (from the KPI table it was scored by) in the reader's language."""
+    if "formula" not in f:
+        return "—"  # stored before the KPI table existed
+    n = lambda x: f"{x:g}"  # noqa: E731
+    if f.get("points_per_point") is not None:
+        start = f["threshold"] if f.get("threshold") is not None else f["target"]
+        text = _("低于 %(s)s%% 每个百分点扣 %(p)s 分", s=n(start), p=n(f["points_per_point"]))
+        if f.get("threshold") is not None:
+            text += _("；高于 %(s)s%% 由部门内部考核", s=n(start))
+    else:
+        text = _("实际 ÷ %(d)s%%，封顶 100", d=n(f.get("score_denominator") or f["target"]))
+    if f.get("floor") is not None:
+        text = _("低于 %(f)s%% 不得分；", f=n(f["floor"])) + text
+    charged = _("未达成计入首问责任人") if f.get("charged_to") == "owner" else _("未达成计入时限责任人，关联到所属部门")
+    return f"{text}（{charged}）" if str(get_locale() or "zh").startswith("zh") else f"{text} ({charged})"
+
+
 def _month(text: str | None) -> str:
     if not text:
         return kpi.current_month(kefu().now())
@@ -95,17 +160,18 @@ def _month(text: str | None) -> str:
 
 def _agent(report: dict, agent: str | None):
     if agent and agent not in report["agents"]:
-        abort(404, _("%(month)s 没有 %(agent)s 开立的工单", month=report["month"], agent=agent))
+        abort(404, _("%(month)s 没有 %(agent)s 开立或计入其名下的工单", month=report["month"], agent=agent))
     return agent or None
 
 
 def _figures(report: dict, agent: str | None) -> list[dict]:
-    figures = report["agents"][agent] if agent else report["department"]
-    out = []
-    for k in kpi.KPI_IDS:
-        f = figures[k]
-        out.append({**f, "label": LABELS[k], "status": figure_status(f["value"], f["target"], f["score"])})
-    return out
+    return _scope(report["agents"][agent] if agent else report["department"])
+
+
+def _scope(figures: dict) -> list[dict]:
+    return [{**f, "label": LABELS[k], "formula_text": formula_text(f),
+             "status": figure_status(f["value"], f["target"], f["score"])}
+            for k in kpi.KPI_IDS for f in (figures[k],)]
 
 
 @bp.get("/kpi")
@@ -118,12 +184,12 @@ def dashboard():
     history = k.kpi.trend(TREND_MONTHS, month, known={month: report})
     charts = {}
     for key in kpi.KPI_IDS:
-        spec = kpi.SPECS[key]
+        spec, target = kpi.SPECS[key], report["department"][key]["target"]
         points = [(h["month"], (h["agents"].get(agent, {}).get(key, {}) if agent else h["department"][key])
                    .get("value")) for h in history]
         agent_rows = [(a, f[key]["value"], f[key]["score"]) for a, f in sorted(report["agents"].items())]
-        charts[key] = {"trend": trend_chart(points, spec.target, spec.unit, f"{key} {LABELS[key]}"),
-                       "agents": bar_chart(agent_rows, spec.target, spec.unit, f"{key} {LABELS[key]}")}
+        charts[key] = {"trend": trend_chart(points, target, spec.unit, f"{key} {LABELS[key]}"),
+                       "agents": bar_chart(agent_rows, target, spec.unit, f"{key} {LABELS[key]}")}
     return render_template("kpi_dashboard.html", report=report, month=month, agent=agent,
                            figures=_figures(report, agent), charts=charts, agents=sorted(report["agents"]),
                            sample_size=k.kpi.sample_size(), qa_sample=k.kpi.qa_sample_of(month),
@@ -143,7 +209,8 @@ def lineage(month, key):
     agent = _agent(report, request.args.get("agent"))
     figure = (report["agents"][agent] if agent else report["department"])[key]
     return render_template("kpi_lineage.html", report=report, month=month, agent=agent, key=key, f=figure,
-                           label=LABELS[key], reason_text=reason_text,
+                           label=LABELS[key], reason_text=reason_text, charge_text=charge_text,
+                           formula=formula_text(figure),
                            status=figure_status(figure["value"], figure["target"], figure["score"]))
 
 
@@ -152,8 +219,11 @@ def lineage(month, key):
 def monthly(month):
     month = _month(month)
     report = kefu().kpi.report(month)
+    departments = report.get("departments") or {}
     return render_template("kpi_report.html", report=report, month=month, figures=_figures(report, None),
-                           agents={a: _figures(report, a) for a in sorted(report["agents"])})
+                           agents={a: _figures(report, a) for a in sorted(report["agents"])},
+                           departments={department_name(d): _scope(figs) for d, figs in departments.items()},
+                           kpi_table=report.get("kpi_table"), in_force=kefu().kpi.table())
 
 
 def _csv(columns, rows, filename: str) -> Response:

@@ -15,12 +15,16 @@ def table(report: dict, agent: str | None = None) -> str:
     figures = kpi.summary(report, agent)
     state = "stored " + report["computed_at"] if report.get("computed_at") else (
         "final" if report["final"] else "running, as of " + report["as_of"])
+    version = (report.get("kpi_table") or {}).get("version")
+    scored = ("KPI table v" + str(version) if version else "built-in KPI defaults") if "kpi_table" in report \
+        else "KPI table not recorded"
     lines = [f"KPIs {report['month']} — {'agent ' + agent if agent else 'department'} ({state}; "
-             f"{report['tickets']} tickets)"]
+             f"{report['tickets']} tickets; {scored})"]
     for k, f in figures.items():
         score = "—" if f["score"] is None else f"{f['score']:.2f}"
         lines.append(f"  {k} {f['name_en']:<34} {f['numerator']!s:>7}/{f['denominator']:<4} "
-                     f"{_fmt(f['value'], f['unit']):>8}  target {_fmt(f['target'], f['unit']):>8}  score {score}")
+                     f"{_fmt(f['value'], f['unit']):>8}  target {_fmt(f['target'], f['unit']):>8}  score {score}"
+                     + (f"  ({f['formula']})" if f.get("formula") else ""))
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""Process definitions: deploy the diagrams and SLA tables of a folder as immutable versions, list them."""
+"""Process definitions: deploy the diagrams and decision tables (SLA, KPI) of a folder as versions, list them."""
 from __future__ import annotations
 
 import logging
@@ -6,7 +6,8 @@ import logging
 from sqlalchemy import func, select
 
 from engine.bpmn.diagram import diagram_files, parse_diagram
-from engine.bpmn.sla import SlaTable, parse_sla
+from engine.bpmn.kpi_table import is_table, parse_table
+from engine.bpmn.sla import SlaTable
 from engine.errors import DefinitionError
 from engine.services import designer, shapes
 from engine.services.context import SYSTEM, Context
@@ -31,7 +32,7 @@ class DefinitionService:
                 data = f.read_bytes()
             except OSError as exc:
                 raise DefinitionError(f"cannot read: {exc.strerror}", file=str(f)) from None
-            parsed.append(parse_sla(data, f.name) if f.suffix == ".dmn" else parse_diagram(data, f.name))
+            parsed.append(parse_table(data, f.name) if f.suffix == ".dmn" else parse_diagram(data, f.name))
             if f.suffix != ".dmn":
                 designer.lint_or_refuse(data, f.name)  # designer: the stricter checks (timers on sample data)
         seen = {}
@@ -58,17 +59,17 @@ class DefinitionService:
                         results.append({**shapes.definition_dict(current, status="kept"),
                                         "same_as": older.version, "file": p.filename})
                         continue
-                    is_table = isinstance(p, SlaTable)
+                    table = is_table(p)
                     d = Definition(process_id=pid, version=next_version(s, pid),
-                                   name=p.name if is_table else p.names.get(pid),
+                                   name=p.name if table else p.names.get(pid),
                                    filename=p.filename, sha256=p.sha256,
-                                   xml=(p.xml if is_table else p.data).decode("utf-8"),
+                                   xml=(p.xml if table else p.data).decode("utf-8"),
                                    deployed_at=self.ctx.now(), deployed_by=actor)
                     s.add(d)
                     s.flush()
-                    if is_table:
+                    if isinstance(p, SlaTable):
                         self.ctx.sla_tables[p.sha256] = p
-                    else:
+                    elif not table:
                         self.ctx.specs.put(pid, p.sha256, p.specs[pid])
                         designer.record_change(s, d, current)  # designer: the change summary
                     results.append(shapes.definition_dict(d, status="deployed"))
@@ -88,4 +89,4 @@ class DefinitionService:
 
 def _ids_of(parsed) -> list[str]:
     """The process ids a diagram defines, or the decision id of a table."""
-    return [parsed.decision_id] if isinstance(parsed, SlaTable) else parsed.process_ids
+    return [parsed.decision_id] if is_table(parsed) else parsed.process_ids

@@ -194,8 +194,8 @@ def _same_kind(current, pid: str, filename: str, table: bool) -> None:
 
 
 def _deploy_table(ctx, data: bytes, filename: str, actor: str, dry_run: bool) -> dict:
-    from engine.bpmn.sla import parse_sla
-    table = parse_sla(data, filename)
+    from engine.bpmn.kpi_table import parse_table
+    table = parse_table(data, filename)
     xml = _xml_text(data, filename)
     with ctx.db.unit_of_work() as s:
         current = latest(s, table.decision_id)
@@ -207,10 +207,8 @@ def _deploy_table(ctx, data: bytes, filename: str, actor: str, dry_run: bool) ->
                     "sha256": table.sha256, "created": False, "summary": None, "warnings": [],
                     "dry_run": dry_run, "filename": filename}
         version = next_version(s, table.decision_id)
-        before = None
-        if current is not None:
-            before = parse_sla(current.xml.encode("utf-8"), current.filename).targets
-        summary = {"targets_before": before, "targets": table.targets, "first_version": current is None}
+        before = parse_table(current.xml.encode("utf-8"), current.filename) if current is not None else None
+        summary = _table_summary(before, table)
         if not dry_run:
             d = Definition(process_id=table.decision_id, version=version, name=table.name, filename=filename,
                            sha256=table.sha256, xml=xml, deployed_at=ctx.now(), deployed_by=actor)
@@ -222,6 +220,26 @@ def _deploy_table(ctx, data: bytes, filename: str, actor: str, dry_run: bool) ->
             s.rollback()
     return {"process_id": table.decision_id, "version": version, "sha": table.sha256, "sha256": table.sha256,
             "created": not dry_run, "summary": summary, "warnings": [], "dry_run": dry_run, "filename": filename}
+
+
+def _table_summary(before, table) -> dict:
+    """What a new version of a decision table changed: the SLA targets before and after; for the KPI table the
+    rules before and after and, per KPI, the cells that changed (shown like changed diagram elements)."""
+    from engine.bpmn.kpi_table import KpiTable
+    if not isinstance(table, KpiTable):  # the SLA table
+        return {"targets_before": before.targets if before is not None else None, "targets": table.targets,
+                "first_version": before is None}
+    old = {k: r.as_dict() for k, r in before.rules.items()} if before is not None else None
+    new = {k: r.as_dict() for k, r in table.rules.items()}
+    changed = [{"id": f"Rule_{k}", "name": k, "changed": [f"{f}: {_cell(old[k].get(f))} → {_cell(v)}"
+                                                          for f, v in row.items()
+                                                          if f != "formula" and old[k].get(f) != v]}
+               for k, row in new.items() if old is not None and old.get(k) != row]
+    return {"rules_before": old, "rules": new, "first_version": before is None, "elements_changed": changed}
+
+
+def _cell(value) -> str:
+    return "—" if value is None else f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 def definition_overview(ctx) -> list[dict]:

@@ -1,5 +1,6 @@
-"""KPIs (K1–K8) as the service offers them: a month's figures live or as stored, storing a finished month
-(K-cycle), the trend, and the monthly QA sample (K4); the figures themselves are computed in ``engine.kpi``."""
+"""KPIs (K1–K8) as the service offers them: a month's figures live (scored by the KPI table in force) or as stored,
+storing a finished month (K-cycle), the trend, and the monthly QA sample (K4); the figures are computed in
+``engine.kpi``."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
+from engine.bpmn.kpi_table import KPI_DECISION, KpiTable, default_table, parse_kpi_table
 from engine.clock import SHANGHAI
 from engine.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from engine.kpi import (
@@ -30,6 +32,7 @@ class KpiService:
         self.ctx = ctx
         self.runner = runner
         self.users = users
+        self._tables: dict[str, KpiTable] = {}  # parsed KPI tables by SHA-256
 
     def _check(self, actor: str | None, roles: set) -> None:
         """``actor`` None is the service itself (the K-cycle job, the CLI without --as)."""
@@ -41,11 +44,31 @@ class KpiService:
         if not set(user["roles"]) & roles:
             raise NotAllowed(f"user {actor} may not do this (needs role {' or '.join(sorted(roles))})")
 
+    def _table(self, s) -> tuple[KpiTable, int | None]:
+        """The KPI table in force (the latest deployed ``kpi`` decision) and its version; without one, the
+        built-in defaults of RULES.md K-score and version None."""
+        d = latest(s, KPI_DECISION)
+        if d is None:
+            return default_table(), None
+        table = self._tables.get(d.sha256)
+        if table is None:
+            table = self._tables[d.sha256] = parse_kpi_table(d.xml.encode("utf-8"), d.filename)
+        return table, d.version
+
+    def table(self) -> dict:
+        """The KPI table in force: version (None: the built-in defaults) and, per KPI, target, scoring and who
+        is charged for a miss."""
+        with self.ctx.db.reading() as s:
+            table, version = self._table(s)
+        return {**table.describe(version), "labels": table.labels}
+
     def live(self, month, actor: str | None = None) -> dict:
-        """The month's figures computed now (a running month as of now, a past one as of its end)."""
+        """The month's figures computed now (a running month as of now, a past one as of its end), scored by
+        the KPI table in force."""
         self._check(actor, READ_ROLES)
         with self.ctx.db.reading() as s:
-            return compute(s, month, now=self.ctx.now())
+            table, version = self._table(s)
+            return compute(s, month, now=self.ctx.now(), table=table, table_version=version)
 
     def stored(self, month, actor: str | None = None) -> dict | None:
         """The newest stored assessment of ``month``, or None."""
@@ -63,7 +86,8 @@ class KpiService:
         return self.stored(month, actor) or self.live(month, actor)
 
     def store(self, month, actor: str | None = None) -> dict:
-        """Compute a finished month as of its end and store it (K-cycle)."""
+        """Compute a finished month as of its end with the KPI table in force and store it (K-cycle); the stored
+        report keeps those scores and records the table version."""
         self._check(actor, STORE_ROLES)
         key = month_key(*parse_month(month))
         now = self.ctx.now()
@@ -71,7 +95,8 @@ class KpiService:
         if end > now:
             raise InvalidInput(f"month {key} is not over yet; its assessment is stored from the 1st of the next month")
         with self.ctx.db.unit_of_work() as s:
-            data = compute(s, key, as_of=end, now=now)
+            table, version = self._table(s)
+            data = compute(s, key, as_of=end, now=now, table=table, table_version=version)
             s.add(KpiReport(month=key, computed_at=now, computed_by=actor or SYSTEM, data=data))
         return {**data, "computed_at": now.isoformat(), "computed_by": actor or SYSTEM}
 
