@@ -31,7 +31,7 @@ ACCEPT_TASKS = {"department_accept", "accept_order"}
 RELEVANT = {
     "K1": lambda c: True,                       # every clock of the consultation (C3/C5, T1)
     "K2": lambda c: True,                       # every clock of the complaint (P11)
-    "K5": lambda c: c.role != AGENT_LANE,       # the handlers' clocks of the work order (R7, T1)
+    "K5": lambda c: c.role != AGENT_LANE and c.clock in ("response", "finish"),  # the work order's T1 clocks (R7)
     "K6": lambda c: c.task == "revisit",        # the revisit window (P9/R6)
     "K8": lambda c: c.task in ACCEPT_TASKS,     # the response clock (accepting the order)
 }

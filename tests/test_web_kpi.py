@@ -74,12 +74,13 @@ def test_the_printable_report_and_the_csv_agree_with_the_figures(month):
     html = web.page("/kpi/2026-11/report")
     assert "客服部月度考核 · 2026-11" in html and "window.print()" in html and 'class="no-print"' in html
     assert "责任人 agent" in html and "责任人 agent2" in html and "66.67%" in html and "2 / 3" in html
-    assert "部门 客服部" in html and "考核标准 v1" in html  # no clock records: everything with the customer service
+    assert "部门 客服部" in html and "考核标准 v1" in html
     r = web.get("/kpi/2026-11.csv")
     assert r.status_code == 200 and r.mimetype == "text/csv"
     assert "attachment; filename=kpi-2026-11.csv" == r.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff"))))
-    assert len(rows) == 8 * 4  # department + two agents + the customer-service department (K-who roll-up)
+    # the department, six people who held clocks or opened tickets, five departments (K-who roll-up)
+    assert len(rows) == 8 * 12
     k1 = next(x for x in rows if x["scope"] == "department" and x["kpi"] == "K1")
     assert (k1["numerator"], k1["denominator"], k1["value"], k1["target"], k1["score"]) == \
         ("2", "3", "66.67", "95.0", "70.18")
