@@ -19,7 +19,7 @@ and no sandbox. Kefu screens every piece of code before it runs:
   before deploy; what depends on data stops the step at run time (an incident naming the element, retried
   once the data is fixed);
 * code that repeats (loops, comprehensions, functions, lambdas) or is long runs watched: at most a million
-  executed lines, five seconds, and (on Linux) 256 MB more resident memory than when it started;
+  executed lines, five seconds, and (on Linux) 256 MB of memory taken by the code itself;
 * a stored value (what a script leaves behind) and an error message hold at most a million characters and
   items;
 * task data whose key starts with ``_`` is never put into the evaluation namespace (a form field named
@@ -35,6 +35,15 @@ hashing or sorting a list that holds the same 100,000-item list many times) runs
 cannot interrupt C code from inside the thread; each such value was itself built within the limits above.
 A hard bound would need a separate process per evaluation.
 
+The memory bound counts what the watched thread takes itself: Linux counts page faults per thread, so fresh
+pages the code touches count and those web threads beside it touch do not, whereas ``tracemalloc`` and
+``sys.getallocatedblocks()`` see the whole process (tracemalloc slowing every allocation) and the sizes the
+guards see miss what built-ins copy in C (``sorted(l)``, ``l[:]``). The count is capped by the process's
+growth (memory given back and taken again faults again) and, where transparent huge pages are "always" on,
+takes each fault as a huge page, so that it never counts too little. It costs two system calls every
+``MEMORY_EVERY`` (5 ms), the first look being the baseline, so code that ends sooner (nearly every
+condition) pays none.
+
 The screen before code runs is ``engine.bpmn.screen``, the size guards it runs with ``engine.bpmn.guards``,
 the helper functions ``engine.bpmn.helpers``; this module builds the namespace code runs in, watches code
 that repeats, and turns what a script leaves behind into storable data.
@@ -46,6 +55,11 @@ import time
 from datetime import date, datetime
 from itertools import chain, count, repeat
 
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
+
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 
@@ -55,7 +69,7 @@ from engine.bpmn.screen import compiled
 
 MAX_LINES = 1_000_000
 MAX_SECONDS = 5.0                # wall time of watched code
-MAX_MEMORY = 256 * 1024 * 1024   # growth of resident memory while watched code runs (Linux)
+MAX_MEMORY = 256 * 1024 * 1024   # memory watched code takes itself (Linux): see _taken
 CHECK_EVERY = 16                 # steps between two looks at the clock
 MEMORY_EVERY = 0.005             # seconds between two looks at the memory
 
@@ -83,7 +97,27 @@ def _plain(value, path: str, _left: list[int] | None = None):
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None) if resource else None  # Linux
 _statm = None  # an open /proc/self/statm of this process; -1 where there is none
+
+
+def _fault_size() -> int:
+    """The most one page fault may bring in: a page, or a huge page where the kernel backs any memory with
+    them (transparent huge pages "always"), so that counting faults never counts too little."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="ascii") as f:
+            if "[always]" not in f.read():
+                return _PAGE
+    except OSError:
+        return _PAGE
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", encoding="ascii") as f:
+            return max(_PAGE, int(f.read()))
+    except (OSError, ValueError):
+        return 2 * 1024 * 1024
+
+
+FAULT_BYTES = _fault_size()
 
 
 def _resident() -> int | None:
@@ -113,26 +147,43 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_statm)
 
 
+def _usage() -> tuple[int, int] | None:
+    """``(resident bytes of the process, page faults the calling thread took)`` (Linux), else None."""
+    resident = _resident()
+    if resident is None or _RUSAGE_THREAD is None:
+        return None
+    return resident, resource.getrusage(_RUSAGE_THREAD).ru_minflt
+
+
+def _taken(since: tuple[int, int]) -> int:
+    """The memory the calling thread took since ``since`` (a ``_usage()``): what it faulted in, at most what
+    the process grew by."""
+    now = _usage() or since
+    return min(now[0] - since[0], (now[1] - since[1]) * FAULT_BYTES)
+
+
 def ticker():
     """The ``_tick`` of one evaluation: stops the code after ``MAX_LINES`` steps (nested loops within the
-    allowed ranges could otherwise run for hours), after ``MAX_SECONDS``, or once the process's resident
-    memory grew by more than ``MAX_MEMORY``. A tick is the C-level ``next`` of an iterator that yields
-    ``True``; every ``CHECK_EVERY`` ticks Python looks at the count and the clock, and at the memory when
-    ``MEMORY_EVERY`` seconds passed since it last did (a syscall: a quick loop pays it rarely, a loop that
-    allocates much is slow enough to be looked at often)."""
+    allowed ranges could otherwise run for hours), after ``MAX_SECONDS``, or once it took more than
+    ``MAX_MEMORY`` (``_taken``). A tick is the C-level ``next`` of an iterator that yields ``True``; every
+    ``CHECK_EVERY`` ticks Python looks at the count and the clock, and at the memory when ``MEMORY_EVERY``
+    seconds passed since it last did (two syscalls: a quick loop pays them rarely, a loop that allocates much
+    is slow enough to be looked at often). The first look at the memory is its baseline."""
     limit, seconds, memory, every = MAX_LINES, MAX_SECONDS, MAX_MEMORY, max(1, CHECK_EVERY)
-    deadline, start, look = time.monotonic() + seconds, None, 0.0
+    deadline, look, base = time.monotonic() + seconds, 0.0, None
 
     def rounds(k: int):
-        nonlocal start, look
+        nonlocal look, base
         now = time.monotonic()
         if k == 0:
-            start, look = _resident(), now + MEMORY_EVERY
+            look = now + MEMORY_EVERY
         elif now > deadline:
             raise ScriptRejected(f"the code runs too long (more than {seconds:g} s)")
-        elif now >= look and start is not None:
+        elif now >= look and base is not False:
             look = now + MEMORY_EVERY
-            if (_resident() or 0) - start > memory:
+            if base is None:
+                base = _usage() or False  # False: not measurable here
+            elif _taken(base) > memory:
                 raise ScriptRejected(f"the code uses too much memory (more than {memory // 2 ** 20:,} MB)")
         left = limit - k * every
         if left <= 0:
