@@ -24,7 +24,7 @@ PINNED = "2026-11-23T09:00:00+08:00"
 DEMO_PASSWORD = "kefu-demo"  # the README's password of every demo user
 CSRF = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
 START_SECONDS = 120  # schema, diagrams and eleven demo users' password hashes on a busy 2-core machine
-FIRE_SECONDS = 60    # the scheduler sweeps every second
+FIRE_SECONDS = 120   # the scheduler sweeps every second; each poll is a kefu process of its own
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -43,7 +43,7 @@ class Browser:
     def open(self, path, form=None):
         data = urllib.parse.urlencode(form).encode() if form is not None else None
         try:
-            with self.opener.open(urllib.request.Request(self.base + path, data=data), timeout=30) as r:
+            with self.opener.open(urllib.request.Request(self.base + path, data=data), timeout=60) as r:
                 return r.status, r.headers, r.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.headers, exc.read().decode()
