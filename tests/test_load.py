@@ -44,7 +44,7 @@ from sqlalchemy.orm import undefer
 
 from engine.services import projections
 from engine.store.tables import AuditEvent, HumanTask, Instance, Setting, Timer
-from engine.service import CLOCK_OFFSET
+from engine.services.context import CLOCK_OFFSET
 from tests.conftest import ROOT
 from tests.factories import make_kefu
 from tests.pg import free_port

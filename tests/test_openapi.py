@@ -97,11 +97,11 @@ def test_real_responses_validate_against_the_documented_schemas(app, kefu, scena
     agent("post", f"/tasks/{task_id}/unclaim")
     agent("post", f"/tasks/{task_id}/complete", {"data": {"promised_reply_time": "soon"}}, expect=400)
     done = agent("post", f"/tasks/{task_id}/complete",
-                 {"data": {"promised_reply_time": scenario.later(days=1), "needs_department": True}})
+                 {"data": {"promised_reply_time": scenario.later(hours=5), "needs_department": True}})
     agent("post", f"/tasks/{task_id}/complete", {"data": {}}, expect=409)
     transfer = done["tasks"][0]["id"]
     agent("post", f"/tasks/{transfer}/complete", {"data": {"department": "finance", "transfer_question": "明细",
-                                                           "required_reply_time": scenario.later(hours=8)}})
+                                                           "required_reply_time": scenario.later(hours=5)}})
     agent("get", f"/instances/{started['ticket_no']}")
     phone("get", f"/instances/{started['instance_id']}")
     agent("get", "/instances/nothing", expect=404)

@@ -40,7 +40,7 @@ def test_forms_without_a_csrf_token_change_nothing(scenario, kefu):
     task = scenario.task("transfer")
     web = Web(kefu).login_as("agent")
     r = web.client.post(f"/tasks/{task['id']}", data={"department": "hr", "handling_requirement": "x",
-                                                      "handling_deadline": "2026-11-24T10:00"})
+                                                      "handling_deadline": "2026-11-23T14:00"})
     assert r.status_code == 400 and "安全令牌" in r.get_data(as_text=True)
     assert web.client.post("/login", data={"username": "agent", "password": "x"}).status_code == 400
     assert scenario.ready_ids() == ["transfer"]
@@ -91,12 +91,13 @@ def test_times_are_shown_in_shanghai_time(scenario, kefu):
 
 def test_instance_page_shows_status_deadlines_timeline_and_diagram(scenario, kefu):
     register(scenario)
-    transfer(scenario, hours=24)
+    transfer(scenario, hours=6)  # T-cap: a VIP work order
     web = Web(kefu).login_as("agent")
     page = web.page(f"/instances/{scenario.ticket_no}")
     assert scenario.ticket_no in page and "处理中" in page and "部门处理" in page
     assert 'data-current="department_handle"' in page and "register" in page.split('data-done="')[1][:60]
-    assert "2026-11-24 09:00" in page                                     # the department's due time
+    assert "2026-11-23 15:00" in page                                     # the department's due time
+    assert 'data-clock="finish" data-state="running"' in page and "剩余 6小时0分" in page  # T-stop: it runs
     assert "工单创建" in page and "完成任务" in page and "P4" in page          # timeline with rules
     assert "/static/vendor/bpmn-js/bpmn-navigated-viewer.production.min.js" in page
     xml = web.get(f"/instances/{scenario.ticket_no}/diagram.xml")

@@ -80,7 +80,7 @@ def test_customer_created_on_the_spot(web, kefu):
 
 def test_inbox_queues_counts_sorting_and_due_highlighting(scenario, kefu):
     register(scenario)
-    transfer(scenario, hours=30)          # due in 30 h: plain
+    transfer(scenario, hours=5)           # due in 5 h: plain (T-cap: a VIP work order, at most 6 h)
     first = scenario.ticket_no
     register(scenario)
     transfer(scenario, hours=2)           # due in 2 h: near
@@ -167,7 +167,7 @@ def test_double_submission_says_so_and_changes_nothing(scenario, kefu):
     register(scenario)
     task = scenario.task("transfer")
     web = Web(kefu).login_as("agent")
-    form = {"department": "security_ops", "handling_requirement": "调查", "handling_deadline": "2026-11-24T12:00"}
+    form = {"department": "security_ops", "handling_requirement": "调查", "handling_deadline": "2026-11-23T14:00"}
     assert web.post(f"/tasks/{task['id']}", form).status_code == 302
     before = scenario.show()
     again = web.post(f"/tasks/{task['id']}", {**form, "handling_requirement": "第二次提交"})

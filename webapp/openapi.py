@@ -47,6 +47,7 @@ FORM_FIELD = _obj({
     "options": {"type": "array", "items": _obj({"id": STR, "label": N_STR})},
     "default": {}, "role": STR, "minlength": INT, "maxlength": INT, "min": {"type": "number"},
     "max": {"type": "number"}, "multiline": BOOL, "future": BOOL, "readonly": BOOL,
+    "cap": {"type": "string", "description": "T-cap: the SLA target (finish_hours, respond_minutes) this deadline may not exceed"},
 }, required=["id", "type", "label", "required"])
 TASK = _obj({
     **TASK_BRIEF, "instance_id": INT, "instance": INT, "ticket_no": STR, "kind": STR,
@@ -72,13 +73,19 @@ TIMER = _obj({
     "id": STR, "instance_id": INT, "bpmn_id": STR, "name": N_STR, "kind": STR, "interrupting": _nullable(BOOL),
     "attached_task_id": N_STR, "due_at": TIME,
 })
+CLOCK = _obj({  # T-stop: one deadline of the ticket, from its start until its work is done
+    "name": STR, "label": STR, "label_en": STR, "task": STR, "task_name": N_STR, "started_at": TIME,
+    "due_at": TIME, "stopped_at": N_TIME, "state": {"enum": ["running", "paused", "met", "missed"]},
+    "responsible": N_STR,
+})
 INSTANCE = _obj({
     "instance_id": INT, "ticket_no": STR, "kind": STR,
     "status": {"enum": ["active", "completed", "incident"]},
     "definition": _obj({"process_id": STR, "version": INT, "sha256": STR}),
     "customer": _nullable(_ref("Customer")), "severity": N_STR, "nature": N_STR, "vip": BOOL, "summary": N_STR,
     "created_by": STR, "created_at": TIME, "updated_at": TIME, "completed_at": N_TIME,
-    "incident": _nullable(OBJ), "data": OBJ, "deadlines": OBJ, "sla": _nullable(OBJ), "parent_id": N_INT,
+    "incident": _nullable(OBJ), "data": OBJ, "deadlines": OBJ, "clocks": {"type": "array", "items": CLOCK},
+    "sla": _nullable(OBJ), "parent_id": N_INT,
     "tasks": {"type": "array", "items": _ref("TaskBrief")}, "timers": {"type": "array", "items": _ref("Timer")},
     "trace": {"type": "array", "items": _ref("AuditEvent")},
 })
