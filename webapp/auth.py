@@ -102,7 +102,11 @@ def logout():
     """Sign out."""
     logout_user()
     flash(_("已退出登录"), "info")
-    return redirect(url_for("auth.login"))
+    response = redirect(url_for("auth.login"))
+    # The browser forgets what this site stored (intake drafts with customers' names and phones), also where
+    # the page's own script did not run; cookies stay (the language choice).
+    response.headers["Clear-Site-Data"] = '"storage"'
+    return response
 
 
 @bp.get("/lang/<code>")

@@ -6,11 +6,16 @@ from datetime import datetime
 from sqlalchemy import or_, select
 
 from engine.errors import InvalidInput, NotFound
+from engine.limits import is_blank
 from engine.services import shapes
 from engine.services.context import SYSTEM, Context, row_id
 from engine.store.tables import Customer
 
 CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note")
+# The longest text each field takes (the column's size; the free-text fields a page of text): longer is refused
+# with the field named, never cut short in silence.
+FIELD_LENGTHS = {"name": 128, "phone": 32, "email": 128, "company": 200, "address": 300, "region": 100,
+                 "needs": 2000, "special_note": 2000}
 
 
 def phone_digits(phone) -> str | None:
@@ -82,7 +87,7 @@ def apply_customer(c: Customer, data: dict, partial: bool) -> None:
                            fields=unknown)
     if not partial or "name" in data:
         name = data.get("name")
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str) or is_blank(name):  # a zero-width space alone is no name either
             raise InvalidInput("a customer needs a name", fields=["name"])
     for key in CUSTOMER_FIELDS:
         if key not in data:
@@ -94,6 +99,10 @@ def apply_customer(c: Customer, data: dict, partial: bool) -> None:
         elif value is not None:
             if not isinstance(value, (str, int)) or isinstance(value, bool):
                 raise InvalidInput(f"customer {key} must be text", fields=[key])
-            value = str(value).strip()[:2000] or None
+            value = str(value).strip()
+            if len(value) > FIELD_LENGTHS[key]:
+                raise InvalidInput(f"customer {key} is longer than {FIELD_LENGTHS[key]} characters",
+                                   fields=[key])
+            value = None if is_blank(value) else value
         setattr(c, key, value)
     c.phone_digits = phone_digits(c.phone)

@@ -9,9 +9,6 @@ from sqlalchemy import (JSON, Boolean, Date, DateTime, ForeignKey, Index, Intege
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-
-
-
 class UTCDateTime(TypeDecorator):
     """Stores UTC without an offset (SQLite keeps none; PostgreSQL: ``timestamp without time zone``, so the
     session's time zone never shifts it) and always returns aware UTC datetimes."""
