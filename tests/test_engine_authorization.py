@@ -90,6 +90,7 @@ def test_ticket_procedure_customer_clock_and_kpi_changes_are_refused_to_every_ot
         "set the QA sample size": ({"process_owner"}, lambda who: kefu.kpi.set_sample_size(5, who)),
         "draw the QA sample": ({"supervisor", "qa", "process_owner"},
                                lambda who: kefu.kpi.start_qa_sampling("2026-10", actor=who)),
+        "lift a sign-in lockout": ({"supervisor"}, lambda who: kefu.security.unlock("agent", actor=who)),
     }
     before = (len(kefu.instances.recent()), kefu.customers.get(1), kefu.now(), kefu.kpi.sample_size(),
               kefu.time.calendar_days(2026))

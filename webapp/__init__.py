@@ -52,6 +52,8 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     # designer: definitions page, modeler, check and deploy
     from . import designer
     app.register_blueprint(designer.bp)
+    from . import security  # sign-in lockouts and security events
+    app.register_blueprint(security.bp)
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or (

@@ -21,7 +21,7 @@ bp = Blueprint("audit", __name__)
 AUDIT_ROLES = ("auditor", "supervisor", "process_owner")
 READ_ONLY_ROLES = {"auditor"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-SESSION_ENDPOINTS = {"auth.login", "auth.logout", "auth.language"}  # one's own sign-in, no record changes
+SESSION_ENDPOINTS = {"auth.login", "auth.logout", "auth.language", "auth.password"}  # one's own sign-in, no record changes
 SEARCH_ARGS = ("ticket", "customer", "kind", "severity", "status", "agent", "date_from", "date_to", "overdue",
                "limit", "after")
 DEADLINE_STATES = {"met": _l("按时"), "missed": _l("超时"), "running": _l("进行中"), "paused": _l("计时暂停")}

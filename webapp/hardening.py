@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, abort, request
+from flask import Flask, abort, has_request_context, request
 from flask.json.provider import DefaultJSONProvider
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import InvalidInput
@@ -35,6 +36,14 @@ class BoundedJSON(DefaultJSONProvider):
             raise ValueError(exc.message) from None
 
 
+class SessionCookies(SecureCookieSessionInterface):
+    """The session cookie is ``Secure`` with KEFU_HTTPS, and whenever the request came over HTTPS (as a trusted
+    proxy reports it): it is written after the response's other cookies are marked."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return super().get_cookie_secure(app) or (has_request_context() and request.is_secure)
+
+
 def https_enabled() -> bool:
     """``KEFU_HTTPS=1``: the service is reached over HTTPS only (directly or through a proxy)."""
     return os.environ.get("KEFU_HTTPS", "").strip().lower() in ("1", "true", "yes", "on")
@@ -54,6 +63,7 @@ def init_app(app: Flask) -> None:
     if app.config.get("MAX_CONTENT_LENGTH") is None:
         app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json = BoundedJSON(app)
+    app.session_interface = SessionCookies()
     if https_enabled():
         app.config["SESSION_COOKIE_SECURE"] = True
     proxies = trusted_proxies()
