@@ -33,7 +33,8 @@ EXTRA = {"audit.search": "ticket customer kind severity status agent date_from d
          "desk.intake_submit": "customer_name contact_phone region content demand severity nature occurred_at",
          "desk.complete": "result opinion satisfied reply note",
          "desk.create_customer": "name phone company address region vip",
-         "api.find_customers": "q", "api.tasks": "role kind instance"}
+         "api.find_customers": "q", "api.tasks": "role kind instance",
+         "auth.login": "username password next", "auth.password": "current_password new_password confirm_password"}
 
 
 def _views():
