@@ -50,7 +50,7 @@ from engine.bpmn import sandbox as scripting  # noqa: E402
 from engine.services.demo import seed_demo  # noqa: E402
 from engine.clock import SHANGHAI  # noqa: E402
 from engine.store.tables import AuditEvent, HumanTask, Instance, Setting, Timer  # noqa: E402
-from engine.service import CLOCK_OFFSET  # noqa: E402
+from engine.services.context import CLOCK_OFFSET  # noqa: E402
 from engine.bpmn.diagram import parse_diagram  # noqa: E402
 from engine.services.scheduler import TimerScheduler  # noqa: E402
 

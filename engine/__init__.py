@@ -7,9 +7,10 @@ from engine.clock import Clock
 from engine.config import Config
 from engine.errors import (
     ClockError, Conflict, DefinitionError, FormValidationError, IncidentError, InvalidInput, KefuError,
-    NotAllowed, NotFound
+    NotAllowed, NotFound, SignInFailed, SignInLocked
 )
 from engine.service import Kefu
 
-__all__ = ["Kefu", "Config", "Clock", "KefuError", "NotFound", "NotAllowed", "InvalidInput",
+__all__ = ["Kefu", "Config", "Clock", "KefuError", "NotFound", "NotAllowed", "SignInFailed", "SignInLocked",
+           "InvalidInput",
            "FormValidationError", "Conflict", "DefinitionError", "ClockError", "IncidentError"]

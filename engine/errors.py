@@ -3,6 +3,8 @@
     KefuError                       base; ``code`` is a stable machine-readable string
     ├── NotFound                    an instance, task, definition, user or customer does not exist
     ├── NotAllowed                  the actor may not do this (role, lane, assignee, read-only)
+    │   ├── SignInFailed            a wrong user name or password (which of the two is never said)
+    │   └── SignInLocked            too many failed sign-ins: the name or the address is locked for a while
     ├── InvalidInput                bad command arguments or data outside a form (e.g. malformed JSON)
     │   └── FormValidationError     submitted data does not fit the task's form; ``errors`` maps field → message
     ├── Conflict                    the state moved on: stale save, task no longer ready, already claimed
@@ -39,6 +41,14 @@ class NotFound(KefuError):
 class NotAllowed(KefuError):
     code = "not_allowed"
     exit_code = 3
+
+
+class SignInFailed(NotAllowed):
+    code = "sign_in_failed"
+
+
+class SignInLocked(NotAllowed):
+    code = "locked"
 
 
 class InvalidInput(KefuError):

@@ -18,6 +18,7 @@ from engine.services.designer import DesignerService
 from engine.services.instances import InstanceService
 from engine.services.kpi import KpiService
 from engine.services.runner import Runner
+from engine.services.security import SecurityService
 from engine.services.tasks import TaskService
 from engine.services.timekeeping import TimeService
 from engine.services.timers import TimerService
@@ -35,6 +36,7 @@ class Kefu:
         self.definitions = DefinitionService(ctx)
         self.designer = DesignerService(ctx, runner)
         self.users = UserService(ctx)
+        self.security = SecurityService(ctx)  # sign-in throttling, lockouts, security events
         self.customers = CustomerService(ctx)
         self.instances = InstanceService(ctx, runner)
         self.tasks = TaskService(ctx, runner)

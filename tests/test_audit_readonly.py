@@ -14,7 +14,8 @@ from tests.test_complaint import register, transfer
 from tests.webclient import Web
 
 CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
-SESSION_ENDPOINTS = {"auth.login", "auth.logout"}  # signing oneself in and out records nothing
+# Signing oneself in and out, and changing one's own password, touch one's own sign-in only.
+SESSION_ENDPOINTS = {"auth.login", "auth.logout", "auth.password"}
 
 
 def snapshot(kefu) -> dict:
@@ -91,7 +92,7 @@ CLI_ARGS = {
     "calendar unset": ["2026-12-01"], "scheduler": ["--until-idle"], "serve": ["--port", "1"],
     "web": ["--bind", "127.0.0.1:1"], "users token": ["agent"], "db upgrade": [], "db downgrade": ["base"],
     "kpi report": ["--month", "2026-10"], "qa sample": ["--month", "2026-10"], "qa sample-size": ["5"],
-    "migrate": ["{instance}", "--to", "2"],
+    "migrate": ["{instance}", "--to", "2"], "users unlock": ["agent"],
 }
 
 

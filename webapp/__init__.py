@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from engine import Kefu, KefuError
 
+from . import hardening
 from .extensions import babel, csrf, login_manager, selected_locale
 from .secret_key import secret_key
 
@@ -29,6 +30,7 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = secret_key(kefu, app.instance_path)
 
+    hardening.init_app(app)  # body limit, bounded JSON, security headers, HTTPS cookies
     csrf.init_app(app)
     babel.init_app(app, locale_selector=selected_locale, timezone_selector=lambda: "Asia/Shanghai")
     login_manager.init_app(app)
@@ -50,6 +52,8 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     # designer: definitions page, modeler, check and deploy
     from . import designer
     app.register_blueprint(designer.bp)
+    from . import security  # sign-in lockouts and security events
+    app.register_blueprint(security.bp)
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or (

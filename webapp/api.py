@@ -11,7 +11,6 @@ unsupported_media_type 415, invalid_input 400 (``fields`` maps a field to its me
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -19,8 +18,10 @@ from werkzeug.exceptions import HTTPException
 
 from engine import Conflict, FormValidationError, InvalidInput, KefuError, NotAllowed, NotFound
 from engine.bpmn.diagram import ROLES
+from engine.limits import load_json
 
 from .extensions import csrf
+from .hardening import BODY_LIMITS
 from .access import WIDE_ROLES, may_see_customer, may_see_instance
 from .auth import WebUser
 from .labels import INTAKE_KINDS
@@ -33,6 +34,7 @@ MAX_QUERY = 200  # characters of a search text
 
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 csrf.exempt(bp)
+BODY_LIMITS["api"] = MAX_BODY
 
 # Who may do what beyond the engine's own checks (which stay authoritative for every change).
 TICKET_ROLES = ("agent", "supervisor", "integration")
@@ -92,9 +94,9 @@ def body(allowed: tuple[str, ...]) -> dict:
     if request.mimetype != "application/json":
         raise ApiError("unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'")
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError("invalid_input", f"the body is not valid JSON: {exc}") from None
+        value = load_json(raw)  # nesting is bounded: a deep body is refused, never a RecursionError
+    except InvalidInput as exc:
+        raise ApiError("invalid_input", exc.message) from None
     if not isinstance(value, dict):
         raise ApiError("invalid_input", "the body must be a JSON object")
     if _has_nul(value):

@@ -4,6 +4,7 @@ exports as CSV and JSON. Read-only: nothing here changes anything, and the audit
 anywhere (tests/test_audit_readonly.py walks every route)."""
 from __future__ import annotations
 
+import itertools
 import json
 
 from flask import Blueprint, Response, abort, render_template, request
@@ -20,7 +21,7 @@ bp = Blueprint("audit", __name__)
 AUDIT_ROLES = ("auditor", "supervisor", "process_owner")
 READ_ONLY_ROLES = {"auditor"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-SESSION_ENDPOINTS = {"auth.login", "auth.logout", "auth.language"}  # one's own sign-in, no record changes
+SESSION_ENDPOINTS = {"auth.login", "auth.logout", "auth.language", "auth.password"}  # one's own sign-in, no record changes
 SEARCH_ARGS = ("ticket", "customer", "kind", "severity", "status", "agent", "date_from", "date_to", "overdue",
                "limit", "after")
 DEADLINE_STATES = {"met": _l("按时"), "missed": _l("超时"), "running": _l("进行中"), "paused": _l("计时暂停")}
@@ -77,11 +78,18 @@ def search():
 def export_search(fmt):
     """The whole search result, every row, as CSV or JSON: streamed as it is read, in batches."""
     filters, rows = kefu().audit.rows(_search_args())  # bad filters: 400 before anything is sent
+    rows = _first_read(rows)  # and a failing first read: an error page, not a broken download
     if fmt == "json":
         return Response(search_json_chunks(filters, rows), mimetype="application/json",
                         headers={"Content-Disposition": 'attachment; filename="kefu-search.json"'})
     return Response(_with_bom(search_csv_chunks(rows)), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="kefu-search.csv"'})
+
+
+def _first_read(rows):
+    """``rows`` with its first batch read now, before the response's headers are sent."""
+    first = next(rows, None)
+    return iter(()) if first is None else itertools.chain([first], rows)
 
 
 def _with_bom(chunks):

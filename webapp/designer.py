@@ -14,12 +14,14 @@ from flask_login import current_user
 from engine import Conflict, InvalidInput, KefuError, NotFound
 
 from .auth import kefu, me, roles_required
+from .hardening import BODY_LIMITS
 
 bp = Blueprint("designer", __name__)
 
 OWNER = ("process_owner",)
 READERS = ("process_owner", "auditor")
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # the engine's own limit for a diagram (engine.bpmn.diagram)
+BODY_LIMITS["designer"] = MAX_UPLOAD_BYTES + 64 * 1024  # a diagram may be larger than other bodies
 DMN_NS = b"/spec/DMN/"  # the DMN namespace, http or https, any edition
 
 

@@ -7,6 +7,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from engine import Conflict, FormValidationError, InvalidInput, NotFound
+from engine.limits import row_number
 
 from .access import START_ROLES, contact_visible, may_work
 from .auth import kefu, me, roles_required, safe_next
@@ -220,8 +221,11 @@ def intake(kind):
     if kind not in INTAKE_KINDS:
         abort(404)
     customer = None
-    if request.args.get("customer", "").isdigit():
-        customer = kefu().customers.get(int(request.args["customer"]))
+    ref = request.args.get("customer", "").strip()
+    if ref:
+        if row_number(ref) is None:
+            abort(400, _("客户编号不正确：%(ref)s", ref=ref[:20]))
+        customer = kefu().customers.get(row_number(ref))
     values = None
     if customer:
         step = kefu().instances.start_form(kind)
@@ -240,10 +244,12 @@ def intake_submit(kind):
         abort(404)
     step = kefu().instances.start_form(kind)
     values = submitted(step["form"], request.form)
-    ref = request.form.get("kefu_customer_id", "")
+    ref = request.form.get("kefu_customer_id", "").strip()
     customer = None
     try:
-        customer = kefu().customers.get(int(ref)) if ref.isdigit() else None
+        if ref and row_number(ref) is None:
+            raise InvalidInput(_("客户编号不正确：%(ref)s", ref=ref[:20]))
+        customer = kefu().customers.get(row_number(ref)) if ref else None
         result = kefu().instances.start(kind, me(), data=values, customer_id=customer["id"] if customer else None)
     except FormValidationError as exc:
         return _intake_page(kind, values, field_errors(exc), customer, status=422)

@@ -71,6 +71,7 @@ _FIELD_MESSAGES = [
     (r"a customer needs a name", lambda m: _("客户名称必填")),
     (r"vip must be true or false", lambda m: _("请选择“是”或“否”")),
     (r"customer \S+ must be text", lambda m: _("必须是文本")),
+    (r"customer \S+ is longer than (\d+) characters", lambda m: _("最多 %(n)s 个字符", n=m[1])),
 ]
 
 

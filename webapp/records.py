@@ -94,7 +94,7 @@ def customer_update(customer_id):
                 del data[key]
     data["vip"] = values["vip"] = request.form.get("vip") == "on"
     try:
-        kefu().customers.update(customer_id, data)
+        kefu().customers.update(customer_id, data, actor=current_user.name)
     except InvalidInput as exc:
         errors = {f: field_message(exc.message) for f in exc.details.get("fields") or ["name"]}
         return _customer_page(customer_id, {**kefu().customers.get(customer_id), **values}, errors, status=422)

@@ -34,6 +34,7 @@ RULE_ID = re.compile(r"\b(?:[CPRTIQK]\d{1,2}|K-cycle|K-score|QA)\b")
 MAX_DIAGRAM_BYTES = 5 * 1024 * 1024
 # A DOCTYPE before the root element (after the XML declaration, comments and processing instructions).
 _DOCTYPE_FIRST = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.S | re.I)
+_DECLARED_ENCODING = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<\?xml\s[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']", re.I)
 _UNQUOTED_DURATION = re.compile(r"^\s*R?\d*/?P(?:\d|T\d)", re.I)
 
 
@@ -49,10 +50,30 @@ def rule_ids(documentation: str | None) -> list[str]:
     return list(dict.fromkeys(RULE_ID.findall(documentation or "")))
 
 
+def _check_utf8(data: bytes, filename: str) -> None:
+    """A diagram is stored and read back as UTF-8 text: refuse other encodings here, where lint and deploy
+    both parse, rather than letting lint pass a GBK or UTF-16 file that deploy then refuses."""
+    declared = _DECLARED_ENCODING.match(data[:1024])
+    name = declared[1].decode("ascii", "replace").strip() if declared else None
+    if name is not None and name.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise DefinitionError(f"the diagram must be UTF-8 encoded, but it declares encoding {name!r}: "
+                              "save it as UTF-8", file=filename, line=1)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+        raise DefinitionError("the diagram must be UTF-8 encoded, but it is UTF-16: save it as UTF-8",
+                              file=filename, line=1)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DefinitionError("the diagram must be UTF-8 encoded: save it as UTF-8", file=filename,
+                              line=line) from None
+
+
 def safe_xml(data: bytes, filename: str, root_tag: str | None = B + "definitions") -> etree._Element:
     """Parse XML without DTDs, entities or network access; refuse any DOCTYPE (XXE, billion laughs)."""
     if len(data) > MAX_DIAGRAM_BYTES:
         raise DefinitionError(f"diagram larger than {MAX_DIAGRAM_BYTES} bytes", file=filename)
+    _check_utf8(data, filename)
     if _DOCTYPE_FIRST.match(data[:65536]):
         raise DefinitionError("a DOCTYPE is not allowed in a diagram (external entities are refused)",
                               file=filename, line=1)

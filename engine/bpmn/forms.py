@@ -17,6 +17,7 @@ from datetime import date, datetime
 
 from engine import clock
 from engine.errors import FormValidationError
+from engine.limits import is_blank
 
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 C = "{%s}" % CAMUNDA_NS
@@ -162,7 +163,8 @@ _FALSE = {"false", "0", "no", "off", "n", "否"}
 
 
 def _blank(value) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or value == []
+    """Nothing given: None, an empty list, or text that shows nothing (spaces, a zero-width space alone)."""
+    return value is None or (isinstance(value, str) and is_blank(value)) or value == []
 
 
 class FormValidator:

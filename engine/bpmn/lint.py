@@ -139,6 +139,9 @@ def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict
     except DefinitionError as exc:
         reason = exc.details.get("reason") or exc.message
         code, zh = (("doctype", "图中不允许 DOCTYPE（拒绝外部实体）") if "DOCTYPE" in reason
+                    else ("encoding", "图必须以 UTF-8 编码保存" + (f"（文件声明的编码是 {reason.split(chr(39))[1]}）"
+                                                              if "declares" in reason else ""))
+                    if "UTF-8" in reason
                     else ("too_large", "图太大") if "larger than" in reason
                     else ("not_bpmn", "根元素必须是 bpmn:definitions") if "root element" in reason
                     else ("invalid_xml", f"XML 无效：{reason.removeprefix('invalid XML: ')}"))

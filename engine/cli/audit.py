@@ -93,6 +93,13 @@ def cmd_audit_export(args):
         sys.stdout.write(json.dumps(t, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
+def cmd_audit_security(args):
+    rows = _service().security.events(args.limit)
+    _print(args, rows, lambda rows: "\n".join(f"{e['at']}  {e['type']:18} {e['subject']:24} by {e['actor']}"
+                                              + (f" from {e['address']}" if e["address"] else "")
+                                              for e in rows) or "no security events")
+
+
 def register(sub, add) -> None:
     aud = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True, metavar="ACTION")
     sp = add("verify", cmd_audit_verify, "verify the hash chains of the audit log", subparsers=aud)
@@ -111,6 +118,9 @@ def register(sub, add) -> None:
     sp.add_argument("--limit", type=int, default=50)
     sp.add_argument("--format", choices=["csv", "json"], help="export the page instead of listing it")
     sp.add_argument("--all", action="store_true", help="the whole result, every row (written as it is read), not one page")
+    sp = add("security", cmd_audit_security, "security events outside tickets (sign-in lockouts, unlocks), "
+             "newest first", subparsers=aud)
+    sp.add_argument("--limit", type=int, default=100)
     sp = add("export", cmd_audit_export, "an instance's trace as CSV (events) or JSON (everything)",
              subparsers=aud)
     sp.add_argument("instance")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import InvalidInput, KefuError
+from engine.limits import MAX_JSON_DEPTH, too_deep
 
 
 # Every service a command opened; main() closes their connections when the command ends.
@@ -44,6 +45,10 @@ def _data(text: str | None):
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"--data is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") \
             from None
+    except RecursionError:
+        raise InvalidInput(f"--data nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if too_deep(value):
+        raise InvalidInput(f"--data nests deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(value, dict):
         raise InvalidInput("--data must be a JSON object")
     return value
@@ -67,11 +72,11 @@ def _print(args, value, text=None):
 MUTATING = {"init", "deploy", "users add", "demo", "customers add", "customers update", "start", "claim",
             "unclaim", "reassign", "escalate", "complete", "timers fire-due", "incident retry", "clock advance",
             "calendar set", "calendar unset", "scheduler", "serve", "web", "users token", "db upgrade",
-            "db downgrade", "kpi report", "qa sample", "qa sample-size", "migrate"}
+            "db downgrade", "kpi report", "qa sample", "qa sample-size", "migrate", "users unlock"}
 READ_ONLY = {"definitions", "users list", "customers find", "customers show", "tasks", "task", "show",
              "timers list", "audit verify", "audit replay", "audit search", "audit export", "audit head",
              "clock show", "calendar status", "calendar add", "db current", "db history", "lint",
-             "testrun"}
+             "testrun", "users lockouts", "audit security"}
 
 
 def _command_path(parser, prefix=()):

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 from engine.cli.common import _data, _print, _service
+from engine.services.context import SYSTEM
 
 
 def cmd_customers_add(args):
-    c = _service().customers.create(_data(args.data) or {})
+    c = _service().customers.create(_data(args.data) or {}, actor=args.actor or SYSTEM)
     _print(args, c, lambda c: f"customer #{c['id']} {c['name']}")
 
 
 def cmd_customers_update(args):
-    c = _service().customers.update(args.id, _data(args.data) or {})
+    c = _service().customers.update(args.id, _data(args.data) or {}, actor=args.actor or SYSTEM)
     _print(args, c, lambda c: f"customer #{c['id']} {c['name']} updated")
 
 

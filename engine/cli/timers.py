@@ -5,6 +5,7 @@ import json
 import sys
 
 from engine.cli.common import _print, _service
+from engine.services.context import SYSTEM
 
 
 def cmd_timers_list(args):
@@ -47,7 +48,7 @@ def cmd_clock_show(args):
 def cmd_clock_advance(args):
     from engine.clock import parse_duration
     k = _service()
-    r = k.time.advance_clock(parse_duration(args.duration))
+    r = k.time.advance_clock(parse_duration(args.duration), actor=args.actor or SYSTEM)
     if not args.no_fire:
         r["fired"] = k.timers.fire_due()
     _print(args, r, lambda r: _clock_text(r) + (f"\nfired {len(r['fired'])} timer(s)" + "".join(

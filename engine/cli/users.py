@@ -1,7 +1,9 @@
-"""Users: add one or give it roles, list them, and create or revoke its API tokens."""
+"""Users: add one or give it roles, list them, create or revoke its API tokens, and lift a sign-in lockout."""
 from __future__ import annotations
 
 from engine.cli.common import _print, _service
+from engine.errors import InvalidInput
+from engine.services.context import SYSTEM
 
 
 def cmd_users_add(args):
@@ -26,6 +28,20 @@ def cmd_users_token(args):
     _print(args, t, lambda t: t["token"])  # shown once; only its hash is stored
 
 
+def cmd_users_unlock(args):
+    if bool(args.name) == bool(args.address):
+        raise InvalidInput("name a user, or give --address, to unlock")
+    r = _service().security.unlock(args.name, args.address, actor=args.actor or SYSTEM)
+    _print(args, r, lambda r: f"unlocked {r['kind']} {r['subject']} ({r['failures']} failed sign-in(s) cleared"
+                              + (", it was locked)" if r["was_locked"] else ")"))
+
+
+def cmd_users_lockouts(args):
+    rows = _service().security.lockouts()
+    _print(args, rows, lambda rows: "\n".join(f"{r['kind']:8} {r['subject']:24} {r['failures']:3} failures, "
+                                              f"locked until {r['locked_until']}" for r in rows) or "no lockouts")
+
+
 def register(sub, add) -> None:
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True, metavar="ACTION")
     sp = add("add", cmd_users_add, "add a user or give it more roles", subparsers=users)
@@ -41,3 +57,9 @@ def register(sub, add) -> None:
     sp.add_argument("name")
     sp.add_argument("--label", help="what the token is for, e.g. the telephony system")
     sp.add_argument("--revoke", action="store_true", help="revoke every token of the user")
+    sp = add("unlock", cmd_users_unlock, "lift the sign-in lockout of a user (or of an --address) and clear "
+             "its failed sign-ins", subparsers=users)
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("--address", help="a client address locked after failed sign-ins")
+    add("lockouts", cmd_users_lockouts, "user names and addresses locked after failed sign-ins",
+        subparsers=users)

@@ -10,6 +10,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import and_, exists, func, or_, select, union
 
 from engine.clock import SHANGHAI
+from engine.limits import MAX_ROW_ID, row_number
 from engine.store.tables import Customer, HumanTask, Instance
 from engine.errors import InvalidInput
 
@@ -91,11 +92,21 @@ def _cursor(value) -> tuple[datetime, int] | None:
     try:
         when, _, ident = value.rpartition("_")
         at = datetime.fromisoformat(when)
-        if at.tzinfo is None:
+        number = row_number(ident)
+        if at.tzinfo is None or number is None:  # an id no row can have would overflow the query
             raise ValueError
-        return at, int(ident)
+        return at, number
     except ValueError:
         raise InvalidInput(f"not a page cursor: {value!r}", fields=["after"]) from None
+
+
+def _customer(value) -> str | None:
+    """A customer name (part of one) or number; a number is one a customer can have."""
+    value = _text(value, "customer")
+    if value is not None and value.isascii() and value.isdigit() and row_number(value) is None:
+        raise InvalidInput(f"customer number {value[:20]}{'…' if len(value) > 20 else ''} is out of range "
+                           f"(1 to {MAX_ROW_ID})", fields=["customer"])
+    return value
 
 
 def parse(args: dict) -> Filters:
@@ -111,7 +122,7 @@ def parse(args: dict) -> Filters:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", fields=["limit"])
     overdue = args.get("overdue")
-    f = Filters(ticket=_text(args.get("ticket"), "ticket", 32), customer=_text(args.get("customer"), "customer"),
+    f = Filters(ticket=_text(args.get("ticket"), "ticket", 32), customer=_customer(args.get("customer")),
                 kind=_choice(args.get("kind"), "kind", KINDS),
                 severity=_choice(args.get("severity"), "severity", SEVERITIES),
                 status=_choice(args.get("status"), "status", STATUSES), agent=_text(args.get("agent"), "agent", 64),
@@ -168,7 +179,7 @@ def statement(f: Filters, now: datetime, agent_rows: int = 0, dialect: str = "sq
             prefix = Instance.ticket_no.like(_escape(f.ticket) + "%", escape="\\")
         q = q.where(or_(Instance.ticket_no == f.ticket, prefix))
     if f.customer:
-        if f.customer.isdigit():
+        if f.customer.isascii() and f.customer.isdigit():  # "²" is a digit to isdigit, and a name here
             q = q.where(Instance.customer_id == int(f.customer))
         else:
             q = q.where(Instance.customer_id.in_(select(Customer.id).where(

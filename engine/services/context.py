@@ -18,13 +18,13 @@ from engine.clock import Clock
 from engine.config import Config
 from engine.errors import NotAllowed, NotFound
 from engine.store.database import Database
+from engine.limits import MAX_ROW_ID
 from engine.store.tables import CalendarDay, Instance, Setting, User
 from engine.store.versions import latest
 
 SYSTEM = "system"
 CALENDAR_REVISION = "calendar_revision"
 CLOCK_OFFSET = "clock_offset_seconds"
-MAX_ROW_ID = 2**31 - 1  # the largest INTEGER primary key PostgreSQL stores
 WITH_STATE = (undefer(Instance.state),)
 SYNCED = "kefu_synced"  # session.info key: the shared settings were read in this unit of work
 

@@ -5,12 +5,22 @@ from datetime import datetime
 
 from sqlalchemy import or_, select
 
-from engine.errors import InvalidInput, NotFound
+from engine.errors import InvalidInput, NotAllowed, NotFound
+from engine.limits import is_blank
 from engine.services import shapes
 from engine.services.context import SYSTEM, Context, row_id
 from engine.store.tables import Customer
 
 CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note")
+# The longest text each field takes (the column's size; the free-text fields a page of text): longer is refused
+# with the field named, never cut short in silence.
+FIELD_LENGTHS = {"name": 128, "phone": 32, "email": 128, "company": 200, "address": 300, "region": 100,
+                 "needs": 2000, "special_note": 2000}
+
+
+# Who may create or change a profile (I2, I3): those who serve customers, and integrations. The service itself
+# (SYSTEM: the CLI without --as, demo data) may too.
+EDIT_ROLES = frozenset({"agent", "supervisor", "integration"})
 
 
 def phone_digits(phone) -> str | None:
@@ -28,17 +38,28 @@ class CustomerService:
     def create(self, data: dict, actor: str = SYSTEM) -> dict:
         """Register a customer (I1)."""
         with self.ctx.db.unit_of_work() as s:
+            self._check(s, actor)
             c = new_customer(s, self.ctx.now(), data)
             return shapes.customer_dict(c)
 
-    def update(self, customer_id: int, data: dict) -> dict:
+    def update(self, customer_id: int, data: dict, actor: str = SYSTEM) -> dict:
+        """Keep a profile up to date (I3): only the fields in ``data`` change."""
         with self.ctx.db.unit_of_work() as s:
+            self._check(s, actor)
             c = s.get(Customer, customer_id) if row_id(customer_id) else None
             if c is None:
                 raise NotFound(f"no customer {customer_id}")
             apply_customer(c, data, partial=True)
             c.updated_at = self.ctx.now()
             return shapes.customer_dict(c)
+
+    def _check(self, s, actor: str) -> None:
+        if actor == SYSTEM:
+            return
+        user = self.ctx.user(s, actor)
+        if not user.role_set & EDIT_ROLES:
+            raise NotAllowed(f"user {actor} may not change customer profiles (needs role agent, supervisor "
+                             "or integration)")
 
     def get(self, customer_id: int) -> dict:
         with self.ctx.db.reading() as s:
@@ -82,7 +103,7 @@ def apply_customer(c: Customer, data: dict, partial: bool) -> None:
                            fields=unknown)
     if not partial or "name" in data:
         name = data.get("name")
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str) or is_blank(name):  # a zero-width space alone is no name either
             raise InvalidInput("a customer needs a name", fields=["name"])
     for key in CUSTOMER_FIELDS:
         if key not in data:
@@ -94,6 +115,10 @@ def apply_customer(c: Customer, data: dict, partial: bool) -> None:
         elif value is not None:
             if not isinstance(value, (str, int)) or isinstance(value, bool):
                 raise InvalidInput(f"customer {key} must be text", fields=[key])
-            value = str(value).strip()[:2000] or None
+            value = str(value).strip()
+            if len(value) > FIELD_LENGTHS[key]:
+                raise InvalidInput(f"customer {key} is longer than {FIELD_LENGTHS[key]} characters",
+                                   fields=[key])
+            value = None if is_blank(value) else value
         setattr(c, key, value)
     c.phone_digits = phone_digits(c.phone)

@@ -16,6 +16,7 @@ from engine.clock import iso
 from engine.services.context import Context
 from engine.services.runner import Runner
 from engine.store import chain as audit
+from engine.limits import row_number
 from engine.store.tables import Definition, DefinitionChange, Instance
 from engine.bpmn.diagram import B
 from engine.store.versions import latest, next_version, version_with
@@ -286,10 +287,9 @@ def definition_xml(ctx, process_id: str, version) -> bytes:
 
 def _target(s, inst, to_version) -> Definition:
     """The version ``to_version`` of the instance's process; NotFound otherwise."""
-    try:
-        number = int(to_version)
-    except (TypeError, ValueError):
-        raise NotFound(f"no version {to_version!r} of {inst.kind!r}") from None
+    number = row_number(str(to_version).strip()) if to_version is not None else None
+    if number is None:  # not a whole number, or one no database column holds
+        raise NotFound(f"no version {to_version!r} of {inst.kind!r}")
     d = s.scalar(select(Definition).where(Definition.process_id == inst.definition.process_id,
                                           Definition.version == number))
     if d is None:

@@ -21,7 +21,8 @@ def definition_dict(d: Definition, status=None) -> dict:
 
 
 def user_dict(u: User) -> dict:
-    return user_fields(u.name, u.display_name, u.roles, u.groups, u.active)
+    return {**user_fields(u.name, u.display_name, u.roles, u.groups, u.active),
+            "session_version": u.session_version or 0}
 
 
 def user_fields(name, display_name, roles, groups, active) -> dict:

@@ -1,10 +1,8 @@
-"""Users and roles (RULES.md "Roles") and their API tokens; passwords are stored as salted PBKDF2 hashes."""
+"""Users and roles (RULES.md "Roles"), their passwords (``engine.services.passwords``: hashed, and held to the
+policy wherever they are set), their web sessions' version and their API tokens."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets
 
 from sqlalchemy import select
 
@@ -13,11 +11,11 @@ from engine.errors import InvalidInput, NotAllowed, NotFound
 from engine.clock import iso
 from engine.services import shapes
 from engine.services.context import Context
+from engine.services.passwords import check_password, check_policy, hash_password  # noqa: F401 - re-exported
 from engine.store import tokens
 from engine.store.tables import User
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-_ITERATIONS = 200_000
 READ_ONLY_ROLES = frozenset({"auditor"})
 
 
@@ -37,24 +35,6 @@ def check_roles(roles) -> list[str]:
     return list(dict.fromkeys(roles))
 
 
-def hash_password(password: str) -> str:
-    salt = secrets.token_hex(16)
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), _ITERATIONS).hex()
-    return f"pbkdf2:sha256:{_ITERATIONS}${salt}${digest}"
-
-
-def check_password(stored: str | None, password: str) -> bool:
-    if not stored or not password:
-        return False
-    try:
-        method, salt, digest = stored.split("$")
-        iterations = int(method.rsplit(":", 1)[1])
-    except ValueError:
-        return False
-    candidate = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations).hex()
-    return hmac.compare_digest(candidate, digest)
-
-
 class UserService:
     """Add, list and authenticate users; issue and revoke their API tokens; refuse read-only users."""
 
@@ -65,6 +45,8 @@ class UserService:
                  password: str | None = None) -> dict:
         check_user_name(name)
         roles = check_roles(roles)
+        if password is not None and password != "":
+            check_policy(password, name)  # the CLI's --password, the demo's, any caller's
         digest = hash_password(password) if password else None  # slow on purpose: not while holding the lock
         with self.ctx.db.unit_of_work() as s:
             user = s.scalar(select(User).where(User.name == name))
@@ -88,12 +70,37 @@ class UserService:
             return [shapes.user_dict(u) for u in s.scalars(select(User).order_by(User.name))]
 
     def authenticate(self, name: str, password: str) -> dict | None:
-        """The active user whose password this is, or None."""
+        """The active user whose password this is, or None. A wrong name costs what a wrong password does.
+        Sign-in through the web goes through ``kefu.security.sign_in``, which also throttles."""
         with self.ctx.db.reading() as s:
-            user = s.scalar(select(User).where(User.name == name))
-            if user is None or not user.active or not check_password(user.password_hash, password):
-                return None
+            user = s.scalar(select(User).where(User.name == name)) if isinstance(name, str) else None
+            found = shapes.user_dict(user) if user is not None and user.active else None
+            stored = user.password_hash if found else None
+        return found if check_password(stored, password) and found else None
+
+    def set_password(self, name: str, password: str, current: str | None = None) -> dict:
+        """Give user ``name`` a new password that meets the policy; with ``current`` (a user changing their
+        own) that must be the present one. Every web session of the user ends (the session version moves)."""
+        check_policy(password, name)
+        if current is not None and self.authenticate(name, current) is None:
+            raise NotAllowed("the current password is not correct", fields=["current_password"])
+        digest = hash_password(password)
+        with self.ctx.db.unit_of_work() as s:
+            user = s.scalar(select(User).where(User.name == name)) if name else None
+            if user is None:
+                raise NotFound(f"no user {name!r}")
+            user.password_hash = digest
+            user.session_version = (user.session_version or 0) + 1
             return shapes.user_dict(user)
+
+    def end_sessions(self, name: str) -> int:
+        """End every web session of ``name`` (logout): sessions carry the version they started under."""
+        with self.ctx.db.unit_of_work() as s:
+            user = s.scalar(select(User).where(User.name == name)) if name else None
+            if user is None:
+                return 0
+            user.session_version = (user.session_version or 0) + 1
+            return user.session_version
 
     def get(self, name: str) -> dict | None:
         """One active user by name, or None (the web login keeps only the name in its session)."""

@@ -9,9 +9,6 @@ from sqlalchemy import (JSON, Boolean, Date, DateTime, ForeignKey, Index, Intege
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-
-
-
 class UTCDateTime(TypeDecorator):
     """Stores UTC without an offset (SQLite keeps none; PostgreSQL: ``timestamp without time zone``, so the
     session's time zone never shifts it) and always returns aware UTC datetimes."""
@@ -69,6 +66,9 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Sign-in: a web session carries the version it started under; logout (and a new password) moves it on,
+    # so a session cookie copied before opens nothing after.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def role_set(self) -> set[str]:
@@ -229,6 +229,32 @@ class AuditLedger(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins counted per user name and per client address (``user:NAME``, ``address:IP``), shared by
+    every process on the database; ``locked_until`` is a lockout, lifted by time or by an administrator."""
+    __tablename__ = "sign_in_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SecurityEvent(Base):
+    """Append-only record of security events outside any ticket: lockouts and their lifting, password
+    changes. Read by auditors (``kefu audit security``); triggers refuse UPDATE and DELETE."""
+    __tablename__ = "security_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    type: Mapped[str] = mapped_column(String(48))
+    actor: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(200))  # the user name or client address concerned
+    address: Mapped[str | None] = mapped_column(String(64))  # where the request came from, if it was one
+    data: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
 
 
 class CalendarDay(Base):

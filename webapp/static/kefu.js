@@ -98,14 +98,16 @@
     });
   }
 
-  /* ---- drafts: what an agent types survives a reload or a lost connection until the form is accepted */
-  var DONE = "kefu-draft-submitted";
+  /* ---- drafts: what an agent types survives a reload or a lost connection until the form is accepted.
+     They are kept per user (the next person on this browser never sees them); session.js removes them at
+     logout. */
+  var DRAFTS = "kefu-draft:", DONE = "kefu-draft-submitted";
   if (document.querySelector(".flash.success") && sessionStorage.getItem(DONE)) {
     localStorage.removeItem(sessionStorage.getItem(DONE));
     sessionStorage.removeItem(DONE);
   }
   Array.prototype.forEach.call(document.querySelectorAll("form[data-draft]"), function (form) {
-    var key = "kefu-draft:" + form.dataset.draft;
+    var key = DRAFTS + document.body.dataset.user + ":" + form.dataset.draft;
     var fields = function () { return Array.prototype.filter.call(form.elements, function (e) { return e.name && e.type !== "hidden"; }); };
     var empty = fields().every(function (e) { return (e.type === "radio" || e.type === "checkbox") ? !e.checked : !e.value; });
     var saved = null;
