@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import statistics
 import time
 from datetime import timedelta
 
@@ -142,9 +141,9 @@ def test_a_wrong_name_costs_what_a_wrong_password_costs(kefu):
         unknown = [cost("no-such-user") for _ in range(3)]
     finally:
         module.hashlib.pbkdf2_hmac = saved
+    # The same work for both, counted rather than timed (a shared machine's timings decide nothing; before the
+    # fix an unknown name cost 4 ms against 150 ms, and ran no key derivation at all).
     assert {tuple(c) for _t, c in known} == {tuple(c) for _t, c in unknown} == {(passwords.ITERATIONS,)}
-    # Measured too (a 2-core machine shared with others: a loose bound; before, 4 ms against 150 ms).
-    assert statistics.median(t for t, _c in unknown) > 0.4 * statistics.median(t for t, _c in known)
 
 
 @pytest.mark.parametrize("password, reason", [("a", "too short"), ("password123", "most common"),
