@@ -33,10 +33,12 @@ EVENTS = {
     "gateway_passed": _l("流程分支"), "script_ran": _l("系统处理"), "timer_fired": _l("定时触发"),
     "end_reached": _l("流程结束"), "instance_completed": _l("工单完成"), "incident_raised": _l("出现异常"),
     "incident_retried": _l("异常重试"), "timer_set": _l("设定时限"), "deadline_set": _l("设定时限"),
-    "clock_paused": _l("计时暂停"), "clock_resumed": _l("计时恢复"),
+    "clock_paused": _l("计时暂停"), "clock_resumed": _l("计时恢复"), "clock_started": _l("计时开始"),
+    "clock_stopped": _l("计时结束"), "deadline_extended": _l("主管延长时限"),
 }
 DEADLINES = {"response": _l("响应时限"), "finish": _l("完成时限")}
-SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created", "timer_set"}
+SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created", "timer_set",
+                 "clock_started"}
 NEAR_DUE_SECONDS = 4 * 3600
 translate = _  # for text not written here (from the diagrams): not picked up by extraction
 
@@ -139,6 +141,8 @@ def clock_words(c: dict) -> dict:
     if c["state"] == "met":
         return {"css": "met", "text": _("按时完成")}
     over = (stopped - due).total_seconds() if stopped and due else 0
+    if c.get("ended_by") == "timer":
+        return {"css": "missed", "text": _("超时未完成")}
     if over >= 60:
         return {"css": "missed", "text": _("超时 %(t)s 完成", t=duration(over))}
     return {"css": "missed", "text": _("超时未完成")}

@@ -76,7 +76,7 @@ TIMER = _obj({
 CLOCK = _obj({  # T-stop: one deadline of the ticket, from its start until its work is done
     "name": STR, "label": STR, "label_en": STR, "task": STR, "task_name": N_STR, "started_at": TIME,
     "due_at": TIME, "stopped_at": N_TIME, "state": {"enum": ["running", "paused", "met", "missed"]},
-    "responsible": N_STR,
+    "responsible": N_STR, "ended_by": _nullable({"enum": ["work", "timer"]}),
 })
 INSTANCE = _obj({
     "instance_id": INT, "ticket_no": STR, "kind": STR,

@@ -14,9 +14,11 @@ import re
 from datetime import datetime, timedelta
 
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
+from SpiffWorkflow.util.task import TaskState
 
 from engine.clock import SHANGHAI, aware, iso
 from engine.errors import FormValidationError
+from engine.services.projections import find_task
 from engine.store import chain as audit
 
 SYSTEM = "system"
@@ -60,13 +62,15 @@ def _holder(row, owner: str | None, done_by: str | None = None) -> str | None:
     return row.assignee
 
 
-def _stop(clock: dict, at: datetime, state: str, row, holder, now: datetime, common: dict) -> audit.PendingEvent:
-    clock.update(stopped_at=iso(at), state=state, responsible=holder)
+def _stop(clock: dict, at: datetime, state: str, row, holder, now: datetime, common: dict,
+          by: str = "work") -> audit.PendingEvent:
+    """Stop ``clock``; ``by``: ``work`` (its task ended) or ``timer`` (its overdue timer took the task away)."""
+    clock.update(stopped_at=iso(at), state=state, responsible=holder, ended_by=by)
     if row is not None:
         clock.update(role=row.role, group=row.candidate_group)
     return audit.PendingEvent("clock_stopped", SYSTEM, now, **common, data={
         k: clock.get(k) for k in ("clock", "task", "role", "group", "responsible", "started_at", "due_at",
-                                  "stopped_at", "state")})
+                                  "stopped_at", "state", "ended_by")})
 
 
 def _done_at(clock: dict, completed_data: dict | None, now: datetime) -> datetime:
@@ -100,15 +104,18 @@ def track(wf, waiting, events: list, rows: dict, owner: str | None, now: datetim
             _name, due, _attached = live.pop(timer)
             clock["due_at"] = iso(due)
         elif timer in fired and clock.get("interrupting", True):
-            out.append(_stop(clock, now, "missed", row, _holder(row, owner), now, common))
-        elif timer in fired:
+            out.append(_stop(clock, now, "missed", row, _holder(row, owner), now, common, by="timer"))
+        elif timer in fired and _alive(wf, task):
             clock["late"] = True  # a warning timer: the work goes on, already late
+        elif timer in fired:  # warned and withdrawn at once (another timer took the task away)
+            out.append(_stop(clock, now, "missed", row, _holder(row, owner), now, common, by="timer"))
         elif clock["state"] == "running" and _paused(wf, clock["clock"]):
             clock.update(state="paused", timer=None)  # R4: waiting for the customer stops nothing
         elif task in completed:
             done = completed[task]
             at = _done_at(clock, done.data, now)
-            late = clock.get("late") or at > aware(clock["due_at"])
+            # a time the work reports (the arrival) decides by itself, even when reported after the warning
+            late = at > aware(clock["due_at"]) or (clock.get("late") and at == now)
             out.append(_stop(clock, at, "missed" if late else "met", row, _holder(row, owner, done.actor), now,
                              common))
         elif clock["state"] == "paused" and not ended:
@@ -141,6 +148,11 @@ def track(wf, waiting, events: list, rows: dict, owner: str | None, now: datetim
     return out
 
 
+def _alive(wf, task_id) -> bool:
+    task = find_task(wf, task_id) if task_id else None
+    return task is not None and task.state in (TaskState.READY, TaskState.WAITING, TaskState.STARTED)
+
+
 def _paused(wf, name: str) -> bool:
     data = wf.last_task.data if wf.last_task is not None else wf.data
     return bool(data.get(f"{name}_paused_at"))
@@ -153,7 +165,7 @@ def of(wf) -> list[dict]:
         out.append({"name": c["clock"], "label": label(c["clock"]), "label_en": label(c["clock"], "en"),
                     "task": c["task"], "task_name": c.get("task_name"), "started_at": c["started_at"],
                     "due_at": c["due_at"], "stopped_at": c["stopped_at"], "state": c["state"],
-                    "responsible": c.get("responsible")})
+                    "responsible": c.get("responsible"), "ended_by": c.get("ended_by")})
     return out
 
 
