@@ -93,3 +93,16 @@ def start_sample(root, process_id: str) -> dict:
                     return {}
                 return value if isinstance(value, dict) else {}
     return {}
+
+
+def worker_sample(task_spec) -> dict:
+    """What a worker completes an external task with in the test run: the JSON object of the task's
+    ``test_data`` property (``camunda:property`` in its extension elements), else nothing."""
+    value = ((getattr(task_spec, "extensions", None) or {}).get("kefu_properties") or {}).get("test_data")
+    if not value:
+        return {}
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -26,6 +26,8 @@ def cmd_lint(args):
 def _path_line(p: dict) -> str:
     state = "ok" if p["failure"] is None else f"FAILED at {p['failed_at'] or '?'}: {p['failure']}"
     choice = ", ".join(f"{k}={v}" for k, v in p["choice"].items()) or "defaults"
+    if p.get("boundary"):
+        choice += f"; {p['boundary']} fires"
     timers = f"; timers fired: {', '.join(p['timers_fired'])}" if p["timers_fired"] else ""
     return f"  path [{choice}] {state}\n    steps: {' → '.join(p['steps'])}{timers}"
 
@@ -38,7 +40,9 @@ def cmd_testrun(args):
         if t.get("lint_errors") else
         f"{t['process_id']}: {'ok' if t['ok'] else 'FAILED'} ({len(t['paths'])} path(s))\n"
         + "\n".join(_path_line(p) for p in t["paths"])
-        + "".join(f"\n  not reached: {u['gateway']} → {u['target']} ({u['flow']})" for u in t["unreached"])
+        + "".join(f"\n  not reached: {u['gateway']} → {u['target']} ({u['flow']})" if "gateway" in u else
+                  f"\n  never fires: boundary {u['event']} event {u['boundary']} on {u['attached_to']}"
+                  for u in t["unreached"])
         for t in rs))
     return 0 if all(t["ok"] for t in reports) else 2
 
