@@ -260,6 +260,8 @@ def _service_tasks(proc, notes) -> None:
                           f"{node.get(C + 'decisionRef')!r} is not supported: decide with a gateway and conditions, "
                           "or a script task in Python", f"不支持调用 DMN 决策 {node.get(C + 'decisionRef')!r} 的业务规则"
                           "任务：请改用网关和条件，或用 Python 脚本任务", node)
+                node.tag = B + "task"  # named once: the engine's parse goes on past it
+                node.set(KEFU + "refused", "1")
                 continue
             topic = _topic(node)
             if node.get(C + "type") == "external" and topic is None:

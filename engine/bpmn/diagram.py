@@ -224,7 +224,12 @@ def translate(root) -> list:
 
 
 class CallUnresolved(DefinitionError):
-    """A call activity names a process that is neither in the file, nor among the others given, nor deployed."""
+    """A call activity names a process that is neither in the file, nor among the others given, nor deployed;
+    ``details["zh"]`` says it in Chinese."""
+
+    def __init__(self, message: str, zh: str, **where):
+        super().__init__(message, **where)
+        self.details["zh"] = zh
 
 
 def parse_specs(root, filename: str, resolver=None) -> tuple[list[str], dict, dict]:
@@ -244,15 +249,15 @@ def parse_specs(root, filename: str, resolver=None) -> tuple[list[str], dict, di
             called = (call.get("calledElement") or "").strip()
             if not called or called in known:
                 continue
+            where = dict(file=filename, element=call.get("id"), line=call.sourceline)
             if juel.is_juel(called):
                 raise CallUnresolved(f"the called process {called!r} is an expression; name the process id",
-                                     file=filename, element=call.get("id"), line=call.sourceline)
+                                     f"被调用的流程 {called!r} 是表达式；请写明流程 id", **where)
             found = resolver(called) if resolver is not None else None
             if found is None:
-                raise CallUnresolved(f"the call activity calls process {called!r}, which is neither in this file"
-                                     + (", nor among the files given, nor deployed" if resolver is not None else
-                                        " (check the folder with it, or deploy it first)"),
-                                     file=filename, element=call.get("id"), line=call.sourceline)
+                raise CallUnresolved(f"the call activity calls process {called!r}, which is neither in this file, "
+                                     "nor among the diagrams given with it, nor deployed",
+                                     f"调用活动调用的流程 {called!r} 既不在本文件中，也不在一同给出的图中，也没有部署", **where)
             data, other_name, sha = found
             other = safe_xml(data, other_name)
             translate(other)

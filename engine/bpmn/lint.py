@@ -106,6 +106,7 @@ class LintReport:
     findings: list[Finding] = field(default_factory=list)
     process_ids: list[str] = field(default_factory=list)
     specs: dict = field(default_factory=dict)
+    calls: dict = field(default_factory=dict)  # processes called from other diagrams: id -> sha256
     root: object = None
 
     @property
@@ -197,11 +198,11 @@ def _parse(report, root, filename, resolver) -> None:
     tree, seen = root, set()
     for _attempt in range(20):
         try:
-            pids, specs, _calls = parse_specs(tree, filename, resolver)
+            pids, specs, calls = parse_specs(tree, filename, resolver)
         except CallUnresolved as exc:
             element = exc.details.get("element")
             add_finding(report, "call_unresolved", exc.details.get("reason") or exc.message, element,
-                        exc.details.get("line"))
+                        exc.details.get("line"), zh=exc.details.get("zh"))
         except (ValidationException, SpiffWorkflowException) as exc:
             element = getattr(exc, "id", None) or getattr(exc, "name", None)
             msg = str(getattr(exc, "message", None) or exc).split("\n")[0].rstrip(". ")
@@ -215,7 +216,7 @@ def _parse(report, root, filename, resolver) -> None:
             return
         else:
             if not report.errors:
-                report.process_ids, report.specs = pids, specs
+                report.process_ids, report.specs, report.calls = pids, specs, calls
             return
         if not element or element in seen:
             return
@@ -227,8 +228,6 @@ def _parse(report, root, filename, resolver) -> None:
 
 
 def add_finding(report, code, en, element, line, zh=None) -> None:
-    if code == "call_unresolved":
-        zh = zh or ("调用活动调用的流程不在本文件中，也不在一同给出的文件或已部署的定义中：" + en.split("process ", 1)[-1])
     report.findings.append(Finding("error", en, zh or en, element=element, line=line, code=code))
 
 

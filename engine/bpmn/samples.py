@@ -95,14 +95,20 @@ def start_sample(root, process_id: str) -> dict:
     return {}
 
 
-def worker_sample(task_spec) -> dict:
-    """What a worker completes an external task with in the test run: the JSON object of the task's
-    ``test_data`` property (``camunda:property`` in its extension elements), else nothing."""
-    value = ((getattr(task_spec, "extensions", None) or {}).get("kefu_properties") or {}).get("test_data")
-    if not value:
-        return {}
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+def declared_test_data(root) -> dict[str, dict]:
+    """Element id → the JSON object of its ``test_data`` property: what a worker completes an external task
+    with, or what a message brings, in the test run (a malformed value is ignored here; the lint reports it)."""
+    out = {}
+    if root is None:
+        return out
+    for prop in root.iterfind(f".//{B}extensionElements/{C}properties/{C}property"):
+        if prop.get("name") != "test_data":
+            continue
+        owner = prop.getparent().getparent().getparent()
+        try:
+            value = json.loads(prop.get("value") or "")
+        except ValueError:
+            continue
+        if isinstance(value, dict) and owner.get("id"):
+            out[owner.get("id")] = value
+    return out

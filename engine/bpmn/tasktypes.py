@@ -79,3 +79,17 @@ def external_tasks(spec_and_subs) -> list:
     """Every external task spec of a process and its called processes."""
     spec, subs = spec_and_subs
     return [ts for proc in (spec, *subs.values()) for ts in proc.task_specs.values() if isinstance(ts, ExternalTask)]
+
+
+def deliver(wf, name: str, payload: dict, bpmn_id: str | None = None) -> str | None:
+    """Deliver the message ``name`` to the workflow's event waiting for it (the element ``bpmn_id`` when given):
+    the payload becomes the catching task's data. The element that caught it, or None when nothing waits."""
+    from SpiffWorkflow.bpmn import BpmnEvent
+    from SpiffWorkflow.util.task import TaskState
+    for task in wf.get_tasks(state=TaskState.WAITING):
+        definition = getattr(task.task_spec, "event_definition", None)
+        if isinstance(definition, MessageEventDefinition) and definition.name == name and \
+                bpmn_id in (None, task.task_spec.bpmn_id):
+            wf.catch(BpmnEvent(definition, payload=payload))
+            return task.task_spec.bpmn_id
+    return None

@@ -11,6 +11,7 @@ and any failure, which branches of exclusive gateways no sample reached, and whi
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,7 +28,7 @@ from engine import clock
 from engine.bpmn import sandbox as scripting
 from engine.bpmn.forms import FormValidator, build_fields
 from engine.bpmn.lint import lint_diagram
-from engine.bpmn.samples import START, sample_data, sample_value, start_sample, worker_sample
+from engine.bpmn.samples import START, declared_test_data, sample_data, sample_value, start_sample
 from engine.bpmn.tasktypes import ExternalTask
 
 MAX_STEPS = 100  # user tasks and timers of one run
@@ -131,7 +132,10 @@ def _waiting_timers(wf):
 
 
 def run_path(spec_and_subs, process_id: str, choice: dict, initial: dict | None = None,
-             deadline: float | None = None, boundary: str | None = None) -> PathResult:
+             deadline: float | None = None, boundary: str | None = None, declared: dict | None = None) -> PathResult:
+    """One run; ``declared``: element id → the test data its ``test_data`` property declares (an external
+    task's worker variables, a message's payload)."""
+    declared = declared or {}
     result = PathResult(choice=dict(choice), boundary=boundary)
     spec, subs = spec_and_subs
     previous = clock.active()
@@ -170,7 +174,7 @@ def run_path(spec_and_subs, process_id: str, choice: dict, initial: dict | None 
             worked = [t for t in wf.get_tasks(state=TaskState.STARTED) if isinstance(t.task_spec, ExternalTask)]
             if worked:  # a worker completes the external task
                 current = worked[0]
-                current.data.update(worker_sample(current.task_spec))
+                current.data.update(copy.deepcopy(declared.get(current.task_spec.bpmn_id, {})))
                 current.complete()
                 current = None
                 continue
@@ -178,7 +182,8 @@ def run_path(spec_and_subs, process_id: str, choice: dict, initial: dict | None 
             if not timers:
                 message = next(_waiting_messages(wf, boundaries=False), None)
                 if message is not None:
-                    wf.catch(BpmnEvent(message.task_spec.event_definition, payload={}))
+                    wf.catch(BpmnEvent(message.task_spec.event_definition,
+                                       payload=copy.deepcopy(declared.get(message.task_spec.bpmn_id, {}))))
                     continue
                 waiting = [t.task_spec.bpmn_id for t in wf.get_tasks(state=TaskState.WAITING)]
                 result.failure = f"the run stops: nothing is ready and no timer waits (waiting: {waiting})"
@@ -254,10 +259,11 @@ def test_run(report) -> list[TestRunReport]:
         seen = set()
         start_data = {**initial, **start_sample(report.root, pid)}
         names = _names(spec_and_subs)
+        declared = declared_test_data(report.root)
         runs = [(choice, None) for choice in _variants(_forms(spec_and_subs))]
         boundaries = _boundaries(spec_and_subs)
         for i, (choice, boundary) in enumerate(runs):
-            path = run_path(spec_and_subs, pid, choice, start_data, deadline, boundary)
+            path = run_path(spec_and_subs, pid, choice, start_data, deadline, boundary, declared)
             path.names = names
             if i == len(runs) - 1:  # then one run per boundary event, on a path that reaches its task
                 for b, attached in boundaries:
@@ -337,10 +343,10 @@ def _unreached(root, process_id: str, paths: list[PathResult]) -> list[dict]:
     return out
 
 
-def test_run_xml(data, filename: str = "diagram.bpmn") -> list[TestRunReport]:
+def test_run_xml(data, filename: str = "diagram.bpmn", resolver=None) -> list[TestRunReport]:
     """Lint a diagram, then run each of its processes along each path. With lint errors nothing runs and
-    the one report returned says so (``lint_errors``)."""
-    report = lint_diagram(data, filename)
+    the one report returned says so (``lint_errors``). ``resolver``: see ``diagram.parse_specs``."""
+    report = lint_diagram(data, filename, resolver=resolver)
     if report.errors:
         return [TestRunReport(None, lint_errors=[f.to_dict() for f in report.errors])]
     return test_run(report)

@@ -15,8 +15,14 @@ def _finding_line(f: dict) -> str:
 
 
 def cmd_lint(args):
+    """Each diagram of the files and folders given; a call activity finds its process among them."""
+    from engine.bpmn.diagram import diagram_files
     from engine.bpmn.lint import lint_diagram
-    reports = [lint_diagram(_read_diagram(path), Path(path).name).to_dict() for path in args.files]
+    from engine.services.calls import siblings
+    files = [f for f in diagram_files(args.files) if f.suffix.lower() != ".dmn"]
+    items = [(_read_diagram(str(f)), f.name) for f in files]
+    others = siblings(items)
+    reports = [lint_diagram(data, name, resolver=others.get).to_dict() for data, name in items]
     _print(args, reports, lambda rs: "\n".join(
         f"{r['file']}: {'ok' if r['ok'] else 'FAILED'} ({r['errors']} error(s), {r['warnings']} warning(s))"
         + "".join("\n" + _finding_line(f) for f in r["findings"]) for r in rs))
@@ -33,8 +39,13 @@ def _path_line(p: dict) -> str:
 
 
 def cmd_testrun(args):
+    """A call activity finds its process among the other diagrams of the file's folder."""
     from engine.bpmn.testrun import test_run_xml
-    reports = [r.to_dict() for r in test_run_xml(_read_diagram(args.file), Path(args.file).name)]
+    from engine.services.calls import siblings
+    here = Path(args.file)
+    folder = [(f.read_bytes(), f.name) for f in sorted(here.parent.glob("*.bpmn")) if f.name != here.name]
+    others = siblings(folder)
+    reports = [r.to_dict() for r in test_run_xml(_read_diagram(args.file), here.name, resolver=others.get)]
     _print(args, reports, lambda rs: "\n".join(
         f"{args.file}: {t['message']['en']}\n" + "\n".join(_finding_line(f) for f in t["lint_errors"])
         if t.get("lint_errors") else
@@ -61,8 +72,8 @@ def cmd_migrate(args):
 
 
 def register(sub, add) -> None:
-    sp = add("lint", cmd_lint, "check diagrams before deploy (exit 2 when one has errors)")
-    sp.add_argument("files", nargs="+")
+    sp = add("lint", cmd_lint, "check diagrams (files or folders) before deploy (exit 2 when one has errors)")
+    sp.add_argument("files", nargs="+", metavar="FILE_OR_FOLDER")
     sp = add("testrun", cmd_testrun, "run a diagram on sample data along each path, without the database")
     sp.add_argument("file")
     sp = add("migrate", cmd_migrate, "move a running instance to a newer version when safe (process_owner)")
