@@ -374,6 +374,15 @@ class DesignerService:
         """Check, test-run and deploy one diagram as a new immutable version (process_owner only)."""
         return deploy_xml(self.ctx, data, filename, actor, dry_run=dry_run)
 
+    def lint(self, data, filename: str):
+        """The lint of one diagram; a call activity finds its process among the deployed ones."""
+        return lint_diagram(_as_bytes(data), filename, resolver=calls.resolver(self.ctx))
+
+    def test_run(self, data, filename: str) -> list:
+        """The test run of one diagram (``engine.bpmn.testrun``); called processes as for ``lint``."""
+        from engine.bpmn.testrun import test_run_xml
+        return test_run_xml(_as_bytes(data), filename, resolver=calls.resolver(self.ctx))
+
     def deploy_files(self, items, actor: str) -> list[dict]:
         """Check and test-run every diagram of ``items`` ((data, filename) pairs) and deploy all or none."""
         return deploy_files(self.ctx, items, actor)
