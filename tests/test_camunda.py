@@ -284,3 +284,36 @@ def test_a_message_waited_for_by_several_instances_needs_one_named(kefu):
     with pytest.raises(NotAllowed):
         kefu.messages.correlate("order-placed", "auditor")
 
+
+
+REVIEW = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="Defs_review" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="peer-review" name="Peer review" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="choose"/>
+    <bpmn:userTask id="choose" name="Choose reviewers">
+      <bpmn:extensionElements><camunda:formData>
+        <camunda:formField id="reviewers" label="Reviewers" type="users"/>
+      </camunda:formData></bpmn:extensionElements>
+    </bpmn:userTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="choose" targetRef="review"/>
+    <bpmn:userTask id="review" name="Review" camunda:assignee="${reviewer}">
+      <bpmn:multiInstanceLoopCharacteristics camunda:collection="${reviewers}" camunda:elementVariable="reviewer"/>
+    </bpmn:userTask>
+    <bpmn:sequenceFlow id="f3" sourceRef="review" targetRef="end"/>
+    <bpmn:endEvent id="end"/>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_a_camunda_collection_makes_one_task_per_item_assigned_by_its_element_variable(kefu, scenario, tmp_path):
+    (tmp_path / "review.bpmn").write_text(REVIEW, encoding="utf-8")
+    kefu.definitions.deploy([tmp_path])
+    scenario.start("peer-review", actor="supervisor")
+    scenario.complete("choose", "supervisor", {"reviewers": ["agent", "agent2"]})
+    assert sorted(t["assignee"] for t in scenario.ready() if t["bpmn_id"] == "review") == ["agent", "agent2"]
+    scenario.complete("review", "agent", assignee="agent")
+    scenario.complete("review", "agent2", assignee="agent2")
+    assert scenario.show()["status"] == "completed"

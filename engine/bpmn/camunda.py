@@ -23,7 +23,7 @@ KEFU = "{urn:kefu}"
 # camunda: attributes Kefu reads (some of them only to name what it does not run)
 READ_ATTRS = {"assignee", "candidateGroups", "candidateUsers", "initiator", "type", "topic", "class",
               "delegateExpression", "expression", "formKey", "formRef", "formRefBinding", "formRefVersion",
-              "resource", "decisionRef"}
+              "resource", "decisionRef", "collection", "elementVariable"}
 # camunda: attributes about Camunda's own job executor, history or tasklist: nothing to do in Kefu, no warning
 HARMLESS_ATTRS = {"historyTimeToLive", "versionTag", "isStartableInTasklist", "candidateStarterGroups",
                   "candidateStarterUsers", "asyncBefore", "asyncAfter", "exclusive", "jobPriority", "taskPriority",
@@ -76,6 +76,7 @@ def translate(root, lane_role) -> list[Note]:
         declared = {s.get(C + "initiator") for s in proc.iter(B + "startEvent") if s.get(C + "initiator")}
         aliases = {} if "initiator" in declared else {"initiator": "started_by"}
         _expressions(proc, aliases, notes)
+        _multi_instance(proc, notes)
         _user_tasks(proc, laned, aliases, notes)
         _service_tasks(proc, notes)
         _scripts(proc, notes)
@@ -184,6 +185,30 @@ def _expression(node, owner, what, what_zh, aliases, notes) -> None:
         if python is None:
             node.set(KEFU + "refused", "1")
         node.text = python if python is not None else "None"
+
+
+def _multi_instance(proc, notes) -> None:
+    """Camunda's ``camunda:collection`` / ``camunda:elementVariable`` as BPMN's ``loopDataInputRef`` and
+    ``inputDataItem``: one instance per item of the collection, the item in the element variable."""
+    from lxml import etree
+    for loop in proc.iter(B + "multiInstanceLoopCharacteristics"):
+        collection = (loop.get(C + "collection") or "").strip()
+        if not collection or loop.find(B + "loopDataInputRef") is not None:
+            continue
+        m = re.fullmatch(r"[$#]\{\s*([A-Za-z_]\w*)\s*\}|([A-Za-z_]\w*)", collection)
+        if m is None:
+            notes.add("error", "juel_unsupported", f"camunda:collection {collection!r} must name a variable that "
+                      "holds the list (e.g. ${reviewers}): compute the list in a script task before", f"camunda:collection "
+                      f"{collection!r} 必须是保存列表的变量名（例如 ${{reviewers}}）：请先在脚本任务中算出列表", loop)
+            continue
+        ref = etree.Element(B + "loopDataInputRef")
+        ref.text = m.group(1) or m.group(2)
+        position = 1 if loop.find(B + "loopCardinality") is not None else 0
+        loop.insert(position, ref)
+        item = loop.get(C + "elementVariable")
+        if item:
+            data_item = etree.Element(B + "inputDataItem", id=item, name=item)
+            loop.insert(position + 1, data_item)
 
 
 # ---------------------------------------------------------------- user tasks
