@@ -137,3 +137,20 @@ def test_a_worker_and_an_operator_on_the_command_line(kefu, scenario, cli, tmp_p
     assert f"reached {ticket} at wait_payment" in out
     assert kefu.instances.show(ticket)["data"]["reserved"] == 5
     assert "no open external tasks" in cli("external", "list").out
+
+
+def test_a_candidate_works_a_lanes_less_task_in_the_browser(kefu, scenario):
+    from tests.webclient import Web
+    kefu.definitions.deploy([CAMUNDA / "invoice.bpmn"])
+    scenario.start("invoice-approval", actor="agent")
+    scenario.complete("enter_invoice", "agent", {"creditor": "ACME", "amount": 50})
+    task = scenario.task("approve_small")  # offered to agent2 and supervisor, no role
+    web = Web(kefu).login_as("agent2")
+    inbox = web.page("/inbox")
+    assert 'id="q-offered"' in inbox and task["id"] in inbox.split('id="q-offered"')[1]
+    assert "None" not in web.page(f"/tasks/{task['id']}")
+    r = web.post(f"/tasks/{task['id']}", {"approved": "true"})
+    assert r.status_code == 302, r.get_data(as_text=True)[:500]
+    assert kefu.external.list()[0]["bpmn_id"] == "archive_invoice"
+    other = Web(kefu).login_as("agent")
+    assert task["id"] not in other.page("/inbox")
