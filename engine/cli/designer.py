@@ -19,7 +19,8 @@ def cmd_lint(args):
     from engine.bpmn.diagram import diagram_files
     from engine.bpmn.lint import lint_diagram
     from engine.services.calls import siblings
-    files = [f for f in diagram_files(args.files) if f.suffix.lower() != ".dmn"]
+    files = [f for p in args.files for f in (diagram_files([p]) if Path(p).is_dir() else [Path(p)])
+             if f.suffix.lower() != ".dmn"]
     items = [(_read_diagram(str(f)), f.name) for f in files]
     others = siblings(items)
     reports = [lint_diagram(data, name, resolver=others.get).to_dict() for data, name in items]
