@@ -317,3 +317,18 @@ def test_a_camunda_collection_makes_one_task_per_item_assigned_by_its_element_va
     scenario.complete("review", "agent", assignee="agent")
     scenario.complete("review", "agent2", assignee="agent2")
     assert scenario.show()["status"] == "completed"
+
+
+def test_a_literal_assignee_gets_the_task_and_nobody_else(kefu, scenario, tmp_path):
+    text = INVOICE.replace('camunda:assignee="${initiator}"', 'camunda:assignee="agent2"')
+    (tmp_path / "invoice.bpmn").write_text(text, encoding="utf-8")
+    kefu.definitions.deploy([tmp_path])
+    scenario.start("invoice-approval")
+    scenario.complete("enter_invoice", "agent", {"creditor": "ACME", "amount": 10})
+    scenario.complete("approve_small", "supervisor", {"approved": False})
+    review = scenario.task("review_invoice")
+    assert review["assignee"] == "agent2" and review["candidates"] == []
+    with pytest.raises(NotAllowed):
+        scenario.complete("review_invoice", "agent", {"clarified": False})
+    scenario.complete("review_invoice", "agent2", {"clarified": False})
+    assert scenario.show()["status"] == "completed"
