@@ -15,8 +15,10 @@ from engine.services.context import Context
 from engine.services.customers import CustomerService
 from engine.services.definitions import DefinitionService
 from engine.services.designer import DesignerService
+from engine.services.external import ExternalTaskService
 from engine.services.instances import InstanceService
 from engine.services.kpi import KpiService
+from engine.services.messages import MessageService
 from engine.services.runner import Runner
 from engine.services.security import SecurityService
 from engine.services.tasks import TaskService
@@ -27,7 +29,8 @@ from engine.store.database import Database
 
 
 class Kefu:
-    """One service object per process (or per test): the context and the services built on it."""
+    """One service object per process (or per test): the context and the services built on it (external
+    tasks: ``kefu.external``; message correlation: ``kefu.messages``)."""
 
     def __init__(self, config: Config | None = None, database: Database | None = None,
                  clock: Clock | None = None):
@@ -44,6 +47,8 @@ class Kefu:
         self.time = TimeService(ctx)
         self.audit = AuditService(ctx, runner, self.instances)
         self.kpi = KpiService(ctx, runner, self.users)
+        self.external = ExternalTaskService(ctx, runner)
+        self.messages = MessageService(ctx, runner)
 
     # The shared state, for the scheduler, the web app's setup and tests.
     @property

@@ -44,6 +44,7 @@ JS
 rm -rf "$MDEST"
 mkdir -p "$MDEST/assets"
 cp "$build/modeler.js" "$MDEST/bpmn-modeler.min.js"
+python3 scripts/patch-modeler.py "$MDEST/bpmn-modeler.min.js"  # Kefu's field types in the type menu
 cp "$build/node_modules/bpmn-js/dist/assets/bpmn-js.css" "$build/node_modules/bpmn-js/dist/assets/diagram-js.css" \
   "$MDEST/assets/"
 cp -r "$build/node_modules/bpmn-js/dist/assets/bpmn-font" "$MDEST/assets/"

@@ -20,6 +20,10 @@ def watch(page, base: str) -> tuple[list, list]:
     return errors, outside
 
 
+def versions_of(kefu) -> list[int]:
+    return [v["version"] for p in kefu.designer.overview() if p["process_id"] == "complaint" for v in p["versions"]]
+
+
 def earlier_labels(page) -> str:
     return page.locator("main").inner_text()
 
@@ -43,6 +47,11 @@ def test_owner_relabels_a_form_field_and_deploys_while_older_tickets_keep_theirs
     fields.locator(".bio-properties-panel-group-header").click()
     page.click(f'[data-entry-id="{PLACE}"] > .bio-properties-panel-collapsible-entry-header')
     assert page.input_value(f'[data-entry-id="{PLACE}-formFieldID"] input') == "place"
+    # the type menu offers every Kefu field type, and the panel says nothing in untranslated English
+    types = page.locator(f'[data-entry-id="{PLACE}-formFieldType"] select option').all_inner_texts()
+    assert {"日期时间 (datetime)", "用户 (user)", "多个用户 (users)", "文本 (string)"} <= set(types), types
+    panel_text = page.inner_text("#properties")
+    assert "Create" not in panel_text and "<empty>" not in panel_text, panel_text
     label = page.locator(f'[data-entry-id="{PLACE}-formFieldLabel"] input')
     assert label.input_value() == OLD
     label.fill(NEW)
@@ -53,13 +62,21 @@ def test_owner_relabels_a_form_field_and_deploys_while_older_tickets_keep_theirs
     page.click("#btn-check")
     page.wait_for_selector("#testrun-results .run.ok", timeout=60_000)
     assert "检查通过" in page.inner_text("#lint-results")
+    assert "登记投诉 → " in page.inner_text("#testrun-results")  # the steps by their names
     owner.shot("designer-03-checked")
 
+    page.click("#btn-deploy")  # asks first
+    assert "确定部署吗" in page.inner_text("#deploy-confirm") and "v1" in page.inner_text("#deploy-confirm")
+    page.click("#btn-deploy-cancel")
+    assert page.locator("#deploy-confirm").is_hidden() and versions_of(kefu) == [1]
     page.click("#btn-deploy")
+    page.click("#btn-deploy-confirm")
     page.wait_for_selector("#designer-status.good", timeout=60_000)
     assert "已部署第 2 版" in page.inner_text("#designer-status")
+    assert page.inner_text("#designer-version") == "v2" and "v2" in page.inner_text("#designer-based-on")
     owner.shot("designer-04-deployed")
     page.click("#btn-deploy")  # sent again: the same diagram makes no second version
+    page.click("#btn-deploy-confirm")
     page.wait_for_function("() => document.querySelector('#designer-status').textContent.includes('未创建新版本')")
     assert "与第 2 版相同" in page.inner_text("#designer-status")
     assert not errors, errors

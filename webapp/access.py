@@ -6,6 +6,8 @@ from __future__ import annotations
 from flask import abort
 from flask_babel import gettext as _
 
+from engine.services import routing
+
 from .auth import kefu
 
 # Roles that work with or oversee every ticket; the others see the tickets they have a task on.
@@ -15,15 +17,18 @@ CUSTOMER_EDIT_ROLES = ("agent", "supervisor")
 
 
 def may_work(user, task: dict) -> bool:
-    """The task is ready, in one of the user's lanes, and unclaimed or claimed by the user."""
-    return (task["state"] == "ready" and task["role"] in user.roles
-            and task.get("assignee") in (None, user.name))
+    """The task is ready and the user's to work: in one of the user's lanes (or among a lanes-less task's
+    candidates), and unclaimed or claimed by the user."""
+    return task["state"] == "ready" and routing.may_work(user.name, user.roles, getattr(user, "groups", set()), task)
 
 
 def may_see_instance(user, shown: dict) -> bool:
     if user.has(*WIDE_ROLES):
         return True
-    return any(t["role"] in user.roles and (t["assignee"] in (None, user.name) or t["completed_by"] == user.name)
+    groups = getattr(user, "groups", set())
+    return any((t["role"] in user.roles and (t["assignee"] in (None, user.name) or t["completed_by"] == user.name))
+               if t.get("candidates") is None else
+               (t["completed_by"] == user.name or routing.may_work(user.name, user.roles, groups, t))
                for t in shown["tasks"])
 
 

@@ -35,6 +35,7 @@ class WebUser(UserMixin):
         self.name = user["name"]
         self.display_name = user.get("display_name") or user["name"]
         self.roles = set(user["roles"])
+        self.groups = set(user.get("groups") or ())
 
     def get_id(self) -> str:
         return self.name

@@ -41,8 +41,7 @@ def _finding(f: dict) -> dict:
 def lint_report(data: bytes, filename: str) -> dict:
     """The engine's lint of ``data``, with each finding's text in the reader's language; ``readable`` says
     whether the file parsed as a BPMN document at all (then the modeler can open it to fix the rest)."""
-    from engine.bpmn.lint import lint_diagram
-    report = lint_diagram(data, filename)
+    report = kefu().designer.lint(data, filename)  # call activities find the deployed processes
     out = report.to_dict()
     out["findings"] = [_finding(f) for f in out.get("findings", [])]
     out["process_ids"] = list(getattr(report, "process_ids", None) or out.get("process_ids") or [])
@@ -51,12 +50,8 @@ def lint_report(data: bytes, filename: str) -> dict:
 
 
 def test_run_report(data: bytes, filename: str) -> list[dict] | None:
-    """The engine's test run of every process in ``data`` (None when the engine has none)."""
-    from engine.bpmn import testrun
-    run = getattr(testrun, "test_run_xml", None)
-    if run is None:
-        return None
-    return [r.to_dict() for r in run(data, filename)]
+    """The engine's test run of every process in ``data``."""
+    return [r.to_dict() for r in kefu().designer.test_run(data, filename)]
 
 
 def _read_diagram() -> tuple[bytes, str]:

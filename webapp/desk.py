@@ -72,6 +72,10 @@ def inbox():
         queue = [t for t in tasks if t["role"] == role and t["assignee"] is None]
         if queue or role not in ("qa", "auditor", "process_owner"):
             queues.append({"key": role, "role": role, "tasks": queue})
+    queued = {t["id"] for q in queues for t in q["tasks"]}
+    offered = [t for t in tasks if t["id"] not in queued and t["assignee"] is None]  # candidate groups and users
+    if offered:
+        queues.append({"key": "offered", "title": _("候选任务"), "tasks": offered})
     everyone = None
     if current_user.has("supervisor"):
         everyone = _filtered(kefu().tasks.ready(), kind, severity)
@@ -131,7 +135,7 @@ def _conflict_text(exc: Conflict) -> str:
 def _follow_up(result: dict) -> str:
     """The next task of the same ticket if it is the user's to work, else the inbox."""
     for brief in result.get("tasks", []):
-        if brief["role"] in current_user.roles and brief["assignee"] in (None, me()):
+        if may_work(current_user, brief):
             return url_for("desk.task", task_id=brief["id"])
     return url_for("desk.inbox")
 
@@ -258,7 +262,7 @@ def intake_submit(kind):
                             status=422)
     flash(_("已登记：%(ticket)s", ticket=result["ticket_no"]), "success")
     for brief in result["tasks"]:
-        if brief["role"] in current_user.roles and brief["assignee"] in (None, me()):
+        if may_work(current_user, brief):
             return redirect(url_for("desk.task", task_id=brief["id"]))
     return redirect(url_for("records.instance", ref=result["ticket_no"]))
 

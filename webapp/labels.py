@@ -35,10 +35,13 @@ EVENTS = {
     "incident_retried": _l("异常重试"), "timer_set": _l("设定时限"), "deadline_set": _l("设定时限"),
     "clock_paused": _l("计时暂停"), "clock_resumed": _l("计时恢复"), "clock_started": _l("计时开始"),
     "clock_stopped": _l("计时结束"), "deadline_extended": _l("主管延长时限"),
+    "external_task_created": _l("外部任务生成"), "external_task_completed": _l("外部任务完成"),
+    "external_task_failed": _l("外部任务失败"), "external_task_cancelled": _l("外部任务取消"),
+    "message_received": _l("收到消息"), "instance_migrated": _l("已迁移到新版本"),
 }
 DEADLINES = {"response": _l("响应时限"), "finish": _l("完成时限")}
 SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created", "timer_set",
-                 "clock_started"}
+                 "clock_started", "external_task_created"}
 NEAR_DUE_SECONDS = 4 * 3600
 translate = _  # for text not written here (from the diagrams): not picked up by extraction
 

@@ -38,7 +38,10 @@ def _ref(name: str) -> dict:
 
 
 TASK_BRIEF = {
-    "id": {"type": "string", "format": "uuid"}, "bpmn_id": STR, "name": STR, "role": STR, "assignee": N_STR,
+    "id": {"type": "string", "format": "uuid"}, "bpmn_id": STR, "name": STR, "role": N_STR, "assignee": N_STR,
+    "candidates": {**_nullable({"type": "array", "items": STR}),
+                   "description": "who may work a task of a process without role lanes: 'role:R', 'group:G', "
+                                  "'user:U' (null for a task of a role lane)"},
     "state": {"enum": ["ready", "completed", "cancelled"]}, "due_at": N_TIME, "created_at": TIME,
     "ended_at": N_TIME, "completed_by": N_STR, "end_reason": N_STR,
 }
@@ -87,6 +90,9 @@ INSTANCE = _obj({
     "incident": _nullable(OBJ), "data": OBJ, "deadlines": OBJ, "clocks": {"type": "array", "items": CLOCK},
     "sla": _nullable(OBJ), "parent_id": N_INT,
     "tasks": {"type": "array", "items": _ref("TaskBrief")}, "timers": {"type": "array", "items": _ref("Timer")},
+    "external_tasks": {"type": "array", "items": _obj({
+        "id": STR, "bpmn_id": STR, "name": N_STR, "topic": STR, "state": {"enum": ["open", "completed", "cancelled"]},
+        "retries": INT, "error_message": N_STR, "created_at": TIME, "ended_at": N_TIME})},
     "trace": {"type": "array", "items": _ref("AuditEvent")},
 })
 COMPLETION = _obj({
@@ -100,6 +106,20 @@ ERROR = _obj({"error": _obj({
     "fields": {"type": "object", "additionalProperties": STR},
 }, required=["code", "message"])})
 
+TYPED = {"type": "object", "additionalProperties": _obj({"value": {}, "type": STR, "valueInfo": OBJ},
+                                                     required=["value"]),
+         "description": "variables by name, Camunda's typed form: {\"amount\": {\"value\": 30, \"type\": "
+                        "\"Integer\"}}; plain values ({\"amount\": 30}) are accepted in requests"}
+EXTERNAL_TASK = _obj({
+    "id": STR, "topicName": STR, "workerId": N_STR, "lockExpirationTime": N_STR, "processInstanceId": STR,
+    "businessKey": STR, "activityId": STR, "retries": INT, "errorMessage": N_STR, "variables": TYPED,
+}, required=["id", "topicName", "workerId", "lockExpirationTime", "processInstanceId", "businessKey",
+             "activityId", "retries", "errorMessage"])
+MS = {"type": "integer", "minimum": 0, "maximum": 7 * 24 * 3600 * 1000, "description": "milliseconds"}
+WORKER = {"type": "string", "minLength": 1, "maxLength": 255}
+BRIEF_INSTANCE = _obj({"instance_id": INT, "ticket_no": STR, "status": STR, "element": STR},
+                      required=["instance_id", "ticket_no", "status"])
+
 SCHEMAS = {
     "Error": ERROR, "FormField": FORM_FIELD, "TaskBrief": _obj(TASK_BRIEF), "Task": TASK, "Customer": CUSTOMER,
     "Started": STARTED, "AuditEvent": EVENT, "Timer": TIMER, "Instance": INSTANCE, "Completion": COMPLETION,
@@ -111,12 +131,39 @@ SCHEMAS = {
     "CompleteTask": _obj({"data": {"type": "object", "description": "the task form's values by field id"}},
                          required=[]),
     "Empty": _obj({}, required=[]),
+    "ExternalTask": EXTERNAL_TASK,
+    "FetchAndLock": _obj({
+        "workerId": WORKER, "maxTasks": {"type": "integer", "minimum": 1, "maximum": 100},
+        "usePriority": BOOL, "asyncResponseTimeout": INT,
+        "topics": {"type": "array", "minItems": 1, "maxItems": 100, "items": _obj({
+            "topicName": {"type": "string", "minLength": 1, "maxLength": 255}, "lockDuration": MS,
+            "variables": {"type": "array", "items": STR}, "localVariables": BOOL, "deserializeValues": BOOL},
+            required=["topicName", "lockDuration"])},
+    }, required=["workerId", "topics"]),
+    "CompleteExternalTask": _obj({"workerId": WORKER, "variables": TYPED, "localVariables": TYPED},
+                                 required=["workerId"]),
+    "ExternalTaskFailure": _obj({
+        "workerId": WORKER, "errorMessage": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "errorDetails": {"type": "string", "maxLength": 20000}, "retries": {"type": "integer", "minimum": 0,
+                                                                             "maximum": 1000},
+        "retryTimeout": MS}, required=["workerId", "errorMessage"]),
+    "ExtendLock": _obj({"workerId": WORKER, "newDuration": MS}, required=["workerId", "newDuration"]),
+    "Message": _obj({
+        "messageName": {"type": "string", "minLength": 1, "maxLength": 255}, "processVariables": TYPED,
+        "businessKey": {"type": "string", "maxLength": 64, "description": "the ticket number of the instance"},
+        "processInstanceId": {"type": "string", "maxLength": 64}, "all": BOOL, "resultEnabled": BOOL,
+        "variablesInResultEnabled": BOOL, "correlationKeys": OBJ}, required=["messageName"]),
+    "MessageResult": _obj({
+        "message": STR, "correlated": {"type": "array", "items": BRIEF_INSTANCE},
+        "started": _nullable(_obj({"instance_id": INT, "ticket_no": STR, "kind": STR, "status": STR,
+                                   "tasks": {"type": "array", "items": OBJ}}))}),
+    "StartProcess": _obj({"variables": TYPED, "businessKey": STR}, required=[]),
 }
 
 _MESSAGES = {
     400: "invalid input: not a JSON object, an unknown or wrong field (``fields`` names each)",
     401: "no token, or an unknown or revoked one", 403: "the caller's roles, lane or group do not allow this",
-    404: "no such task, instance or customer", 405: "method not allowed",
+    404: "no such task, external task, instance, process or customer", 405: "method not allowed",
     409: "the state moved on: the task is no longer ready (completed, cancelled), or a concurrent save",
     413: "the body is too large", 415: "the body is not JSON",
     500: "an unexpected failure (never expected; logged)",
@@ -206,6 +253,45 @@ PATHS = {
         "parameters": [{"name": "ref", "in": "path", "required": True, "schema": STR,
                         "description": "instance id or ticket number"}],
         "responses": {**_ok(200, _ref("Instance"), "the instance"), **_errors(403, 404)}}},
+    "/api/v1/external-task/fetchAndLock": {"post": {
+        "operationId": "fetchAndLock", "summary": "Lock open external tasks of the given topics for a worker",
+        "requestBody": _body("FetchAndLock", True),
+        "responses": {**_ok(200, {"type": "array", "items": _ref("ExternalTask")}, "the locked tasks with "
+                            "their variables (none: an empty list)"), **_errors(400, 403, 413, 415)}}},
+    "/api/v1/external-task": {"get": {
+        "operationId": "listExternalTasks", "summary": "Open external tasks, with their locks and retries",
+        "parameters": [{"name": "topicName", "in": "query", "required": False,
+                        "schema": {"type": "string", "maxLength": 255}}],
+        "responses": {**_ok(200, {"type": "array", "items": _ref("ExternalTask")}, "open external tasks"),
+                      **_errors(400, 403)}}},
+    "/api/v1/external-task/{task_id}/complete": {"post": {
+        "operationId": "completeExternalTask", "summary": "Complete a locked external task with variables",
+        "parameters": [TASK_ID], "requestBody": _body("CompleteExternalTask", True),
+        "responses": {"204": {"description": "completed; the instance ran on"},
+                      **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/external-task/{task_id}/failure": {"post": {
+        "operationId": "failExternalTask",
+        "summary": "Report a failure: the retries left (none left: an incident on the instance)",
+        "parameters": [TASK_ID], "requestBody": _body("ExternalTaskFailure", True),
+        "responses": {"204": {"description": "recorded"}, **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/external-task/{task_id}/extendLock": {"post": {
+        "operationId": "extendExternalTaskLock", "summary": "Keep a locked external task longer",
+        "parameters": [TASK_ID], "requestBody": _body("ExtendLock", True),
+        "responses": {"204": {"description": "the lock now ends newDuration from now"},
+                      **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/message": {"post": {
+        "operationId": "correlateMessage",
+        "summary": "Deliver a message to the instance waiting for it, or start the process it starts",
+        "requestBody": _body("Message", True),
+        "responses": {**_ok(200, _ref("MessageResult"), "the instances it reached, or the one it started"),
+                      **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/process-definition/key/{key}/start": {"post": {
+        "operationId": "startProcessByKey", "summary": "Start the newest version of a process with variables",
+        "parameters": [{"name": "key", "in": "path", "required": True, "schema": STR,
+                        "description": "the process id"}],
+        "requestBody": _body("StartProcess", False),
+        "responses": {**_ok(201, _ref("Started"), "the instance was started"),
+                      **_errors(400, 403, 404, 409, 413, 415)}}},
     "/api/v1/openapi.json": {"get": {
         "operationId": "openapi", "summary": "This document", "security": [],
         "responses": {**_ok(200, OBJ, "the OpenAPI document"), **{k: v for k, v in _errors().items()
@@ -215,7 +301,8 @@ PATHS = {
 DOCUMENT = {
     "openapi": "3.1.0",
     "info": {"title": "Kefu JSON API", "version": "1",
-             "description": "Open tickets, find customers, list, claim and complete tasks, read instances. "
+             "description": "Open tickets, find customers, list, claim and complete tasks, read instances; "
+                            "external tasks, messages and starting a process shaped like Camunda 7's REST API. "
                             "Authenticate with 'Authorization: Bearer <token>' ('kefu users token NAME'); a token "
                             "acts as its user, with that user's roles and groups."},
     "servers": [{"url": "/"}],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
@@ -20,9 +20,10 @@ from SpiffWorkflow.spiff.parser.task_spec import UserTaskParser as SpiffUserTask
 from SpiffWorkflow.spiff.serializer import DEFAULT_CONFIG as SPIFF_CONFIG
 from SpiffWorkflow.spiff.specs.defaults import UserTask as SpiffUserTask
 
-from engine.bpmn import sandbox as scripting, screen
-from engine.errors import DefinitionError
+from engine.bpmn import camunda, juel, sandbox as scripting, screen
 from engine.bpmn.forms import CAMUNDA_NS, lint_form, read_form, read_properties
+from engine.bpmn.tasktypes import ExternalTask, ExternalTaskParser, add_converters, finish_spec
+from engine.errors import DefinitionError
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 B = "{%s}" % BPMN_NS
@@ -30,6 +31,8 @@ C = "{%s}" % CAMUNDA_NS
 ROLES = ("agent", "supervisor", "department", "technician", "taskforce", "qa", "auditor", "process_owner",
          "integration")  # integration: a system (e.g. telephony) that opens tickets and reads them via the API
 LANE_ROLES = ("agent", "supervisor", "department", "technician", "taskforce", "qa")
+ROUTING_ATTRS = ("assignee", "candidateGroups", "candidateUsers")
+PROCESS_ID = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 RULE_ID = re.compile(r"\b(?:[CPRTIQK]\d{1,2}|K-cycle|K-score|QA)\b")
 MAX_DIAGRAM_BYTES = 5 * 1024 * 1024
 # A DOCTYPE before the root element (after the XML declaration, comments and processing instructions).
@@ -103,7 +106,7 @@ class FormUserTaskParser(SpiffUserTaskParser):
         if form is not None:
             ext["form"] = form
         ext["kefu_properties"] = read_properties(node)
-        for attr in ("assignee", "candidateGroups"):
+        for attr in ROUTING_ATTRS:
             if node.get(C + attr):
                 ext[f"kefu_{attr}"] = node.get(C + attr)
         return ext
@@ -111,7 +114,8 @@ class FormUserTaskParser(SpiffUserTaskParser):
 
 class KefuParser(SpiffBpmnParser):
     OVERRIDE_PARSER_CLASSES = {**SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
-                               full_tag("userTask"): (FormUserTaskParser, SpiffUserTask)}
+                               full_tag("userTask"): (FormUserTaskParser, SpiffUserTask),
+                               full_tag("serviceTask"): (ExternalTaskParser, ExternalTask)}
 
 
 _VALIDATOR = None
@@ -132,6 +136,7 @@ class ParsedDiagram:
     process_ids: list[str]
     names: dict[str, str | None]
     specs: dict[str, tuple]  # process id -> (spec, subprocess specs)
+    calls: dict[str, str] = field(default_factory=dict)  # called process id -> sha256 of its diagram
 
 
 def _element_of(root, element_id):
@@ -150,7 +155,8 @@ def _spiff_error(exc, filename, root) -> DefinitionError:
 
 
 def lint(root, filename: str) -> list[DefinitionError]:
-    """Kefu's own checks, which SpiffWorkflow would report only at run time or never."""
+    """Kefu's own checks, which SpiffWorkflow would report only at run time or never (on a tree the Camunda
+    dialect's translation has rewritten)."""
     problems: list[DefinitionError] = []
 
     def bad(msg, node):
@@ -161,11 +167,13 @@ def lint(root, filename: str) -> list[DefinitionError]:
         problems.append(DefinitionError("no executable process (isExecutable=\"true\")", file=filename))
     for proc in processes:
         pid = proc.get("id") or ""
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", pid):
-            bad("process id must be a letter followed by letters, digits or '_'", proc)
+        if not PROCESS_ID.fullmatch(pid):
+            bad("process id must be a letter followed by letters, digits, '_', '-' or '.' (at most 64)", proc)
+        lanes = list(proc.iter(B + "lane"))
+        laned = any(lane_role(lane.get("name")) for lane in lanes)  # else the lanes are only drawn
         in_lane = {}
-        for lane in proc.iter(B + "lane"):
-            if lane_role(lane.get("name")) is None:
+        for lane in lanes:
+            if laned and lane_role(lane.get("name")) is None:
                 bad(f"lane name {lane.get('name')!r} names no single role (use one of: {', '.join(LANE_ROLES)},"
                     " alone or beside a label, e.g. '客服专员 agent')", lane)
             for ref in lane.iterfind(B + "flowNodeRef"):
@@ -174,7 +182,7 @@ def lint(root, filename: str) -> list[DefinitionError]:
                                      "inputDataItem", "outputDataItem")}
         element_ids = {e.get("id") for e in proc.iter(f"{B}*") if e.get("id") and e.tag not in data_tags}
         for task in proc.iter(B + "userTask"):
-            if task.get("id") not in in_lane:
+            if laned and task.get("id") not in in_lane:
                 bad("user task is in no lane, so no role can work it", task)
             form = read_form(task)
             for fid, msg in lint_form(form):
@@ -183,13 +191,13 @@ def lint(root, filename: str) -> list[DefinitionError]:
                 if f.get("id") in element_ids:
                     # SpiffWorkflow resolves flows by id: a field named like an element replaces it.
                     bad(f"form field {f.get('id')!r} has the same id as an element of the diagram", task)
-            for attr in ("assignee", "candidateGroups"):
+            for attr in ROUTING_ATTRS:
                 expr = task.get(C + attr)
                 if expr:
                     _check_expr(expr, f"camunda:{attr}", task, bad)
         for flow in proc.iter(B + "sequenceFlow"):
             cond = flow.find(B + "conditionExpression")
-            if cond is not None and (cond.text or "").strip():
+            if cond is not None and (cond.text or "").strip() and not cond.get(camunda.KEFU + "refused"):
                 _check_expr(cond.text, "condition", flow, bad)
         for script in proc.iter(B + "script"):
             reason = screen.check(script.text or "", "exec")
@@ -198,7 +206,7 @@ def lint(root, filename: str) -> list[DefinitionError]:
         for timer in proc.iter(B + "timerEventDefinition"):
             for kind in ("timeDate", "timeDuration", "timeCycle"):
                 node = timer.find(B + kind)
-                if node is None:
+                if node is None or node.get(camunda.KEFU + "refused"):
                     continue
                 text = (node.text or "").strip()
                 event = timer.getparent()
@@ -212,8 +220,6 @@ def lint(root, filename: str) -> list[DefinitionError]:
             outgoing.setdefault(flow.get("sourceRef"), []).append(flow)
         for gw in proc.iter(B + "exclusiveGateway", B + "inclusiveGateway"):
             flows = outgoing.get(gw.get("id"), [])
-            if len(flows) > 1 and not gw.get("default"):
-                bad("gateway with several outgoing flows has no default flow", gw)
             for flow in flows:
                 cond = flow.find(B + "conditionExpression")
                 if len(flows) > 1 and flow.get("id") != gw.get("default") and (
@@ -224,7 +230,7 @@ def lint(root, filename: str) -> list[DefinitionError]:
 
 def _check_expr(expr, what, node, bad):
     text = (expr or "").strip()
-    if "${" in text or "#{" in text:
+    if juel.is_juel(text):
         bad(f"{what} {text!r} uses Camunda/JUEL syntax; Kefu expressions are Python (e.g. severity == 'major')",
             node)
         return
@@ -233,8 +239,68 @@ def _check_expr(expr, what, node, bad):
         bad(f"{what} {text!r} does not compile in the sandbox: {reason}", node)
 
 
-def parse_diagram(data: bytes, filename: str) -> ParsedDiagram:
-    """Safe-parse, validate (XSD), lint and parse one diagram; raises DefinitionError naming the element."""
+def translate(root) -> list:
+    """Rewrite the Camunda 7 dialect of a diagram tree in place (``engine.bpmn.camunda``); its notes."""
+    return camunda.translate(root, lane_role)
+
+
+class CallUnresolved(DefinitionError):
+    """A call activity names a process that is neither in the file, nor among the others given, nor deployed;
+    ``details["zh"]`` says it in Chinese."""
+
+    def __init__(self, message: str, zh: str, **where):
+        super().__init__(message, **where)
+        self.details["zh"] = zh
+
+
+def parse_specs(root, filename: str, resolver=None) -> tuple[list[str], dict, dict]:
+    """SpiffWorkflow's specs of the executable processes of a translated tree: (process ids, id → (spec,
+    subprocess specs), calls). A call activity to a process not in the file is looked up with
+    ``resolver(process_id)`` → ``(xml bytes, filename, sha256)`` or None; ``calls`` maps each process found so
+    to the sha256 of the diagram it came from."""
+    parser = KefuParser()
+    parser.add_bpmn_xml(root, filename=filename)
+    own = parser.get_process_ids()
+    known = {p.get("id") for p in root.iter(B + "process")}
+    calls: dict[str, str] = {}
+    trees = [root]
+    while trees:
+        tree = trees.pop()
+        for call in tree.iter(B + "callActivity"):
+            called = (call.get("calledElement") or "").strip()
+            if not called or called in known:
+                continue
+            where = dict(file=filename, element=call.get("id"), line=call.sourceline)
+            if juel.is_juel(called):
+                raise CallUnresolved(f"the called process {called!r} is an expression; name the process id",
+                                     f"被调用的流程 {called!r} 是表达式；请写明流程 id", **where)
+            found = resolver(called) if resolver is not None else None
+            if found is None:
+                raise CallUnresolved(f"the call activity calls process {called!r}, which is neither in this file, "
+                                     "nor among the diagrams given with it, nor deployed",
+                                     f"调用活动调用的流程 {called!r} 既不在本文件中，也不在一同给出的图中，也没有部署", **where)
+            data, other_name, sha = found
+            other = safe_xml(data, other_name)
+            translate(other)
+            parser.add_bpmn_xml(other, filename=other_name)
+            calls[called] = sha
+            known.update(p.get("id") for p in other.iter(B + "process"))
+            trees.append(other)
+    settings = camunda.settings(root)
+    specs = {}
+    for pid in own:
+        spec, subs = parser.get_spec(pid), parser.get_subprocess_specs(pid)
+        for proc in (spec, *subs.values()):
+            finish_spec(proc)
+        spec.kefu_ticket_prefix = settings.get(pid, {}).get("ticket_prefix")
+        spec.kefu_initiator = settings.get(pid, {}).get("initiator")
+        specs[pid] = (spec, subs)
+    return own, specs, calls
+
+
+def parse_diagram(data: bytes, filename: str, resolver=None) -> ParsedDiagram:
+    """Safe-parse, validate (XSD), translate the Camunda dialect, lint and parse one diagram; raises
+    DefinitionError naming the element."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     root = safe_xml(data, filename)
@@ -243,7 +309,10 @@ def parse_diagram(data: bytes, filename: str) -> ParsedDiagram:
     except ValidationException as exc:
         raise DefinitionError(f"not valid BPMN 2.0: {exc.message if hasattr(exc, 'message') else exc}",
                               file=filename, line=getattr(exc, "line_number", None)) from None
-    problems = lint(root, filename)
+    names = {p.get("id"): p.get("name") for p in root.iter(B + "process")}
+    problems = [DefinitionError(n.en, file=filename, element=n.element, line=n.line)
+                for n in translate(root) if n.severity == "error"]
+    problems += lint(root, filename)
     if problems:
         first = problems[0]
         if len(problems) > 1:
@@ -251,25 +320,24 @@ def parse_diagram(data: bytes, filename: str) -> ParsedDiagram:
             first.message += f" (and {len(problems) - 1} more problem(s))"
             first.args = (first.message,)
         raise first
-    parser = KefuParser()
     try:
-        parser.add_bpmn_xml(root, filename=filename)
-        pids = parser.get_process_ids()
-        specs = {pid: (parser.get_spec(pid), parser.get_subprocess_specs(pid)) for pid in pids}
+        pids, specs, calls = parse_specs(root, filename, resolver)
     except (ValidationException, SpiffWorkflowException) as exc:
         raise _spiff_error(exc, filename, root) from None
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise DefinitionError(f"cannot be parsed: {exc}", file=filename) from None
-    names = {p.get("id"): p.get("name") for p in root.iter(B + "process")}
-    return ParsedDiagram(filename, data, hashlib.sha256(data).hexdigest(), pids, names, specs)
+    return ParsedDiagram(filename, data, hashlib.sha256(data).hexdigest(), pids, names, specs, calls)
 
 
 class SpecCache:
     """Parsed specs by process id and sha256; a definition version is parsed at most once per process."""
 
-    def __init__(self):
+    def __init__(self, loader=None):
         self._specs: dict[str, tuple] = {}
         self._by_id: dict[int, str] = {}  # definition row id → key (a deployed version never changes)
+        # loader(definition, process_id, sha256) -> (xml bytes, filename, sha256) of a process the definition
+        # calls (its ``calls``, recorded at deploy), or None
+        self.loader = loader
 
     @staticmethod
     def key(process_id: str, sha: str) -> str:
@@ -285,7 +353,12 @@ class SpecCache:
     def get(self, definition) -> tuple:
         hit = self._specs.get(self.key(definition.process_id, definition.sha256))
         if hit is None:
-            parsed = parse_diagram(definition.xml.encode("utf-8"), definition.filename)
+            calls = getattr(definition, "calls", None) or {}
+            resolver = None
+            if calls and self.loader is not None:
+                def resolver(pid):
+                    return self.loader(definition, pid, calls[pid]) if pid in calls else None
+            parsed = parse_diagram(definition.xml.encode("utf-8"), definition.filename, resolver)
             hit = parsed.specs[definition.process_id]
             self.put(definition.process_id, definition.sha256, hit)
         if definition.id is not None:
@@ -342,6 +415,7 @@ class _SpecRefWorkflowConverter(BpmnWorkflowConverter):
 
 def make_serializer(cache: SpecCache) -> BpmnWorkflowSerializer:
     config = dict(SPIFF_CONFIG)
+    add_converters(config)
     config[BpmnWorkflow] = lambda cls, reg: _SpecRefWorkflowConverter(cls, reg, cache)
     return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
 

@@ -16,20 +16,21 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
-from engine.bpmn import sandbox as scripting, screen
-from engine.bpmn.diagram import B, C, KefuParser, _validator, lint as kefu_lint, safe_xml
-from engine.errors import DefinitionError
+from engine.bpmn import camunda, sandbox as scripting, screen
+from engine.bpmn.diagram import B, C, CallUnresolved, _validator, lint as kefu_lint, parse_specs, safe_xml, translate
+from engine.bpmn.gateways import open_gateways
 from engine.bpmn.samples import sample_data
+from engine.errors import DefinitionError
 
-# Camunda attributes and extension elements that Kefu reads; any other camunda: item is ignored at run time.
-SUPPORTED_CAMUNDA_ATTRS = {"assignee", "candidateGroups"}
-SUPPORTED_CAMUNDA_ELEMENTS = {"formData", "formField", "value", "validation", "constraint", "properties",
-                              "property"}
+# Camunda attributes and extension elements that Kefu reads, or that mean nothing in Kefu and are left alone in
+# silence; any other camunda: item is ignored at run time, with a warning.
+SUPPORTED_CAMUNDA_ATTRS = camunda.READ_ATTRS | camunda.HARMLESS_ATTRS
+SUPPORTED_CAMUNDA_ELEMENTS = camunda.READ_ELEMENTS | camunda.HARMLESS_ELEMENTS
 
 # English message (as written by definitions.lint / forms.lint_form) -> (code, Chinese template).
 _ZH = [
     ("no_executable_process", r"no executable process.*", "没有可执行的流程（isExecutable=\"true\"）"),
-    ("bad_process_id", r"process id must be .*", "流程 id 必须以字母开头，只含字母、数字或 '_'"),
+    ("bad_process_id", r"process id must be .*", "流程 id 必须以字母开头，只含字母、数字、'_'、'-' 或 '.'（最多 64 个）"),
     ("lane_without_role", r"lane name (.*) names no single role.*",
      r"泳道名 \1 未对应唯一的角色（agent、supervisor、department、technician、taskforce、qa 之一）"),
     ("task_without_lane", r"user task is in no lane.*", "用户任务不在任何泳道中，没有角色可以处理它"),
@@ -61,10 +62,10 @@ _ZH = [
 
 
 def zh_of(en: str) -> str:
-    return translate(en)[1]
+    return translate_message(en)[1]
 
 
-def translate(en: str) -> tuple[str, str]:
+def translate_message(en: str) -> tuple[str, str]:
     """(code, Chinese text) of an English message of ``definitions.lint``."""
     for code, pattern, template in _ZH:
         m = re.fullmatch(pattern, en, re.S)
@@ -105,6 +106,7 @@ class LintReport:
     findings: list[Finding] = field(default_factory=list)
     process_ids: list[str] = field(default_factory=list)
     specs: dict = field(default_factory=dict)
+    calls: dict = field(default_factory=dict)  # processes called from other diagrams: id -> sha256
     root: object = None
 
     @property
@@ -125,8 +127,10 @@ class LintReport:
                 "findings": [f.to_dict() for f in self.findings]}
 
 
-def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict | None = None) -> LintReport:
-    """Every problem of one diagram; never raises for a bad diagram."""
+def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict | None = None,
+                 resolver=None) -> LintReport:
+    """Every problem of one diagram in one pass; never raises for a bad diagram. ``resolver(process_id)``
+    finds a process a call activity names outside the file (see ``diagram.parse_specs``)."""
     report = LintReport(filename)
     add = report.findings.append
     if isinstance(data, str):
@@ -148,40 +152,110 @@ def lint_diagram(data: bytes | str, filename: str = "diagram.bpmn", sample: dict
         add(Finding("error", reason, zh, line=exc.details.get("line"), code=code))
         return report
     report.root = root
-    try:
-        _validator().validate(root, filename)
-    except ValidationException as exc:
-        raw = str(getattr(exc, "message", None) or exc).split("\n")[0]
-        msg = raw.replace(B, "bpmn:").replace(C, "camunda:")
-        line = getattr(exc, "line_number", None)
-        add(Finding("error", f"not valid BPMN 2.0 (unknown or misplaced element): {msg}",
-                    f"不是有效的 BPMN 2.0（未知或位置错误的元素）：{msg}", element=_element_at(root, line, raw),
-                    line=line, code="schema"))
-        return report
+    _schema(root, filename, add)
+    _camunda_extensions(root, add)  # before the translation rewrites what it reads
+    notes = translate(root)
+    for n in notes:
+        add(Finding(n.severity, n.en, n.zh, element=n.element, line=n.line, code=n.code))
+    refused = {n.element for n in notes if n.severity == "error"}
     for p in kefu_lint(root, filename):
         reason = p.details.get("reason") or p.message
-        code, zh = translate(reason)
+        code, zh = translate_message(reason)
+        if p.details.get("element") in refused and code in _ECHOES:
+            continue  # the translation already named what is wrong with this element
         add(Finding("error", reason, zh, element=p.details.get("element"), line=p.details.get("line"), code=code))
-    _camunda_extensions(root, add)
+    for gw in open_gateways(root):
+        add(Finding("warning", "the gateway has no default flow and its conditions may all be false: the instance "
+                    "then stops there with an incident; add a default flow",
+                    "网关没有默认连线，且其条件可能全部为假：此时工单会在这里停止并产生故障；请添加默认连线",
+                    element=gw.get("id"), line=gw.sourceline, code="gateway_without_default"))
     _plain_steps(root, add)
     _layout(root, add)
     _test_data(root, add)
     _timers_on_sample(root, add, sample)
-    if report.errors:
-        return report
-    parser = KefuParser()
-    try:
-        parser.add_bpmn_xml(root, filename=filename)
-        report.process_ids = parser.get_process_ids()
-        report.specs = {pid: (parser.get_spec(pid), parser.get_subprocess_specs(pid)) for pid in report.process_ids}
-    except (ValidationException, SpiffWorkflowException) as exc:
-        element = getattr(exc, "id", None) or getattr(exc, "name", None)
-        msg = str(getattr(exc, "message", None) or exc).split("\n")[0].rstrip(". ")
-        add(Finding("error", f"the engine cannot parse it: {msg}", f"引擎无法解析：{msg}", element=element,
-                    line=getattr(exc, "line_number", None), code="engine_parse"))
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        add(Finding("error", f"the engine cannot parse it: {exc}", f"引擎无法解析：{exc}", code="engine_parse"))
+    _parse(report, root, filename, resolver)
     return report
+
+
+# kefu lint findings that only repeat, for an element the translation refused, what it said
+_ECHOES = {"camunda_syntax", "expression_rejected", "script_rejected", "timer_fails"}
+
+
+def _schema(root, filename, add) -> None:
+    """Every complaint of the BPMN 2.0 XSD (unknown or misplaced elements), not only the first."""
+    validator = _validator()
+    validator.preprocess(root)
+    if validator.validator.validate(root):
+        return
+    for err in validator.validator.error_log:
+        msg = err.message.replace(B, "bpmn:").replace(C, "camunda:")
+        add(Finding("error", f"not valid BPMN 2.0 (unknown or misplaced element): {msg}",
+                    f"不是有效的 BPMN 2.0（未知或位置错误的元素）：{msg}", element=_element_at(root, err.line, err.message),
+                    line=err.line, code="schema"))
+
+
+def _parse(report, root, filename, resolver) -> None:
+    """SpiffWorkflow's parse: on an error naming an element, that element is set aside (in a copy) and the
+    parse tried again, so that each of its complaints is reported, not only the first."""
+    import copy
+    tree, seen = root, set()
+    for _attempt in range(20):
+        try:
+            pids, specs, calls = parse_specs(tree, filename, resolver)
+        except CallUnresolved as exc:
+            element = exc.details.get("element")
+            add_finding(report, "call_unresolved", exc.details.get("reason") or exc.message, element,
+                        exc.details.get("line"), zh=exc.details.get("zh"))
+        except (ValidationException, SpiffWorkflowException) as exc:
+            element = getattr(exc, "id", None) or getattr(exc, "name", None)
+            msg = str(getattr(exc, "message", None) or exc).split("\n")[0].rstrip(". ")
+            node = tree.xpath("//*[@id=$i]", i=element) if element else []
+            line = getattr(exc, "line_number", None) or (node[0].sourceline if node else None)
+            add_finding(report, "engine_parse", f"the engine cannot parse it: {msg}", element, line,
+                        zh=f"引擎无法解析：{msg}")
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            add_finding(report, "engine_parse", f"the engine cannot parse it: {exc}", None, None,
+                        zh=f"引擎无法解析：{exc}")
+            return
+        else:
+            if not report.errors:
+                report.process_ids, report.specs, report.calls = pids, specs, calls
+            return
+        if not element or element in seen:
+            return
+        seen.add(element)
+        if tree is root:
+            tree = copy.deepcopy(root)
+        if not _set_aside(tree, element):
+            return
+
+
+def add_finding(report, code, en, element, line, zh=None) -> None:
+    report.findings.append(Finding("error", en, zh or en, element=element, line=line, code=code))
+
+
+def _set_aside(tree, element: str) -> bool:
+    """Make the element a plain task (a gateway a parallel one) so the parse can go on past it."""
+    found = tree.xpath("//*[@id=$i]", i=element)
+    if not found:
+        return False
+    node = found[0]
+    local = str(node.tag)[len(B):] if str(node.tag).startswith(B) else ""
+    if local.endswith("Gateway"):
+        node.tag = B + "parallelGateway"
+        node.attrib.pop("default", None)
+    elif local in ("sequenceFlow",):
+        for cond in node.findall(B + "conditionExpression"):
+            node.remove(cond)
+    elif local.endswith(("Task", "Activity")) or local in ("task", "subProcess"):
+        keep = {B + "incoming", B + "outgoing"}
+        for child in list(node):
+            if child.tag not in keep:
+                node.remove(child)
+        node.tag = B + "task"
+    else:
+        return False
+    return True
 
 
 # Elements SpiffWorkflow runs without their BPMN meaning in Kefu: no message is sent or received.

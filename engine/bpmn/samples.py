@@ -93,3 +93,22 @@ def start_sample(root, process_id: str) -> dict:
                     return {}
                 return value if isinstance(value, dict) else {}
     return {}
+
+
+def declared_test_data(root) -> dict[str, dict]:
+    """Element id → the JSON object of its ``test_data`` property: what a worker completes an external task
+    with, or what a message brings, in the test run (a malformed value is ignored here; the lint reports it)."""
+    out = {}
+    if root is None:
+        return out
+    for prop in root.iterfind(f".//{B}extensionElements/{C}properties/{C}property"):
+        if prop.get("name") != "test_data":
+            continue
+        owner = prop.getparent().getparent().getparent()
+        try:
+            value = json.loads(prop.get("value") or "")
+        except ValueError:
+            continue
+        if isinstance(value, dict) and owner.get("id"):
+            out[owner.get("id")] = value
+    return out

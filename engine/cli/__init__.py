@@ -12,15 +12,16 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.cli import audit, customers, designer, kpi, server, setup, tickets, timers, users
+from engine.cli import audit, customers, designer, external, kpi, server, setup, tickets, timers, users
 from engine.cli.common import _check_may_change, _opened, _read_only_guard
 from engine.errors import KefuError
 
 
-GROUPS = (setup, designer, users, customers, tickets, timers, audit, server, kpi)
+GROUPS = (setup, designer, users, customers, tickets, timers, external, audit, server, kpi)
 # The order ``kefu --help`` lists the commands in (and argparse names them in an "invalid choice" error).
 COMMANDS = ("init", "deploy", "definitions", "lint", "testrun", "migrate", "users", "demo", "customers", "start",
             "tasks", "task", "claim", "unclaim", "reassign", "escalate", "complete", "show", "timers", "incident",
+            "external", "message",
             "audit", "scheduler", "clock", "calendar", "db", "serve", "web", "kpi", "qa")
 
 
@@ -58,8 +59,13 @@ def _report(args, exc: KefuError) -> None:
         print(f"kefu: error: {getattr(exc, 'headline', exc.message)}", file=sys.stderr)
         for field, msg in (getattr(exc, "errors", None) or {}).items():
             print(f"  {field}: {msg}", file=sys.stderr)
-        for problem in exc.details.get("problems", [])[1:]:
+        files = exc.details.get("files") or []
+        for problem in exc.details.get("problems", [])[1:] if not files else ():
             print(f"  also: {problem['message']}", file=sys.stderr)
+        for f in files:  # a folder: what is wrong with each file (nothing was deployed)
+            print(f"  {f['file']}: FAILED: {f['message']}", file=sys.stderr)
+            for problem in (f.get("problems") or [])[1:]:
+                print(f"    also: {problem['message']}", file=sys.stderr)
 
 
 def main(argv=None) -> int:

@@ -15,8 +15,15 @@ def _finding_line(f: dict) -> str:
 
 
 def cmd_lint(args):
+    """Each diagram of the files and folders given; a call activity finds its process among them."""
+    from engine.bpmn.diagram import diagram_files
     from engine.bpmn.lint import lint_diagram
-    reports = [lint_diagram(_read_diagram(path), Path(path).name).to_dict() for path in args.files]
+    from engine.services.calls import siblings
+    files = [f for p in args.files for f in (diagram_files([p]) if Path(p).is_dir() else [Path(p)])
+             if f.suffix.lower() != ".dmn"]
+    items = [(_read_diagram(str(f)), f.name) for f in files]
+    others = siblings(items)
+    reports = [lint_diagram(data, name, resolver=others.get).to_dict() for data, name in items]
     _print(args, reports, lambda rs: "\n".join(
         f"{r['file']}: {'ok' if r['ok'] else 'FAILED'} ({r['errors']} error(s), {r['warnings']} warning(s))"
         + "".join("\n" + _finding_line(f) for f in r["findings"]) for r in rs))
@@ -26,19 +33,28 @@ def cmd_lint(args):
 def _path_line(p: dict) -> str:
     state = "ok" if p["failure"] is None else f"FAILED at {p['failed_at'] or '?'}: {p['failure']}"
     choice = ", ".join(f"{k}={v}" for k, v in p["choice"].items()) or "defaults"
+    if p.get("boundary"):
+        choice += f"; {p['boundary']} fires"
     timers = f"; timers fired: {', '.join(p['timers_fired'])}" if p["timers_fired"] else ""
     return f"  path [{choice}] {state}\n    steps: {' → '.join(p['steps'])}{timers}"
 
 
 def cmd_testrun(args):
+    """A call activity finds its process among the other diagrams of the file's folder."""
     from engine.bpmn.testrun import test_run_xml
-    reports = [r.to_dict() for r in test_run_xml(_read_diagram(args.file), Path(args.file).name)]
+    from engine.services.calls import siblings
+    here = Path(args.file)
+    folder = [(f.read_bytes(), f.name) for f in sorted(here.parent.glob("*.bpmn")) if f.name != here.name]
+    others = siblings(folder)
+    reports = [r.to_dict() for r in test_run_xml(_read_diagram(args.file), here.name, resolver=others.get)]
     _print(args, reports, lambda rs: "\n".join(
         f"{args.file}: {t['message']['en']}\n" + "\n".join(_finding_line(f) for f in t["lint_errors"])
         if t.get("lint_errors") else
         f"{t['process_id']}: {'ok' if t['ok'] else 'FAILED'} ({len(t['paths'])} path(s))\n"
         + "\n".join(_path_line(p) for p in t["paths"])
-        + "".join(f"\n  not reached: {u['gateway']} → {u['target']} ({u['flow']})" for u in t["unreached"])
+        + "".join(f"\n  not reached: {u['gateway']} → {u['target']} ({u['flow']})" if "gateway" in u else
+                  f"\n  never fires: boundary {u['event']} event {u['boundary']} on {u['attached_to']}"
+                  for u in t["unreached"])
         for t in rs))
     return 0 if all(t["ok"] for t in reports) else 2
 
@@ -57,8 +73,8 @@ def cmd_migrate(args):
 
 
 def register(sub, add) -> None:
-    sp = add("lint", cmd_lint, "check diagrams before deploy (exit 2 when one has errors)")
-    sp.add_argument("files", nargs="+")
+    sp = add("lint", cmd_lint, "check diagrams (files or folders) before deploy (exit 2 when one has errors)")
+    sp.add_argument("files", nargs="+", metavar="FILE_OR_FOLDER")
     sp = add("testrun", cmd_testrun, "run a diagram on sample data along each path, without the database")
     sp.add_argument("file")
     sp = add("migrate", cmd_migrate, "move a running instance to a newer version when safe (process_owner)")

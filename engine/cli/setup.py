@@ -27,12 +27,13 @@ def cmd_deploy(args):
 
 
 def _deploy_as_owner(k, args) -> list[dict]:
+    """Every file checked and test-run first; all deployed in one go, or none."""
     from engine.bpmn.diagram import diagram_files
+    files = diagram_files(args.paths)
     out = []
-    for f in diagram_files(args.paths):
-        r = k.designer.deploy_xml(_read_diagram(str(f)), f.name, args.actor)
+    for r in k.designer.deploy_files([(_read_diagram(str(f)), f.name) for f in files], args.actor):
         for proc in r.get("processes") or [r]:
-            out.append({"process_id": proc["process_id"], "version": proc["version"], "filename": f.name,
+            out.append({"process_id": proc["process_id"], "version": proc["version"], "filename": r["filename"],
                         "sha256": proc["sha"], "status": "deployed" if proc["created"] else "unchanged",
                         "summary": proc["summary"], "warnings": r["warnings"]})
     return out

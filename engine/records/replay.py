@@ -31,7 +31,7 @@ from engine.clock import Clock, aware
 
 COMPARED_STATES = {TaskState.READY: "ready", TaskState.WAITING: "waiting", TaskState.COMPLETED: "completed",
                    TaskState.CANCELLED: "cancelled", TaskState.ERROR: "error", TaskState.STARTED: "started"}
-APPLIED = {"task_completed", "timer_fired", "incident_retried"}
+APPLIED = {"task_completed", "timer_fired", "incident_retried", "external_task_completed", "message_received"}
 CUSTOMER_KEYS = ("customer_id", "vip")
 
 
@@ -159,7 +159,13 @@ def _rebuild(ctx, runner, spec, subs, stored, started, events, clock: Clock, vip
     applied = 0
     for e in events:
         clock.set(max(clock.now(), e.at))
-        if e.type == "task_created":
+        if e.type == "external_task_created":
+            used = {id(t) for t in mapped.values()}
+            task = next((t for t in wf.get_tasks(state=TaskState.STARTED)
+                         if t.task_spec.bpmn_id == e.bpmn_id and id(t) not in used), None)
+            if task is not None:
+                mapped[e.task_id] = task
+        elif e.type == "task_created":
             used = {id(t) for t in mapped.values()}
             task = next((t for t in wf.get_tasks(state=TaskState.READY, manual=True)
                          if t.task_spec.bpmn_id == e.bpmn_id and id(t) not in used), None)
@@ -194,6 +200,26 @@ def _rebuild(ctx, runner, spec, subs, stored, started, events, clock: Clock, vip
             from engine.bpmn.migration import apply_migration
             apply_migration(ctx, wf, moves[e.seq])
             applied += 1
+        elif e.type == "external_task_completed":
+            task = _started(wf, mapped.get(e.task_id), e.bpmn_id)
+            if task is None:
+                raise ReplayError(f"event #{e.seq}: no waiting external task {e.bpmn_id} to complete")
+            task.data.update(copy.deepcopy((e.data or {}).get("variables") or {}))
+            task.complete()
+            runner.run(wf)
+            applied += 1
+        elif e.type == "message_received":
+            from engine.bpmn.tasktypes import deliver
+            if not deliver(wf, (e.data or {}).get("name"), copy.deepcopy((e.data or {}).get("payload") or {}),
+                           e.bpmn_id):
+                raise ReplayError(f"event #{e.seq}: nothing waits for message {(e.data or {}).get('name')!r}")
+            runner.run(wf)
+            applied += 1
+        elif e.type == "incident_retried" and (e.data or {}).get("external_task"):
+            task = _started(wf, mapped.get(e.task_id), e.bpmn_id)
+            if task is not None:
+                task.data.update(copy.deepcopy((e.data or {}).get("fix") or {}))
+            applied += 1
         elif e.type == "incident_retried":
             fix = (e.data or {}).get("fix") or {}
             for task in wf.get_tasks(state=TaskState.ERROR):
@@ -202,6 +228,13 @@ def _rebuild(ctx, runner, spec, subs, stored, started, events, clock: Clock, vip
             runner.run(wf)
             applied += 1
     return wf, applied
+
+
+def _started(wf, task, bpmn_id: str):
+    """The mapped external task if it still waits, else the first waiting one of that element."""
+    if task is not None and task.state == TaskState.STARTED:
+        return task
+    return next((t for t in wf.get_tasks(state=TaskState.STARTED) if t.task_spec.bpmn_id == bpmn_id), None)
 
 
 def replay_all(ctx, runner) -> list[dict]:

@@ -19,7 +19,7 @@ from engine.config import Config
 from engine.errors import NotAllowed, NotFound
 from engine.store.database import Database
 from engine.limits import MAX_ROW_ID
-from engine.store.tables import CalendarDay, Instance, Setting, User
+from engine.store.tables import CalendarDay, Definition, Instance, Setting, User
 from engine.store.versions import latest
 
 SYSTEM = "system"
@@ -47,7 +47,7 @@ class Context:
         self.config = config or Config.from_env()
         self.db = database or Database(self.config.database_url)
         self.clock = clock_mod.use(clock or Clock.from_config(self.config))
-        self.specs = SpecCache()
+        self.specs = SpecCache(loader=self._called_diagram)
         self.serializer = make_serializer(self.specs)
         self.sla_tables: dict[str, SlaTable] = {}
         self.settings_read = False
@@ -97,6 +97,20 @@ class Context:
         if table is None:
             table = self.sla_tables[d.sha256] = parse_sla(d.xml.encode("utf-8"), d.filename)
         return d, table
+
+    def _called_diagram(self, definition, process_id: str, sha: str):
+        """The diagram of a process that ``definition`` calls, as recorded at its deploy: (xml bytes, filename,
+        sha256), or None."""
+        from sqlalchemy.orm import object_session
+        s = object_session(definition)
+        q = select(Definition).where(Definition.process_id == process_id, Definition.sha256 == sha) \
+            .options(undefer(Definition.xml))
+        if s is not None:
+            d = s.scalar(q)
+            return (d.xml.encode("utf-8"), d.filename, d.sha256) if d is not None else None
+        with self.db.reading() as s:
+            d = s.scalar(q)
+            return (d.xml.encode("utf-8"), d.filename, d.sha256) if d is not None else None
 
     # ---- lookups every unit of work starts with
     def spec_of(self, inst: Instance) -> tuple:

@@ -9,7 +9,7 @@ from engine.bpmn.diagram import diagram_files, parse_diagram
 from engine.bpmn.kpi_table import is_table, parse_table
 from engine.bpmn.sla import SlaTable
 from engine.errors import DefinitionError
-from engine.services import designer, shapes
+from engine.services import calls, designer, shapes
 from engine.services.context import SYSTEM, Context
 from engine.store.tables import Definition
 from engine.store.versions import latest, next_version, version_with
@@ -24,24 +24,40 @@ class DefinitionService:
         self.ctx = ctx
 
     def deploy(self, paths=None, actor: str = SYSTEM) -> list[dict]:
-        """Deploy every diagram under ``paths``; all of them or none. Unchanged files keep their version."""
+        """Deploy every diagram under ``paths``: all of them or none. Every file is checked first; if any fails,
+        nothing is deployed and ``DeployRefused`` reports each file (``details["files"]``). Unchanged files keep
+        their version; call activities find their processes among the files, else among the deployed ones."""
         files = diagram_files(paths or [self.ctx.config.processes_dir])
-        parsed = []
+        items, outcome = [], []
         for f in files:
             try:
-                data = f.read_bytes()
+                items.append((f.read_bytes(), f.name))
             except OSError as exc:
-                raise DefinitionError(f"cannot read: {exc.strerror}", file=str(f)) from None
-            parsed.append(parse_table(data, f.name) if f.suffix == ".dmn" else parse_diagram(data, f.name))
-            if f.suffix != ".dmn":
-                designer.lint_or_refuse(data, f.name)  # designer: the stricter checks (timers on sample data)
+                outcome.append(designer.failed_file(f.name, DefinitionError(f"cannot read: {exc.strerror}",
+                                                                            file=str(f))))
+        resolve = calls.resolver(self.ctx, calls.siblings(items))
+        parsed = []
+        for data, name in items:
+            try:
+                if name.lower().endswith(".dmn"):
+                    parsed.append(parse_table(data, name))
+                else:
+                    parsed.append(parse_diagram(data, name, resolve))
+                    designer.lint_or_refuse(data, name, resolve)  # designer: the stricter checks (timers on sample data)
+                outcome.append({"file": name, "status": "ok"})
+            except DefinitionError as exc:
+                outcome.append(designer.failed_file(name, exc))
         seen = {}
         for p in parsed:
             for pid in _ids_of(p):
                 if pid in seen:
-                    raise DefinitionError(f"process or decision {pid!r} is defined in two files ({seen[pid]})",
-                                          file=p.filename, element=pid)
+                    outcome.append(designer.failed_file(p.filename, DefinitionError(
+                        f"process or decision {pid!r} is defined in two files ({seen[pid]})", file=p.filename,
+                        element=pid)))
                 seen[pid] = p.filename
+        failed = [o for o in outcome if o["status"] == "failed"]
+        if failed:
+            raise designer.DeployRefused(failed, len(files))
         results = []
         with self.ctx.db.unit_of_work() as s:
             for p in parsed:
@@ -64,7 +80,8 @@ class DefinitionService:
                                    name=p.name if table else p.names.get(pid),
                                    filename=p.filename, sha256=p.sha256,
                                    xml=(p.xml if table else p.data).decode("utf-8"),
-                                   deployed_at=self.ctx.now(), deployed_by=actor)
+                                   deployed_at=self.ctx.now(), deployed_by=actor,
+                                   calls=None if table else (p.calls or None))
                     s.add(d)
                     s.flush()
                     if isinstance(p, SlaTable):

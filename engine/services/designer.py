@@ -13,6 +13,7 @@ from sqlalchemy.orm import undefer
 from engine.bpmn import migration
 from engine.bpmn.changes import change_summary
 from engine.clock import iso
+from engine.services import calls
 from engine.services.context import Context
 from engine.services.runner import Runner
 from engine.store import chain as audit
@@ -34,6 +35,30 @@ class DiagramRejected(DefinitionError):
     def __init__(self, message: str, message_zh: str, file: str | None = None, findings=(), test_runs=()):
         super().__init__(message, file=file)
         self.details.update(message_zh=message_zh, findings=list(findings), test_runs=list(test_runs))
+
+
+class DeployRefused(DefinitionError):
+    """Some files of a folder cannot be deployed, so none was; ``details["files"]`` says what is wrong with each."""
+    code = "deploy_refused"
+
+    def __init__(self, failed: list[dict], total: int):
+        first = failed[0]
+        others = f" ({len(failed) - 1} more file(s) fail too; nothing was deployed)" if len(failed) > 1 else \
+            (f" (nothing was deployed, none of the {total} file(s))" if total > 1 else "")
+        super().__init__(first["reason"] + others, file=first["file"], element=first["element"],
+                         line=first["line"])
+        for key in ("problems", "findings"):
+            if first[key]:
+                self.details[key] = first[key]
+        self.details.update(files=failed)
+
+
+def failed_file(name: str, exc: DefinitionError) -> dict:
+    problems = exc.details.get("problems") or [exc.to_dict()]
+    return {"file": name, "status": "failed", "message": exc.message, "reason": exc.details.get("reason") or exc.message,
+            "element": exc.details.get("element"),
+            "line": exc.details.get("line"), "problems": problems,
+            "findings": exc.details.get("findings") or []}
 
 
 class VersionExists(Conflict):
@@ -83,8 +108,8 @@ def _xml_text(data: bytes, filename: str) -> str:
         raise DefinitionError("the diagram must be UTF-8 encoded", file=filename) from None
 
 
-def lint_or_refuse(data: bytes, filename: str):
-    report = lint_diagram(data, filename)
+def lint_or_refuse(data: bytes, filename: str, resolver=None):
+    report = lint_diagram(data, filename, resolver=resolver)
     if report.errors:
         first = report.errors[0]
         where = f" (element '{first.element}')" if first.element else ""
@@ -112,49 +137,91 @@ def deploy_xml(ctx, data, filename: str, actor: str, *, dry_run: bool = False) -
     check_owner(ctx, actor)
     if filename.lower().endswith(".dmn"):
         return _deploy_table(ctx, data, filename, actor, dry_run)
-    report = lint_or_refuse(data, filename)
-    xml = _xml_text(data, filename)
-    runs = _test_run_or_refuse(report, filename)
-    sha = hashlib.sha256(data).hexdigest()
-    names = {p.get("id"): p.get("name") for p in report.root.iter(B + "process")}
+    checked = _check(ctx, data, filename, calls.resolver(ctx))
     try:
-        results = _write_versions(ctx, report, data, xml, sha, names, filename, actor, dry_run)
+        with ctx.db.unit_of_work() as s:
+            results = _write_in(ctx, s, checked, actor, dry_run)
+            if dry_run:
+                s.rollback()
     except IntegrityError:
         raise Conflict("another version of this process was deployed at the same time; nothing was saved, "
                        "reload and try again") from None
-    warnings = [f.to_dict() for f in report.warnings]
-    out = dict(results[0])
-    out.update(warnings=warnings, dry_run=dry_run, filename=filename, processes=results,
-               test_runs=[r.to_dict() for r in runs])
+    return _outcome(checked, results, dry_run)
+
+
+def deploy_files(ctx, items, actor: str) -> list[dict]:
+    """Check and test-run every diagram of ``items`` ((data, filename) pairs), then deploy all of them in one
+    unit of work, or none: ``DeployRefused`` says what failed in each file."""
+    check_owner(ctx, actor)
+    items = [(_as_bytes(data), _clean_name(name)) for data, name in items]
+    resolve = calls.resolver(ctx, calls.siblings(items))
+    checked, failed = [], []
+    for data, name in items:
+        try:
+            checked.append(("table", (data, name)) if name.lower().endswith(".dmn")
+                           else ("diagram", _check(ctx, data, name, resolve)))
+        except DefinitionError as exc:
+            failed.append(failed_file(name, exc))
+    if failed:
+        raise DeployRefused(failed, len(items))
+    out = []
+    try:
+        with ctx.db.unit_of_work() as s:
+            for kind, item in checked:
+                if kind == "diagram":
+                    out.append(_outcome(item, _write_in(ctx, s, item, actor, False), False))
+        for kind, item in checked:  # tables: one unit of work each, after the diagrams that may use them
+            if kind == "table":
+                out.append(_deploy_table(ctx, item[0], item[1], actor, False))
+    except IntegrityError:
+        raise Conflict("another version of one of these processes was deployed at the same time; nothing was "
+                       "saved, try again") from None
     return out
 
 
-def _write_versions(ctx, report, data, xml, sha, names, filename, actor, dry_run) -> list[dict]:
+def _check(ctx, data: bytes, filename: str, resolver) -> dict:
+    """The lint and the test run of one diagram (DiagramRejected when either fails) and what deploying it needs."""
+    report = lint_or_refuse(data, filename, resolver)
+    xml = _xml_text(data, filename)
+    runs = _test_run_or_refuse(report, filename)
+    return {"report": report, "data": data, "xml": xml, "sha": hashlib.sha256(data).hexdigest(),
+            "names": {p.get("id"): p.get("name") for p in report.root.iter(B + "process")}, "filename": filename,
+            "runs": runs}
+
+
+def _outcome(checked: dict, results: list[dict], dry_run: bool) -> dict:
+    out = dict(results[0])
+    out.update(warnings=[f.to_dict() for f in checked["report"].warnings], dry_run=dry_run,
+               filename=checked["filename"], processes=results, test_runs=[r.to_dict() for r in checked["runs"]])
+    return out
+
+
+def _write_in(ctx, s, checked: dict, actor: str, dry_run: bool) -> list[dict]:
+    report, data, xml, sha, names, filename = (checked[k] for k in ("report", "data", "xml", "sha", "names",
+                                                                     "filename"))
     results = []
-    with ctx.db.unit_of_work() as s:
-        for pid in report.process_ids:
-            current = latest(s, pid)
-            _same_kind(current, pid, filename, table=False)
-            if current is not None and current.sha256 == sha:
-                change = s.get(DefinitionChange, current.id)
-                results.append({"process_id": pid, "version": current.version, "sha": sha, "sha256": sha,
-                                "created": False, "summary": change.summary if change else None})
-                continue
-            _not_an_older_version(s, current, pid, sha, filename)
-            summary = change_summary(current.xml if current is not None else None, data)
-            version = next_version(s, pid)
-            if not dry_run:
-                d = Definition(process_id=pid, version=version, name=names.get(pid), filename=filename,
-                               sha256=sha, xml=xml, deployed_at=ctx.now(), deployed_by=actor)
-                s.add(d)
-                s.flush()
-                s.add(DefinitionChange(definition_id=d.id, summary=summary,
-                                       previous_version=current.version if current is not None else None))
-                ctx.specs.put(pid, sha, report.specs[pid])
-            results.append({"process_id": pid, "version": version, "sha": sha, "sha256": sha,
-                            "created": not dry_run, "summary": summary})
-        if dry_run:
-            s.rollback()
+    for pid in report.process_ids:
+        current = latest(s, pid)
+        _same_kind(current, pid, filename, table=False)
+        if current is not None and current.sha256 == sha:
+            change = s.get(DefinitionChange, current.id)
+            results.append({"process_id": pid, "version": current.version, "sha": sha, "sha256": sha,
+                            "created": False, "summary": change.summary if change else None})
+            continue
+        _not_an_older_version(s, current, pid, sha, filename)
+        summary = change_summary(current.xml if current is not None else None, data)
+        version = next_version(s, pid)
+        if not dry_run:
+            d = Definition(process_id=pid, version=version, name=names.get(pid), filename=filename,
+                           sha256=sha, xml=xml, deployed_at=ctx.now(), deployed_by=actor,
+                           calls=report.calls or None)
+            s.add(d)
+            s.flush()
+            s.add(DefinitionChange(definition_id=d.id, summary=summary,
+                                   previous_version=current.version if current is not None else None))
+            ctx.specs.put(pid, sha, report.specs[pid])
+        results.append({"process_id": pid, "version": version, "sha": sha, "sha256": sha,
+                        "created": not dry_run, "summary": summary})
     return results
 
 
@@ -324,6 +391,19 @@ class DesignerService:
     def deploy_xml(self, data, filename: str, actor: str, *, dry_run: bool = False) -> dict:
         """Check, test-run and deploy one diagram as a new immutable version (process_owner only)."""
         return deploy_xml(self.ctx, data, filename, actor, dry_run=dry_run)
+
+    def lint(self, data, filename: str):
+        """The lint of one diagram; a call activity finds its process among the deployed ones."""
+        return lint_diagram(_as_bytes(data), filename, resolver=calls.resolver(self.ctx))
+
+    def test_run(self, data, filename: str) -> list:
+        """The test run of one diagram (``engine.bpmn.testrun``); called processes as for ``lint``."""
+        from engine.bpmn.testrun import test_run_xml
+        return test_run_xml(_as_bytes(data), filename, resolver=calls.resolver(self.ctx))
+
+    def deploy_files(self, items, actor: str) -> list[dict]:
+        """Check and test-run every diagram of ``items`` ((data, filename) pairs) and deploy all or none."""
+        return deploy_files(self.ctx, items, actor)
 
     @staticmethod
     def change_summary(old_xml, new_xml) -> dict:

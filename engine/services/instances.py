@@ -17,7 +17,7 @@ from engine.services.context import Context, row_id
 from engine.services.shapes import ESCALATION
 from engine.services.runner import START_ROLES, Runner
 from engine.store import chain as audit
-from engine.store.tables import Customer, Definition, HumanTask, Instance, Timer
+from engine.store.tables import Customer, Definition, ExternalTask, HumanTask, Instance, Timer
 from engine.store.versions import latest
 
 OPEN_ROLES = START_ROLES | {"integration"}  # may open tickets (the JSON API's integration users)
@@ -31,8 +31,13 @@ class InstanceService:
         self.ctx = ctx
         self.runner = runner
 
-    def start(self, kind: str, actor: str, data: dict | None = None, customer_id: int | None = None) -> dict:
-        """Open a ticket. With ``data`` the first task (the intake form) is completed at once."""
+    def start(self, kind: str, actor: str, data: dict | None = None, customer_id: int | None = None,
+              variables: dict | None = None) -> dict:
+        """Open a ticket. With ``data`` the first task (the intake form) is completed at once; ``variables``
+        are start data (as Camunda starts a process with variables)."""
+        if variables is not None:
+            from engine.services.external import _variables
+            variables = _variables(variables)
         with self.ctx.db.unit_of_work() as s:
             user = self.ctx.user(s, actor)
             if not user.role_set & OPEN_ROLES:
@@ -44,7 +49,7 @@ class InstanceService:
                 customer = s.get(Customer, customer_id) if row_id(customer_id) else None
                 if customer is None:
                     raise NotFound(f"no customer {customer_id}")
-            inst, ready = self.runner.open(s, kind, user, customer, data)
+            inst, ready = self.runner.open(s, kind, user, customer, data, initial=variables or None)
             return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "kind": kind,
                     "status": inst.status, "customer_id": inst.customer_id,
                     "tasks": [shapes.task_brief(t) for t in ready]}
@@ -63,6 +68,8 @@ class InstanceService:
                 raise InvalidInput("the fix must be a JSON object whose keys do not start with '_'")
             fix = {k: scripting._plain(v, k) for k, v in (data or {}).items()}
             wf = self.runner.load(s, inst)
+            if inst.incident.get("external_task_id"):
+                return self._retry_external(s, inst, wf, actor, fix)
             failed = wf.get_tasks(state=TaskState.ERROR)
             if not failed:
                 raise Conflict("the workflow has no failed step to retry")
@@ -79,6 +86,22 @@ class InstanceService:
             self.runner.save(s, inst, wf, events, actor, before, incident)
             return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status,
                     "incident": inst.incident}
+
+    def _retry_external(self, s, inst, wf, actor: str, fix: dict) -> dict:
+        """An external task out of retries: it gets its retries back (and the data fixes) and waits for a
+        worker again."""
+        row = s.get(ExternalTask, inst.incident["external_task_id"], with_for_update=True)
+        task = projections.find_task(wf, row.id) if row is not None else None
+        if row is None or row.state != "open" or task is None or task.state != TaskState.STARTED:
+            raise Conflict("the external task of this incident no longer waits; nothing to retry")
+        task.data.update(copy.deepcopy(fix))
+        row.retries, row.retry_at, row.lock_expires_at = task.task_spec.retries, None, None
+        events = [audit.PendingEvent("incident_retried", actor, self.ctx.now(), task_id=row.id, bpmn_id=row.bpmn_id,
+                                     task_name=row.name, data={"fix": fix, "external_task": row.id,
+                                                               "retries": row.retries})]
+        inst.incident = None
+        self.runner.save(s, inst, wf, events, actor, None, None)
+        return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status, "incident": None}
 
     def show(self, instance_ref) -> dict:
         """Everything about one ticket: status, customer, data, deadlines, tasks, timers and audit events."""
@@ -105,6 +128,8 @@ class InstanceService:
                 "tasks": [shapes.task_brief(r) for r in rows],
                 "timers": [shapes.timer_dict(t) for t in s.scalars(
                     select(Timer).where(Timer.instance_id == inst.id).order_by(Timer.due_at))],
+                "external_tasks": [shapes.external_dict(x) for x in s.scalars(
+                    select(ExternalTask).where(ExternalTask.instance_id == inst.id).order_by(ExternalTask.created_at))],
                 "events": [{"seq": e.seq, "type": e.type, "actor": e.actor, "at": iso(e.at),
                             "task_id": e.task_id, "bpmn_id": e.bpmn_id, "task_name": e.task_name,
                             "rules": e.rules.split(",") if e.rules else [], "data": e.data, "hash": e.hash}

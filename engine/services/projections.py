@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.exceptions import TaskNotFoundException
@@ -12,9 +13,11 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine.bpmn.diagram import lane_role, rule_ids
+from engine.bpmn.tasktypes import ExternalTask
 from engine.clock import aware, iso
+from engine.services import routing
 from engine.store import chain as audit, writes
-from engine.store.tables import HumanTask, Instance, Timer
+from engine.store.tables import ExternalTask as ExternalTaskRow, HumanTask, Instance, MessageWait, Timer, User, name_set
 
 SYSTEM = "system"
 PRELOADED = "kefu_preloaded"  # session.info key: rows a firing batch loaded for all its instances at once
@@ -54,18 +57,34 @@ def sync_tasks(s, inst: Instance, wf, now: datetime, claimer: str | None, done_e
             by_timer = cancelled_by_timer(task) if task is not None else timer_fired
             writes.change(s, row, state="cancelled", ended_at=now,
                           end_reason="timer" if by_timer else "cancelled")
+    starter = None
+
+    def starter_roles():
+        nonlocal starter
+        if starter is None:
+            starter = name_set(s.scalar(select(User.roles).where(User.name == inst.created_by)))
+        return starter
     for tid, task in ready.items():
         if tid in existing:
             continue
         spec = task.task_spec
         ext = spec.extensions
-        assignee = expr(wf, task, ext.get("kefu_assignee"))
-        group = expr(wf, task, ext.get("kefu_candidateGroups"))
+        role = lane_role(spec.lane)
+        if role is not None:
+            assignee = expr(wf, task, ext.get("kefu_assignee"))
+            group = expr(wf, task, ext.get("kefu_candidateGroups"))
+            who = {"role": role, "assignee": assignee if isinstance(assignee, str) else claimer if claimer else None,
+                   "candidate_group": group if isinstance(group, str) else None, "candidates": None}
+        else:  # a process without role lanes: Camunda's candidates and assignee (engine.services.routing)
+            who = routing.route(value(wf, task, ext.get("kefu_assignee")),
+                                value(wf, task, ext.get("kefu_candidateUsers")),
+                                value(wf, task, ext.get("kefu_candidateGroups")), starter_roles)
+            who["candidate_group"] = None
+            if who["assignee"] is None and claimer and routing.may_work(
+                    claimer, starter_roles(), set(), {**who, "assignee": None}):
+                who["assignee"] = claimer
         row = HumanTask(id=tid, instance_id=inst.id, bpmn_id=spec.bpmn_id, spec_name=spec.name,
-                        name=spec.bpmn_name or spec.bpmn_id, role=lane_role(spec.lane), state="ready",
-                        assignee=assignee if isinstance(assignee, str) else claimer if
-                        spec.lane and claimer else None,
-                        candidate_group=group if isinstance(group, str) else None,
+                        name=spec.bpmn_name or spec.bpmn_id, state="ready", **who,
                         created_at=now, due_at=due.get(tid), ended_at=None, completed_by=None,
                         end_reason=None)
         writes.add(s, row)
@@ -73,6 +92,8 @@ def sync_tasks(s, inst: Instance, wf, now: datetime, claimer: str | None, done_e
                                          task_name=row.name, rules=rule_ids(spec.documentation),
                                          data={"role": row.role, "assignee": row.assignee,
                                                "candidate_group": row.candidate_group,
+                                               **({"candidates": row.candidates} if row.candidates is not None
+                                                  else {}),
                                                "due_at": iso(row.due_at)}))
         existing[tid] = row
     return events, sorted((r for r in existing.values() if r.state == "ready"), key=lambda r: r.created_at), before
@@ -88,13 +109,18 @@ def cancelled_by_timer(task) -> bool:
 
 def expr(wf, task, text):
     """The value of an assignee or group expression, or None when it is missing, fails or is not text."""
+    result = value(wf, task, text)
+    return result if isinstance(result, str) and result else None
+
+
+def value(wf, task, text):
+    """The value of a routing expression (any type), or None when it is missing or fails."""
     if not text:
         return None
     try:
-        value = wf.script_engine.evaluate(task, text)
+        return wf.script_engine.evaluate(task, text)
     except Exception:  # noqa: BLE001 - a bad assignee leaves the task in its role's queue
         return None
-    return value if isinstance(value, str) and value else None
 
 
 def waiting_timers(wf):
@@ -216,3 +242,73 @@ def deadlines(wf) -> dict:
                           "remaining_seconds": data.get(f"{clock}_remaining_seconds")
                           if data.get(f"{clock}_paused_at") else None}
     return out
+
+
+def _waits(wf) -> tuple[bool, bool]:
+    """Whether the workflow's processes have external tasks, and message events (cached on the spec)."""
+    found = getattr(wf.spec, "kefu_waits", None)
+    if found is None:
+        specs = [wf.spec, *(getattr(wf, "subprocess_specs", None) or {}).values()]
+        task_specs = [ts for sp in specs for ts in sp.task_specs.values()]
+        found = (any(isinstance(ts, ExternalTask) for ts in task_specs),
+                 any(isinstance(getattr(ts, "event_definition", None), MessageEventDefinition) for ts in task_specs))
+        wf.spec.kefu_waits = found
+    return found
+
+
+def sync_external(s, inst: Instance, wf, now: datetime) -> list[audit.PendingEvent]:
+    """Mirror the workflow's started external tasks into the external-task rows: new ones open (with the
+    retries their spec gives), those gone from the workflow (a boundary event interrupted them) cancelled.
+    Completion is written by the service that completes them."""
+    if not _waits(wf)[0]:
+        return []
+    existing = {r.id: r for r in s.scalars(select(ExternalTaskRow).where(
+        ExternalTaskRow.instance_id == inst.id, ExternalTaskRow.state == "open"))}
+    started = {str(t.id): t for t in wf.get_tasks(state=TaskState.STARTED) if isinstance(t.task_spec, ExternalTask)}
+    events = []
+    for tid, row in existing.items():
+        if tid not in started:
+            task = find_task(wf, tid)
+            done = task is not None and task.state == TaskState.COMPLETED
+            writes.change(s, row, state="completed" if done else "cancelled", ended_at=now, lock_expires_at=None)
+            if not done:
+                events.append(audit.PendingEvent("external_task_cancelled", SYSTEM, now, task_id=tid,
+                                                 bpmn_id=row.bpmn_id, task_name=row.name,
+                                                 data={"topic": row.topic}))
+    for tid, task in started.items():
+        if tid in existing:
+            continue
+        spec = task.task_spec
+        row = ExternalTaskRow(id=tid, instance_id=inst.id, bpmn_id=spec.bpmn_id, name=spec.bpmn_name,
+                              topic=spec.topic, state="open", worker_id=None, lock_expires_at=None,
+                              retries=spec.retries, retry_at=None, error_message=None, error_details=None,
+                              created_at=now, ended_at=None)
+        writes.add(s, row)
+        events.append(audit.PendingEvent("external_task_created", SYSTEM, now, task_id=tid, bpmn_id=spec.bpmn_id,
+                                         task_name=spec.bpmn_name, rules=rule_ids(spec.documentation),
+                                         data={"topic": spec.topic, "retries": spec.retries}))
+    return events
+
+
+def waiting_messages(wf):
+    """The workflow's events waiting for a message: (task, message name)."""
+    for t in wf.get_tasks(state=TaskState.WAITING):
+        definition = getattr(t.task_spec, "event_definition", None)
+        if isinstance(definition, MessageEventDefinition):
+            yield t, definition.name
+
+
+def sync_messages(s, inst: Instance, wf, now: datetime) -> None:
+    """Mirror the workflow's waiting message events into the message-wait rows (what ``kefu message``
+    correlates with)."""
+    if not _waits(wf)[1]:
+        return
+    existing = {r.id: r for r in s.scalars(select(MessageWait).where(MessageWait.instance_id == inst.id))}
+    current = {str(t.id): (t, name) for t, name in waiting_messages(wf)}
+    for tid, row in existing.items():
+        if tid not in current:
+            writes.remove(s, row)
+    for tid, (t, name) in current.items():
+        if tid not in existing:
+            writes.add(s, MessageWait(id=tid, instance_id=inst.id, name=name[:255], bpmn_id=t.task_spec.bpmn_id,
+                                      created_at=now))

@@ -25,6 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
 from engine.bpmn import sandbox as scripting
+from engine.bpmn.camunda import derived_prefix
+from engine.bpmn.tasktypes import deliver
 from engine.bpmn.diagram import rule_ids
 from engine.bpmn.forms import FormValidator, build_fields
 from engine.clock import SHANGHAI, aware, iso
@@ -50,8 +52,9 @@ class Runner:
         self.ctx = ctx
 
     def open(self, s, kind: str, user: User, customer: Customer | None, data: dict | None,
-              initial: dict | None = None, parent: Instance | None = None):
-        """Create an instance of the latest version of ``kind`` and run it to its first wait."""
+              initial: dict | None = None, parent: Instance | None = None, message: tuple | None = None):
+        """Create an instance of the latest version of ``kind`` and run it to its first wait; ``message``
+        (name, payload): the message its start event waits for."""
         actor = user.name
         definition = latest(s, kind)
         if definition is None:
@@ -60,13 +63,15 @@ class Runner:
         spec, subs = self.ctx.specs.get(definition)
         wf = BpmnWorkflow(spec, subs, script_engine=scripting.make_script_engine())
         now = self.ctx.now()
-        ticket_no = self.next_ticket_no(s, kind, now)
+        ticket_no = self.next_ticket_no(s, kind, now, getattr(spec, "kefu_ticket_prefix", None))
         sla = self.ctx.sla(s) if kind != ESCALATION else None
         if sla is not None:
             sla_def, table = sla
             initial = {**(initial or {}), "sla_targets": copy.deepcopy(table.targets),
                        "sla_version": sla_def.version}
-        wf.task_tree.data.update({**(initial or {}), "ticket_no": ticket_no, "kind": kind, "started_by": actor,
+        initiator = getattr(spec, "kefu_initiator", None)  # camunda:initiator names a variable for the starter
+        wf.task_tree.data.update({**(initial or {}), **({initiator: actor} if initiator else {}),
+                                  "ticket_no": ticket_no, "kind": kind, "started_by": actor,
                                   "customer_id": customer.id if customer else None,
                                   "vip": bool(customer.vip) if customer else False})
         inst = Instance(ticket_no=ticket_no, kind=kind, definition=definition, customer=customer,
@@ -84,6 +89,13 @@ class Runner:
             **({"parent": parent.ticket_no} if parent is not None else {})})]
         before = self.states(wf)
         incident = self.run(wf)
+        if message is not None and not incident:
+            caught = deliver(wf, *message)
+            if caught is None:
+                raise NotFound(f"process {kind!r} does not start with message {message[0]!r}")
+            events.append(audit.PendingEvent("message_received", actor, now, bpmn_id=caught,
+                                             data={"name": message[0], "payload": message[1]}))
+            incident = self.run(wf)
         if incident:
             raise IncidentError(f"process {kind!r} failed before its first task: {incident['message']}",
                                 incident=incident)
@@ -98,7 +110,8 @@ class Runner:
             before = self.states(wf)
             incident = self.complete_in(s, inst, wf, first, user, data, events)
         # An integration user (no lane) leaves the intake task in the agents' queue.
-        claimer = None if data is not None or parent is not None or not user.role_set & START_ROLES else actor
+        claimer = None if data is not None or parent is not None or message is not None \
+            or not user.role_set & START_ROLES else actor
         ready = self.save(s, inst, wf, events, actor, before, incident, claimer=claimer)
         return inst, ready
 
@@ -107,8 +120,10 @@ class Runner:
         mapping = {"customer_name": customer.name, "contact_phone": customer.phone, "region": customer.region}
         return {k: v for k, v in mapping.items() if k in fields and v}
 
-    def next_ticket_no(self, s, kind: str, now: datetime) -> str:
-        prefix = TICKET_PREFIX.get(kind, kind[:2].upper())
+    def next_ticket_no(self, s, kind: str, now: datetime, prefix: str | None = None) -> str:
+        """The next ticket number of a process: its prefix (Kefu's own processes, else the diagram's
+        ``kefu:ticketPrefix`` property, else derived from the process id), the Shanghai date and a counter."""
+        prefix = TICKET_PREFIX.get(kind) or prefix or derived_prefix(kind)
         key = f"{prefix}{now.astimezone(SHANGHAI):%Y%m%d}"
         return f"{key}-{next_counter(s, key):04d}"
 
@@ -226,6 +241,8 @@ class Runner:
         events.extend(clocks.track(wf, list(projections.waiting_timers(wf)), events, rows_before, inst.created_by,
                                    now, ended=inst.status == "completed"))
         events.extend(projections.sync_timers(self.ctx, s, inst, wf, now))
+        events.extend(projections.sync_external(s, inst, wf, now))
+        projections.sync_messages(s, inst, wf, now)
         deadlines = projections.deadlines(wf)
         # T-stop: a due column names a clock that still runs (or waits, paused); a stopped clock has none.
         inst.response_due = aware(clocks.open_due(wf, "response", deadlines.get("response", {}).get("due_at")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.bpmn.diagram import rule_ids
 from engine.bpmn.forms import build_fields
 from engine.clock import iso
-from engine.store.tables import Customer, Definition, HumanTask, Instance, Timer, User, name_set
+from engine.store.tables import Customer, Definition, ExternalTask, HumanTask, Instance, Timer, User, name_set
 
 # Tasks worked outside the customer-service department: an agent may escalate them (000 §五.1).
 TRANSFERRED_ROLES = {"department", "technician", "taskforce"}
@@ -39,6 +39,7 @@ def customer_dict(c: Customer) -> dict:
 
 def task_brief(r: HumanTask) -> dict:
     return {"id": r.id, "bpmn_id": r.bpmn_id, "name": r.name, "role": r.role, "assignee": r.assignee,
+            "candidates": r.candidates.split(",") if r.candidates else [] if r.candidates is not None else None,
             "state": r.state, "due_at": iso(r.due_at), "created_at": iso(r.created_at),
             "ended_at": iso(r.ended_at), "completed_by": r.completed_by, "end_reason": r.end_reason}
 
@@ -65,6 +66,13 @@ def task_dict(ctx, r: HumanTask, inst: Instance) -> dict:
 def timer_dict(t: Timer) -> dict:
     return {"id": t.id, "instance_id": t.instance_id, "bpmn_id": t.bpmn_id, "name": t.name, "kind": t.kind,
             "interrupting": t.interrupting, "attached_task_id": t.attached_task_id, "due_at": iso(t.due_at)}
+
+
+def external_dict(x: ExternalTask) -> dict:
+    """An external task row as an instance shows it (locks are the worker API's business)."""
+    return {"id": x.id, "bpmn_id": x.bpmn_id, "name": x.name, "topic": x.topic, "state": x.state,
+            "retries": x.retries, "error_message": x.error_message, "created_at": iso(x.created_at),
+            "ended_at": iso(x.ended_at)}
 
 
 def step_dict(tspec) -> dict:

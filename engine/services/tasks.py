@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload, lazyload, undefer
 from SpiffWorkflow.util.task import TaskState
 
 from engine.errors import Conflict, FormValidationError, InvalidInput, NotAllowed, NotFound
-from engine.services import escalations, shapes
+from engine.services import escalations, routing, shapes
 from engine.services.context import CALENDAR_REVISION, CLOCK_OFFSET, Context, setting
 from engine.services.projections import PRELOADED, find_task
 from engine.services.shapes import ESCALATION, TRANSFERRED_ROLES
@@ -51,11 +51,12 @@ class TaskService:
             user = None
             if actor is not None:
                 user = self.ctx.user(s, actor)
-                q = q.where(HumanTask.role.in_(user.role_set))
+                q = q.where(or_(HumanTask.role.in_(user.role_set), HumanTask.candidates.is_not(None),
+                                HumanTask.assignee == actor))
                 q = q.where(or_(HumanTask.assignee.is_(None), HumanTask.assignee == actor))
             rows = [r for r in s.scalars(q.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
                                                     HumanTask.created_at))
-                    if user is None or self._group_ok(user, r)]
+                    if user is None or self._may_work(user, r)]
             missing = {r.instance_id for r in rows} - set(known)
             instances = {**known, **({i.id: i for i in s.scalars(select(Instance).where(
                 Instance.id.in_(missing)))} if missing else {})}
@@ -161,7 +162,11 @@ class TaskService:
             target = s.scalar(select(User).where(User.name == to_user)) if to_user else None
             if target is None or not target.active:
                 raise InvalidInput(f"no active user {to_user!r}", fields=["to_user"])
-            if row.role not in target.role_set or not self._group_ok(target, row):
+            if row.candidates is not None:
+                if row.candidates and not routing.is_candidate(to_user, target.role_set, target.group_set, row):
+                    raise InvalidInput(f"user {to_user} is not among the candidates of task {row.name} "
+                                       f"({row.candidates})", fields=["to_user"])
+            elif row.role not in target.role_set or not self._group_ok(target, row):
                 raise InvalidInput(f"user {to_user} cannot work task {row.name} (needs role {row.role}"
                                    + (f", group {row.candidate_group}" if row.candidate_group else "") + ")",
                                    fields=["to_user"])
@@ -221,13 +226,23 @@ class TaskService:
 
     @staticmethod
     def _group_ok(user: User, row: HumanTask) -> bool:
-        groups = user.group_set
-        return not (row.candidate_group and groups and row.candidate_group not in groups)
+        return routing.group_ok(user.group_set, row)
+
+    @staticmethod
+    def _may_work(user: User, row: HumanTask) -> bool:
+        return routing.may_work(user.name, user.role_set, user.group_set, row)
 
     def _may_see(self, user: User, row: HumanTask) -> bool:
-        return bool(user.role_set & {row.role, "supervisor", "auditor"}) or row.assignee == user.name
+        return routing.may_see(user.name, user.role_set, user.group_set, row)
 
     def _authorize(self, user: User, row: HumanTask) -> None:
+        if row.candidates is not None:  # a task of a process without role lanes
+            if row.assignee and row.assignee != user.name:
+                raise NotAllowed(f"task {row.name} is assigned to {row.assignee}")
+            if not row.assignee and not routing.is_candidate(user.name, user.role_set, user.group_set, row):
+                raise NotAllowed(f"task {row.name} is offered to {row.candidates or 'its assignee'}; user "
+                                 f"{user.name} is not among them")
+            return
         if row.role not in user.role_set:
             raise NotAllowed(f"task {row.name} belongs to the {row.role} lane; user {user.name} "
                              f"has role(s) {', '.join(sorted(user.role_set)) or 'none'}")

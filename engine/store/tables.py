@@ -44,6 +44,8 @@ class Definition(Base):
     xml: Mapped[str] = mapped_column(Text, deferred=True)  # large; loaded only to parse a new version
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deployed_by: Mapped[str] = mapped_column(String(64))
+    # the processes its call activities call that live in other diagrams: process id → sha256 of that diagram
+    calls: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
 
 
 # --- changing a procedure (designer): what a deployed version changed against the one before it
@@ -171,6 +173,9 @@ class HumanTask(Base):
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str | None] = mapped_column(String(32))
     candidate_group: Mapped[str | None] = mapped_column(String(64))
+    # A task of a process without role lanes (engine.services.routing): who may work it, as "role:x",
+    # "group:y" and "user:z" joined by commas; NULL for a task of a lane (the lane's role and candidate_group).
+    candidates: Mapped[str | None] = mapped_column(String(1000))
     assignee: Mapped[str | None] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(16))  # ready | completed | cancelled
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -178,6 +183,39 @@ class HumanTask(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_by: Mapped[str | None] = mapped_column(String(64))
     end_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class ExternalTask(Base):
+    """A service task waiting for a worker (Camunda's external task pattern): fetched and locked by one worker
+    at a time, completed with variables, or failed with retries left (none left: an incident)."""
+    __tablename__ = "external_tasks"
+    __table_args__ = (Index("ix_external_tasks_state_topic", "state", "topic"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the SpiffWorkflow task id
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
+    bpmn_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(200))
+    topic: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))  # open | completed | cancelled
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    lock_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retries: Mapped[int] = mapped_column(Integer)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # not fetched before (after a failure)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_details: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MessageWait(Base):
+    """An instance waiting for a named message (an intermediate or boundary message event, a receive task)."""
+    __tablename__ = "message_waits"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the SpiffWorkflow task id of the event
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    bpmn_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Timer(Base):

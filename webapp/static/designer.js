@@ -112,14 +112,20 @@
         li.appendChild(el("div", "outcome", p.failure ? t.failure + ": " + p.failure + (p.failed_at ? " (" + t.at + " " + p.failed_at + ")" : "")
           : (p.completed ? t.completed : t.notCompleted)));
         if (p.failed_at) mark(p.failed_at, "error");
-        li.appendChild(el("div", "steps muted small", t.steps + ": " + (p.steps || []).join(" → ")));
+        // step names as the diagram gives them (the id where a step has no name)
+        li.appendChild(el("div", "steps muted small", t.steps + ": " + (p.step_names || p.steps || []).join(" → ")));
+        if (p.boundary) li.appendChild(el("div", "muted small", fmt(t.boundaryRun, p.boundary)));
         if (p.timers_fired && p.timers_fired.length) li.appendChild(el("div", "muted small", t.timers + ": " + p.timers_fired.join(", ")));
         ol.appendChild(li);
       });
       sec.appendChild(ol);
       if (r.unreached && r.unreached.length) {
-        sec.appendChild(el("div", "unreached muted small", t.unreached + ": " + r.unreached.map(function (u) {
+        var gates = r.unreached.filter(function (u) { return u.gateway; });
+        var events = r.unreached.filter(function (u) { return u.boundary; });
+        if (gates.length) sec.appendChild(el("div", "unreached muted small", t.unreached + ": " + gates.map(function (u) {
           return u.gateway + " → " + u.target + " (" + u.flow + ")"; }).join("; ")));
+        if (events.length) sec.appendChild(el("div", "unreached muted small", t.neverFired + ": " + events.map(function (u) {
+          return u.boundary + " (" + (u.attached_to || "?") + ")"; }).join("; ")));
       }
       runBox.appendChild(sec);
     });
@@ -158,7 +164,15 @@
   }
 
   var deploying = false;
+  var confirmBox = document.getElementById("deploy-confirm");
+  function askDeploy() {  // a new version is in force at once for new tickets: the owner confirms first
+    if (deploying) return;
+    confirmBox.querySelector(".question").textContent = fmt(t.confirmDeploy, baseVersion || "0");
+    confirmBox.hidden = false;
+    document.getElementById("btn-deploy-confirm").focus();
+  }
   function deploy() {
+    confirmBox.hidden = true;
     if (deploying) return;  // one deploy at a time; the server also keeps a resent one from making a version
     deploying = true;
     deployBtn.disabled = true;
@@ -174,6 +188,10 @@
       }
       baseVersion = String(res.version);
       root.dataset.baseVersion = baseVersion;
+      var header = document.getElementById("designer-version");  // the header names the version now in force
+      if (header) header.textContent = fmt(t.headerVersion, res.version);
+      var meta = document.getElementById("designer-based-on");
+      if (meta) meta.textContent = fmt(res.created === false ? t.headerUnchanged : t.headerDeployed, res.version);
       dirty = false;
       status(res.created === false ? fmt(t.unchanged, res.version) : fmt(t.deployed, res.version), "good");
       var a = el("a", "deployed-link", " → " + res.process_id + " v" + res.version);
@@ -194,7 +212,17 @@
   }
 
   checkBtn.addEventListener("click", check);
-  deployBtn.addEventListener("click", deploy);
+  deployBtn.addEventListener("click", askDeploy);
+  document.getElementById("btn-deploy-confirm").addEventListener("click", deploy);
+  document.getElementById("btn-deploy-cancel").addEventListener("click", function () { confirmBox.hidden = true; });
+
+  /* Words the properties panel shows without asking the translator ("<empty>" of an unnamed list item). */
+  var panel = document.getElementById("properties");
+  new MutationObserver(function () {
+    panel.querySelectorAll(".bio-properties-panel-collapsible-entry-header-title").forEach(function (n) {
+      if (n.textContent === "<empty>") n.textContent = panelWords["<empty>"] || "<empty>";
+    });
+  }).observe(panel, {childList: true, subtree: true, characterData: true});
   document.getElementById("btn-download").addEventListener("click", download);
   window.addEventListener("beforeunload", function (e) { if (dirty) { e.preventDefault(); e.returnValue = t.dirty; } });
 
