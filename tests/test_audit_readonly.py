@@ -93,7 +93,8 @@ CLI_ARGS = {
     "web": ["--bind", "127.0.0.1:1"], "users token": ["agent"], "db upgrade": [], "db downgrade": ["base"],
     "kpi report": ["--month", "2026-10"], "qa sample": ["--month", "2026-10"], "qa sample-size": ["5"],
     "migrate": ["{instance}", "--to", "2"], "users unlock": ["agent"], "external fetch": ["--worker", "w"],
-    "external complete": ["{task_id}", "--worker", "w"], "external fail": ["{task_id}", "--worker", "w", "--error", "x"],
+    "external complete": ["{task_id}", "--worker", "w"],
+    "external fail": ["{task_id}", "--worker", "w", "--error", "x"],
     "external extend-lock": ["{task_id}", "--worker", "w", "--lock", "5m"], "message": ["paid"],
 }
 

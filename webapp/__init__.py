@@ -45,7 +45,7 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     from . import kpi as kpi_pages  # kpi (issue 7): dashboard, lineage, monthly report, CSV
     app.register_blueprint(kpi_pages.bp)
     register_template_helpers(app)
-    from . import api, api_external  # JSON API for integrations (issue 8); Camunda-shaped routes (issue 22)  # noqa: F401
+    from . import api, api_external  # noqa: F401 - the JSON API (issue 8) and its Camunda-shaped routes
     app.register_blueprint(api.bp)
     from . import audit  # audit (issue 6): search, trace, exports (read-only)
     app.register_blueprint(audit.bp)

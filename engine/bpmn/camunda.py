@@ -198,7 +198,8 @@ def _multi_instance(proc, notes) -> None:
         m = re.fullmatch(r"[$#]\{\s*([A-Za-z_]\w*)\s*\}|([A-Za-z_]\w*)", collection)
         if m is None:
             notes.add("error", "juel_unsupported", f"camunda:collection {collection!r} must name a variable that "
-                      "holds the list (e.g. ${reviewers}): compute the list in a script task before", f"camunda:collection "
+                      "holds the list (e.g. ${reviewers}): compute the list in a script task before",
+                      f"camunda:collection "
                       f"{collection!r} 必须是保存列表的变量名（例如 ${{reviewers}}）：请先在脚本任务中算出列表", loop)
             continue
         ref = etree.Element(B + "loopDataInputRef")

@@ -37,8 +37,6 @@ class ExternalTaskParser(SpiffTaskParser):
         ext = super().parse_extensions(node)
         node = self.node if node is None else node
         ext["kefu_topic"] = node.get(CAMUNDA + "topic") or node.get("id")
-        ext["kefu_properties"] = {p.get("name") or p.get("id"): p.get("value") for p in node.iterfind(
-            f"./{{*}}extensionElements/{CAMUNDA}properties/{CAMUNDA}property")}
         retries = node.get("{urn:kefu}retries")
         if retries:
             ext["kefu_retries"] = int(retries)

@@ -64,6 +64,11 @@ def _show_text(r):
             lines.append(f"ready: {t['name']} [{t['role']}] {t['id']}" + (f" due {t['due_at']}" if t["due_at"] else ""))
     for t in r["timers"]:
         lines.append(f"timer: {t['name'] or t['bpmn_id']} due {t['due_at']}")
+    for x in r.get("external_tasks", []):
+        if x["state"] == "open":
+            lines.append(f"external task: {x['name'] or x['bpmn_id']} (topic {x['topic']}) {x['id']}, "
+                         f"{x['retries']} retries left" + (f", last error: {x['error_message']}"
+                                                           if x["error_message"] else ""))
     lines.append("events:")
     for e in r["events"]:
         rules = f" [{', '.join(e['rules'])}]" if e["rules"] else ""
@@ -81,7 +86,7 @@ def cmd_incident_retry(args):
 
 
 def register(sub, add) -> None:
-    sp = add("start", cmd_start, "open a ticket: consultation, complaint or repair")
+    sp = add("start", cmd_start, "open a ticket: consultation, complaint, repair or any deployed process id")
     sp.add_argument("kind")
     sp.add_argument("--as", dest="actor", required=True)
     sp.add_argument("--data", help="intake form as JSON (or @file, or - for stdin)")

@@ -43,7 +43,7 @@ class DefinitionService:
                     parsed.append(parse_table(data, name))
                 else:
                     parsed.append(parse_diagram(data, name, resolve))
-                    designer.lint_or_refuse(data, name, resolve)  # designer: the stricter checks (timers on sample data)
+                    designer.lint_or_refuse(data, name, resolve)  # designer: the stricter checks (sample timers)
                 outcome.append({"file": name, "status": "ok"})
             except DefinitionError as exc:
                 outcome.append(designer.failed_file(name, exc))

@@ -55,7 +55,8 @@ class DeployRefused(DefinitionError):
 
 def failed_file(name: str, exc: DefinitionError) -> dict:
     problems = exc.details.get("problems") or [exc.to_dict()]
-    return {"file": name, "status": "failed", "message": exc.message, "reason": exc.details.get("reason") or exc.message,
+    return {"file": name, "status": "failed", "message": exc.message,
+            "reason": exc.details.get("reason") or exc.message,
             "element": exc.details.get("element"),
             "line": exc.details.get("line"), "problems": problems,
             "findings": exc.details.get("findings") or []}

@@ -178,7 +178,8 @@ class ExternalTaskService:
         if roles is None:
             raise NotAllowed(f"unknown or inactive user {actor!r}")
         if not roles & WORKER_ROLES:
-            raise NotAllowed(f"user {actor} may not work external tasks (needs role {' or '.join(sorted(WORKER_ROLES))})")
+            raise NotAllowed(f"user {actor} may not work external tasks "
+                             f"(needs role {' or '.join(sorted(WORKER_ROLES))})")
 
     def _held(self, s, task_id: str, worker_id: str, actor: str | None, live: bool = False):
         """The open task row (locked for the change) held by ``worker_id``, and its instance."""
