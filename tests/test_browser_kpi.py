@@ -45,8 +45,9 @@ def test_supervisor_reads_the_dashboard_opens_a_figure_and_prints_the_report(bro
 
         desk.goto("/kpi/2026-11/report")
         page.wait_for_selector(".kpi-report")
-        # department, its customer-service roll-up, agent, agent2 and the scoring rules (K-score, K-who)
-        assert page.locator("section.card h2").count() == 5
+        # the department, five departments (K-who roll-up: customer service, finance, sales, security_ops,
+        # technician), the six people who held clocks or opened tickets, and the scoring rules
+        assert page.locator("section.card h2").count() == 13
         page.emulate_media(media="print")
         assert not page.locator("header.top").is_visible() and not page.locator("button.no-print").is_visible()
         desk.shot("kpi-report-print")

@@ -198,7 +198,8 @@ def test_r4_waiting_for_the_customer_pauses_the_finish_clock(scenario):
     resumed = scenario.events("clock_resumed")[0]["data"]
     assert resumed["clock"] == "finish" and datetime.fromisoformat(resumed["due_at"]) == resumed_due
     assert scenario.show()["deadlines"]["finish"]["paused_at"] is None
-    assert [f["timer"] for f in scenario.advance(hours=20, seconds=1)] == ["timer_repair_overdue"]
+    # the finish clock runs out (the arrival clock, the earlier of 11:00 and the finish target, ran out before)
+    assert [f["timer"] for f in scenario.advance(hours=20, seconds=1)] == ["timer_arrival_late", "timer_repair_overdue"]
 
 
 def test_a_changed_sla_table_applies_to_new_tickets_and_running_ones_keep_theirs(scenario, tmp_path):

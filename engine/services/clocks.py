@@ -170,15 +170,19 @@ def of(wf) -> list[dict]:
 
 
 def open_due(wf, name: str, pending: str | None) -> str | None:
-    """The due time of the clock ``name`` while it runs or waits: its open entry's, or ``pending`` (the deadline a
-    script set, whose task is not ready yet) unless that deadline's clock has stopped already (T-stop)."""
+    """The due time of the clock ``name`` while the ticket is open: its open entry's, ``pending`` (the deadline a
+    script set, whose task is not ready yet), or a deadline that ran out and was not re-dispatched yet; None once the
+    work was done in time or the ticket ended (T-stop)."""
     for c in reversed(wf.data.get(KEY, [])):
         if c["clock"] != name:
             continue
         if c["stopped_at"] is None:
             return c["due_at"]
-        stopped = aware(c["due_at"])
-        return pending if pending and aware(pending) != stopped and not _ended(wf) else None
+        if _ended(wf):
+            return None
+        if pending and aware(pending) != aware(c["due_at"]):
+            return pending  # a new deadline is set, its task not ready yet
+        return c["due_at"] if c["state"] == "missed" else None  # ran out: overdue until re-dispatched
     return None if _ended(wf) else pending
 
 

@@ -26,7 +26,8 @@ def apply_decision(ctx: Context, runner: Runner, s, child: Instance, clean: dict
         raise FormValidationError({"new_assignee": "required"}, DECISION_TASK)
     if decision not in ("extend", "reassign") or child.parent_id is None or child.parent_task_id is None:
         return
-    parent = s.get(Instance, child.parent_id, options=WITH_STATE, with_for_update=True)
+    parent = s.scalar(select(Instance).where(Instance.id == child.parent_id).options(*WITH_STATE)
+                      .with_for_update(of=Instance))
     row = s.get(HumanTask, child.parent_task_id)
     if parent is None or row is None or row.state != "ready":
         return  # the task was done or withdrawn meanwhile: nothing left to change
