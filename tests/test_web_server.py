@@ -83,6 +83,12 @@ def test_kefu_web_runs_gunicorn_workers_and_stops_on_sigterm(env, tmp_path):
                 assert time.monotonic() < deadline, "kefu web did not answer within 60 s"
                 time.sleep(0.2)
         assert status == 200 and health["status"] == "ok"
+        # gunicorn forks its workers one after another (with a short random pause): the first may answer before
+        # the second exists, so wait for the second, then check there are exactly two
+        grown = time.monotonic() + 30
+        while len(children(proc.pid)) < 2 and time.monotonic() < grown:
+            time.sleep(0.1)
+        time.sleep(0.5)
         assert len(children(proc.pid)) == 2  # two workers, no scheduler among them
         status, started = request(base + "/api/v1/tickets", token, {"kind": "repair"})
         assert status == 201 and started["ticket_no"].startswith("BX"), started
