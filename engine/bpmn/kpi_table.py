@@ -18,7 +18,7 @@ import hashlib
 import re
 from dataclasses import asdict, dataclass
 
-from engine.bpmn.sla import DMN_NAMESPACES, SlaTable, parse_sla
+from engine.bpmn.sla import SlaTable, decision_table, dmn_root, parse_sla
 from engine.errors import DefinitionError
 
 KPI_DECISION = "kpi"
@@ -112,22 +112,12 @@ def default_table() -> KpiTable:
     return KpiTable(KPI_DECISION, None, None, dict(DEFAULT_RULES), {}, None, None)
 
 
-def _root(data: bytes, filename: str):
-    from engine.bpmn.diagram import safe_xml
-    root = safe_xml(data, filename, root_tag=None)
-    ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
-    if ns not in DMN_NAMESPACES or root.tag != f"{{{ns}}}definitions":
-        raise DefinitionError("not a DMN document (expected <definitions> in a DMN 1.1-1.4 namespace)",
-                              file=filename)
-    return root, ns
-
-
 def parse_table(data: bytes, filename: str) -> SlaTable | KpiTable:
     """A .dmn file's decision table: the KPI table when its decision is ``kpi``, else the SLA table (whose
     parser says what is wrong with anything else)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    root, ns = _root(data, filename)
+    root, ns = dmn_root(data, filename)
     ids = [d.get("id") for d in root.findall(f"{{{ns}}}decision")]
     if ids == [KPI_DECISION]:
         return parse_kpi_table(data, filename)
@@ -141,32 +131,11 @@ def is_table(parsed) -> bool:
 def parse_kpi_table(data: bytes, filename: str) -> KpiTable:
     if isinstance(data, str):
         data = data.encode("utf-8")
-    root, ns = _root(data, filename)
-    q = lambda tag: f"{{{ns}}}{tag}"  # noqa: E731
-    decisions = root.findall(q("decision"))
-    if len(decisions) != 1:
-        raise DefinitionError(f"expected exactly one decision, found {len(decisions)}", file=filename)
-    decision = decisions[0]
+    decision, table, q, bad = decision_table(data, filename, "kpi", "KPI")
     did = decision.get("id") or ""
     if did != KPI_DECISION:
         raise DefinitionError(f"the KPI decision's id must be {KPI_DECISION!r}, not {did!r}", file=filename,
                               element=did, line=decision.sourceline)
-    table = decision.find(q("decisionTable"))
-    if table is None:
-        raise DefinitionError("the decision has no decision table", file=filename, element=did,
-                              line=decision.sourceline)
-
-    def bad(msg, node):
-        return DefinitionError(msg, file=filename, element=node.get("id"), line=node.sourceline)
-
-    if (table.get("hitPolicy") or "UNIQUE").upper() not in ("UNIQUE", "FIRST", "ANY"):
-        raise bad("hit policy must be UNIQUE, FIRST or ANY: one row per KPI", table)
-    inputs = table.findall(q("input"))
-    if len(inputs) != 1:
-        raise bad(f"expected one input (the KPI), found {len(inputs)}", table)
-    expr = (inputs[0].findtext(f"{q('inputExpression')}/{q('text')}") or "").strip()
-    if expr != "kpi":
-        raise bad(f"the input expression must be 'kpi', not {expr!r}", inputs[0])
     outputs = [o.get("name") for o in table.findall(q("output"))]
     if sorted(map(str, outputs)) != sorted(OUTPUTS) or len(set(outputs)) != len(outputs):
         raise bad(f"the outputs must be exactly {', '.join(OUTPUTS)}; got {', '.join(map(str, outputs))}", table)

@@ -43,36 +43,51 @@ class SlaTable:
     xml: bytes
 
 
-def parse_sla(data: bytes, filename: str) -> SlaTable:
+def dmn_root(data: bytes, filename: str):
+    """The root element of a DMN 1.1–1.4 document (parsed safely) and its namespace."""
     from engine.bpmn.diagram import safe_xml
-    if isinstance(data, str):
-        data = data.encode("utf-8")
     root = safe_xml(data, filename, root_tag=None)
     ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
     if ns not in DMN_NAMESPACES or root.tag != f"{{{ns}}}definitions":
         raise DefinitionError("not a DMN document (expected <definitions> in a DMN 1.1-1.4 namespace)",
                               file=filename)
+    return root, ns
+
+
+def decision_table(data: bytes, filename: str, input_expr: str, row: str):
+    """The one decision of a DMN document with its decision table, one row per ``row`` (the hit policy) and one
+    input whose expression is ``input_expr``: ``(decision, table, q, bad)``, where ``q`` names a DMN tag and
+    ``bad(message, node)`` is the error naming that node's element and line."""
+    root, ns = dmn_root(data, filename)
     q = lambda tag: f"{{{ns}}}{tag}"  # noqa: E731
     decisions = root.findall(q("decision"))
     if len(decisions) != 1:
         raise DefinitionError(f"expected exactly one decision, found {len(decisions)}", file=filename)
     decision = decisions[0]
-    did = decision.get("id") or ""
     table = decision.find(q("decisionTable"))
     if table is None:
-        raise DefinitionError("the decision has no decision table", file=filename, element=did)
+        raise DefinitionError("the decision has no decision table", file=filename, element=decision.get("id") or "",
+                              line=decision.sourceline)
 
     def bad(msg, node):
         return DefinitionError(msg, file=filename, element=node.get("id"), line=node.sourceline)
 
     if (table.get("hitPolicy") or "UNIQUE").upper() not in ("UNIQUE", "FIRST", "ANY"):
-        raise bad("hit policy must be UNIQUE, FIRST or ANY: one row per case", table)
+        raise bad(f"hit policy must be UNIQUE, FIRST or ANY: one row per {row}", table)
     inputs = table.findall(q("input"))
     if len(inputs) != 1:
-        raise bad(f"expected one input (the case), found {len(inputs)}", table)
+        raise bad(f"expected one input (the {row}), found {len(inputs)}", table)
     expr = (inputs[0].findtext(f"{q('inputExpression')}/{q('text')}") or "").strip()
-    if expr != "case":
-        raise bad(f"the input expression must be 'case', not {expr!r}", inputs[0])
+    if expr != input_expr:
+        raise bad(f"the input expression must be {input_expr!r}, not {expr!r}", inputs[0])
+    return decision, table, q, bad
+
+
+def parse_sla(data: bytes, filename: str) -> SlaTable:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    decision, table, q, bad = decision_table(data, filename, "case", "case")
+    did = decision.get("id") or ""
     outputs = [o.get("name") for o in table.findall(q("output"))]
     unknown = [o for o in outputs if o not in OUTPUTS]
     if unknown or len(set(outputs)) != len(outputs):
