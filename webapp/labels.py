@@ -29,6 +29,7 @@ END_REASONS = {"timer": _l("超时自动取消"), "cancelled": _l("已取消")}
 EVENTS = {
     "instance_started": _l("工单创建"), "start_passed": _l("流程开始"), "task_created": _l("任务生成"),
     "task_claimed": _l("认领任务"), "task_unclaimed": _l("释放任务"), "task_reassigned": _l("改派任务"),
+    "owner_changed": _l("移交负责人"),
     "task_completed": _l("完成任务"), "task_cancelled": _l("任务取消"), "task_escalated": _l("升级至主管"),
     "gateway_passed": _l("流程分支"), "script_ran": _l("系统处理"), "timer_fired": _l("定时触发"),
     "end_reached": _l("流程结束"), "instance_completed": _l("工单完成"), "incident_raised": _l("出现异常"),

@@ -86,7 +86,7 @@ INSTANCE = _obj({
     "status": {"enum": ["active", "completed", "incident"]},
     "definition": _obj({"process_id": STR, "version": INT, "sha256": STR}),
     "customer": _nullable(_ref("Customer")), "severity": N_STR, "nature": N_STR, "vip": BOOL, "summary": N_STR,
-    "created_by": STR, "created_at": TIME, "updated_at": TIME, "completed_at": N_TIME,
+    "created_by": STR, "owner": N_STR, "created_at": TIME, "updated_at": TIME, "completed_at": N_TIME,
     "incident": _nullable(OBJ), "data": OBJ, "deadlines": OBJ, "clocks": {"type": "array", "items": CLOCK},
     "sla": _nullable(OBJ), "parent_id": N_INT,
     "tasks": {"type": "array", "items": _ref("TaskBrief")}, "timers": {"type": "array", "items": _ref("Timer")},

@@ -17,7 +17,7 @@ from engine.services.context import Context, row_id
 from engine.services.shapes import ESCALATION
 from engine.services.runner import START_ROLES, Runner
 from engine.store import chain as audit
-from engine.store.tables import Customer, Definition, ExternalTask, HumanTask, Instance, Timer
+from engine.store.tables import Customer, Definition, ExternalTask, HumanTask, Instance, Timer, User
 from engine.store.versions import latest
 
 OPEN_ROLES = START_ROLES | {"integration"}  # may open tickets (the JSON API's integration users)
@@ -103,6 +103,33 @@ class InstanceService:
         self.runner.save(s, inst, wf, events, actor, None, None)
         return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status, "incident": None}
 
+    def set_owner(self, instance_ref, new_owner: str, actor: str, reason: str) -> dict:
+        """Hand a case to another agent (X1): its owner, the first responsible agent until it closes.
+        The owner may hand it over; a supervisor may reassign it. An audit event ``owner_changed``."""
+        reason = (reason or "").strip()
+        if not reason:
+            raise InvalidInput("say why the case changes hands (a reason)")
+        if len(reason) > 500:
+            raise InvalidInput("the reason is longer than 500 characters")
+        with self.ctx.db.unit_of_work() as s:
+            inst = self.ctx.instance(s, instance_ref)
+            user = self.ctx.user(s, actor)
+            if inst.owner != actor and "supervisor" not in user.role_set:
+                raise NotAllowed(f"only the case's owner or a supervisor may hand {inst.ticket_no} over")
+            if inst.status != "active":
+                raise Conflict(f"{inst.ticket_no} is {inst.status}; only an open case changes hands")
+            target = s.scalar(select(User).where(User.name == new_owner)) if isinstance(new_owner, str) else None
+            if target is None or not target.active or "agent" not in target.role_set:
+                raise InvalidInput(f"{new_owner!r} is not an active agent")
+            if target.name == inst.owner:
+                raise Conflict(f"{target.name} already owns {inst.ticket_no}")
+            previous = inst.owner
+            inst.owner = target.name
+            self.runner.touch(s, inst, [audit.PendingEvent("owner_changed", actor, self.ctx.now(), rules=["X1"],
+                                                           data={"from": previous, "to": target.name,
+                                                                 "reason": reason})])
+            return {"ticket_no": inst.ticket_no, "owner": inst.owner, "previous_owner": previous}
+
     def show(self, instance_ref) -> dict:
         """Everything about one ticket: status, customer, data, deadlines, tasks, timers and audit events."""
         with self.ctx.db.reading() as s:
@@ -117,7 +144,7 @@ class InstanceService:
                 "definition": {"process_id": d.process_id, "version": d.version, "sha256": d.sha256},
                 "customer": shapes.customer_dict(inst.customer) if inst.customer else None,
                 "severity": inst.severity, "nature": inst.nature, "vip": inst.vip, "summary": inst.summary,
-                "created_by": inst.created_by, "created_at": iso(inst.created_at),
+                "created_by": inst.created_by, "owner": inst.owner, "created_at": iso(inst.created_at),
                 "updated_at": iso(inst.updated_at), "completed_at": iso(inst.completed_at),
                 "incident": inst.incident, "data": data,
                 "deadlines": projections.deadlines(wf),
@@ -148,7 +175,7 @@ class InstanceService:
             if customer_id is not None:
                 q = q.where(Instance.customer_id == customer_id)
             return [{"instance_id": i.id, "ticket_no": i.ticket_no, "kind": i.kind, "status": i.status,
-                     "severity": i.severity, "vip": i.vip, "summary": i.summary,
+                     "severity": i.severity, "vip": i.vip, "summary": i.summary, "owner": i.owner,
                      "customer": i.customer.name if i.customer else None, "created_at": iso(i.created_at),
                      "version": i.definition.version} for i in s.scalars(q)]
 

@@ -76,7 +76,8 @@ class Runner:
                                   "vip": bool(customer.vip) if customer else False})
         inst = Instance(ticket_no=ticket_no, kind=kind, definition=definition, customer=customer,
                         status="active", vip=bool(customer.vip) if customer else False,
-                        created_by=actor, created_at=now, updated_at=now, state="", audit_count=0,
+                        created_by=actor, owner=actor if parent is None and "agent" in user.role_set else None,
+                         created_at=now, updated_at=now, state="", audit_count=0,
                         audit_head="", parent_id=parent.id if parent is not None else None)
         s.add(inst)
         s.flush()
