@@ -16,11 +16,14 @@ from engine.services.customers import CustomerService
 from engine.services.definitions import DefinitionService
 from engine.services.designer import DesignerService
 from engine.services.external import ExternalTaskService
+from engine.services.handovers import HandoverService
 from engine.services.instances import InstanceService
 from engine.services.kpi import KpiService
 from engine.services.messages import MessageService
+from engine.services.repeats import RepeatService
 from engine.services.runner import Runner
 from engine.services.security import SecurityService
+from engine.services.shifts import ShiftService
 from engine.services.tasks import TaskService
 from engine.services.timekeeping import TimeService
 from engine.services.timers import TimerService
@@ -49,6 +52,9 @@ class Kefu:
         self.kpi = KpiService(ctx, runner, self.users)
         self.external = ExternalTaskService(ctx, runner)
         self.messages = MessageService(ctx, runner)
+        self.shifts = ShiftService(ctx)  # X2: the shifts, and the handovers between them
+        self.handovers = HandoverService(ctx, runner)
+        self.repeats = RepeatService(ctx)  # X3: repeat complaints
 
     # The shared state, for the scheduler, the web app's setup and tests.
     @property

@@ -12,7 +12,7 @@ from SpiffWorkflow.util.task import TaskState
 from engine.bpmn import sandbox as scripting
 from engine.clock import iso
 from engine.errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
-from engine.services import clocks, projections, shapes
+from engine.services import clocks, projections, repeats, shapes
 from engine.services.context import Context, row_id
 from engine.services.shapes import ESCALATION
 from engine.services.runner import START_ROLES, Runner
@@ -22,6 +22,22 @@ from engine.store.versions import latest
 
 OPEN_ROLES = START_ROLES | {"integration"}  # may open tickets (the JSON API's integration users)
 INCIDENT_ROLES = {"supervisor", "process_owner"}
+
+
+def change_owner(runner: Runner, s, inst: Instance, target: User | None, new_owner, actor: str, reason: str, now,
+                 rules=("X1",), extra: dict | None = None) -> str | None:
+    """Move the case ``inst`` to the agent ``target`` (X1) with the audit event ``owner_changed``; the caller
+    decided that ``actor`` may. Returns the previous owner. Shared by ``set_owner`` and the shift handover (X2)."""
+    if target is None or not target.active or "agent" not in target.role_set:
+        raise InvalidInput(f"{new_owner!r} is not an active agent")
+    if target.name == inst.owner:
+        raise Conflict(f"{target.name} already owns {inst.ticket_no}")
+    previous = inst.owner
+    inst.owner = target.name
+    runner.touch(s, inst, [audit.PendingEvent("owner_changed", actor, now, rules=list(rules),
+                                              data={"from": previous, "to": target.name, "reason": reason,
+                                                    **(extra or {})})])
+    return previous
 
 
 class InstanceService:
@@ -119,15 +135,7 @@ class InstanceService:
             if inst.status != "active":
                 raise Conflict(f"{inst.ticket_no} is {inst.status}; only an open case changes hands")
             target = s.scalar(select(User).where(User.name == new_owner)) if isinstance(new_owner, str) else None
-            if target is None or not target.active or "agent" not in target.role_set:
-                raise InvalidInput(f"{new_owner!r} is not an active agent")
-            if target.name == inst.owner:
-                raise Conflict(f"{target.name} already owns {inst.ticket_no}")
-            previous = inst.owner
-            inst.owner = target.name
-            self.runner.touch(s, inst, [audit.PendingEvent("owner_changed", actor, self.ctx.now(), rules=["X1"],
-                                                           data={"from": previous, "to": target.name,
-                                                                 "reason": reason})])
+            previous = change_owner(self.runner, s, inst, target, new_owner, actor, reason, self.ctx.now())
             return {"ticket_no": inst.ticket_no, "owner": inst.owner, "previous_owner": previous}
 
     def show(self, instance_ref) -> dict:
@@ -152,6 +160,7 @@ class InstanceService:
                 "sla": {"version": data.get("sla_version"), "case": data.get("sla_case"),
                         "targets": data.get("sla_targets")} if data.get("sla_version") else None,
                 "parent_id": inst.parent_id,
+                **repeats.links_of(s, inst),  # X3: repeat_of (earlier tickets), repeated_by (later ones)
                 "tasks": [shapes.task_brief(r) for r in rows],
                 "timers": [shapes.timer_dict(t) for t in s.scalars(
                     select(Timer).where(Timer.instance_id == inst.id).order_by(Timer.due_at))],

@@ -33,6 +33,7 @@ from engine.clock import SHANGHAI, aware, iso
 from engine.errors import Conflict, DefinitionError, IncidentError, NotFound
 from engine.services import clocks, projections
 from engine.services.context import SYSTEM, Context
+from engine.services import repeats
 from engine.services.customers import new_customer, phone_digits
 from engine.services.shapes import ESCALATION
 from engine.store import chain as audit, writes
@@ -88,6 +89,8 @@ class Runner:
                         "targets": sla[1].targets}} if sla is not None else {}),
             "calendar": self.ctx.calendar.describe(),
             **({"parent": parent.ticket_no} if parent is not None else {})})]
+        if (initial or {}).get("repeat_of"):  # X3: opened as a repeat of named tickets (complaint care)
+            repeats.link_explicit(self, s, inst, initial["repeat_of"], actor, now, events)
         before = self.states(wf)
         incident = self.run(wf)
         if message is not None and not incident:
@@ -149,6 +152,8 @@ class Runner:
         for key in ("severity", "nature"):
             if clean.get(key):
                 setattr(inst, key, clean[key])
+        if clean.get("nature"):  # X3: the same customer's complaint of this nature again within the window
+            repeats.detect(self, s, inst, clean, user.name, now, events)
         if isinstance(clean.get("emergency"), bool):  # R2: an emergency repair is urgent wherever it is listed
             inst.severity = "urgent" if clean["emergency"] else (inst.severity or "general")
         for key in SUMMARY_FIELDS:
@@ -239,7 +244,8 @@ class Runner:
             events.append(audit.PendingEvent("instance_completed", SYSTEM, now))
         created, ready, rows_before = projections.sync_tasks(s, inst, wf, now, claimer, events)
         events.extend(created)
-        events.extend(clocks.track(wf, list(projections.waiting_timers(wf)), events, rows_before, inst.created_by,
+        events.extend(clocks.track(wf, list(projections.waiting_timers(wf)), events, rows_before,
+                                   inst.owner or inst.created_by,
                                    now, ended=inst.status == "completed"))
         events.extend(projections.sync_timers(self.ctx, s, inst, wf, now))
         events.extend(projections.sync_external(s, inst, wf, now))

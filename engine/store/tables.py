@@ -349,6 +349,60 @@ class KpiReport(Base):
 # --- end kpi ----------------------------------------------------------------------------------------
 
 
+# --- shift handover (X2) and ticket links (X3) ------------------------------------------------------
+class Handover(Base):
+    """One shift handover (交接班, X2): the outgoing agent lists what passes to the incoming one; both sign
+    (互签: both names and times). ``state``: open until the incoming agent accepts it."""
+    __tablename__ = "handovers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shift: Mapped[str] = mapped_column(String(32))  # the incoming shift's name
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    outgoing: Mapped[str] = mapped_column(String(64), index=True)
+    incoming: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open | accepted
+    note: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class HandoverItem(Base):
+    """One line of a handover: a case, a ready task, a promise falling due in the next shift or an open
+    escalation. ``included`` False: the outgoing agent left the case out (漏交); ``outcome`` at acceptance:
+    taken, skipped (no longer the outgoing agent's: taken or closed meanwhile) or left_out."""
+    __tablename__ = "handover_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    handover_id: Mapped[int] = mapped_column(ForeignKey("handovers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # case | task | promise | escalation
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
+    ticket_no: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    label: Mapped[str | None] = mapped_column(String(200))
+    holder: Mapped[str | None] = mapped_column(String(64))  # a task's assignee when listed
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    included: Mapped[bool] = mapped_column(Boolean, default=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_note: Mapped[str | None] = mapped_column(String(200))
+
+
+class TicketLink(Base):
+    """A link between two tickets; ``kind`` "repeat": ``instance_id`` is a repeat complaint of ``earlier_id``
+    (X3, 002 第四章.3)."""
+    __tablename__ = "ticket_links"
+    __table_args__ = (UniqueConstraint("instance_id", "earlier_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
+    earlier_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+    basis: Mapped[str | None] = mapped_column(String(16))  # detected | explicit
+
+
 def next_counter(session: Session, key: str) -> int:
     """Add one to the counter ``key`` (created at 1) and return it; concurrent callers never share a value."""
     if session.get_bind().dialect.name == "postgresql":
