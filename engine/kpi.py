@@ -59,6 +59,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from engine.bpmn.kpi_table import KPI_IDS, KpiTable, default_table
+from engine.kpi_ops import handover_marks, repeat_rate
 from engine.kpi_who import ACCEPT_TASKS, CUSTOMER_SERVICE, charged_text, charges, clock_stops
 from engine.store.tables import AuditEvent, Instance
 from engine.errors import InvalidInput
@@ -369,7 +370,8 @@ def _row(t, outcome, reason: str, kpi: str, table: KpiTable) -> dict:
     row = {"instance_id": t.id, "ticket_no": t.ticket_no, "kind": t.kind, "agent": t.agent,
            "outcome": outcome, "reason": reason}
     if outcome is not None:
-        row["charges"] = charges(kpi, table.rules[kpi].charged, t.agent, getattr(t, "stops", []), outcome)
+        row["charges"] = charges(kpi, table.rules[kpi].charged, t.agent, getattr(t, "stops", []), outcome,
+                                 getattr(t, "handovers", ()))
         row["charged"] = charged_text(row["charges"])
     return row
 
@@ -450,6 +452,9 @@ def compute(session, month, as_of: datetime | None = None, now: datetime | None 
                                      .order_by(AuditEvent.instance_id, AuditEvent.seq)):
                 events[e.instance_id].append(e)
     tickets = [Ticket(i, events[i.id], as_of) for i in insts]
+    marks = handover_marks(session, [t.id for t in tickets])  # X2: who a missed clock is charged to
+    for t in tickets:
+        t.handovers = marks.get(t.id, [])
     by_no = {t.ticket_no: t for t in tickets}
     rows: dict[str, tuple[list, list]] = {k: ([], []) for k in KPI_IDS}
     for t in tickets:
@@ -480,7 +485,8 @@ def compute(session, month, as_of: datetime | None = None, now: datetime | None 
     per_person, per_department = _scopes(rows, table)
     return {"month": key, "start": start.isoformat(), "end": end.isoformat(), "as_of": as_of.isoformat(),
             "final": as_of >= end, "tickets": len(tickets), "kpi_table": table.describe(table_version),
-            "department": department, "agents": per_person, "departments": per_department}
+            "department": department, "agents": per_person, "departments": per_department,
+            "repeat_complaints": repeat_rate(session, insts)}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ task's BPMN id), "role" (its lane), "group" (candidate group or null), "responsi
   responsible agent for an agent-lane clock and to the department (candidate group, else the lane) otherwise;
   the holders of its relevant clocks that were met are credited with the ticket;
 - a met ticket is credited to the holders of its relevant clocks;
+- a missed agent-side clock of a case in a shift handover (X2): left out of it (after acceptance) is charged to
+  the outgoing agent (漏交), listed but not taken over when the next shift had begun, to the incoming one (漏接);
 - a ticket without ``clock_stopped`` events, or without a relevant clock, stays with its first responsible
   agent (``instances.created_by``), as for a KPI charged to the ``owner``.
 
@@ -123,9 +125,46 @@ def _clock_share(c: ClockStop, owner: str | None, outcome) -> dict:
             "late_seconds": late if c.state == "missed" else None, "why": f"{what}; {who}"}
 
 
-def charges(kpi: str, charged: str, owner: str | None, stops: list[ClockStop], outcome) -> list[dict]:
+@dataclass(frozen=True)
+class HandoverMark:
+    """A ticket's line in a shift handover (X2): listed (``included``) or left out, and when it was taken over."""
+    handover: int
+    outgoing: str
+    incoming: str
+    included: bool
+    started_at: datetime
+    window_start: datetime
+    accepted_at: datetime | None
+
+
+def _handover_charge(share: dict, c: ClockStop, marks) -> dict:
+    """X2 (002 第三章.3): a missed agent-side clock of a case left out of a handover, after the handover was
+    accepted, is charged to the outgoing agent (漏交); of a case listed but not taken over when the next shift
+    had begun, to the incoming agent (漏接)."""
+    at = _when(c.stopped_at)
+    if at is None or not marks or share["outcome"] is not False:
+        return share
+    before = [m for m in marks if m.started_at <= at]
+    if not before:
+        return share
+    m = max(before, key=lambda m: m.started_at)
+    if share["person"] not in (m.outgoing, None) or (share["person"] is None and c.role != AGENT_LANE):
+        return share
+    if m.included and (m.accepted_at is None or m.accepted_at > at) and at >= m.window_start:
+        return {**share, "person": m.incoming, "basis": "handover", "note": "handover_not_taken",
+                "why": share["why"] + f"; listed in handover #{m.handover} from {m.outgoing} to {m.incoming} "
+                                      "but not taken over when it ran out: charged to the incoming agent (漏接, X2)"}
+    if not m.included and m.accepted_at is not None and m.accepted_at <= at:
+        return {**share, "person": m.outgoing, "basis": "handover", "note": "handover_left_out",
+                "why": share["why"] + f"; left out of handover #{m.handover} from {m.outgoing} to {m.incoming}: "
+                                      "charged to the outgoing agent (漏交, X2)"}
+    return share
+
+
+def charges(kpi: str, charged: str, owner: str | None, stops: list[ClockStop], outcome, handovers=()) -> list[dict]:
     """Who a counted ticket's outcome belongs to: one share per person (or department without a person), each
-    with the outcome that person is credited or charged with and why."""
+    with the outcome that person is credited or charged with and why; ``handovers``: the ticket's
+    ``HandoverMark``s (X2)."""
     relevant = [c for c in stops if RELEVANT.get(kpi, lambda _c: False)(c)]
     if charged != "responsible":
         return [_owner_share(owner, outcome, kpi, "owner_rule")]
@@ -137,7 +176,7 @@ def charges(kpi: str, charged: str, owner: str | None, stops: list[ClockStop], o
         missed = [c for c in relevant if c.state == "missed"]
         if not missed:
             return [_owner_share(owner, False, kpi, "no_missed_clock")]
-        shares = [_clock_share(c, owner, False) for c in missed]
+        shares = [_handover_charge(_clock_share(c, owner, False), c, handovers) for c in missed]
         shares += [_clock_share(c, owner, True) for c in relevant if c.state == "met"]
     else:
         shares = [_clock_share(c, owner, outcome) for c in relevant]

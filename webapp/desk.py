@@ -80,8 +80,12 @@ def inbox():
     if current_user.has("supervisor"):
         everyone = _filtered(kefu().tasks.ready(), kind, severity)
         queues.append({"key": "all", "title": _("全部待办"), "tasks": everyone})
+    repeats = kefu().repeats.open_repeats() if current_user.has("supervisor") else []  # X3: flagged
+    waiting = [h for h in kefu().handovers.day(actor=me()) if h["state"] == "open" and h["incoming"] == me()] \
+        if current_user.has("agent") else []  # X2: a handover waiting for me to take over
     return render_template("inbox.html", queues=queues, kind=kind, severity=severity, kinds=KINDS,
-                           severity_options=SEVERITIES, users=users_by_role() if everyone else {})
+                           severity_options=SEVERITIES, users=users_by_role() if everyone else {},
+                           repeats=repeats, open_handover=waiting[0] if waiting else None)
 
 
 def _task_page(task_id: str, values=None, errors=None, notice=None, status=200):

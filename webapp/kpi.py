@@ -124,6 +124,10 @@ def charge_text(share: dict) -> str:
         what = _("%(clock)s（%(task)s）超时", clock=clock, task=task)
     if share.get("basis") == "clock":
         who = _("责任人 %(p)s（%(d)s）", p=person, d=dept)
+    elif share.get("basis") == "handover" and share.get("note") == "handover_not_taken":
+        who = _("交接班列出但未接手（漏接），计入接班人 %(p)s（X2，%(d)s）", p=person, d=dept)
+    elif share.get("basis") == "handover":
+        who = _("未列入交接班（漏交），计入交班人 %(p)s（X2，%(d)s）", p=person, d=dept)
     elif share.get("basis") == "owner":
         who = _("无责任人记录，计入首问责任人 %(p)s（X1，%(d)s）", p=person, d=dept)
     else:

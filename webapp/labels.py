@@ -30,6 +30,8 @@ EVENTS = {
     "instance_started": _l("工单创建"), "start_passed": _l("流程开始"), "task_created": _l("任务生成"),
     "task_claimed": _l("认领任务"), "task_unclaimed": _l("释放任务"), "task_reassigned": _l("改派任务"),
     "owner_changed": _l("移交负责人"),
+    "handover_listed": _l("列入交接班"), "repeat_complaint_detected": _l("识别为重复投诉"),
+    "repeat_complaint_linked": _l("关联重复投诉"),
     "task_completed": _l("完成任务"), "task_cancelled": _l("任务取消"), "task_escalated": _l("升级至主管"),
     "gateway_passed": _l("流程分支"), "script_ran": _l("系统处理"), "timer_fired": _l("定时触发"),
     "end_reached": _l("流程结束"), "instance_completed": _l("工单完成"), "incident_raised": _l("出现异常"),
@@ -40,6 +42,11 @@ EVENTS = {
     "external_task_failed": _l("外部任务失败"), "external_task_cancelled": _l("外部任务取消"),
     "message_received": _l("收到消息"), "instance_migrated": _l("已迁移到新版本"),
 }
+# X2: what a handover lists, and what became of each line on acceptance
+HANDOVER_KINDS = {"case": _l("工单"), "task": _l("待办任务"), "promise": _l("对客户承诺的时限"), "escalation": _l("升级事项")}
+HANDOVER_OUTCOMES = {"taken": _l("已接手"), "skipped": _l("未移交"), "left_out": _l("未列入（漏交）"),
+                     "noted": _l("已告知")}
+HANDOVER_STATES = {"open": _l("待接班"), "accepted": _l("已接班")}
 DEADLINES = {"response": _l("响应时限"), "finish": _l("完成时限")}
 SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created", "timer_set",
                  "clock_started", "external_task_created"}
