@@ -96,6 +96,9 @@ CLI_ARGS = {
     "external complete": ["{task_id}", "--worker", "w"],
     "external fail": ["{task_id}", "--worker", "w", "--error", "x"],
     "external extend-lock": ["{task_id}", "--worker", "w", "--lock", "5m"], "message": ["paid"],
+    "handover start": ["--to", "agent2"], "handover accept": ["1"],
+    "shifts set": ["早班", "--start", "07:00", "--end", "15:00"], "shifts remove": ["夜班"],
+    "repeats window": ["--days", "30"],
 }
 
 
