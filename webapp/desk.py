@@ -80,7 +80,8 @@ def inbox():
     if current_user.has("supervisor"):
         everyone = _filtered(kefu().tasks.ready(), kind, severity)
         queues.append({"key": "all", "title": _("全部待办"), "tasks": everyone})
-    repeats = kefu().repeats.open_repeats() if current_user.has("supervisor") else []  # X3: flagged
+    repeats = _filtered(kefu().repeats.open_repeats(), kind, severity) \
+        if current_user.has("supervisor") else []  # X3: flagged to the supervisor
     waiting = [h for h in kefu().handovers.day(actor=me()) if h["state"] == "open" and h["incoming"] == me()] \
         if current_user.has("agent") else []  # X2: a handover waiting for me to take over
     return render_template("inbox.html", queues=queues, kind=kind, severity=severity, kinds=KINDS,

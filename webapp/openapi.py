@@ -89,6 +89,7 @@ INSTANCE = _obj({
     "created_by": STR, "owner": N_STR, "created_at": TIME, "updated_at": TIME, "completed_at": N_TIME,
     "incident": _nullable(OBJ), "data": OBJ, "deadlines": OBJ, "clocks": {"type": "array", "items": CLOCK},
     "sla": _nullable(OBJ), "parent_id": N_INT,
+    "repeat_of": {"type": "array", "items": STR}, "repeated_by": {"type": "array", "items": STR},  # X3
     "tasks": {"type": "array", "items": _ref("TaskBrief")}, "timers": {"type": "array", "items": _ref("Timer")},
     "external_tasks": {"type": "array", "items": _obj({
         "id": STR, "bpmn_id": STR, "name": N_STR, "topic": STR, "state": {"enum": ["open", "completed", "cancelled"]},

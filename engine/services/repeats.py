@@ -143,6 +143,7 @@ class RepeatService:
             out = []
             for inst in s.scalars(q):
                 out.append({"ticket_no": inst.ticket_no, "kind": inst.kind, "nature": inst.nature,
+                            "severity": inst.severity,
                             "owner": inst.owner, "customer": inst.customer.name if inst.customer else None,
                             **links_of(s, inst)})
             return out
