@@ -137,9 +137,9 @@ class RepeatService:
     def open_repeats(self, limit: int = 50) -> list[dict]:
         """Repeat complaints still open, newest first: the supervisor's flag (X3)."""
         with self.ctx.db.reading() as s:
-            q = (select(Instance).join(TicketLink, TicketLink.instance_id == Instance.id)
-                 .where(TicketLink.kind == KIND, Instance.status != "completed")
-                 .distinct().order_by(Instance.id.desc()).limit(limit))
+            linked = select(TicketLink.instance_id).where(TicketLink.kind == KIND)
+            q = (select(Instance).where(Instance.id.in_(linked), Instance.status != "completed")
+                 .order_by(Instance.id.desc()).limit(limit))
             out = []
             for inst in s.scalars(q):
                 out.append({"ticket_no": inst.ticket_no, "kind": inst.kind, "nature": inst.nature,
