@@ -38,6 +38,7 @@ def test_x2_pages_start_show_accept_and_the_day_list(kefu, web):
     web.login_as("supervisor")
     day = web.page("/handovers")
     assert f"/handovers/{hid}" in day and "当日全部交接班" in day
+    assert "白班 08:00–20:00" in day and "夜班 20:00–08:00" in day  # the shifts in force
     assert web.get("/handovers?day=yesterday").status_code == 400
     web.client.get("/lang/en")
     english = web.page(f"/handovers/{hid}")

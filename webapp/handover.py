@@ -59,7 +59,7 @@ def index():
     except ValueError:
         abort(400, _("日期格式应为 YYYY-MM-DD"))
     handovers = kefu().handovers.day(day, actor=me())
-    return _render("handovers.html", handovers=handovers, day=day.isoformat(),
+    return _render("handovers.html", handovers=handovers, day=day.isoformat(), shifts=kefu().shifts.all(),
                    may_start=current_user.has("agent"), everyone=current_user.has("supervisor", "auditor"))
 
 
