@@ -261,4 +261,7 @@ def test_x2_new_user_hands_over_by_the_command_line(kefu):
     mine = json.loads(run("tasks", "--as", "agent2", "--json").stdout)
     assert sorted(t["ticket_no"] for t in mine if t["assignee"] == "agent2") == sorted([a.ticket_no, b.ticket_no])
     assert run("handover", "show", "999", expect=4).returncode == 4
+    listed = json.loads(run("handover", "list", "--as", "supervisor", "--json").stdout)
+    assert [(x["id"], x["state"], x["accepted_at"]) for x in listed] == [(h["id"], "accepted",
+                                                                         "2026-11-23T19:45:00+08:00")]
     assert "夜班" in run("shifts", "list").stdout
