@@ -20,7 +20,7 @@ from engine.errors import KefuError
 GROUPS = (setup, designer, users, customers, tickets, timers, external, audit, server, kpi)
 # The order ``kefu --help`` lists the commands in (and argparse names them in an "invalid choice" error).
 COMMANDS = ("init", "deploy", "definitions", "lint", "testrun", "migrate", "users", "demo", "customers", "start",
-            "tasks", "task", "claim", "unclaim", "reassign", "escalate", "complete", "show", "timers", "incident",
+            "tasks", "task", "claim", "unclaim", "reassign", "escalate", "complete", "show", "reveal", "timers", "incident",
             "external", "message",
             "audit", "scheduler", "clock", "calendar", "db", "serve", "web", "kpi", "qa")
 

@@ -77,7 +77,8 @@ MUTATING = {"init", "deploy", "users add", "demo", "customers add", "customers u
 READ_ONLY = {"definitions", "users list", "customers find", "customers show", "tasks", "task", "show",
              "timers list", "audit verify", "audit replay", "audit search", "audit export", "audit head",
              "clock show", "calendar status", "calendar add", "db current", "db history", "lint",
-             "testrun", "users lockouts", "audit security", "external list"}
+             "testrun", "users lockouts", "audit security", "external list",
+             "reveal", "customers reveal"}  # a reveal changes nothing; it is recorded (I4)
 
 
 def _command_path(parser, prefix=()):
