@@ -109,8 +109,8 @@ def _customer_page(customer_id: int, values=None, errors=None, status=200, revea
         abort(403, _("您没有处理这位客户的工单，不能查看"))
     c = kefu().masking.customer(c, current_user.name)  # I4
     show_contact = not c["masked"]
-    if not show_contact:
-        values = {**(values or c), **{k: c[k] for k in HIDDEN_CONTACT}}
+    if values is None and not show_contact:  # the edit form: hidden contact fields blank (left blank: unchanged)
+        values = {**c, **{k: "" for k in HIDDEN_CONTACT}}
     fields = [k for k in HIDDEN_CONTACT if c.get(k)]
     return render_template("customer.html", c=c, tickets=kefu().instances.recent(customer_id=customer_id, limit=500),
                            show_contact=show_contact,
@@ -155,13 +155,14 @@ def customer_update(customer_id):
     data = {k: (v or None) for k, v in values.items()}
     if not contact_visible(current_user, customer_id):  # hidden contact fields left blank stay as they are
         for key in HIDDEN_CONTACT:
-            if not values[key]:
+            if not values[key] or "****" in values[key]:  # blank, or the masked value sent back (I4)
                 del data[key]
     data["vip"] = values["vip"] = request.form.get("vip") == "on"
     try:
         kefu().customers.update(customer_id, data, actor=current_user.name)
     except InvalidInput as exc:
         errors = {f: field_message(exc.message) for f in exc.details.get("fields") or ["name"]}
-        return _customer_page(customer_id, {**kefu().customers.get(customer_id), **values}, errors, status=422)
+        shown = kefu().masking.customer(kefu().customers.get(customer_id), current_user.name)
+        return _customer_page(customer_id, {**shown, **values}, errors, status=422)  # what was typed, kept
     flash(_("客户资料已更新"), "success")
     return redirect(url_for("records.customer", customer_id=customer_id))
