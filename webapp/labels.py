@@ -35,7 +35,7 @@ EVENTS = {
     "end_reached": _l("流程结束"), "instance_completed": _l("工单完成"), "incident_raised": _l("出现异常"),
     "incident_retried": _l("异常重试"), "timer_set": _l("设定时限"), "deadline_set": _l("设定时限"),
     "clock_paused": _l("计时暂停"), "clock_resumed": _l("计时恢复"), "clock_started": _l("计时开始"),
-    "value_revealed": _l("查看完整联系方式"), "customer_created": _l("客户建档"),
+    "value_revealed": _l("已查看完整联系方式"), "customer_created": _l("客户建档"),
     "customer_updated": _l("客户资料变更"),
     "clock_stopped": _l("计时结束"), "deadline_extended": _l("主管延长时限"),
     "external_task_created": _l("外部任务生成"), "external_task_completed": _l("外部任务完成"),
