@@ -8,6 +8,7 @@ from flask_login import current_user, login_required
 
 from engine import Conflict, FormValidationError, InvalidInput, NotFound
 from engine.limits import row_number
+from engine.services.masking import CUSTOMER_FIELDS as CONTACT_KINDS, mask
 
 from .access import START_ROLES, may_work, ticket_view
 from .auth import kefu, me, roles_required, safe_next
@@ -253,9 +254,7 @@ def intake_submit(kind):
         if ref and row_number(ref) is None:
             raise InvalidInput(_("客户编号不正确：%(ref)s", ref=ref[:20]))
         customer = kefu().customers.get(row_number(ref)) if ref else None
-        data = dict(values)
-        if customer and "*" in str(data.get("contact_phone") or ""):  # the profile's masked phone (I4):
-            del data["contact_phone"]  # the engine takes the profile's own
+        data = _unmasked(values, customer)
         result = kefu().instances.start(kind, me(), data=data, customer_id=customer["id"] if customer else None)
     except FormValidationError as exc:
         return _intake_page(kind, values, field_errors(exc),
@@ -268,6 +267,16 @@ def intake_submit(kind):
         if may_work(current_user, brief):
             return redirect(url_for("desk.task", task_id=brief["id"]))
     return redirect(url_for("records.instance", ref=result["ticket_no"]))
+
+
+def _unmasked(values: dict, customer: dict | None) -> dict:
+    """The intake form with the chosen profile's masked contact values (I4: prefilled as the agent reads them)
+    put back as the profile holds them, so the ticket records the real number and address."""
+    if not customer:
+        return dict(values)
+    full = {mask(kind, customer.get(key)): customer.get(key) for key, kind in CONTACT_KINDS.items()
+            if customer.get(key)}
+    return {k: full.get(v, v) if isinstance(v, str) else v for k, v in values.items()}
 
 
 # ---------------------------------------------------------------- customer lookup for intake
