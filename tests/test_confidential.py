@@ -39,7 +39,8 @@ def case(scenario, kefu):
 def _fill(rule, case, fmt) -> str:
     values = {"ref": case["ticket"], "instance": case["ticket"], "ticket": case["ticket"],
               "task_id": case["task_id"], "customer_id": case["customer_id"], "kind": "complaint",
-              "fmt": fmt, "process_id": "complaint", "version": "1", "month": "2026-11"}
+              "fmt": fmt, "process_id": "complaint", "version": "1", "month": "2026-11", "key": "K2",
+              "code": "en"}
 
     def value(match):
         name = match[1].split(":")[-1]

@@ -36,7 +36,7 @@ DEFAULT_FIELDS = {"contact_phone": "phone", "phone": "phone", "mobile": "phone",
 # need (000 §四.4, §六): the supervisor, quality inspection and audit.
 REVEAL_ROLES = frozenset({"supervisor", "qa", "auditor"})
 MAX_REASON = 500
-MIN_SECRET = 4  # shorter values are not searched for in free text (too many false hits)
+MIN_SECRET = 7  # shorter values are not searched for in free text (a date or a ticket number could hold them)
 
 
 def mask_phone(phone) -> str:
