@@ -235,8 +235,11 @@ def test_i3_every_profile_change_is_recorded_with_masked_values(case, kefu):
     rendered = json.dumps(log, ensure_ascii=False)
     assert PHONE not in rendered and "13900001111" not in rendered and EMAIL not in rendered
     security = kefu.security.events(50)  # the append-only security log auditors read
-    # the fixture's e-mail and address, the supervisor's edit, the agent's
-    assert sum(e["subject"] == f"customer:{cid}" for e in security) == 3
+    # created at the intake, the fixture's e-mail and address, the supervisor's edit, the agent's
+    assert sum(e["subject"] == f"customer:{cid}" for e in security) == 4
+    created = log[-1]
+    assert created["type"] == "customer_created" and created["actor"] == "agent"
+    assert created["data"]["changes"]["phone"] == {"to": MASKED} and created["data"]["changes"]["name"] == {"to": "张三"}
     page = Web(kefu).login_as("auditor").page(f"/customers/{cid}")
     assert "变更记录" in page and "张氏贸易" in page and "139****1111" in page and "13900001111" not in page
 

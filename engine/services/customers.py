@@ -47,8 +47,7 @@ class CustomerService:
         with self.ctx.db.unit_of_work() as s:
             self._check(s, actor)
             c = new_customer(s, self.ctx.now(), data)
-            self._record(s, "customer_created", actor, c, {k: {"to": _shown(k, getattr(c, k))}
-                                                           for k in CUSTOMER_FIELDS if getattr(c, k) not in (None, "", False)})
+            self._record(s, "customer_created", actor, c, created_changes(c))
             return shapes.customer_dict(c)
 
     def update(self, customer_id: int, data: dict, actor: str = SYSTEM) -> dict:
@@ -68,11 +67,7 @@ class CustomerService:
             return shapes.customer_dict(c)
 
     def _record(self, s, type_: str, actor: str, c: Customer, changes: dict) -> None:
-        """I3: every profile change is recorded in the append-only security log (subject ``customer:<id>``)
-        with the fields changed, contact values masked (I4)."""
-        s.flush()
-        s.add(SecurityEvent(at=self.ctx.now(), type=type_, actor=actor or SYSTEM, subject=f"customer:{c.id}",
-                            data={"fields": sorted(changes), "changes": changes, "rules": "I3"}))
+        record_change(s, self.ctx.now(), type_, actor, c, changes)
 
     def history(self, customer_id: int, limit: int = 200) -> list[dict]:
         """The profile's recorded changes and reveals (I3, I4), newest first."""
@@ -111,6 +106,19 @@ class CustomerService:
             found = s.scalars(select(Customer).where(or_(*matches))
                               .order_by(Customer.vip.desc(), Customer.name).limit(limit))
             return [shapes.customer_dict(c) for c in found]
+
+
+def record_change(s, now: datetime, type_: str, actor: str, c: Customer, changes: dict) -> None:
+    """I3: every profile change is recorded in the append-only security log (subject ``customer:<id>``) with
+    the fields changed, contact values masked (I4)."""
+    s.flush()
+    s.add(SecurityEvent(at=now, type=type_, actor=actor or SYSTEM, subject=f"customer:{c.id}",
+                        data={"fields": sorted(changes), "changes": changes, "rules": "I3"}))
+
+
+def created_changes(c: Customer) -> dict:
+    """The fields a new profile was given, as ``customer_created`` records them."""
+    return {k: {"to": _shown(k, getattr(c, k))} for k in CUSTOMER_FIELDS if getattr(c, k) not in (None, "", False)}
 
 
 def new_customer(s, now: datetime, data: dict) -> Customer:
