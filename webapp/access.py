@@ -37,10 +37,6 @@ def check_instance(user, shown: dict) -> None:
         abort(403, _("您没有处理这张工单的任务，不能查看"))
 
 
-def ready_instance_ids(user) -> set[int]:
-    return {t["instance_id"] for t in kefu().tasks.ready(actor=user.name)}
-
-
 def contact_visible(user, customer_id: int | None) -> bool:
     """I4 (``engine.services.masking``): a customer's contact details in full only for the owner of one of
     the customer's tickets or the holder of a ready task on one."""

@@ -159,11 +159,13 @@ def build_fields(form: dict | None) -> list[Field]:
             minlength=_num(v.get("minlength")), maxlength=_num(v.get("maxlength")),
             min=_num(v.get("min")), max=_num(v.get("max")), future="future" in v,
             cap=p.get("cap"), cap_case=p.get("cap_case"), cap_reason=p.get("cap_reason"),
-            pii=_pii(p.get("pii"))))
+            pii=pii_kind(p.get("pii"))))
     return out
 
 
-def _pii(value) -> str | None:
+def pii_kind(value) -> str | None:
+    """The contact kind a field's ``pii`` property declares (I4): phone, email, address, or text for any other
+    true value; None when it declares none."""
     text = str(value or "").strip().lower()
     if not text or text in ("false", "0", "no"):
         return None

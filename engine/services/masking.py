@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from sqlalchemy import or_, select
 
+from engine.bpmn.forms import pii_kind
 from engine.errors import InvalidInput, NotAllowed, NotFound
 from engine.limits import is_blank
 from engine.services import routing
@@ -25,7 +26,6 @@ from engine.services.context import SYSTEM, Context, row_id
 from engine.store import chain as audit
 from engine.store.tables import Customer, HumanTask, Instance, SecurityEvent
 
-KINDS = ("phone", "email", "address")
 CUSTOMER_FIELDS = {"phone": "phone", "email": "email", "address": "address"}
 # Form fields holding contact data in the shipped diagrams (and the usual names elsewhere); a diagram's own
 # ``pii`` property adds to these.
@@ -73,14 +73,6 @@ def mask(kind: str | None, value):
     return mask_text(value)
 
 
-def field_kind(properties: dict | None) -> str | None:
-    """The contact kind a form field declares with its ``pii`` property (``true`` → text), or None."""
-    value = str((properties or {}).get("pii") or "").strip().lower()
-    if not value or value in ("false", "0", "no"):
-        return None
-    return value if value in KINDS else "text"
-
-
 def declared_fields(spec, subs=None) -> dict[str, str]:
     """field id → contact kind of every form field a definition (and the processes it calls) declares."""
     out = {}
@@ -88,7 +80,7 @@ def declared_fields(spec, subs=None) -> dict[str, str]:
         for tspec in proc.task_specs.values():
             form = (getattr(tspec, "extensions", None) or {}).get("form") or {}
             for f in form.get("fields", []):
-                kind = field_kind(f.get("properties"))
+                kind = pii_kind((f.get("properties") or {}).get("pii"))
                 if kind and f.get("id"):
                     out[f["id"]] = kind
     return out
