@@ -244,12 +244,17 @@ def test_i3_every_profile_change_is_recorded_with_masked_values(case, kefu):
     assert "变更记录" in page and "张氏贸易" in page and "139****1111" in page and "13900001111" not in page
 
 
-def test_i3_profile_changes_from_the_api_and_cli_are_recorded(case, kefu, monkeypatch):
+def test_i3_profile_changes_from_the_api_and_cli_are_recorded(case, kefu, monkeypatch, capsys):
     monkeypatch.setenv("KEFU_DATABASE_URL", kefu.config.database_url)
     monkeypatch.setenv("KEFU_ENV", "test")
     try:
         assert cli.main(["customers", "update", str(case["customer_id"]), "--data", '{"region": "北京"}',
                          "--as", "supervisor"]) == 0
+        capsys.readouterr()
+        assert cli.main(["customers", "show", str(case["customer_id"]), "--history", "--json", "--as", "auditor"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["phone"] == MASKED and shown["history"][0]["data"]["changes"]["region"]["to"] == "北京"
+        assert PHONE not in json.dumps(shown) and EMAIL not in json.dumps(shown)
     finally:
         clock_mod.use(kefu.clock)
     web = Web(kefu).login_as("agent")
