@@ -19,6 +19,7 @@ from engine.services.external import ExternalTaskService
 from engine.services.handovers import HandoverService
 from engine.services.instances import InstanceService
 from engine.services.kpi import KpiService
+from engine.services.masking import MaskingService
 from engine.services.messages import MessageService
 from engine.services.repeats import RepeatService
 from engine.services.runner import Runner
@@ -44,6 +45,7 @@ class Kefu:
         self.users = UserService(ctx)
         self.security = SecurityService(ctx)  # sign-in throttling, lockouts, security events
         self.customers = CustomerService(ctx)
+        self.masking = MaskingService(ctx)  # I4: who reads customer contact data in full, reveals
         self.instances = InstanceService(ctx, runner)
         self.tasks = TaskService(ctx, runner)
         self.timers = TimerService(ctx, runner)

@@ -201,7 +201,8 @@ def test_find_and_read_customers(api):
     assert agent.get("/customers?q=")[1] == {"customers": []}
     cid = body["customers"][0]["id"]
     status, one = agent.get(f"/customers/{cid}")
-    assert status == 200 and one["phone"] == "021-63210000" and one["vip"] is True
+    # I4: an agent without a case of this customer reads the number masked
+    assert status == 200 and one["phone"] == "021*****0000" and one["masked"] is True and one["vip"] is True
     error_of(agent.get("/customers/424242"), 404, "not_found")
     error_of(agent.get("/customers/abc"), 404, "not_found")
     error_of(agent.get("/customers?q=" + "1" * 500), 400, "invalid_input")

@@ -51,12 +51,15 @@ def test_intake_for_a_chosen_customer_links_the_profile_and_shows_vip(web, kefu)
     web.login_as("agent")
     vip = kefu.customers.find("021-6321")[0]
     page = web.page(f"/new/complaint?customer={vip['id']}")
-    assert field_value(page, "contact_phone") == "021-63210000" and 'class="vip"' in page
+    # I4: the profile's number is prefilled masked (the agent has no case of this customer yet) ...
+    assert field_value(page, "contact_phone") == "021*****0000" and 'class="vip"' in page
+    assert "021-63210000" not in page
     r = web.post("/new/complaint", {**COMPLAINT, "kefu_customer_id": str(vip["id"]), "customer_name": vip["name"],
-                                    "contact_phone": vip["phone"], "severity": "major"})
+                                    "contact_phone": "021*****0000", "severity": "major"})
     assert r.status_code == 302
     shown = kefu.instances.show(kefu.instances.recent()[0]["instance_id"])
     assert shown["customer"]["id"] == vip["id"] and shown["vip"] is True
+    assert shown["data"]["contact_phone"] == "021-63210000"  # ... and the ticket takes the profile's own
 
 
 def test_customer_lookup_by_phone_digits_or_name_vip_first(web):

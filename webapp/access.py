@@ -7,6 +7,7 @@ from flask import abort
 from flask_babel import gettext as _
 
 from engine.services import routing
+from engine.services.masking import REVEAL_ROLES
 
 from .auth import kefu
 
@@ -23,13 +24,12 @@ def may_work(user, task: dict) -> bool:
 
 
 def may_see_instance(user, shown: dict) -> bool:
+    """The roles that read every ticket, and whoever may act on (assignee; the lane's role and group, or a
+    candidate, while unclaimed) or completed one of its tasks."""
     if user.has(*WIDE_ROLES):
         return True
     groups = getattr(user, "groups", set())
-    return any((t["role"] in user.roles and (t["assignee"] in (None, user.name) or t["completed_by"] == user.name))
-               if t.get("candidates") is None else
-               (t["completed_by"] == user.name or routing.may_work(user.name, user.roles, groups, t))
-               for t in shown["tasks"])
+    return any(routing.may_act(user.name, user.roles, groups, t) for t in shown["tasks"])
 
 
 def check_instance(user, shown: dict) -> None:
@@ -37,20 +37,20 @@ def check_instance(user, shown: dict) -> None:
         abort(403, _("您没有处理这张工单的任务，不能查看"))
 
 
-def ready_instance_ids(user) -> set[int]:
-    return {t["instance_id"] for t in kefu().tasks.ready(actor=user.name)}
-
-
 def contact_visible(user, customer_id: int | None) -> bool:
-    """Agents serve customers; anyone else sees contact details only while holding a ready task on one of
-    this customer's tickets."""
-    if user.has("agent"):
-        return True
-    if customer_id is None:
-        return False
-    mine = ready_instance_ids(user)
-    return bool(mine) and any(i["instance_id"] in mine
-                              for i in kefu().instances.recent(customer_id=customer_id, limit=500))
+    """I4 (``engine.services.masking``): a customer's contact details in full only for the owner of one of
+    the customer's tickets or the holder of a ready task on one."""
+    return kefu().masking.sees_customer(user.name, customer_id)
+
+
+def ticket_view(user, shown: dict) -> dict:
+    """A ticket (``instances.show`` or ``audit.trace``) as ``user`` may read it: contact data masked (I4)
+    unless the user owns the case or holds a ready task on it; ``contact_masked`` says which."""
+    return kefu().masking.ticket(shown, user.name)
+
+
+def may_reveal(user) -> bool:
+    return user.has(*REVEAL_ROLES)
 
 
 def may_see_customer(user, customer_id: int) -> bool:

@@ -213,7 +213,7 @@ def find_customers():
     q = request.args.get("q", "")
     if len(q) > MAX_QUERY:
         raise ApiError("invalid_input", f"'q' is longer than {MAX_QUERY} characters", {"q": "too long"})
-    return jsonify({"customers": kefu().customers.find(q, limit=20)})
+    return jsonify({"customers": kefu().masking.customers(kefu().customers.find(q, limit=20), user().name)})
 
 
 @bp.get("/customers/<int:customer_id>")
@@ -222,7 +222,18 @@ def customer(customer_id):
     c = kefu().customers.get(customer_id)
     if not (user().has(*CUSTOMER_SEARCH_ROLES) or may_see_customer(user(), customer_id)):
         raise ApiError("forbidden", f"user {user().name} may not see customer {customer_id}")
-    return jsonify(c)
+    return jsonify(kefu().masking.customer(c, user().name))
+
+
+@bp.post("/customers/<int:customer_id>/reveal")
+def reveal_customer(customer_id):
+    """The full value of a masked contact field (``phone``, ``email``, ``address``) with a reason (I4);
+    recorded in the security log as ``value_revealed``."""
+    b = body(("field", "reason"))
+    kefu().customers.get(customer_id)
+    if not may_see_customer(user(), customer_id):
+        raise ApiError("forbidden", f"user {user().name} may not see customer {customer_id}")
+    return jsonify(kefu().masking.reveal_customer(customer_id, b.get("field"), user().name, b.get("reason")))
 
 
 # ---------------------------------------------------------------- tasks
@@ -280,8 +291,22 @@ def instance(ref):
     shown = kefu().instances.show(ref)
     if not (user().has(*READ_ROLES) or may_see_instance(user(), shown)):
         raise ApiError("forbidden", f"user {user().name} has no task on {shown['ticket_no']} and may not see it")
+    shown = kefu().masking.ticket(shown, user().name)  # I4: masked unless the caller serves this case
     shown["trace"] = shown.pop("events")
     return jsonify(shown)
+
+
+@bp.post("/instances/<ref>/reveal")
+def reveal(ref):
+    """The full value of one masked contact field of a ticket with a reason (I4); recorded on the ticket as
+    ``value_revealed`` (field, reason, actor; never the value)."""
+    b = body(("field", "reason"))
+    if len(ref) > 64:
+        raise ApiError("not_found", f"no instance {ref[:64]!r}…")
+    shown = kefu().instances.show(ref)
+    if not (user().has(*READ_ROLES) or may_see_instance(user(), shown)):
+        raise ApiError("forbidden", f"user {user().name} has no task on {shown['ticket_no']} and may not see it")
+    return jsonify(kefu().masking.reveal(ref, b.get("field"), user().name, b.get("reason")))
 
 
 # ---------------------------------------------------------------- the document

@@ -8,8 +8,9 @@ from flask_login import current_user, login_required
 
 from engine import Conflict, FormValidationError, InvalidInput, NotFound
 from engine.limits import row_number
+from engine.services.masking import CUSTOMER_FIELDS as CONTACT_KINDS, mask
 
-from .access import START_ROLES, contact_visible, may_work
+from .access import START_ROLES, may_work, ticket_view
 from .auth import kefu, me, roles_required, safe_next
 from .labels import INTAKE_KINDS, KINDS, SEVERITIES, field_message, task_title
 
@@ -90,11 +91,11 @@ def inbox():
 
 
 def _task_page(task_id: str, values=None, errors=None, notice=None, status=200):
-    t = kefu().tasks.get(task_id, actor=me())  # NotAllowed (403) for another lane, NotFound (404)
-    shown = kefu().instances.show(t["instance_id"])
+    # NotAllowed (403) for a user who may neither act on the task nor read its ticket, NotFound (404)
+    t = kefu().tasks.get(task_id, actor=me())
+    shown = ticket_view(current_user, kefu().instances.show(t["instance_id"]))  # I4: masked unless serving it
     steps = kefu().instances.steps(t["instance_id"])
     workable = may_work(current_user, t)
-    customer = shown["customer"]
     values = values if values is not None else defaults(t["form"])
     for f in t["form"]:  # a read-only field shows what the process holds (kpi: the QA review's sampled ticket)
         if f.get("readonly") and (shown.get("data") or {}).get(f["id"]) is not None:
@@ -102,8 +103,7 @@ def _task_page(task_id: str, values=None, errors=None, notice=None, status=200):
     return render_template(
         "task.html", t=t, i=shown, steps=steps, workable=workable,
         values=values, errors=errors or {}, notice=notice,
-        users=users_by_role(), show_contact=bool(customer) and contact_visible(current_user, customer["id"])), \
-        status
+        users=users_by_role(), show_contact=not shown["contact_masked"]), status
 
 
 @bp.get("/tasks/<task_id>")
@@ -234,7 +234,7 @@ def intake(kind):
     if ref:
         if row_number(ref) is None:
             abort(400, _("客户编号不正确：%(ref)s", ref=ref[:20]))
-        customer = kefu().customers.get(row_number(ref))
+        customer = kefu().masking.customer(kefu().customers.get(row_number(ref)), me())  # I4
     values = None
     if customer:
         step = kefu().instances.start_form(kind)
@@ -259,9 +259,11 @@ def intake_submit(kind):
         if ref and row_number(ref) is None:
             raise InvalidInput(_("客户编号不正确：%(ref)s", ref=ref[:20]))
         customer = kefu().customers.get(row_number(ref)) if ref else None
-        result = kefu().instances.start(kind, me(), data=values, customer_id=customer["id"] if customer else None)
+        data = _unmasked(values, customer)
+        result = kefu().instances.start(kind, me(), data=data, customer_id=customer["id"] if customer else None)
     except FormValidationError as exc:
-        return _intake_page(kind, values, field_errors(exc), customer, status=422)
+        return _intake_page(kind, values, field_errors(exc),
+                            customer and kefu().masking.customer(customer, me()), status=422)
     except (InvalidInput, NotFound) as exc:  # e.g. the chosen customer was removed meanwhile: keep the typing
         return _intake_page(kind, values, {"_form": _("无法登记：%(reason)s", reason=exc.message)}, None,
                             status=422)
@@ -272,16 +274,27 @@ def intake_submit(kind):
     return redirect(url_for("records.instance", ref=result["ticket_no"]))
 
 
+def _unmasked(values: dict, customer: dict | None) -> dict:
+    """The intake form with the chosen profile's masked contact values (I4: prefilled as the agent reads them)
+    put back as the profile holds them, so the ticket records the real number and address."""
+    if not customer:
+        return dict(values)
+    full = {mask(kind, customer.get(key)): customer.get(key) for key, kind in CONTACT_KINDS.items()
+            if customer.get(key)}
+    return {k: full.get(v, v) if isinstance(v, str) else v for k, v in values.items()}
+
+
 # ---------------------------------------------------------------- customer lookup for intake
 def _lookup_row(c: dict) -> dict:
-    return {k: c[k] for k in ("id", "name", "phone", "company", "address", "region", "vip")}
+    return {k: c.get(k, False) for k in ("id", "name", "phone", "company", "address", "region", "vip", "masked")}
 
 
 @bp.get("/api/customers")
 @roles_required(*START_ROLES)
 def find_customers():
     """Customers whose phone or name contains ``q`` (VIPs first), for the intake form."""
-    return jsonify([_lookup_row(c) for c in kefu().customers.find(request.args.get("q", ""), limit=10)])
+    found = kefu().masking.customers(kefu().customers.find(request.args.get("q", ""), limit=10), me())
+    return jsonify([_lookup_row(c) for c in found])
 
 
 @bp.post("/api/customers")

@@ -11,6 +11,7 @@ from flask_babel import get_locale, gettext as _, lazy_gettext as _l
 from markupsafe import Markup, escape
 
 from engine.clock import SHANGHAI
+from engine.services.masking import mask_phone, mask_text  # the policy's masks (I4), for the templates
 
 KINDS = {"consultation": _l("客户咨询"), "complaint": _l("客户投诉"), "repair": _l("客户报修"),
          "escalation": _l("升级工单"), "qa_sampling": _l("质检抽检")}
@@ -37,6 +38,8 @@ EVENTS = {
     "end_reached": _l("流程结束"), "instance_completed": _l("工单完成"), "incident_raised": _l("出现异常"),
     "incident_retried": _l("异常重试"), "timer_set": _l("设定时限"), "deadline_set": _l("设定时限"),
     "clock_paused": _l("计时暂停"), "clock_resumed": _l("计时恢复"), "clock_started": _l("计时开始"),
+    "value_revealed": _l("已查看完整联系方式"), "customer_created": _l("客户建档"),
+    "customer_updated": _l("客户资料变更"),
     "clock_stopped": _l("计时结束"), "deadline_extended": _l("主管延长时限"),
     "external_task_created": _l("外部任务生成"), "external_task_completed": _l("外部任务完成"),
     "external_task_failed": _l("外部任务失败"), "external_task_cancelled": _l("外部任务取消"),
@@ -159,24 +162,6 @@ def clock_words(c: dict) -> dict:
     return {"css": "missed", "text": _("超时未完成")}
 
 
-def mask_phone(phone: str | None) -> str:
-    """138****5678: enough to recognise a number, not to call it (I4)."""
-    if not phone:
-        return ""
-    text = str(phone)
-    if len(text) < 7:
-        return "*" * len(text)
-    return text[:3] + "*" * (len(text) - 7) + text[-4:]
-
-
-def mask_text(value: str | None, keep: int = 2) -> str:
-    if not value:
-        return ""
-    text = str(value)
-    if "@" in text:
-        user, _at, domain = text.partition("@")
-        return (user[:1] + "***@" + domain) if user else text
-    return text[:keep] + "****"
 
 
 def lang() -> str:

@@ -43,7 +43,7 @@ TASK_BRIEF = {
                    "description": "who may work a task of a process without role lanes: 'role:R', 'group:G', "
                                   "'user:U' (null for a task of a role lane)"},
     "state": {"enum": ["ready", "completed", "cancelled"]}, "due_at": N_TIME, "created_at": TIME,
-    "ended_at": N_TIME, "completed_by": N_STR, "end_reason": N_STR,
+    "ended_at": N_TIME, "completed_by": N_STR, "end_reason": N_STR, "candidate_group": N_STR,
 }
 FORM_FIELD = _obj({
     "id": STR, "type": {"enum": list(FIELD_TYPES)}, "label": N_STR, "label_en": N_STR, "required": BOOL,
@@ -51,6 +51,8 @@ FORM_FIELD = _obj({
     "default": {}, "role": STR, "minlength": INT, "maxlength": INT, "min": {"type": "number"},
     "max": {"type": "number"}, "multiline": BOOL, "future": BOOL, "readonly": BOOL,
     "cap": {"type": "string", "description": "T-cap: the SLA target (finish_hours, respond_minutes) this deadline may not exceed"},
+    "pii": {"enum": ["phone", "email", "address", "text"],
+            "description": "I4: the field holds customer contact data, masked for whoever does not serve the case"},
 }, required=["id", "type", "label", "required"])
 TASK = _obj({
     **TASK_BRIEF, "instance_id": INT, "instance": INT, "ticket_no": STR, "kind": STR,
@@ -61,7 +63,10 @@ TASK = _obj({
 CUSTOMER = _obj({
     "id": INT, "name": STR, "phone": N_STR, "email": N_STR, "company": N_STR, "address": N_STR, "region": N_STR,
     "needs": N_STR, "vip": BOOL, "special_note": N_STR, "created_at": TIME, "updated_at": TIME,
-})
+    "masked": {"type": "boolean", "description": "I4: phone, email and address are masked (138****5678) for "
+                                                 "a caller who serves none of this customer's cases"},
+}, required=["id", "name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note",
+             "created_at", "updated_at"])
 STARTED = _obj({
     "instance_id": INT, "ticket_no": STR, "kind": STR, "status": {"enum": ["active", "completed",
                                                                                     "incident"]},
@@ -95,6 +100,9 @@ INSTANCE = _obj({
         "id": STR, "bpmn_id": STR, "name": N_STR, "topic": STR, "state": {"enum": ["open", "completed", "cancelled"]},
         "retries": INT, "error_message": N_STR, "created_at": TIME, "ended_at": N_TIME})},
     "trace": {"type": "array", "items": _ref("AuditEvent")},
+    "contact_masked": {"type": "boolean", "description": "I4: customer contact data (the customer's and the "
+                                                         "contact fields of data and trace) is masked: the caller "
+                                                         "neither owns the case nor holds a ready task on it"},
 })
 COMPLETION = _obj({
     "task": _ref("Task"),
@@ -132,6 +140,8 @@ SCHEMAS = {
     "CompleteTask": _obj({"data": {"type": "object", "description": "the task form's values by field id"}},
                          required=[]),
     "Empty": _obj({}, required=[]),
+    "Reveal": _obj({"field": {"type": "string", "description": "phone, email, address or a contact form field"},
+                    "reason": {"type": "string", "minLength": 1, "maxLength": 500}}),
     "ExternalTask": EXTERNAL_TASK,
     "FetchAndLock": _obj({
         "workerId": WORKER, "maxTasks": {"type": "integer", "minimum": 1, "maximum": 100},
@@ -219,6 +229,14 @@ PATHS = {
         "operationId": "getCustomer", "summary": "One customer",
         "parameters": [{"name": "customer_id", "in": "path", "required": True, "schema": INT}],
         "responses": {**_ok(200, _ref("Customer"), "the customer"), **_errors(403, 404)}}},
+    "/api/v1/customers/{customer_id}/reveal": {"post": {
+        "operationId": "revealCustomerValue",
+        "summary": "I4: one masked contact value of a customer in full, with a reason (supervisor, QA, auditor); "
+                   "recorded in the security log",
+        "parameters": [{"name": "customer_id", "in": "path", "required": True, "schema": INT}],
+        "requestBody": _body("Reveal", True),
+        "responses": {**_ok(200, _obj({"customer_id": INT, "field": STR, "value": {}}), "the value"),
+                      **_errors(400, 403, 404, 413, 415)}}},
     "/api/v1/tasks": {"get": {
         "operationId": "listTasks", "summary": "Ready tasks the caller may work: its own and its roles' queues",
         "parameters": [
@@ -254,6 +272,15 @@ PATHS = {
         "parameters": [{"name": "ref", "in": "path", "required": True, "schema": STR,
                         "description": "instance id or ticket number"}],
         "responses": {**_ok(200, _ref("Instance"), "the instance"), **_errors(403, 404)}}},
+    "/api/v1/instances/{ref}/reveal": {"post": {
+        "operationId": "revealInstanceValue",
+        "summary": "I4: one masked contact value of a ticket in full, with a reason (supervisor, QA, auditor); "
+                   "recorded on the ticket as value_revealed (field, reason, actor; never the value)",
+        "parameters": [{"name": "ref", "in": "path", "required": True, "schema": STR,
+                        "description": "instance id or ticket number"}],
+        "requestBody": _body("Reveal", True),
+        "responses": {**_ok(200, _obj({"ticket_no": STR, "field": STR, "value": {}}), "the value"),
+                      **_errors(400, 403, 404, 413, 415)}}},
     "/api/v1/external-task/fetchAndLock": {"post": {
         "operationId": "fetchAndLock", "summary": "Lock open external tasks of the given topics for a worker",
         "requestBody": _body("FetchAndLock", True),

@@ -6,10 +6,10 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from engine import InvalidInput
+from engine import InvalidInput, NotFound
 
-from .access import (CUSTOMER_EDIT_ROLES, WIDE_ROLES, check_instance, contact_visible, may_see_customer,
-                     may_work)
+from .access import (CUSTOMER_EDIT_ROLES, WIDE_ROLES, check_instance, contact_visible, may_reveal,
+                     may_see_customer, may_work, ticket_view)
 from .auth import kefu, roles_required
 from .designer import OWNER as MIGRATE_ROLES  # who may move a ticket (the migrate routes' own roles)
 from .labels import field_message
@@ -25,17 +25,56 @@ PASSED = {"task_completed", "gateway_passed", "script_ran", "timer_fired", "star
 @login_required
 def instance(ref):
     """One ticket: status, deadlines, the diagram with its current tasks, and the timeline."""
+    return _instance_page(ref)
+
+
+def _instance_page(ref, revealed=None, reveal_error=None, status=200):
     shown = kefu().instances.show(ref)
     check_instance(current_user, shown)
+    shown = ticket_view(current_user, shown)  # I4: contact data masked unless the user serves this case
     ready = kefu().tasks.ready(instance=shown["instance_id"])
     my_tasks = {t["id"] for t in ready if may_work(current_user, t)}
     escalatable = {t["id"] for t in ready if t.get("escalatable")}
-    customer = shown["customer"]
     # Everything the ticket has passed through: completed tasks, gateways taken, scripts, timers, ends.
     done = list(dict.fromkeys(e["bpmn_id"] for e in shown["events"] if e["bpmn_id"] and e["type"] in PASSED))
     return render_template("instance.html", i=shown, steps=kefu().instances.steps(shown["instance_id"]), done=done,
                            my_tasks=my_tasks, escalatable=escalatable, may_migrate=_may_migrate(shown),
-                           show_contact=bool(customer) and contact_visible(current_user, customer["id"]))
+                           show_contact=not shown["contact_masked"],
+                           reveal=_reveal_box(shown["contact_masked"], url_for("records.reveal", ref=shown["ticket_no"]),
+                                              _ticket_fields(shown), revealed, reveal_error)), status
+
+
+def _ticket_fields(shown: dict) -> list[str]:
+    """The contact fields of a ticket that hold a value: the customer's, then the data's."""
+    c = shown.get("customer") or {}
+    fields = [k for k in ("phone", "email", "address") if c.get(k)]
+    declared = kefu().masking.fields_of(shown["instance_id"])
+    return fields + [k for k in declared if (shown.get("data") or {}).get(k) not in (None, "")]
+
+
+def _reveal_box(masked: bool, action: str, fields: list[str], revealed=None, error=None) -> dict | None:
+    """The reveal form (I4) for a permitted user reading masked values."""
+    if not masked or not fields or not may_reveal(current_user):
+        return None
+    return {"action": action, "fields": fields, "revealed": revealed, "error": error}
+
+
+@bp.post("/instances/<ref>/reveal")
+@login_required
+def reveal(ref):
+    """Reveal one masked contact value of a ticket with a reason (I4); recorded as ``value_revealed``."""
+    shown = kefu().instances.show(ref)
+    check_instance(current_user, shown)
+    if not may_reveal(current_user):
+        abort(403, _("您的角色不能查看完整的客户联系方式"))
+    field, reason = request.form.get("field", "").strip(), request.form.get("reason", "").strip()
+    if not reason:
+        return _instance_page(ref, reveal_error=_("请填写查看原因"), status=400)
+    try:
+        result = kefu().masking.reveal(ref, field, current_user.name, reason)
+    except (InvalidInput, NotFound) as exc:
+        return _instance_page(ref, reveal_error=exc.message, status=400)
+    return _instance_page(ref, revealed=result)
 
 
 def _may_migrate(shown: dict) -> bool:
@@ -60,18 +99,44 @@ def diagram(ref):
 def customers():
     """Find customers by phone or name."""
     q = request.args.get("q", "").strip()
-    found = kefu().customers.find(q, limit=50) if q else []
-    return render_template("customers.html", q=q, found=found, show_contact=current_user.has("agent"))
+    found = kefu().masking.customers(kefu().customers.find(q, limit=50), current_user.name) if q else []
+    return render_template("customers.html", q=q, found=found, show_contact=False)
 
 
-def _customer_page(customer_id: int, values=None, errors=None, status=200):
+def _customer_page(customer_id: int, values=None, errors=None, status=200, revealed=None, reveal_error=None):
     c = kefu().customers.get(customer_id)
     if not may_see_customer(current_user, customer_id):
         abort(403, _("您没有处理这位客户的工单，不能查看"))
+    c = kefu().masking.customer(c, current_user.name)  # I4
+    show_contact = not c["masked"]
+    if values is None and not show_contact:  # the edit form: hidden contact fields blank (left blank: unchanged)
+        values = {**c, **{k: "" for k in HIDDEN_CONTACT}}
+    fields = [k for k in HIDDEN_CONTACT if c.get(k)]
     return render_template("customer.html", c=c, tickets=kefu().instances.recent(customer_id=customer_id, limit=500),
-                           show_contact=contact_visible(current_user, customer_id),
+                           show_contact=show_contact,
                            editable=current_user.has(*CUSTOMER_EDIT_ROLES),
+                           history=kefu().customers.history(customer_id),
+                           reveal=_reveal_box(not show_contact, url_for("records.customer_reveal",
+                                                                        customer_id=customer_id),
+                                              fields, revealed, reveal_error),
                            values=values or c, errors=errors or {}), status
+
+
+@bp.post("/customers/<int:customer_id>/reveal")
+@login_required
+def customer_reveal(customer_id):
+    """Reveal one masked contact value of a profile with a reason (I4); recorded in the security log."""
+    kefu().customers.get(customer_id)
+    if not may_see_customer(current_user, customer_id) or not may_reveal(current_user):
+        abort(403, _("您的角色不能查看完整的客户联系方式"))
+    field, reason = request.form.get("field", "").strip(), request.form.get("reason", "").strip()
+    if not reason:
+        return _customer_page(customer_id, reveal_error=_("请填写查看原因"), status=400)
+    try:
+        result = kefu().masking.reveal_customer(customer_id, field, current_user.name, reason)
+    except InvalidInput as exc:
+        return _customer_page(customer_id, reveal_error=exc.message, status=400)
+    return _customer_page(customer_id, revealed=result)
 
 
 @bp.get("/customers/<int:customer_id>")
@@ -90,13 +155,14 @@ def customer_update(customer_id):
     data = {k: (v or None) for k, v in values.items()}
     if not contact_visible(current_user, customer_id):  # hidden contact fields left blank stay as they are
         for key in HIDDEN_CONTACT:
-            if not values[key]:
+            if not values[key] or "****" in values[key]:  # blank, or the masked value sent back (I4)
                 del data[key]
     data["vip"] = values["vip"] = request.form.get("vip") == "on"
     try:
         kefu().customers.update(customer_id, data, actor=current_user.name)
     except InvalidInput as exc:
         errors = {f: field_message(exc.message) for f in exc.details.get("fields") or ["name"]}
-        return _customer_page(customer_id, {**kefu().customers.get(customer_id), **values}, errors, status=422)
+        shown = kefu().masking.customer(kefu().customers.get(customer_id), current_user.name)
+        return _customer_page(customer_id, {**shown, **values}, errors, status=422)  # what was typed, kept
     flash(_("客户资料已更新"), "success")
     return redirect(url_for("records.customer", customer_id=customer_id))

@@ -16,7 +16,10 @@ bp = Blueprint("security", __name__)
 UNLOCK_ROLES = ("supervisor",)
 READ_ROLES = ("supervisor", "auditor")
 KINDS = {"user": _l("用户"), "address": _l("地址")}
-EVENT_TYPES = {"sign_in_locked": _l("登录锁定"), "sign_in_unlocked": _l("解除锁定")}
+EVENT_TYPES = {"sign_in_locked": _l("登录锁定"), "sign_in_unlocked": _l("解除锁定"),
+               # I3, I4: customer profiles' changes and reveals (subject customer:<id>)
+               "customer_created": _l("客户建档"), "customer_updated": _l("客户资料变更"),
+               "value_revealed": _l("已查看完整联系方式")}
 
 
 @bp.get("/security")

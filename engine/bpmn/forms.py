@@ -4,7 +4,8 @@ Field types: the Camunda types ``string``, ``long``, ``boolean``, ``date``, ``en
 ``user`` (one user name) and ``users`` (a list of user names). Constraints (``camunda:validation``):
 ``required``, ``minlength``, ``maxlength``, ``min``, ``max``, ``readonly`` and ``future`` (a date/time
 later than now). Field properties: ``label_en`` (English label), ``multiline`` (long text), ``role``
-(the role a ``user``/``users`` value must hold).
+(the role a ``user``/``users`` value must hold), ``pii`` (customer contact data: ``phone``, ``email``,
+``address`` or ``true``; masked for whoever does not serve the customer, I4).
 
 Validation turns the submitted values into typed, storable values (dates and times as ISO strings),
 rejects unknown fields, and reports every problem at once, keyed by field id.
@@ -81,6 +82,7 @@ class Field:
     cap: str | None = None         # T-cap: the SLA target a deadline may not exceed (finish_hours, respond_minutes)
     cap_case: str | None = None    # expression over the task data naming the SLA case (default: vip or work_order)
     cap_reason: str | None = None  # a field that must give the reason instead of refusing (T-promise)
+    pii: str | None = None         # I4: customer contact data of this kind (engine.services.masking)
 
     def to_dict(self) -> dict:
         out = {"id": self.id, "type": self.type, "label": self.label, "label_en": self.label_en,
@@ -98,6 +100,8 @@ class Field:
             out["readonly"] = True
         if self.cap:
             out["cap"] = self.cap
+        if self.pii:
+            out["pii"] = self.pii
         return out
 
 
@@ -154,8 +158,18 @@ def build_fields(form: dict | None) -> list[Field]:
             multiline=str(p.get("multiline", "")).lower() == "true", role=p.get("role"),
             minlength=_num(v.get("minlength")), maxlength=_num(v.get("maxlength")),
             min=_num(v.get("min")), max=_num(v.get("max")), future="future" in v,
-            cap=p.get("cap"), cap_case=p.get("cap_case"), cap_reason=p.get("cap_reason")))
+            cap=p.get("cap"), cap_case=p.get("cap_case"), cap_reason=p.get("cap_reason"),
+            pii=pii_kind(p.get("pii"))))
     return out
+
+
+def pii_kind(value) -> str | None:
+    """The contact kind a field's ``pii`` property declares (I4): phone, email, address, or text for any other
+    true value; None when it declares none."""
+    text = str(value or "").strip().lower()
+    if not text or text in ("false", "0", "no"):
+        return None
+    return text if text in ("phone", "email", "address") else "text"
 
 
 _TRUE = {"true", "1", "yes", "on", "y", "是"}

@@ -20,8 +20,8 @@ from engine.errors import KefuError
 GROUPS = (setup, designer, users, customers, tickets, timers, external, audit, server, kpi, handover)
 # The order ``kefu --help`` lists the commands in (and argparse names them in an "invalid choice" error).
 COMMANDS = ("init", "deploy", "definitions", "lint", "testrun", "migrate", "users", "demo", "customers", "start",
-            "tasks", "task", "claim", "unclaim", "reassign", "escalate", "complete", "show", "timers", "incident",
-            "handover", "shifts", "repeats", "external", "message",
+            "tasks", "task", "claim", "unclaim", "reassign", "escalate", "complete", "show", "reveal", "timers",
+            "incident", "handover", "shifts", "repeats", "external", "message",
             "audit", "scheduler", "clock", "calendar", "db", "serve", "web", "kpi", "qa")
 
 

@@ -86,7 +86,8 @@ def _search_line(r: dict) -> str:
 
 def cmd_audit_export(args):
     from engine.records.exports import trace_csv
-    t = _service().audit.trace(args.instance)
+    k = _service()
+    t = k.masking.ticket(k.audit.trace(args.instance), args.actor)  # I4: contact data masked
     if args.format == "csv":
         sys.stdout.write(trace_csv(t))
     else:
@@ -125,3 +126,4 @@ def register(sub, add) -> None:
              subparsers=aud)
     sp.add_argument("instance")
     sp.add_argument("--format", choices=["csv", "json"], default="json")
+    sp.add_argument("--as", dest="actor", help="export as this user (contact data masked unless serving, I4)")

@@ -79,7 +79,8 @@ READ_ONLY = {"definitions", "users list", "customers find", "customers show", "t
              "timers list", "audit verify", "audit replay", "audit search", "audit export", "audit head",
              "clock show", "calendar status", "calendar add", "db current", "db history", "lint",
              "testrun", "users lockouts", "audit security", "external list", "handover show", "handover list",
-             "shifts list"}
+             "shifts list",
+             "reveal", "customers reveal"}  # a reveal changes nothing; it is recorded (I4)
 
 
 def _command_path(parser, prefix=()):

@@ -16,13 +16,21 @@ def cmd_customers_update(args):
 
 
 def cmd_customers_find(args):
-    cs = _service().customers.find(args.query)
+    k = _service()
+    cs = k.masking.customers(k.customers.find(args.query), args.actor)  # I4
     _print(args, cs, lambda cs: "\n".join(f"#{c['id']:<5} {c['name']}  {c['phone'] or ''}"
                                           f"{'  VIP' if c['vip'] else ''}" for c in cs) or "no match")
 
 
 def cmd_customers_show(args):
-    _print(args, _service().customers.get(args.id))
+    k = _service()
+    c = k.masking.customer(k.customers.get(args.id), args.actor)  # I4
+    _print(args, {**c, "history": k.customers.history(args.id)} if args.history else c)
+
+
+def cmd_customers_reveal(args):
+    r = _service().masking.reveal_customer(args.id, args.field, args.actor, args.reason)
+    _print(args, r, lambda r: f"customer #{r['customer_id']} {r['field']}: {r['value']}")
 
 
 def register(sub, add) -> None:
@@ -35,5 +43,14 @@ def register(sub, add) -> None:
     sp.add_argument("--data", required=True)
     sp = add("find", cmd_customers_find, "find customers by phone or name", subparsers=cust)
     sp.add_argument("query")
+    sp.add_argument("--as", dest="actor", help="read as this user (contact data masked unless serving, I4)")
     sp = add("show", cmd_customers_show, "show a customer", subparsers=cust)
     sp.add_argument("id", type=int)
+    sp.add_argument("--as", dest="actor", help="read as this user (contact data masked unless serving, I4)")
+    sp.add_argument("--history", action="store_true", help="with the recorded changes and reveals (I3, I4)")
+    sp = add("reveal", cmd_customers_reveal, "show one masked contact value of a customer, with a reason (I4)",
+             subparsers=cust)
+    sp.add_argument("id", type=int)
+    sp.add_argument("--field", required=True, choices=["phone", "email", "address"])
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--reason", required=True)

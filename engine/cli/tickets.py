@@ -77,7 +77,15 @@ def _show_text(r):
 
 
 def cmd_show(args):
-    _print(args, _service().instances.show(args.instance), _show_text)
+    k = _service()
+    # I4: contact data masked unless --as names the case owner or the holder of a ready task on it.
+    _print(args, k.masking.ticket(k.instances.show(args.instance), args.actor), _show_text)
+
+
+def cmd_reveal(args):
+    """I4: one masked contact value in full, with a reason; recorded on the ticket as ``value_revealed``."""
+    r = _service().masking.reveal(args.instance, args.field, args.actor, args.reason)
+    _print(args, r, lambda r: f"{r['ticket_no']} {r['field']}: {r['value']}")
 
 
 def cmd_incident_retry(args):
@@ -116,6 +124,14 @@ def register(sub, add) -> None:
     sp.add_argument("--data", default="{}")
     sp = add("show", cmd_show, "show an instance (id or ticket number) with its audit events")
     sp.add_argument("instance")
+    sp.add_argument("--as", dest="actor", help="read as this user: customer contact data in full only for the "
+                                               "case owner or a ready task's holder (I4)")
+    sp = add("reveal", cmd_reveal, "show one masked customer contact value of a ticket, with a reason (I4; "
+                                   "supervisor, QA, auditor; recorded)")
+    sp.add_argument("instance")
+    sp.add_argument("--field", required=True, help="phone, email, address or a contact form field (contact_phone)")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--reason", required=True)
     inc = sub.add_parser("incident", help="incidents").add_subparsers(dest="sub", required=True, metavar="ACTION")
     sp = add("retry", cmd_incident_retry, "retry the failed step of an instance after fixing its data",
              subparsers=inc)

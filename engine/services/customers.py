@@ -7,9 +7,11 @@ from sqlalchemy import or_, select
 
 from engine.errors import InvalidInput, NotAllowed, NotFound
 from engine.limits import is_blank
+from engine.clock import iso
 from engine.services import shapes
 from engine.services.context import SYSTEM, Context, row_id
-from engine.store.tables import Customer
+from engine.services.masking import CUSTOMER_FIELDS as CONTACT_FIELDS, mask
+from engine.store.tables import Customer, SecurityEvent
 
 CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note")
 # The longest text each field takes (the column's size; the free-text fields a page of text): longer is refused
@@ -21,6 +23,11 @@ FIELD_LENGTHS = {"name": 128, "phone": 32, "email": 128, "company": 200, "addres
 # Who may create or change a profile (I2, I3): those who serve customers, and integrations. The service itself
 # (SYSTEM: the CLI without --as, demo data) may too.
 EDIT_ROLES = frozenset({"agent", "supervisor", "integration"})
+
+
+def _shown(key: str, value):
+    """A field's value as the change record keeps it: contact details masked (I4)."""
+    return mask(CONTACT_FIELDS[key], value) if key in CONTACT_FIELDS else value
 
 
 def phone_digits(phone) -> str | None:
@@ -40,6 +47,7 @@ class CustomerService:
         with self.ctx.db.unit_of_work() as s:
             self._check(s, actor)
             c = new_customer(s, self.ctx.now(), data)
+            self._record(s, "customer_created", actor, c, created_changes(c))
             return shapes.customer_dict(c)
 
     def update(self, customer_id: int, data: dict, actor: str = SYSTEM) -> dict:
@@ -49,9 +57,25 @@ class CustomerService:
             c = s.get(Customer, customer_id) if row_id(customer_id) else None
             if c is None:
                 raise NotFound(f"no customer {customer_id}")
+            before = {k: getattr(c, k) for k in CUSTOMER_FIELDS}
             apply_customer(c, data, partial=True)
+            changed = {k: {"from": _shown(k, before[k]), "to": _shown(k, getattr(c, k))}
+                       for k in CUSTOMER_FIELDS if getattr(c, k) != before[k]}
             c.updated_at = self.ctx.now()
+            if changed:
+                self._record(s, "customer_updated", actor, c, changed)
             return shapes.customer_dict(c)
+
+    def _record(self, s, type_: str, actor: str, c: Customer, changes: dict) -> None:
+        record_change(s, self.ctx.now(), type_, actor, c, changes)
+
+    def history(self, customer_id: int, limit: int = 200) -> list[dict]:
+        """The profile's recorded changes and reveals (I3, I4), newest first."""
+        with self.ctx.db.reading() as s:
+            rows = s.scalars(select(SecurityEvent).where(SecurityEvent.subject == f"customer:{customer_id}")
+                             .order_by(SecurityEvent.id.desc()).limit(limit))
+            return [{"id": e.id, "at": iso(e.at), "type": e.type, "actor": e.actor, "data": e.data}
+                    for e in rows]
 
     def _check(self, s, actor: str) -> None:
         if actor == SYSTEM:
@@ -82,6 +106,19 @@ class CustomerService:
             found = s.scalars(select(Customer).where(or_(*matches))
                               .order_by(Customer.vip.desc(), Customer.name).limit(limit))
             return [shapes.customer_dict(c) for c in found]
+
+
+def record_change(s, now: datetime, type_: str, actor: str, c: Customer, changes: dict) -> None:
+    """I3: every profile change is recorded in the append-only security log (subject ``customer:<id>``) with
+    the fields changed, contact values masked (I4)."""
+    s.flush()
+    s.add(SecurityEvent(at=now, type=type_, actor=actor or SYSTEM, subject=f"customer:{c.id}",
+                        data={"fields": sorted(changes), "changes": changes, "rules": "I3"}))
+
+
+def created_changes(c: Customer) -> dict:
+    """The fields a new profile was given, as ``customer_created`` records them."""
+    return {k: {"to": _shown(k, getattr(c, k))} for k in CUSTOMER_FIELDS if getattr(c, k) not in (None, "", False)}
 
 
 def new_customer(s, now: datetime, data: dict) -> Customer:

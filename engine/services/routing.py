@@ -81,3 +81,15 @@ def may_see(name: str, roles: set[str], groups: set[str], task) -> bool:
     """Whether the user may look at the task: its workers, its assignee, supervisors and auditors."""
     return bool(roles & {_get(task, "role"), "supervisor", "auditor"}) or _get(task, "assignee") == name \
         or is_candidate(name, roles, groups, task)
+
+
+def may_act(name: str, roles: set[str], groups: set[str], task) -> bool:
+    """Whether the user may act on the task or did: its assignee, its worker (the lane's role and group, or a
+    candidate) while unclaimed, or the one who completed it."""
+    if _get(task, "assignee") == name or _get(task, "completed_by") == name:
+        return True
+    if _get(task, "assignee"):
+        return False
+    if _get(task, "state") not in (None, "ready"):
+        return False
+    return may_work(name, roles, groups, task)

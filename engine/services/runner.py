@@ -34,7 +34,7 @@ from engine.errors import Conflict, DefinitionError, IncidentError, NotFound
 from engine.services import clocks, projections
 from engine.services.context import SYSTEM, Context
 from engine.services import repeats
-from engine.services.customers import new_customer, phone_digits
+from engine.services.customers import created_changes, new_customer, phone_digits, record_change
 from engine.services.shapes import ESCALATION
 from engine.store import chain as audit, writes
 from engine.store.tables import Customer, Instance, User, next_counter
@@ -144,7 +144,7 @@ class Runner:
         now = self.ctx.now()
         clocks.check_caps(wf, task, fields, clean, now)
         task.data.update(copy.deepcopy(clean))
-        self.link_customer(s, inst, wf, clean)
+        self.link_customer(s, inst, wf, clean, user.name)
         task.run()
         events.append(audit.PendingEvent("task_completed", user.name, now, task_id=str(task.id),
                                          bpmn_id=task.task_spec.bpmn_id, task_name=task.task_spec.bpmn_name,
@@ -162,7 +162,7 @@ class Runner:
                 break
         return self.run(wf)
 
-    def link_customer(self, s, inst: Instance, wf, clean: dict) -> None:
+    def link_customer(self, s, inst: Instance, wf, clean: dict, actor: str) -> None:
         """I2: the first form naming the customer links the ticket to a profile, created if new."""
         if inst.customer_id is not None or not clean.get("customer_name"):
             return
@@ -173,6 +173,7 @@ class Runner:
         if customer is None:
             customer = new_customer(s, self.ctx.now(), {"name": clean["customer_name"], "phone": phone,
                                                         "region": clean.get("region")})
+            record_change(s, self.ctx.now(), "customer_created", actor, customer, created_changes(customer))
         inst.customer = customer
         inst.vip = bool(customer.vip)
         wf.task_tree.data["customer_id"] = customer.id

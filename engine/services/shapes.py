@@ -41,7 +41,8 @@ def task_brief(r: HumanTask) -> dict:
     return {"id": r.id, "bpmn_id": r.bpmn_id, "name": r.name, "role": r.role, "assignee": r.assignee,
             "candidates": r.candidates.split(",") if r.candidates else [] if r.candidates is not None else None,
             "state": r.state, "due_at": iso(r.due_at), "created_at": iso(r.created_at),
-            "ended_at": iso(r.ended_at), "completed_by": r.completed_by, "end_reason": r.end_reason}
+            "ended_at": iso(r.ended_at), "completed_by": r.completed_by, "end_reason": r.end_reason,
+            "candidate_group": r.candidate_group}
 
 
 def task_dict(ctx, r: HumanTask, inst: Instance) -> dict:

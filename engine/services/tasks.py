@@ -17,6 +17,9 @@ from engine.services.runner import START_ROLES, Runner
 from engine.store import chain as audit
 from engine.store.tables import HumanTask, Instance, User
 
+# Roles that read every ticket (the web's ticket page; webapp.access.WIDE_ROLES), so every task page too.
+TICKET_READERS = frozenset({"agent", "supervisor", "qa", "auditor", "process_owner"})
+
 # ready_task: a task row locked for the change, its instance (with the workflow), the acting user and the two
 # shared settings, in one round trip. On SQLite FOR UPDATE is left out (the write lock is held).
 _READY_TASK = (select(HumanTask, Instance, User, setting(CALENDAR_REVISION), setting(CLOCK_OFFSET))
@@ -69,8 +72,8 @@ class TaskService:
             inst = s.get(Instance, row.instance_id)
             if actor is not None:
                 user = self.ctx.user(s, actor)
-                if not self._may_see(user, row):
-                    raise NotAllowed(f"user {actor} may not see task {task_id}")
+                if not self._may_see(s, user, row):
+                    raise NotAllowed(f"user {actor} may neither act on task {task_id} nor read its ticket")
             return shapes.task_dict(self.ctx, row, inst)
 
     def claim(self, task_id: str, actor: str) -> dict:
@@ -232,8 +235,13 @@ class TaskService:
     def _may_work(user: User, row: HumanTask) -> bool:
         return routing.may_work(user.name, user.role_set, user.group_set, row)
 
-    def _may_see(self, user: User, row: HumanTask) -> bool:
-        return routing.may_see(user.name, user.role_set, user.group_set, row)
+    def _may_see(self, s, user: User, row: HumanTask) -> bool:
+        """A task opens for those who may act on it and for those who may read its ticket: the roles that
+        read every ticket, and whoever may act on, or completed, a task of that ticket."""
+        if routing.may_act(user.name, user.role_set, user.group_set, row) or user.role_set & TICKET_READERS:
+            return True
+        others = s.scalars(select(HumanTask).where(HumanTask.instance_id == row.instance_id))
+        return any(routing.may_act(user.name, user.role_set, user.group_set, r) for r in others)
 
     def _authorize(self, user: User, row: HumanTask) -> None:
         if row.candidates is not None:  # a task of a process without role lanes
