@@ -11,14 +11,17 @@ from datetime import datetime
 from engine.clock import Clock
 from engine.config import Config
 from engine.services.audit import AuditService
+from engine.services.care import CareService
 from engine.services.context import Context
 from engine.services.customers import CustomerService
 from engine.services.definitions import DefinitionService
+from engine.services.events import EventService
 from engine.services.designer import DesignerService
 from engine.services.external import ExternalTaskService
 from engine.services.instances import InstanceService
 from engine.services.kpi import KpiService
 from engine.services.messages import MessageService
+from engine.services.reports import ReportService
 from engine.services.runner import Runner
 from engine.services.security import SecurityService
 from engine.services.tasks import TaskService
@@ -49,6 +52,10 @@ class Kefu:
         self.kpi = KpiService(ctx, runner, self.users)
         self.external = ExternalTaskService(ctx, runner)
         self.messages = MessageService(ctx, runner)
+        self.care = CareService(ctx, runner)  # relationship care (Q1-Q3): cycles, planner
+        self.events = EventService(ctx)  # customer events (Q4)
+        self.reports = ReportService(ctx)  # weekly ... yearly summaries (004)
+        self.customers.listeners.append(self.care.plan_customer)  # a new VIP/important customer: plan Q1
 
     # The shared state, for the scheduler, the web app's setup and tests.
     @property

@@ -1,7 +1,8 @@
 """Customers (I1–I3): the registry of profiles, found by name or by the digits of a phone number."""
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import date, datetime
 
 from sqlalchemy import or_, select
 
@@ -11,11 +12,15 @@ from engine.services import shapes
 from engine.services.context import SYSTEM, Context, row_id
 from engine.store.tables import Customer
 
-CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note")
+log = logging.getLogger("kefu.care")
+CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note",
+                   "customer_class", "owner", "greeting_consent", "greeting_channel", "anniversary")
+CLASSES = ("general", "important")  # besides the VIP mark (Q1: important customers are revisited quarterly)
+GREETING_CHANNELS = ("sms", "email", "card", "wechat")  # Q3: SMS, cards; where the customer agreed
 # The longest text each field takes (the column's size; the free-text fields a page of text): longer is refused
 # with the field named, never cut short in silence.
 FIELD_LENGTHS = {"name": 128, "phone": 32, "email": 128, "company": 200, "address": 300, "region": 100,
-                 "needs": 2000, "special_note": 2000}
+                 "needs": 2000, "special_note": 2000, "owner": 64}
 
 
 # Who may create or change a profile (I2, I3): those who serve customers, and integrations. The service itself
@@ -34,13 +39,23 @@ class CustomerService:
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self.listeners: list = []  # called with a profile's id after it was created or changed (care planner)
 
-    def create(self, data: dict, actor: str = SYSTEM) -> dict:
-        """Register a customer (I1)."""
+    def _changed(self, customer: dict) -> dict:
+        for listener in self.listeners:
+            try:
+                listener(customer["id"])
+            except Exception:  # noqa: BLE001 - the profile is saved; the planner's next run catches up
+                log.exception("planning care for customer %s failed", customer["id"])
+        return customer
+
+    def create(self, data: dict, actor: str = SYSTEM, notify: bool = True) -> dict:
+        """Register a customer (I1); ``notify``: tell the listeners (the care planner, Q1)."""
         with self.ctx.db.unit_of_work() as s:
             self._check(s, actor)
             c = new_customer(s, self.ctx.now(), data)
-            return shapes.customer_dict(c)
+            out = shapes.customer_dict(c)
+        return self._changed(out) if notify else out
 
     def update(self, customer_id: int, data: dict, actor: str = SYSTEM) -> dict:
         """Keep a profile up to date (I3): only the fields in ``data`` change."""
@@ -51,7 +66,8 @@ class CustomerService:
                 raise NotFound(f"no customer {customer_id}")
             apply_customer(c, data, partial=True)
             c.updated_at = self.ctx.now()
-            return shapes.customer_dict(c)
+            out = shapes.customer_dict(c)
+        return self._changed(out)
 
     def _check(self, s, actor: str) -> None:
         if actor == SYSTEM:
@@ -84,6 +100,18 @@ class CustomerService:
             return [shapes.customer_dict(c) for c in found]
 
 
+def _day(value):
+    """An ISO date (the customer's anniversary, Q3) or None."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise InvalidInput("anniversary must be a date (YYYY-MM-DD)", fields=["anniversary"]) from None
+
+
 def new_customer(s, now: datetime, data: dict) -> Customer:
     """A new customer profile from ``data`` (checked as a whole), added to the session."""
     c = Customer(created_at=now, updated_at=now, vip=False)
@@ -109,9 +137,19 @@ def apply_customer(c: Customer, data: dict, partial: bool) -> None:
         if key not in data:
             continue
         value = data[key]
-        if key == "vip":
+        if key in ("vip", "greeting_consent"):
             if not isinstance(value, bool):
-                raise InvalidInput("vip must be true or false", fields=["vip"])
+                raise InvalidInput(f"{key} must be true or false", fields=[key])
+        elif key == "customer_class":
+            if value not in (None, "", *CLASSES):
+                raise InvalidInput(f"customer_class must be one of {', '.join(CLASSES)}", fields=[key])
+            value = None if value in (None, "", "general") else value
+        elif key == "greeting_channel":
+            if value not in (None, "", *GREETING_CHANNELS):
+                raise InvalidInput(f"greeting_channel must be one of {', '.join(GREETING_CHANNELS)}", fields=[key])
+            value = value or None
+        elif key == "anniversary":
+            value = _day(value)
         elif value is not None:
             if not isinstance(value, (str, int)) or isinstance(value, bool):
                 raise InvalidInput(f"customer {key} must be text", fields=[key])
