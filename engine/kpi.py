@@ -249,8 +249,8 @@ def k3(t: Ticket):
     if t.kind not in ("complaint", "repair", "care"):
         return None
     revisit = t.first_completed("revisit", "care_revisit")
-    if t.kind == "care" and revisit is None:
-        return None  # a greeting, or a periodic revisit not done yet: not a satisfaction measure
+    if t.kind == "care" and revisit is None:  # a greeting, or a revisit not done yet: no satisfaction measure
+        return None
     if revisit is None or not isinstance((revisit.data or {}).get("satisfaction_score"), (int, float)):
         return "exclude", "no revisit score recorded by month end"
     value = revisit.data["satisfaction_score"]
@@ -444,11 +444,9 @@ def compute(session, month, as_of: datetime | None = None, now: datetime | None 
     insts = list(session.scalars(select(Instance).where(
         Instance.created_at >= start, Instance.created_at < end,
         Instance.kind.in_(("consultation", "complaint", "repair"))).order_by(Instance.id)))
-    # care (Q1): a periodic revisit counts in K3 in the month it was done, whenever it was planned
-    insts += list(session.scalars(select(Instance).where(
-        Instance.kind == "care", Instance.id.in_(select(AuditEvent.instance_id).where(
-            AuditEvent.type == "task_completed", AuditEvent.bpmn_id == "care_revisit",
-            AuditEvent.at >= start, AuditEvent.at < end))).order_by(Instance.id)))
+    insts += list(session.scalars(select(Instance).where(  # care (Q1): a revisit counts in K3 the month it was done
+        Instance.kind == "care", Instance.id.in_(select(AuditEvent.instance_id).where(AuditEvent.type == "task_completed",
+            AuditEvent.bpmn_id == "care_revisit", AuditEvent.at >= start, AuditEvent.at < end))).order_by(Instance.id)))
     events = defaultdict(list)
     if insts:
         ids = [i.id for i in insts]
