@@ -96,6 +96,8 @@ CLI_ARGS = {
     "external complete": ["{task_id}", "--worker", "w"],
     "external fail": ["{task_id}", "--worker", "w", "--error", "x"],
     "external extend-lock": ["{task_id}", "--worker", "w", "--lock", "5m"], "message": ["paid"],
+    "care plan": [], "care cycles": ["--set", "vip=2"], "events add": ["--name", "x", "--date", "2026-12-01"],
+    "events invite": ["1", "--attendee", "1"], "events feedback": ["1", "--customer", "1", "--text", "x"],
 }
 
 

@@ -61,6 +61,9 @@ TASK = _obj({
 CUSTOMER = _obj({
     "id": INT, "name": STR, "phone": N_STR, "email": N_STR, "company": N_STR, "address": N_STR, "region": N_STR,
     "needs": N_STR, "vip": BOOL, "special_note": N_STR, "created_at": TIME, "updated_at": TIME,
+    # care (Q1-Q3)
+    "customer_class": {"enum": ["vip", "important", "general"]}, "owner": N_STR, "greeting_consent": BOOL,
+    "greeting_channel": N_STR, "anniversary": N_STR, "last_revisit_at": N_TIME, "last_satisfaction": N_INT,
 })
 STARTED = _obj({
     "instance_id": INT, "ticket_no": STR, "kind": STR, "status": {"enum": ["active", "completed",
