@@ -206,7 +206,8 @@ class CareService:
                 "greeting_consent": bool(c.greeting_consent), "greeting_channel": c.greeting_channel},
                 f"{occasion}问候 {c.name}"[:200])
             return {"ticket_no": inst.ticket_no, "customer_id": cid, "customer": c.name, "occasion": occasion,
-                    "occasion_date": day.isoformat(), "due_at": iso(due), "owner": inst.created_by,
+                    "occasion_date": day.isoformat(), "due_at": iso(due),
+                    "owner": None if inst.created_by == SYSTEM else inst.created_by,
                     "consent": bool(c.greeting_consent)}
 
     def _open(self, s, key: str, c: Customer, now: datetime, variables: dict, summary: str) -> Instance:
@@ -230,7 +231,8 @@ class CareService:
                 items.append({"ticket_no": inst.ticket_no, "instance_id": inst.id, "plan": key,
                               "care_kind": key.split(":")[0], "customer_id": inst.customer_id,
                               "customer": inst.customer.name if inst.customer else None,
-                              "owner": task.assignee if task else inst.created_by, "summary": inst.summary,
+                              "owner": task.assignee if task else (None if inst.created_by == SYSTEM
+                                                                   else inst.created_by), "summary": inst.summary,
                               "due_at": iso(timer.due_at) if timer else None,
                               "task_id": task.id if task else None, "state": "ready" if task else "waiting"})
         return {"cycles": self.cycles(), "items": items,
@@ -273,17 +275,20 @@ def plan_revisit_in(ctx: Context, runner: Runner, s, c: Customer, now: datetime,
         "care_kind": "revisit", "customer_name": c.name, "customer_class": customer_class(c),
         "cycle_months": months, "revisit_due": iso(due)}, f"定期回访 {c.name}"[:200])
     return {"ticket_no": inst.ticket_no, "customer_id": c.id, "customer": c.name, "due_at": iso(due),
-            "owner": inst.created_by}
+            "owner": None if inst.created_by == SYSTEM else inst.created_by}
 
 
 def open_care(runner: Runner, s, key: str, c: Customer, now: datetime, variables: dict, summary: str) -> Instance:
-    """Start one care instance for ``c``, opened in the name of the agent who owns the customer."""
+    """Start one care instance for ``c``: the planner (``system``) starts it, and it belongs to the agent who
+    owns the customer (``created_by``: their tickets list, K3 per person)."""
     owner = owner_of(s, c)
     user = s.scalar(select(User).where(User.name == owner)) if owner else None
-    if user is None or not user.active:
-        user, owner = User(name=SYSTEM, roles=""), None
-    inst, _ready = runner.open(s, CARE_KIND, user, c, None, initial={**variables, "owner_agent": owner})
+    if user is None or not user.active or "agent" not in user.role_set:
+        owner = None
+    inst, _ready = runner.open(s, CARE_KIND, User(name=SYSTEM, roles=""), c, None,
+                               initial={**variables, "owner_agent": owner})
     inst.summary = summary
+    inst.created_by = owner or SYSTEM
     # the key is the primary key: a planner that started the same instance a moment ago makes this unit of
     # work fail and roll back whole (the caller logs it), never a second instance
     s.add(CarePlan(key=key, instance_id=inst.id, customer_id=c.id, created_at=now))
