@@ -60,3 +60,29 @@ def test_q1_agent_works_the_revisit_from_the_care_page_and_the_owner_edits_the_c
     finally:
         owner.close()
     assert kefu.customers.get(c["id"])["last_satisfaction"] == 92
+
+
+def test_supervisor_reads_the_monthly_summary_with_its_charts_and_prints_it(browser, server, kefu):  # noqa: F811
+    from tests import test_complaint as complaint
+    from tests.factories import Scenario
+    complaint.register(Scenario(kefu))
+    desk = Desk(browser, server, "supervisor")
+    try:
+        page = desk.page
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.click("nav >> text=工作总结")
+        page.wait_for_selector(".care-report")
+        assert page.locator("svg.chart").count() == 2
+        box = page.locator("svg.chart").first.bounding_box()
+        assert box and box["width"] > 200
+        assert "徐汇营业部" in page.inner_text("#report-places") and "服务态度" in page.inner_text("#report-natures")
+        assert requests and all(u.startswith(server) for u in requests), requests
+        page.click("text=季报")
+        page.wait_for_url("**/reports?period=quarter*")
+        assert "2026-Q4" in page.inner_text("h1")
+        page.emulate_media(media="print")
+        assert not page.locator("header.top").is_visible()
+        desk.shot("care-report-print")
+    finally:
+        desk.close()
