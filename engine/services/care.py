@@ -241,11 +241,10 @@ class CareService:
 
 
 def schedule(scheduler, care: CareService) -> None:
-    """The daily planning job (00:10 Asia/Shanghai) and a catch-up run now (the scheduler's own thread)."""
+    """The daily planning job (00:10 Asia/Shanghai). No run at start: revisits are planned when a profile
+    changes and when a revisit is done, greetings 14 days ahead, so a missed day is caught up the next."""
     scheduler.add_job(care.plan_job, "cron", id="care_plan", timezone=SHANGHAI, replace_existing=True,
                       hour=0, minute=10)
-    scheduler.add_job(care.plan_job, "date", id="care_plan_catch_up", replace_existing=True,
-                      run_date=datetime.now(timezone.utc))
 
 
 def plan_revisit_in(ctx: Context, runner: Runner, s, c: Customer, now: datetime,
