@@ -132,7 +132,10 @@ class CareService:
             q = select(Customer.id).where(or_(Customer.vip.is_(True), Customer.customer_class == "important"))
             if customer_id is not None:
                 q = q.where(Customer.id == customer_id)
-            candidates = list(s.scalars(q.order_by(Customer.id)))
+            waiting = select(CarePlan.customer_id).join(Instance, Instance.id == CarePlan.instance_id).where(
+                CarePlan.key.like("revisit:%"), CarePlan.customer_id.is_not(None), Instance.status != "completed")
+            # read first, so a sweep with nothing to plan takes no write lock per customer
+            candidates = list(s.scalars(q.where(Customer.id.not_in(waiting)).order_by(Customer.id)))
         for cid in candidates:
             done = self._plan_revisit(cid, cycles, now)
             if done:
