@@ -45,7 +45,8 @@ MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI)
 
 
 def steps(now: datetime):
-    """The user tasks of one lifecycle with their form data; None marks the wait for the revisit timer."""
+    """The user tasks of one lifecycle with their form data; a timedelta is a wait for a timer (the revisit, then
+    the care follow-up, Q2)."""
     return [
         ("register", "agent", {"customer_name": "李先生", "contact_phone": "13800138000",
                                "complaint_time": now.isoformat(), "place": "营业部", "content": "保安态度恶劣",
@@ -55,13 +56,16 @@ def steps(now: datetime):
         ("department_accept", "department", {"accept_note": "已接单"}),
         ("department_handle", "department", {"handling_result": "已整改"}),
         ("feedback", "agent", {"satisfied": True, "customer_opinion": None}),
-        None,
+        REVISIT_WAIT,
         ("revisit", "agent", {"satisfaction_score": 95, "other_opinions": None}),
         ("customer_care", "agent", {"care_action": "回访慰问", "care_date": "2026-12-01"}),
+        CARE_CHECK_WAIT,
+        ("care_check", "agent", {"care_satisfied": True, "care_opinion": None}),
     ]
 
 
 REVISIT_WAIT = timedelta(days=3, seconds=1)  # Monday 09:00 → past Thursday 09:00, the third working day
+CARE_CHECK_WAIT = timedelta(days=5)  # Thursday → past Tuesday 09:00, the third working day after the care (Q2)
 
 
 CLOCK = Clock(MONDAY)  # one engine-wide clock, as in the service
@@ -86,8 +90,8 @@ class ServiceRunner:
         self.step_times.append(time.perf_counter() - t0)
         for step in plan[1:]:
             t0 = time.perf_counter()
-            if step is None:
-                self.clock.advance(REVISIT_WAIT)
+            if isinstance(step, timedelta):
+                self.clock.advance(step)
                 k.timers.fire_due()
                 r = {"instance_id": r["instance_id"]}
             else:
@@ -134,8 +138,8 @@ class RawRunner:
         self.step_times.append(time.perf_counter() - t0)
         for step in plan[1:]:
             t0 = time.perf_counter()
-            if step is None:
-                self.clock.advance(REVISIT_WAIT)
+            if isinstance(step, timedelta):
+                self.clock.advance(step)
                 wf.refresh_timers()
                 wf.do_engine_steps()
                 wf = self._round_trip(wf)

@@ -25,7 +25,8 @@ Decisions (cited in README.md "KPIs"):
   "reopened" complaint) counts once, handled when its last round satisfied the customer. An unhandled
   complaint counts as not handled once its handling deadline (or 24 h after registration, 003) has passed.
 - **K3 customer satisfaction.** Mean of the revisit scores (``satisfaction_score``, P9/R6) of the month's
-  complaints and repairs; tickets without a revisit are excluded.
+  complaints and repairs, and of the periodic care revisits (``care`` instances, ``care_revisit``, Q1) due
+  in the month; tickets without a revisit are excluded.
 - **K4 information entry accuracy (QA).** Accurate ÷ inspected tickets: the QA reviews (``qa_sampling``
   process, ``qa_review`` task's ``entry_accurate``) *recorded in the month*. The sample of month M−1 is
   drawn on the 1st of M and scored during M, so it is M's report that counts it; a ticket is attributed
@@ -246,13 +247,15 @@ def k2(t: Ticket):
 
 
 def k3(t: Ticket):
-    if t.kind not in ("complaint", "repair"):
+    if t.kind not in ("complaint", "repair", "care"):
         return None
-    revisit = t.first_completed("revisit")
+    revisit = t.first_completed("revisit", "care_revisit")
+    if t.kind == "care" and revisit is None:  # a greeting, or a revisit not done yet: no satisfaction measure
+        return None
     if revisit is None or not isinstance((revisit.data or {}).get("satisfaction_score"), (int, float)):
         return "exclude", "no revisit score recorded by month end"
     value = revisit.data["satisfaction_score"]
-    return float(value), f"revisit score {value} (P9/R6)"
+    return float(value), f"revisit score {value} ({'Q1' if t.kind == 'care' else 'P9/R6'})"
 
 
 def k5(t: Ticket):
@@ -443,6 +446,9 @@ def compute(session, month, as_of: datetime | None = None, now: datetime | None 
     insts = list(session.scalars(select(Instance).where(
         Instance.created_at >= start, Instance.created_at < end,
         Instance.kind.in_(("consultation", "complaint", "repair"))).order_by(Instance.id)))
+    insts += list(session.scalars(select(Instance).where(  # care (Q1): a revisit counts in K3 the month it was done
+        Instance.kind == "care", Instance.id.in_(select(AuditEvent.instance_id).where(AuditEvent.type == "task_completed",
+            AuditEvent.bpmn_id == "care_revisit", AuditEvent.at >= start, AuditEvent.at < end))).order_by(Instance.id)))
     events = defaultdict(list)
     if insts:
         ids = [i.id for i in insts]

@@ -11,9 +11,11 @@ from datetime import datetime
 from engine.clock import Clock
 from engine.config import Config
 from engine.services.audit import AuditService
+from engine.services.care import CareService
 from engine.services.context import Context
 from engine.services.customers import CustomerService
 from engine.services.definitions import DefinitionService
+from engine.services.events import EventService
 from engine.services.designer import DesignerService
 from engine.services.external import ExternalTaskService
 from engine.services.handovers import HandoverService
@@ -22,6 +24,7 @@ from engine.services.kpi import KpiService
 from engine.services.masking import MaskingService
 from engine.services.messages import MessageService
 from engine.services.repeats import RepeatService
+from engine.services.reports import ReportService
 from engine.services.runner import Runner
 from engine.services.security import SecurityService
 from engine.services.shifts import ShiftService
@@ -57,6 +60,10 @@ class Kefu:
         self.shifts = ShiftService(ctx)  # X2: the shifts, and the handovers between them
         self.handovers = HandoverService(ctx, runner)
         self.repeats = RepeatService(ctx)  # X3: repeat complaints
+        self.care = CareService(ctx, runner)  # relationship care (Q1-Q3): cycles, planner
+        self.events = EventService(ctx)  # customer events (Q4)
+        self.reports = ReportService(ctx)  # weekly ... yearly summaries (004)
+        self.customers.listeners.append(self.care.plan_customer)  # a new VIP/important customer: plan Q1
 
     # The shared state, for the scheduler, the web app's setup and tests.
     @property

@@ -100,6 +100,8 @@ CLI_ARGS = {
     "handover start": ["--to", "agent2"], "handover accept": ["1"],
     "shifts set": ["早班", "--start", "07:00", "--end", "15:00"], "shifts remove": ["夜班"],
     "repeats window": ["--days", "30"],
+    "care plan": [], "care cycles": ["--set", "vip=2"], "events add": ["--name", "x", "--date", "2026-12-01"],
+    "events invite": ["1", "--attendee", "1"], "events feedback": ["1", "--customer", "1", "--text", "x"],
 }
 
 

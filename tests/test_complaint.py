@@ -168,6 +168,10 @@ def test_p10_customer_care_after_closing(scenario):
     t = scenario.task("customer_care")
     assert "P10" in t["rules"] and scenario.show()["data"].get("closed_at")
     scenario.complete("customer_care", "agent", {"care_action": "赠送季度安保巡检一次", "care_date": "2026-12-01"})
+    # Q2: the agent checks N working days later that the customer is satisfied, then the case closes
+    assert [t["bpmn_id"] for t in scenario.show()["timers"]] == ["wait_care_check"]
+    scenario.advance(days=5)
+    scenario.complete("care_check", "agent", {"care_satisfied": True})
     shown = scenario.show()
     assert shown["status"] == "completed" and shown["completed_at"]
     assert shown["timers"] == []

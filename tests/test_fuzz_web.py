@@ -69,7 +69,8 @@ def fuzz(kefu, scenario):
     task = scenario.ready()[0]
     web = Web(kefu, WTF_CSRF_ENABLED=False, PROPAGATE_EXCEPTIONS=False)
     known = {"ref": scenario.ticket_no, "task_id": task["id"], "customer_id": "1", "process_id": "complaint",
-             "version": "1", "month": "2026-11", "key": "K1", "kind": "complaint", "code": "en", "fmt": "csv"}
+             "version": "1", "month": "2026-11", "key": "K1", "kind": "complaint", "code": "en", "fmt": "csv",
+             "event_id": "1"}
     return web, known
 
 

@@ -56,6 +56,8 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     app.register_blueprint(security.bp)
     from . import handover  # X2: shift handover pages
     app.register_blueprint(handover.bp)
+    from . import care  # relationship care (Q1-Q4) and the period summaries
+    app.register_blueprint(care.bp)
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or (

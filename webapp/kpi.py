@@ -51,6 +51,7 @@ REASONS = [(re.compile(p), msg) for p, msg in (
     (r"still open at month end, handling deadline not yet reached", _l("月底仍在处理，尚未到处理时限")),
     (r"no revisit score recorded by month end", _l("月底前没有回访评分")),
     (r"revisit score (?P<n>[\d.]+) \(P9/R6\)", _l("回访评分 %(n)s（P9/R6）")),
+    (r"revisit score (?P<n>[\d.]+) \(Q1\)", _l("定期回访评分 %(n)s（Q1）")),
     (r"overdue \((?P<t>\w+) fired\) \(T1\)", _l("超时（%(t)s 已触发）（T1）")),
     (r"overdue \((?P<t>\w+) fired\), re-dispatched (?P<n>\d+)× \(T1\)", _l("超时（%(t)s 已触发），改派 %(n)s 次（T1）")),
     (r"handled within its deadline", _l("在时限内处理完毕")),

@@ -14,7 +14,7 @@ from engine.clock import SHANGHAI
 from engine.services.masking import mask_phone, mask_text  # the policy's masks (I4), for the templates
 
 KINDS = {"consultation": _l("客户咨询"), "complaint": _l("客户投诉"), "repair": _l("客户报修"),
-         "escalation": _l("升级工单"), "qa_sampling": _l("质检抽检")}
+         "escalation": _l("升级工单"), "qa_sampling": _l("质检抽检"), "care": _l("客户关怀")}
 INTAKE_KINDS = ("consultation", "complaint", "repair")
 NEW_KIND = {"consultation": _l("新建咨询"), "complaint": _l("新建投诉"), "repair": _l("新建报修")}
 STATUSES = {"active": _l("处理中"), "completed": _l("已完成"), "incident": _l("异常")}
@@ -44,6 +44,9 @@ EVENTS = {
     "external_task_created": _l("外部任务生成"), "external_task_completed": _l("外部任务完成"),
     "external_task_failed": _l("外部任务失败"), "external_task_cancelled": _l("外部任务取消"),
     "message_received": _l("收到消息"), "instance_migrated": _l("已迁移到新版本"),
+    # care (issue 21, Q1-Q3)
+    "customer_revisited": _l("定期回访已记入客户资料"), "greeting_sent": _l("问候已发送"),
+    "greeting_withheld": _l("客户未同意，问候未发送"), "repeat_complaint_opened": _l("客户仍不满意，再次投诉"),
 }
 # X2: what a handover lists, and what became of each line on acceptance
 HANDOVER_KINDS = {"case": _l("工单"), "task": _l("待办任务"), "promise": _l("对客户承诺的时限"), "escalation": _l("升级事项")}

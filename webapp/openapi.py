@@ -65,6 +65,9 @@ CUSTOMER = _obj({
     "needs": N_STR, "vip": BOOL, "special_note": N_STR, "created_at": TIME, "updated_at": TIME,
     "masked": {"type": "boolean", "description": "I4: phone, email and address are masked (138****5678) for "
                                                  "a caller who serves none of this customer's cases"},
+    # care (Q1-Q3)
+    "customer_class": {"enum": ["vip", "important", "general"]}, "owner": N_STR, "greeting_consent": BOOL,
+    "greeting_channel": N_STR, "anniversary": N_STR, "last_revisit_at": N_TIME, "last_satisfaction": N_INT,
 }, required=["id", "name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note",
              "created_at", "updated_at"])
 STARTED = _obj({

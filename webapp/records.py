@@ -16,7 +16,8 @@ from .labels import field_message
 
 bp = Blueprint("records", __name__)
 
-CUSTOMER_FORM = ("name", "phone", "email", "company", "address", "region", "needs", "special_note")
+CUSTOMER_FORM = ("name", "phone", "email", "company", "address", "region", "needs", "special_note",
+                 "customer_class", "owner", "greeting_channel", "anniversary")  # care (Q1, Q3)
 HIDDEN_CONTACT = ("phone", "email", "address")
 PASSED = {"task_completed", "gateway_passed", "script_ran", "timer_fired", "start_passed", "end_reached"}
 
@@ -158,6 +159,7 @@ def customer_update(customer_id):
             if not values[key] or "****" in values[key]:  # blank, or the masked value sent back (I4)
                 del data[key]
     data["vip"] = values["vip"] = request.form.get("vip") == "on"
+    data["greeting_consent"] = values["greeting_consent"] = request.form.get("greeting_consent") == "on"
     try:
         kefu().customers.update(customer_id, data, actor=current_user.name)
     except InvalidInput as exc:

@@ -15,8 +15,10 @@ def cmd_timers_list(args):
 
 
 def cmd_timers_fire_due(args):
-    fired = _service().timers.fire_due()
-    _print(args, {"fired": fired, "count": len(fired)}, lambda r: f"fired {r['count']} timer(s)" + "".join(
+    k = _service()
+    planned = k.care.plan()  # care (Q1, Q3): the revisits and greetings whose timers are to wait
+    fired = k.timers.fire_due()
+    _print(args, {"fired": fired, "count": len(fired), "care_planned": planned}, lambda r: f"fired {r['count']} timer(s)" + "".join(
         f"\n  {f['ticket_no']} {f['name'] or f['timer']} (due {f['due_at']})" for f in r["fired"]))
 
 
@@ -50,6 +52,7 @@ def cmd_clock_advance(args):
     k = _service()
     r = k.time.advance_clock(parse_duration(args.duration), actor=args.actor or SYSTEM)
     if not args.no_fire:
+        r["care_planned"] = k.care.plan()  # care (Q1, Q3): holidays and cycles the new time reached
         r["fired"] = k.timers.fire_due()
     _print(args, r, lambda r: _clock_text(r) + (f"\nfired {len(r['fired'])} timer(s)" + "".join(
         f"\n  {f['ticket_no']} {f['name'] or f['timer']} (due {f['due_at']})" for f in r["fired"])

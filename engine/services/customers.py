@@ -1,7 +1,8 @@
 """Customers (I1–I3): the registry of profiles, found by name or by the digits of a phone number."""
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import date, datetime
 
 from sqlalchemy import or_, select
 
@@ -13,11 +14,15 @@ from engine.services.context import SYSTEM, Context, row_id
 from engine.services.masking import CUSTOMER_FIELDS as CONTACT_FIELDS, mask
 from engine.store.tables import Customer, SecurityEvent
 
-CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note")
+log = logging.getLogger("kefu.care")
+CUSTOMER_FIELDS = ("name", "phone", "email", "company", "address", "region", "needs", "vip", "special_note",
+                   "customer_class", "owner", "greeting_consent", "greeting_channel", "anniversary")
+CLASSES = ("general", "important")  # besides the VIP mark (Q1: important customers are revisited quarterly)
+GREETING_CHANNELS = ("sms", "email", "card", "wechat")  # Q3: SMS, cards; where the customer agreed
 # The longest text each field takes (the column's size; the free-text fields a page of text): longer is refused
 # with the field named, never cut short in silence.
 FIELD_LENGTHS = {"name": 128, "phone": 32, "email": 128, "company": 200, "address": 300, "region": 100,
-                 "needs": 2000, "special_note": 2000}
+                 "needs": 2000, "special_note": 2000, "owner": 64}
 
 
 # Who may create or change a profile (I2, I3): those who serve customers, and integrations. The service itself
@@ -27,6 +32,8 @@ EDIT_ROLES = frozenset({"agent", "supervisor", "integration"})
 
 def _shown(key: str, value):
     """A field's value as the change record keeps it: contact details masked (I4)."""
+    if isinstance(value, (date, datetime)):  # the anniversary (Q3): kept as its ISO text
+        return value.isoformat()
     return mask(CONTACT_FIELDS[key], value) if key in CONTACT_FIELDS else value
 
 
@@ -41,14 +48,24 @@ class CustomerService:
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self.listeners: list = []  # called with a profile's id after it was created or changed (care planner)
 
-    def create(self, data: dict, actor: str = SYSTEM) -> dict:
-        """Register a customer (I1)."""
+    def _changed(self, customer: dict) -> dict:
+        for listener in self.listeners:
+            try:
+                listener(customer["id"])
+            except Exception:  # noqa: BLE001 - the profile is saved; the planner's next run catches up
+                log.exception("planning care for customer %s failed", customer["id"])
+        return customer
+
+    def create(self, data: dict, actor: str = SYSTEM, notify: bool = True) -> dict:
+        """Register a customer (I1); ``notify``: tell the listeners (the care planner, Q1)."""
         with self.ctx.db.unit_of_work() as s:
             self._check(s, actor)
             c = new_customer(s, self.ctx.now(), data)
             self._record(s, "customer_created", actor, c, created_changes(c))
-            return shapes.customer_dict(c)
+            out = shapes.customer_dict(c)
+        return self._changed(out) if notify else out
 
     def update(self, customer_id: int, data: dict, actor: str = SYSTEM) -> dict:
         """Keep a profile up to date (I3): only the fields in ``data`` change."""
@@ -64,7 +81,8 @@ class CustomerService:
             c.updated_at = self.ctx.now()
             if changed:
                 self._record(s, "customer_updated", actor, c, changed)
-            return shapes.customer_dict(c)
+            out = shapes.customer_dict(c)
+        return self._changed(out)
 
     def _record(self, s, type_: str, actor: str, c: Customer, changes: dict) -> None:
         record_change(s, self.ctx.now(), type_, actor, c, changes)
@@ -121,6 +139,18 @@ def created_changes(c: Customer) -> dict:
     return {k: {"to": _shown(k, getattr(c, k))} for k in CUSTOMER_FIELDS if getattr(c, k) not in (None, "", False)}
 
 
+def _day(value):
+    """An ISO date (the customer's anniversary, Q3) or None."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise InvalidInput("anniversary must be a date (YYYY-MM-DD)", fields=["anniversary"]) from None
+
+
 def new_customer(s, now: datetime, data: dict) -> Customer:
     """A new customer profile from ``data`` (checked as a whole), added to the session."""
     c = Customer(created_at=now, updated_at=now, vip=False)
@@ -146,9 +176,19 @@ def apply_customer(c: Customer, data: dict, partial: bool) -> None:
         if key not in data:
             continue
         value = data[key]
-        if key == "vip":
+        if key in ("vip", "greeting_consent"):
             if not isinstance(value, bool):
-                raise InvalidInput("vip must be true or false", fields=["vip"])
+                raise InvalidInput(f"{key} must be true or false", fields=[key])
+        elif key == "customer_class":
+            if value not in (None, "", *CLASSES):
+                raise InvalidInput(f"customer_class must be one of {', '.join(CLASSES)}", fields=[key])
+            value = None if value in (None, "", "general") else value
+        elif key == "greeting_channel":
+            if value not in (None, "", *GREETING_CHANNELS):
+                raise InvalidInput(f"greeting_channel must be one of {', '.join(GREETING_CHANNELS)}", fields=[key])
+            value = value or None
+        elif key == "anniversary":
+            value = _day(value)
         elif value is not None:
             if not isinstance(value, (str, int)) or isinstance(value, bool):
                 raise InvalidInput(f"customer {key} must be text", fields=[key])

@@ -32,5 +32,5 @@ def seed_demo(k, password: str | None = DEMO_PASSWORD) -> dict:
     customers = []
     for c in DEMO_CUSTOMERS:
         existing = [x for x in k.customers.find(c["phone"]) if x["phone"] == c["phone"]]
-        customers.append(existing[0] if existing else k.customers.create(c))
+        customers.append(existing[0] if existing else k.customers.create(c, notify=False))  # planned by 'care plan'
     return {"users": users, "password": password, "customers": customers}

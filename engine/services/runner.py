@@ -40,7 +40,7 @@ from engine.store import chain as audit, writes
 from engine.store.tables import Customer, Instance, User, next_counter
 from engine.store.versions import latest
 
-TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX", "escalation": "SJ"}
+TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX", "escalation": "SJ", "care": "GH"}
 START_ROLES = {"agent", "supervisor"}
 SUMMARY_FIELDS = ("question", "content", "fault_symptom")
 MAX_ENGINE_ROUNDS = 20

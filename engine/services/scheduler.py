@@ -48,6 +48,10 @@ class TimerScheduler:
         from engine.services.kpi import schedule as schedule_k_cycle
         schedule_k_cycle(self.scheduler, self.kefu.kpi)
         # --- end kpi ---
+        # --- care (issue 21): plan revisits and greetings daily (Q1, Q3), with a catch-up at start ---
+        from engine.services.care import schedule as schedule_care
+        schedule_care(self.scheduler, self.kefu.care)
+        # --- end care ---
         self.scheduler.start()
         self.kefu.timer_listeners.append(self.notify)
         log.info("timer scheduler started (sweep every %.1f s, database %s)", self.sweep_seconds,

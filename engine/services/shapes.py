@@ -34,7 +34,17 @@ def customer_dict(c: Customer) -> dict:
     return {"id": c.id, "name": c.name, "phone": c.phone, "email": c.email, "company": c.company,
             "address": c.address, "region": c.region, "needs": c.needs, "vip": bool(c.vip),
             "special_note": c.special_note, "created_at": iso(c.created_at),
-            "updated_at": iso(c.updated_at)}
+            "updated_at": iso(c.updated_at),
+            # care (Q1-Q3): the class the revisit cycle follows, the owning agent, greetings, last revisit
+            "customer_class": customer_class(c), "owner": c.owner, "greeting_consent": bool(c.greeting_consent),
+            "greeting_channel": c.greeting_channel,
+            "anniversary": c.anniversary.isoformat() if c.anniversary else None,
+            "last_revisit_at": iso(c.last_revisit_at), "last_satisfaction": c.last_satisfaction}
+
+
+def customer_class(c: Customer) -> str:
+    """vip (the VIP mark), important (marked so) or general: the class whose revisit cycle applies (Q1)."""
+    return "vip" if c.vip else (c.customer_class or "general")
 
 
 def task_brief(r: HumanTask) -> dict:

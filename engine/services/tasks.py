@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload, lazyload, undefer
 from SpiffWorkflow.util.task import TaskState
 
 from engine.errors import Conflict, FormValidationError, InvalidInput, NotAllowed, NotFound
-from engine.services import escalations, routing, shapes
+from engine.services import care, escalations, routing, shapes
 from engine.services.context import CALENDAR_REVISION, CLOCK_OFFSET, Context, setting
 from engine.services.projections import PRELOADED, find_task
 from engine.services.shapes import ESCALATION, TRANSFERRED_ROLES
@@ -152,7 +152,8 @@ class TaskService:
             ready = self.runner.save(s, inst, wf, events, actor, before, incident)
             if inst.kind == ESCALATION and row.bpmn_id == escalations.DECISION_TASK:
                 escalations.apply_decision(self.ctx, self.runner, s, inst, events_data(events, row.id), actor)
-            return {"instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status,
+            cared = care.after_task(self.ctx, self.runner, s, inst, row, events_data(events, row.id), actor)
+            return {**cared, "instance_id": inst.id, "ticket_no": inst.ticket_no, "status": inst.status,
                     "incident": inst.incident, "tasks": [shapes.task_brief(t) for t in ready],
                     "task": shapes.task_dict(self.ctx, row, inst)}  # the completed task (the JSON API answers with it)
 

@@ -103,6 +103,14 @@ class Customer(Base):
     special_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # --- care (issue 21, Q1-Q3): class, the owning agent, consent to greetings, anniversary, last revisit ---
+    customer_class: Mapped[str | None] = mapped_column(String(16))  # "important" (Q1); VIP is ``vip``
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)  # the agent who owns the customer
+    greeting_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    greeting_channel: Mapped[str | None] = mapped_column(String(16))  # sms | email | card | wechat
+    anniversary: Mapped[date | None] = mapped_column(Date)
+    last_revisit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_satisfaction: Mapped[int | None] = mapped_column(Integer)
 
 
 class Instance(Base):
@@ -401,6 +409,55 @@ class TicketLink(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(64))
     basis: Mapped[str | None] = mapped_column(String(16))  # detected | explicit
+# --- care (issue 21): revisit cycles, started care instances, customer events -------------------------
+class CareCycle(Base):
+    """The revisit cycle of one customer class in months (Q1), edited by the process owner."""
+    __tablename__ = "care_cycles"
+
+    customer_class: Mapped[str] = mapped_column(String(16), primary_key=True)  # vip | important
+    months: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CarePlan(Base):
+    """One care instance started by the planner, under a unique key (``revisit:<customer>:<n>``,
+    ``holiday:<date>``, ``anniversary:<customer>:<year>``), so two planners never start it twice."""
+    __tablename__ = "care_plans"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CustomerEvent(Base):
+    """A customer event (Q4): a seminar, a safety training, a product trial."""
+    __tablename__ = "customer_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))  # seminar | training | trial | other
+    day: Mapped[date] = mapped_column(Date, index=True)
+    place: Mapped[str | None] = mapped_column(String(300))
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EventAttendee(Base):
+    """A customer invited to an event, and the feedback collected from them (Q4)."""
+    __tablename__ = "event_attendees"
+    __table_args__ = (UniqueConstraint("event_id", "customer_id", name="uq_event_attendee"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("customer_events.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    feedback: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[int | None] = mapped_column(Integer)
+    feedback_by: Mapped[str | None] = mapped_column(String(64))
+    feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+# --- end care ---------------------------------------------------------------------------------------
 
 
 def next_counter(session: Session, key: str) -> int:
