@@ -30,12 +30,14 @@ and no sandbox. Kefu screens every piece of code before it runs:
 Helper functions offered to diagrams: ``now``, ``add_hours``, ``add_minutes``, ``add_seconds``,
 ``seconds_until``, ``add_working_days``, ``due_at``, ``is_working_day``.
 
-What this does not bound: a single built-in operation over large values that share parts (comparing,
-hashing or sorting a list that holds the same 100,000-item list many times) runs to its end, since Python
-cannot interrupt C code from inside the thread; each such value was itself built within the limits above.
-A hard bound would need a separate process per evaluation.
+Hard bounds (``BoundedEnvironment``, what the engine uses): code the screen proves cheap (``screen.cheap``)
+runs in the calling thread; any other code runs in a worker process (``engine.bpmn.workers``) that caps its
+address space at ``MAX_MEMORY`` more than it uses (``RLIMIT_AS``) and is killed once ``MAX_SECONDS`` passed,
+so also one built-in operation Python cannot interrupt (comparing or counting lists that share parts) or a
+display that copies a long list many times is stopped, while the service's other threads go on.
 
-The memory bound counts what the watched thread takes itself: Linux counts page faults per thread, so fresh
+Inside the worker (and for watched code in ``RestrictedEnvironment``), the memory bound counts what the
+watched thread takes itself: Linux counts page faults per thread, so fresh
 pages the code touches count and those web threads beside it touch do not, whereas ``tracemalloc`` and
 ``sys.getallocatedblocks()`` see the whole process (tracemalloc slowing every allocation) and the sizes the
 guards see miss what built-ins copy in C (``sorted(l)``, ``l[:]``). The count is capped by the process's
@@ -336,7 +338,7 @@ class BoundedEnvironment(RestrictedEnvironment):
         body = pickle.dumps((mode, source, context, external_context or None, clock.now(), limits),
                             protocol=pickle.HIGHEST_PROTOCOL)
         cal = calendar.active()
-        key = (id(cal), cal.revision, len(cal.overrides))
+        key = (cal.revision, frozenset(cal.overrides.items()))
 
         def prepare(worker) -> bytes:
             days = None if worker.calendar_key == key else (cal.revision, dict(cal.overrides))

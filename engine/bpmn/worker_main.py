@@ -1,15 +1,17 @@
 """The sandbox's worker process: evaluates diagram code sent by ``engine.bpmn.workers`` under hard limits.
 
-Started as ``python -m engine.bpmn.worker_main <read fd> <write fd>``; it imports the sandbox once, says it is
-ready, then answers one request at a time until its parent closes the pipe. Before each evaluation it sets
-``RLIMIT_AS`` to the address space it uses now plus the memory bound (so the code itself can take at most
-that much: an allocation past it fails with MemoryError) and a CPU-time limit a little past the time bound
-(should the parent be gone and not kill it, the kernel does). Its parent kills it when the time bound passes.
+Started by ``engine.bpmn.workers`` (``BOOT``: the sandbox's modules without the ``engine`` package's
+``__init__``) with the two ends of its pipes; it imports the sandbox once, says it is ready, then answers one
+request at a time until its parent closes the pipe. Before each evaluation it sets ``RLIMIT_AS`` to the
+address space it uses now plus the memory bound (so the code itself can take at most that much: an
+allocation past it fails with MemoryError) and a CPU-time limit a little past the time bound (should the
+parent be gone and not kill it, the kernel does). Its parent kills it when the time bound passes.
 
-A request is ``(mode, source, context, external_context, now, calendar, limits)``; the answer is
-``("ok", value, retire)``, ``("raise", exception, line, retire)`` or ``("raise-text", type name, message,
-line, retire)`` for an exception that does not pickle. ``retire`` asks the parent to start a fresh worker
-(after a MemoryError, or once this one's memory grew).
+A request is the pickled ``(body, calendar)``: the body pickled ``(mode, source, context, external_context,
+now, limits)`` and the working calendar's ``(revision, overrides)`` when this worker has not had it yet. The
+answer is b"1" (this worker retires after it: after a MemoryError, or once its memory grew) or b"0", then the
+pickled ``("ok", value, None)``, ``("raise", exception, line)`` or ``("raise-text", (type name, message),
+line)`` for an exception that does not pickle; ``line`` is the line of the diagram's code it was raised at.
 """
 from __future__ import annotations
 

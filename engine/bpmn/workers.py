@@ -8,15 +8,15 @@ the service's other threads go on — and kills the worker once the time bound (
 passed. A killed or retired worker is replaced by a fresh one on the next request.
 
 Workers are started lazily (the first evaluation that needs one), reused, at most ``KEFU_SANDBOX_WORKERS``
-(default 2) per process; each is a fresh interpreter (``sys.executable -m``), never a fork of a threaded
-server. A forked process (a gunicorn worker) starts its own pool; the workers end with their process (killed
-at exit, and each ends by itself when its pipe closes or its CPU-time limit passes).
+(default 2) per process; each is a fresh interpreter (``sys.executable``), never a fork of a threaded server,
+and imports the sandbox's modules only (``BOOT``). A forked process (a gunicorn worker) starts its own pool;
+the workers end with their process (killed at exit, and each ends by itself when its pipe closes or its
+CPU-time limit passes).
 """
 from __future__ import annotations
 
 import atexit
 import os
-import pickle
 import subprocess
 import sys
 import threading
@@ -25,6 +25,14 @@ from pathlib import Path
 
 from engine.bpmn.guards import ScriptRejected
 
+# The worker's interpreter imports only the sandbox's modules: the ``engine`` package stands in empty, without
+# its ``__init__`` (the whole service, SQLAlchemy included: eight times the start-up).
+BOOT = ("import sys, types\n"
+        "engine = types.ModuleType('engine')\n"
+        "engine.__path__ = [sys.argv[1]]\n"
+        "sys.modules['engine'] = engine\n"
+        "from engine.bpmn.worker_main import main\n"
+        "sys.exit(main(sys.argv[2:]))\n")
 GRACE = 0.5        # seconds past the time bound before the parent kills a worker that has not answered
 START_TIMEOUT = 60.0
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -47,21 +55,26 @@ class Worker:
     def __init__(self):
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
         try:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "engine.bpmn.worker_main", str(down_r), str(up_w)],
-                pass_fds=(down_r, up_w), stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+                [sys.executable, "-c", BOOT, str(Path(ROOT) / "engine"), str(down_r), str(up_w)],
+                pass_fds=(down_r, up_w), stdin=subprocess.DEVNULL, cwd=ROOT)
         finally:
             os.close(down_r)
             os.close(up_w)
         self.to = Connection(down_w, readable=False)
         self.back = Connection(up_r, writable=False)
         self.calendar_key = None
-        if not self.back.poll(START_TIMEOUT) or self.back.recv_bytes() != b"ready":
+        try:
+            ready = self.back.poll(START_TIMEOUT) and self.back.recv_bytes() == b"ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
             self.kill()
             raise RuntimeError("the sandbox's worker process did not start")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def call(self, request: bytes, seconds: float) -> bytes | None:
         """Send one request; the answer, or None once ``seconds`` passed without one."""
@@ -122,8 +135,11 @@ class Pool:
             while not self.idle and self.busy >= self.size:
                 self.cond.wait()
             self.busy += 1
-            if self.idle:
-                return self.idle.pop()
+            while self.idle:
+                worker = self.idle.pop()
+                if worker.alive():
+                    return worker
+                worker.kill()  # ended while idle (killed from outside): never blame the next code for it
         try:
             worker = Worker()
         except BaseException:
