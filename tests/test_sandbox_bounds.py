@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -232,6 +234,8 @@ SAME = [
     ("exec", "x = [l for i in range(10000)]", {"l": list(range(1000))}),
     ("exec", "due = [add_working_days('2026-11-23T09:00+08:00', n) for n in range(3)]\nwhen = now()", {}),
     ("exec", "left = [seconds_until(d) for d in [deadline]]", {"deadline": "2026-11-25T18:00:00+08:00"}),
+    ("eval", "sorted([t, u])", {"t": datetime(2026, 11, 23, 9, tzinfo=ZoneInfo("Asia/Shanghai")),
+                                "u": datetime(2026, 11, 23, 2, tzinfo=timezone.utc)}),
 ] + [("eval", code, {}) for code in ESCAPES] + [("eval", code, data) for code, data in HUGE_AT_RUN_TIME]
 
 
@@ -257,7 +261,7 @@ def test_code_run_in_a_worker_gives_what_it_gives_in_the_calling_thread(mode, co
     ("'vip' if vip else 'work_order'", True), ("n + 1 if n > 2 else n * 2", True),
     ("sorted(l)", False), ("[i for i in l]", False), ("l.count(x)", False), ("2 ** 10", False),
     ("[*a, *a]", False), ("l[:]", False), ("len(l) if len else 0", False), ("max(l, key=len)", False),
-    ("(lambda: 1)()", False), ("{**d}", False), (" + ".join(["n"] * 10), False), ("str(x) + str(y)", True),
+    ("(lambda: 1)()", False), ("{**d}", False), (" + ".join(["n"] * 10), False), ("int(x) + len(y)", True), ("str(x)", False), ("f'{x}'", False), ("n % 2 == 0", False),
 ])
 def test_only_code_the_screen_proves_cheap_runs_in_the_calling_thread(code, expected):
     assert screen.cheap(code, "eval") is expected
@@ -322,3 +326,12 @@ def test_workers_end_with_their_process_also_when_it_is_killed(how):
         proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def test_a_script_cannot_hand_the_server_more_than_the_answer_limit():
+    # 30,000 numbers of 3,817 digits: 30,000 items for the item count, but 48 MB to take into the server
+    with pytest.raises(ScriptRejected, match=r"values to store are too large: more than 32 MB"):
+        BoundedEnvironment().execute("y = 9 ** 4000\nx = [y + i for i in range(30000)]", {})
+    ctx = {}
+    BoundedEnvironment().execute("x = [9 ** 4000 + i for i in range(3)]", ctx)
+    assert ctx["x"][2] == 9 ** 4000 + 2

@@ -53,6 +53,7 @@ that repeats, and turns what a script leaves behind into storable data.
 from __future__ import annotations
 
 import builtins
+import io
 import os
 import pickle
 import sys
@@ -283,7 +284,6 @@ class _Answer(pickle.Unpickler):
 
 
 def _answer(data: bytes) -> tuple:
-    import io
     return _Answer(io.BytesIO(data)).load()
 
 
@@ -312,9 +312,6 @@ class BoundedEnvironment(RestrictedEnvironment):
     data (without keys starting with ``_``), the data objects, the engine clock's instant and the working
     calendar; what a script leaves behind comes back as storable data, an error as the same exception at the
     same line of the code."""
-
-    def __init__(self):
-        super().__init__()
 
     def evaluate(self, expression, context, external_context=None):
         if cheap(expression.strip(), "eval"):

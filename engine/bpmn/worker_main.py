@@ -15,11 +15,13 @@ line)`` for an exception that does not pickle; ``line`` is the line of the diagr
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import sys
 import traceback
 from multiprocessing.connection import Connection
+from zoneinfo import ZoneInfo
 
 try:
     import resource
@@ -31,6 +33,7 @@ from engine.bpmn import sandbox
 from engine.bpmn.guards import ScriptRejected
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+MAX_ANSWER_BYTES = 32 * 1024 * 1024  # what a script leaves behind, pickled: the server takes it into its memory
 RETIRE_GROWTH = 128 * 1024 * 1024  # a worker whose address space grew this much since it started is replaced
 
 
@@ -108,11 +111,31 @@ def _answer(env, request, started: int | None) -> tuple:
     return (*reply, started is not None and size is not None and size - started > RETIRE_GROWTH)
 
 
+class _Pickler(pickle.Pickler):
+    """Pickles a time zone by its name (``ZoneInfo(key)``): the server's unpickler takes no ``getattr``."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, ZoneInfo):
+            return ZoneInfo, (obj.key,)
+        return NotImplemented
+
+
+def _pickled(value) -> bytes:
+    out = io.BytesIO()
+    _Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return out.getvalue()
+
+
 def _dump(reply: tuple) -> bytes:
     """The answer's bytes: b"1" (retire) or b"0", then the pickled ``(kind, payload, line)``."""
     kind, payload, line, retire = reply
     try:
-        return (b"1" if retire else b"0") + pickle.dumps((kind, payload, line), protocol=pickle.HIGHEST_PROTOCOL)
+        data = _pickled((kind, payload, line))
+        if len(data) > MAX_ANSWER_BYTES:
+            too_large = ScriptRejected(f"the values to store are too large: more than {MAX_ANSWER_BYTES // 2 ** 20} "
+                                       "MB")
+            data = pickle.dumps(("raise", too_large, None))
+        return (b"1" if retire else b"0") + data
     except MemoryError:
         return b"1" + pickle.dumps(("raise", ScriptRejected("the code uses too much memory"), None))
     except Exception:  # noqa: BLE001 - e.g. an exception class the code defined itself
