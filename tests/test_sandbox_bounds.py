@@ -335,3 +335,15 @@ def test_a_script_cannot_hand_the_server_more_than_the_answer_limit():
     ctx = {}
     BoundedEnvironment().execute("x = [9 ** 4000 + i for i in range(3)]", ctx)
     assert ctx["x"][2] == 9 ** 4000 + 2
+
+
+def test_a_server_starts_its_worker_before_the_first_request(monkeypatch):
+    pool = workers.Pool(size=1)
+    monkeypatch.setattr(workers, "_pool", pool)
+    workers.warm()  # what kefu serve and each gunicorn worker do at start
+    deadline = time.monotonic() + 60
+    while not pool.idle and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.started == 1 and len(pool.idle) == 1
+    assert BoundedEnvironment().evaluate("sorted(l)", {"l": [2, 1]}) == [1, 2] and pool.started == 1
+    workers.shutdown()

@@ -199,6 +199,18 @@ def pool() -> Pool:
     return _pool
 
 
+def warm() -> None:
+    """Start one worker in the background (a server starting up), so that the first evaluation finds it."""
+    def start():
+        current = pool()
+        try:
+            worker = current.acquire()
+        except Exception:  # noqa: BLE001 - the first evaluation that needs a worker will say what is wrong
+            return
+        current.release(worker, keep=True)
+    threading.Thread(target=start, name="kefu-sandbox-warm", daemon=True).start()
+
+
 def shutdown() -> None:
     """Kill this process's workers (at exit; tests may call it to start afresh)."""
     global _pool
