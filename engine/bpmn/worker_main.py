@@ -149,6 +149,8 @@ def _dump(reply: tuple) -> bytes:
 def main(argv: list[str]) -> int:
     inbox = Connection(int(argv[0]), writable=False)
     outbox = Connection(int(argv[1]), readable=False)
+    if resource is not None:  # a worker the kernel stops (CPU time, memory) leaves no core file behind
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     env = sandbox.RestrictedEnvironment()
     started = _address_space()
     outbox.send_bytes(b"ready")
