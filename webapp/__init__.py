@@ -122,6 +122,7 @@ def start_scheduler(kefu: Kefu, sweep_seconds: float = 1.0):
 
 def serve(host: str = "127.0.0.1", port: int = 5000, demo: bool = True) -> int:
     """Run the whole service: schema, deployed diagrams, demo data, scheduler and web UI."""
+    from engine.bpmn import workers
     from engine.logs import configure_logging
     from engine.services.demo import seed_demo
     from waitress import serve as waitress_serve
@@ -138,6 +139,7 @@ def serve(host: str = "127.0.0.1", port: int = 5000, demo: bool = True) -> int:
             log.warning("no official working-day calendar for %s: Monday-Friday is used until the process "
                         "owner enters it ('kefu calendar set')", y["year"])
     scheduler = start_scheduler(kefu)
+    workers.warm()  # the sandbox's worker process, started before the first request needs it
     log.info("Kefu on http://%s:%d/ (database %s, env %s)", host, port, kefu.config.database_url,
              kefu.config.env)
     try:

@@ -18,8 +18,12 @@ log = logging.getLogger("kefu.web")
 
 def wsgi_app():
     """The app factory each gunicorn worker calls (``gunicorn 'webapp.server:wsgi_app()'``)."""
+    from engine.bpmn import workers
+
     from . import create_app
-    return create_app()
+    app = create_app()
+    workers.warm()  # this worker's sandbox worker process, started before the first request needs it
+    return app
 
 
 def run_gunicorn(bind: str, workers: int = 4, threads: int = 2, timeout: int = 60) -> int:

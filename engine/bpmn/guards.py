@@ -173,6 +173,13 @@ def _mod(a, b):
     return a % b
 
 
+def _built(value):
+    """A list, tuple or set display with ``*`` unpacking, once built (``l = [*l, *l]`` in a loop)."""
+    if len(value) > MAX_ITEMS:
+        too_large("the result of '*' unpacking", len(value), MAX_ITEMS)
+    return value
+
+
 def _text(value):
     """A value an f-string is about to turn into text."""
     check_weight("a value in an f-string", value)
@@ -293,6 +300,6 @@ def _method(obj, name: str):
 SIZED_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs", "replace", "join", "translate",
                            "to_bytes", "extend"})
 GUARDS = {"_add": _add, "_iadd": _iadd, "_mul": _mul, "_imul": _imul, "_pow": _pow, "_lshift": _lshift,
-          "_mod": _mod, "_text": _text, "_method": _method}
+          "_mod": _mod, "_text": _text, "_built": _built, "_method": _method}
 # What the evaluation namespace's __builtins__ holds: the safe builtins with str and sum measured, and the guards.
 NAMESPACE_BUILTINS = {**SAFE_BUILTINS, "str": SafeStr, "sum": _sum, **GUARDS}

@@ -366,7 +366,7 @@ def _timers_on_sample(root, add, sample) -> None:
     if not timers:
         return
     data = sample_data(root) if sample is None else sample
-    env = scripting.RestrictedEnvironment()
+    env = scripting.BoundedEnvironment()
     for timer in timers:
         event = timer.getparent()
         for kind in ("timeDate", "timeDuration", "timeCycle"):

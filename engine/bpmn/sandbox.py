@@ -30,12 +30,14 @@ and no sandbox. Kefu screens every piece of code before it runs:
 Helper functions offered to diagrams: ``now``, ``add_hours``, ``add_minutes``, ``add_seconds``,
 ``seconds_until``, ``add_working_days``, ``due_at``, ``is_working_day``.
 
-What this does not bound: a single built-in operation over large values that share parts (comparing,
-hashing or sorting a list that holds the same 100,000-item list many times) runs to its end, since Python
-cannot interrupt C code from inside the thread; each such value was itself built within the limits above.
-A hard bound would need a separate process per evaluation.
+Hard bounds (``BoundedEnvironment``, what the engine uses): code the screen proves cheap (``screen.cheap``)
+runs in the calling thread; any other code runs in a worker process (``engine.bpmn.workers``) that caps its
+address space at ``MAX_MEMORY`` more than it uses (``RLIMIT_AS``) and is killed once ``MAX_SECONDS`` passed,
+so also one built-in operation Python cannot interrupt (comparing or counting lists that share parts) or a
+display that copies a long list many times is stopped, while the service's other threads go on.
 
-The memory bound counts what the watched thread takes itself: Linux counts page faults per thread, so fresh
+Inside the worker (and for watched code in ``RestrictedEnvironment``), the memory bound counts what the
+watched thread takes itself: Linux counts page faults per thread, so fresh
 pages the code touches count and those web threads beside it touch do not, whereas ``tracemalloc`` and
 ``sys.getallocatedblocks()`` see the whole process (tracemalloc slowing every allocation) and the sizes the
 guards see miss what built-ins copy in C (``sorted(l)``, ``l[:]``). The count is capped by the process's
@@ -50,7 +52,11 @@ that repeats, and turns what a script leaves behind into storable data.
 """
 from __future__ import annotations
 
+import builtins
+import io
 import os
+import pickle
+import sys
 import time
 from datetime import date, datetime
 from itertools import chain, count, repeat
@@ -63,9 +69,11 @@ except ImportError:  # not on Windows
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 
+from engine import calendar, clock
+from engine.bpmn import workers
 from engine.bpmn.guards import MAX_ITEMS, NAMESPACE_BUILTINS, SAFE_BUILTINS, ScriptRejected, check_weight, weight
 from engine.bpmn.helpers import HELPERS, iso
-from engine.bpmn.screen import compiled
+from engine.bpmn.screen import cheap, compiled
 
 MAX_LINES = 1_000_000
 MAX_SECONDS = 5.0                # wall time of watched code
@@ -74,6 +82,9 @@ CHECK_EVERY = 16                 # steps between two looks at the clock
 MEMORY_EVERY = 0.005             # seconds between two looks at the memory
 
 RESERVED_NAMES = frozenset(HELPERS) | frozenset(SAFE_BUILTINS)
+# Python turns integers into text up to this many digits (JSON at save does): a larger one cannot be stored.
+_MAX_DIGITS = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+_TOO_MANY_DIGITS = 10 ** _MAX_DIGITS if _MAX_DIGITS else 0
 
 
 def _plain(value, path: str, _left: list[int] | None = None):
@@ -84,6 +95,9 @@ def _plain(value, path: str, _left: list[int] | None = None):
     if left[0] < 0:
         raise ScriptRejected(f"the values to store are too large (at {path!r}): more than {MAX_ITEMS:,} "
                              "characters and items")
+    if isinstance(value, int) and not isinstance(value, bool) and _MAX_DIGITS and abs(value) >= _TOO_MANY_DIGITS:
+        raise ScriptRejected(f"the value of {path!r} is a number too large to store: more than {_MAX_DIGITS:,} "
+                             "digits")
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (datetime, date)):
@@ -252,5 +266,90 @@ class RestrictedEnvironment(BasePythonScriptEngineEnvironment):
         raise ScriptRejected("service tasks are not supported")
 
 
+_ANSWER_MODULES = frozenset({"datetime", "zoneinfo", "engine.bpmn.guards", "engine.errors"})
+_PLAIN_TYPES = frozenset({set, frozenset, range, slice, complex, bytearray, bytes})
+
+
+class _Answer(pickle.Unpickler):
+    """Unpickles a worker's answer: plain data, dates and times, and exceptions; nothing else."""
+
+    def find_class(self, module, name):
+        if module == "builtins":
+            found = getattr(builtins, name, None)
+            if isinstance(found, type) and (issubclass(found, BaseException) or found in _PLAIN_TYPES):
+                return found
+        elif module in _ANSWER_MODULES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a sandbox answer")
+
+
+def _answer(data: bytes) -> tuple:
+    return _Answer(io.BytesIO(data)).load()
+
+
+_RAISE_AT: dict[int, object] = {}
+
+
+def _reraise(exc: BaseException, line: int | None):
+    """Raise ``exc`` from a frame of ``<string>`` at ``line``: the traceback then names the diagram code's line
+    as it does when the code runs in this process (SpiffWorkflow reads it from there for the incident)."""
+    if line and line > 0:
+        code = _RAISE_AT.get(line)
+        if code is None:
+            code = _RAISE_AT[line] = compile("\n" * (line - 1) + "raise exc", "<string>", "exec")
+        exec(code, {"exc": exc})  # noqa: S102 - our own one line
+    raise exc
+
+
+LIMIT_NAMES = ("MAX_LINES", "MAX_SECONDS", "MAX_MEMORY", "CHECK_EVERY", "MEMORY_EVERY")
+
+
+class BoundedEnvironment(RestrictedEnvironment):
+    """What the engine evaluates diagram code with: code the screen proves cheap (``screen.cheap``) runs here,
+    in the calling thread, as ``RestrictedEnvironment`` does; any other code runs the same way in a worker
+    process (``engine.bpmn.workers``), stopped after ``MAX_SECONDS`` and refused past ``MAX_MEMORY`` whatever
+    it does, while this process goes on serving. The worker sees what the code would see here: the task
+    data (without keys starting with ``_``), the data objects, the engine clock's instant and the working
+    calendar; what a script leaves behind comes back as storable data, an error as the same exception at the
+    same line of the code."""
+
+    def evaluate(self, expression, context, external_context=None):
+        if cheap(expression.strip(), "eval"):
+            return super().evaluate(expression, context, external_context)
+        visible = {k: v for k, v in context.items() if not k.startswith("_")}
+        return self._elsewhere("eval", expression.strip(), visible, external_context)
+
+    def execute(self, script, context, external_context=None):
+        if cheap(script, "exec"):
+            return super().execute(script, context, external_context)
+        visible = {k: v for k, v in context.items() if not k.startswith("_")}
+        left = self._elsewhere("exec", script, visible, external_context)
+        for key in visible.keys() - left.keys():
+            context.pop(key, None)
+        context.update(left)
+        return True
+
+    def _elsewhere(self, mode: str, source: str, context: dict, external_context):
+        module = sys.modules[__name__]
+        limits = {name: getattr(module, name) for name in LIMIT_NAMES}
+        body = pickle.dumps((mode, source, context, external_context or None, clock.now(), limits),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+        cal = calendar.active()
+        key = (cal.revision, frozenset(cal.overrides.items()))
+
+        def prepare(worker) -> bytes:
+            days = None if worker.calendar_key == key else (cal.revision, dict(cal.overrides))
+            worker.calendar_key = key
+            return pickle.dumps((body, days), protocol=pickle.HIGHEST_PROTOCOL)
+
+        kind, payload, line = _answer(workers.pool().run(b"", limits["MAX_SECONDS"], prepare))
+        if kind == "ok":
+            return payload
+        if kind == "raise-text":
+            name, message = payload
+            payload = type(name, (Exception,), {})(message)
+        _reraise(payload, line)
+
+
 def make_script_engine() -> PythonScriptEngine:
-    return PythonScriptEngine(environment=RestrictedEnvironment())
+    return PythonScriptEngine(environment=BoundedEnvironment())

@@ -102,6 +102,24 @@ class _Guard(ast.NodeTransformer):
             return ast.copy_location(_call("_method", node.value, ast.Constant(node.attr)), node)
         return node
 
+    def _display(self, node):
+        self.generic_visit(node)
+        if isinstance(node.ctx, ast.Load) and any(isinstance(e, ast.Starred) for e in node.elts):
+            return ast.copy_location(_call("_built", node), node)
+        return node
+
+    def visit_List(self, node):
+        return self._display(node)
+
+    def visit_Tuple(self, node):
+        return self._display(node)
+
+    def visit_Set(self, node):
+        self.generic_visit(node)
+        if any(isinstance(e, ast.Starred) for e in node.elts):
+            return ast.copy_location(_call("_built", node), node)
+        return node
+
     def visit_FormattedValue(self, node):
         self.generic_visit(node)
         node.value = ast.copy_location(_call("_text", node.value), node.value)
@@ -246,6 +264,49 @@ def compiled(source: str, mode: str):
         return compile(tree, "<string>", mode), guard.ticks
     except RecursionError:
         raise ScriptRejected("the code is nested too deeply") from None
+
+
+CHEAP_OPERATIONS = 8             # at most this many operations in code run in the calling thread
+# Calls code may make and still run in the calling thread: each takes time and memory at most in proportion to
+# its arguments (plain data without shared parts, or values the guards measured) and Kefu's helpers.
+CHEAP_CALLS = frozenset({"len", "abs", "bool", "isinstance", "int", "float", "min", "max", "now", "due_at",
+                         "add_hours", "add_minutes", "add_seconds", "seconds_until", "add_working_days",
+                         "window_opens", "window_closes", "earliest", "is_working_day"})
+_COSTLY = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda, ast.For, ast.FunctionDef,
+           ast.ClassDef, ast.Starred, ast.Slice, ast.JoinedStr)
+
+
+@lru_cache(maxsize=2048)
+def cheap(source: str, mode: str) -> bool:
+    """Whether screened code is cheap enough to run in the calling thread rather than a worker process: no
+    loop, comprehension, function or lambda, no ``**``, no star-unpacking or slice (which copy without a
+    guard), no ``%`` or f-string (text made from values of many items), calls only to ``CHEAP_CALLS`` by their
+    own name (never rebound, never passed on) and at most ``CHEAP_OPERATIONS`` operations that make a new
+    value (each refused past a million characters or items by the guards: 8 MB at most). Such code takes time
+    in proportion to its data and some tens of MB at most; anything else runs in a worker under the hard
+    bounds (``engine.bpmn.workers``). Raises as ``compiled`` does."""
+    if compiled(source, mode)[1]:
+        return False
+    tree = ast.parse(source, mode=mode)
+    callees, operations = set(), 0
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            if not (isinstance(node.func, ast.Name) and node.func.id in CHEAP_CALLS and not node.keywords):
+                return False
+            callees.add(id(node.func))
+            operations += 1
+        elif isinstance(node, _COSTLY) or (isinstance(node, ast.Dict) and None in node.keys):
+            return False
+        elif isinstance(node, (ast.BinOp, ast.AugAssign)):
+            if isinstance(node.op, (ast.Pow, ast.Mod)):  # '%' may format text from values of many items
+                return False
+            operations += 1
+    for node in ast.walk(tree):  # a cheap name anywhere else could be rebound or passed on (``len = sorted``)
+        if isinstance(node, ast.Name) and node.id in CHEAP_CALLS and id(node) not in callees:
+            return False
+        if isinstance(node, ast.arg) and node.arg in CHEAP_CALLS:
+            return False
+    return operations <= CHEAP_OPERATIONS
 
 
 def check(source: str, mode: str = "eval") -> str | None:
