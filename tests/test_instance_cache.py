@@ -187,6 +187,9 @@ def test_the_lru_drops_the_least_recently_used_by_size():
     assert warm.take(4, 2) == "wf4"
     warm.rekey(1, 1, 3)  # kept at 2, not 1: dropped
     assert warm.version_of(1) is None and warm.size == 0
+    warm.put(6, 7, "newer", 10)
+    warm.put(6, 6, "older", 10)  # a thread that committed before another one's later save puts back late
+    assert warm.take(6, 7) == "newer"
 
 
 def test_the_budget_holds_with_real_workflows(db_url, clock, kefu):

@@ -53,8 +53,11 @@ class WarmInstances:
         """Keep ``wf`` as the instance's workflow at ``version`` (the newest use); the least recently used
         ones leave while the total is over the budget. One larger than the whole budget is not kept."""
         with self._lock:
-            old = self._items.pop(instance_id, None)
+            old = self._items.get(instance_id)
+            if old is not None and old[0] > version:  # a later save of another thread was kept meanwhile
+                return
             if old is not None:
+                del self._items[instance_id]
                 self.size -= old[2]
             if size > self.budget:
                 return
