@@ -183,8 +183,10 @@ class Database:
         Base.metadata.create_all(self.engine)
 
     def has_schema(self) -> bool:
+        """Whether Kefu's tables exist; asked on the reading connections (on SQLite: without the write lock,
+        so a command that only reads never waits for a writer to ask it)."""
         from sqlalchemy import inspect
-        return inspect(self.engine).has_table("instances")
+        return inspect(self.read_engine).has_table("instances")
 
     @contextmanager
     def unit_of_work(self):
