@@ -14,7 +14,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from importlib.metadata import PackageNotFoundError, version
+from functools import lru_cache
 
 import chinese_calendar
 
@@ -22,10 +22,21 @@ from engine.clock import SHANGHAI, parse_instant
 
 log = logging.getLogger("kefu.calendar")
 
-try:
-    LIBRARY = f"chinese-calendar {version('chinese-calendar')}"
-except PackageNotFoundError:  # pragma: no cover - installed as a dependency
-    LIBRARY = "chinese-calendar"
+@lru_cache(maxsize=1)
+def _library() -> str:
+    """The library and its version (``LIBRARY``), looked up when first asked: importlib.metadata is slow to
+    import, and most commands never ask."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return f"chinese-calendar {version('chinese-calendar')}"
+    except PackageNotFoundError:  # pragma: no cover - installed as a dependency
+        return "chinese-calendar"
+
+
+def __getattr__(name):
+    if name == "LIBRARY":
+        return _library()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class CalendarDataMissing(UserWarning):
@@ -96,7 +107,7 @@ class WorkingCalendar:
             first, last = _local_date(start), _local_date(end)
             years = set(range(min(first, last).year, max(first, last).year + 1))
         missing = sorted(y for y in years if not self.library_knows(y) and not self.covered_by_overrides(y))
-        out = {"library": LIBRARY, "library_years": list(LIBRARY_YEARS), "overrides": len(self.overrides),
+        out = {"library": _library(), "library_years": list(LIBRARY_YEARS), "overrides": len(self.overrides),
                "revision": self.revision}
         if missing:
             out["weekday_rule_years"] = missing

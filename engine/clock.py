@@ -2,8 +2,10 @@
 
 Everything that asks for "now" — services, helper functions in diagrams and SpiffWorkflow's own timer
 code — asks the active clock. SpiffWorkflow 3.2 calls ``datetime.now(timezone.utc)`` inside its timer
-module with no injection point, so that module's ``datetime`` name is replaced once, at import, by a
-subclass whose ``now()`` delegates to the active clock.
+module with no injection point, so that module's ``datetime`` name is replaced once by a subclass whose
+``now()`` delegates to the active clock: by ``engine.bpmn.diagram`` (through which every workflow is parsed or
+restored) calling ``use_in_spiffworkflow()``, not here, so that a command that runs no workflow (``kefu tasks``)
+does not import SpiffWorkflow at all.
 """
 from __future__ import annotations
 
@@ -13,8 +15,6 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
-
-import SpiffWorkflow.bpmn.specs.event_definitions.timer as _spiff_timer
 
 from engine.errors import InvalidInput
 
@@ -168,4 +168,16 @@ class _SpiffDatetime(datetime):
         return current.astimezone(tz) if tz else current.astimezone().replace(tzinfo=None)
 
 
-_spiff_timer.datetime = _SpiffDatetime
+SPIFF_TIMER = "SpiffWorkflow.bpmn.specs.event_definitions.timer"
+
+
+def use_in_spiffworkflow() -> None:
+    """Make SpiffWorkflow's timer code read this clock (idempotent; imports SpiffWorkflow's timer module)."""
+    import importlib
+    module = sys.modules.get(SPIFF_TIMER) or importlib.import_module(SPIFF_TIMER)
+    if module.datetime is not _SpiffDatetime:
+        module.datetime = _SpiffDatetime
+
+
+if SPIFF_TIMER in sys.modules:  # SpiffWorkflow is loaded already: patch it now
+    use_in_spiffworkflow()

@@ -7,63 +7,163 @@ never this facade, so nothing below imports it.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from engine.clock import Clock
 from engine.config import Config
-from engine.services.audit import AuditService
-from engine.services.care import CareService
 from engine.services.context import Context
-from engine.services.customers import CustomerService
-from engine.services.definitions import DefinitionService
-from engine.services.events import EventService
-from engine.services.designer import DesignerService
-from engine.services.external import ExternalTaskService
-from engine.services.handovers import HandoverService
-from engine.services.instances import InstanceService
-from engine.services.kpi import KpiService
-from engine.services.masking import MaskingService
-from engine.services.messages import MessageService
-from engine.services.repeats import RepeatService
-from engine.services.reports import ReportService
-from engine.services.runner import Runner
-from engine.services.security import SecurityService
-from engine.services.shifts import ShiftService
-from engine.services.tasks import TaskService
-from engine.services.timekeeping import TimeService
-from engine.services.timers import TimerService
-from engine.services.users import UserService
 from engine.store.database import Database
+
+if TYPE_CHECKING:  # the services are imported when first used (see Kefu)
+    from engine.services.audit import AuditService
+    from engine.services.customers import CustomerService
+    from engine.services.definitions import DefinitionService
+    from engine.services.designer import DesignerService
+    from engine.services.external import ExternalTaskService
+    from engine.services.instances import InstanceService
+    from engine.services.kpi import KpiService
+    from engine.services.messages import MessageService
+    from engine.services.runner import Runner
+    from engine.services.security import SecurityService
+    from engine.services.tasks import TaskService
+    from engine.services.timekeeping import TimeService
+    from engine.services.timers import TimerService
+    from engine.services.users import UserService
+    from engine.services.masking import MaskingService
+    from engine.services.shifts import ShiftService
+    from engine.services.handovers import HandoverService
+    from engine.services.repeats import RepeatService
+    from engine.services.care import CareService
+    from engine.services.events import EventService
+    from engine.services.reports import ReportService
 
 
 class Kefu:
     """One service object per process (or per test): the context and the services built on it (external
-    tasks: ``kefu.external``; message correlation: ``kefu.messages``)."""
+    tasks: ``kefu.external``; message correlation: ``kefu.messages``).
+
+    Each service is made, and its module imported, when first used: a command that lists tasks imports
+    neither SpiffWorkflow (the runner's) nor the designer's or the KPI's modules."""
 
     def __init__(self, config: Config | None = None, database: Database | None = None,
                  clock: Clock | None = None):
-        self.ctx = ctx = Context(config, database, clock)
-        self.runner = runner = Runner(ctx)
-        self.definitions = DefinitionService(ctx)
-        self.designer = DesignerService(ctx, runner)
-        self.users = UserService(ctx)
-        self.security = SecurityService(ctx)  # sign-in throttling, lockouts, security events
-        self.customers = CustomerService(ctx)
-        self.masking = MaskingService(ctx)  # I4: who reads customer contact data in full, reveals
-        self.instances = InstanceService(ctx, runner)
-        self.tasks = TaskService(ctx, runner)
-        self.timers = TimerService(ctx, runner)
-        self.time = TimeService(ctx)
-        self.audit = AuditService(ctx, runner, self.instances)
-        self.kpi = KpiService(ctx, runner, self.users)
-        self.external = ExternalTaskService(ctx, runner)
-        self.messages = MessageService(ctx, runner)
-        self.shifts = ShiftService(ctx)  # X2: the shifts, and the handovers between them
-        self.handovers = HandoverService(ctx, runner)
-        self.repeats = RepeatService(ctx)  # X3: repeat complaints
-        self.care = CareService(ctx, runner)  # relationship care (Q1-Q3): cycles, planner
-        self.events = EventService(ctx)  # customer events (Q4)
-        self.reports = ReportService(ctx)  # weekly ... yearly summaries (004)
-        self.customers.listeners.append(self.care.plan_customer)  # a new VIP/important customer: plan Q1
+        self.ctx = Context(config, database, clock)
+
+    @cached_property
+    def runner(self) -> Runner:
+        from engine.services.runner import Runner
+        return Runner(self.ctx)
+
+    @cached_property
+    def definitions(self) -> DefinitionService:
+        from engine.services.definitions import DefinitionService
+        return DefinitionService(self.ctx)
+
+    @cached_property
+    def designer(self) -> DesignerService:
+        from engine.services.designer import DesignerService
+        return DesignerService(self.ctx, self.runner)
+
+    @cached_property
+    def users(self) -> UserService:
+        from engine.services.users import UserService
+        return UserService(self.ctx)
+
+    @cached_property
+    def security(self) -> SecurityService:
+        """Sign-in throttling, lockouts, security events."""
+        from engine.services.security import SecurityService
+        return SecurityService(self.ctx)
+
+    @cached_property
+    def customers(self) -> CustomerService:
+        from engine.services.customers import CustomerService
+        service = CustomerService(self.ctx)
+        # a new or changed VIP/important customer: plan the periodic revisit (Q1)
+        service.listeners.append(lambda *args, **kw: self.care.plan_customer(*args, **kw))
+        return service
+
+    @cached_property
+    def masking(self) -> MaskingService:
+        """I4: who reads customer contact data in full; reveals."""
+        from engine.services.masking import MaskingService
+        return MaskingService(self.ctx)
+
+    @cached_property
+    def instances(self) -> InstanceService:
+        from engine.services.instances import InstanceService
+        return InstanceService(self.ctx, self.runner)
+
+    @cached_property
+    def tasks(self) -> TaskService:
+        from engine.services.tasks import TaskService
+        return TaskService(self.ctx, _LazyRunner(self))
+
+    @cached_property
+    def timers(self) -> TimerService:
+        from engine.services.timers import TimerService
+        return TimerService(self.ctx, self.runner)
+
+    @cached_property
+    def time(self) -> TimeService:
+        from engine.services.timekeeping import TimeService
+        return TimeService(self.ctx)
+
+    @cached_property
+    def audit(self) -> AuditService:
+        from engine.services.audit import AuditService
+        return AuditService(self.ctx, self.runner, self.instances)
+
+    @cached_property
+    def kpi(self) -> KpiService:
+        from engine.services.kpi import KpiService
+        return KpiService(self.ctx, self.runner, self.users)
+
+    @cached_property
+    def external(self) -> ExternalTaskService:
+        from engine.services.external import ExternalTaskService
+        return ExternalTaskService(self.ctx, self.runner)
+
+    @cached_property
+    def messages(self) -> MessageService:
+        from engine.services.messages import MessageService
+        return MessageService(self.ctx, self.runner)
+
+    @cached_property
+    def shifts(self) -> ShiftService:
+        """X2: the shifts, and the handovers between them."""
+        from engine.services.shifts import ShiftService
+        return ShiftService(self.ctx)
+
+    @cached_property
+    def handovers(self) -> HandoverService:
+        from engine.services.handovers import HandoverService
+        return HandoverService(self.ctx, self.runner)
+
+    @cached_property
+    def repeats(self) -> RepeatService:
+        """X3: repeat complaints."""
+        from engine.services.repeats import RepeatService
+        return RepeatService(self.ctx)
+
+    @cached_property
+    def care(self) -> CareService:
+        """Relationship care (Q1–Q3): cycles and the planner."""
+        from engine.services.care import CareService
+        return CareService(self.ctx, self.runner)
+
+    @cached_property
+    def events(self) -> EventService:
+        """Customer events (Q4)."""
+        from engine.services.events import EventService
+        return EventService(self.ctx)
+
+    @cached_property
+    def reports(self) -> ReportService:
+        """Weekly … yearly summaries (004)."""
+        from engine.services.reports import ReportService
+        return ReportService(self.ctx)
 
     # The shared state, for the scheduler, the web app's setup and tests.
     @property
@@ -99,6 +199,19 @@ class Kefu:
         """Create or upgrade the schema to the newest migration (``engine.store.schema``)."""
         from engine.store import schema
         return schema.upgrade(self.ctx.db)
+
+
+class _LazyRunner:
+    """The facade's runner, made on first use: the task service lists tasks without it (and so without
+    SpiffWorkflow) and reaches it only to change an instance."""
+
+    __slots__ = ("_kefu",)
+
+    def __init__(self, kefu: Kefu):
+        self._kefu = kefu
+
+    def __getattr__(self, name):
+        return getattr(self._kefu.runner, name)
 
 
 __all__ = ["Kefu"]

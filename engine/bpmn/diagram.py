@@ -23,34 +23,21 @@ from SpiffWorkflow.spiff.specs.defaults import UserTask as SpiffUserTask
 from engine.bpmn import camunda, juel, sandbox as scripting, screen
 from engine.bpmn.forms import CAMUNDA_NS, lint_form, read_form, read_properties
 from engine.bpmn.tasktypes import ExternalTask, ExternalTaskParser, add_converters, finish_spec
+from engine.bpmn.vocabulary import (  # noqa: F401 - re-exported: the diagram language's names
+    B, BPMN_NS, LANE_ROLES, ROLES, RULE_ID, lane_role, rule_ids)
+from engine.clock import use_in_spiffworkflow
 from engine.errors import DefinitionError
 
-BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
-B = "{%s}" % BPMN_NS
+use_in_spiffworkflow()  # every workflow is parsed or restored through here: its timers read Kefu's clock
+
 C = "{%s}" % CAMUNDA_NS
-ROLES = ("agent", "supervisor", "department", "technician", "taskforce", "qa", "auditor", "process_owner",
-         "integration")  # integration: a system (e.g. telephony) that opens tickets and reads them via the API
-LANE_ROLES = ("agent", "supervisor", "department", "technician", "taskforce", "qa")
 ROUTING_ATTRS = ("assignee", "candidateGroups", "candidateUsers")
 PROCESS_ID = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
-RULE_ID = re.compile(r"\b(?:[CPRTIQK]\d{1,2}|K-cycle|K-score|QA)\b")
 MAX_DIAGRAM_BYTES = 5 * 1024 * 1024
 # A DOCTYPE before the root element (after the XML declaration, comments and processing instructions).
 _DOCTYPE_FIRST = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.S | re.I)
 _DECLARED_ENCODING = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<\?xml\s[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']", re.I)
 _UNQUOTED_DURATION = re.compile(r"^\s*R?\d*/?P(?:\d|T\d)", re.I)
-
-
-def lane_role(name: str | None) -> str | None:
-    """The role a lane stands for: its name is the role id, or contains it as a word ("客服专员 agent")."""
-    if name in LANE_ROLES:
-        return name
-    found = [w for w in re.findall(r"[A-Za-z_]+", name or "") if w in LANE_ROLES]
-    return found[0] if len(set(found)) == 1 else None
-
-
-def rule_ids(documentation: str | None) -> list[str]:
-    return list(dict.fromkeys(RULE_ID.findall(documentation or "")))
 
 
 def _check_utf8(data: bytes, filename: str) -> None:

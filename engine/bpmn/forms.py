@@ -34,7 +34,7 @@ def read_form(node) -> dict | None:
     for f in node.iterfind(f"./{{*}}extensionElements/{C}formData/{C}formField"):
         spec = {"id": f.get("id"), "label": f.get("label"), "type": f.get("type"),
                 "default": f.get("defaultValue"), "options": [], "validation": {}, "properties": {},
-                "line": f.sourceline}
+                "line": getattr(f, "sourceline", None)}
         for child in f:
             if child.tag == C + "value":
                 spec["options"].append({"id": child.get("id"), "name": child.get("name")})

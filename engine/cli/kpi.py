@@ -1,8 +1,13 @@
 """``kefu kpi`` and ``kefu qa``: the monthly assessment (K1–K8, K-cycle) and the QA sample (QA, K4)."""
 from __future__ import annotations
 
-from engine import kpi
 from engine.cli.common import _print, _service
+
+
+def _kpi():
+    """``engine.kpi``, imported by the KPI commands only."""
+    from engine import kpi
+    return kpi
 
 
 def _fmt(value, unit):
@@ -12,7 +17,7 @@ def _fmt(value, unit):
 
 
 def table(report: dict, agent: str | None = None) -> str:
-    figures = kpi.summary(report, agent)
+    figures = _kpi().summary(report, agent)
     state = "stored " + report["computed_at"] if report.get("computed_at") else (
         "final" if report["final"] else "running, as of " + report["as_of"])
     version = (report.get("kpi_table") or {}).get("version")
@@ -30,27 +35,27 @@ def table(report: dict, agent: str | None = None) -> str:
 
 def cmd_kpi(args):
     k = _service()
-    month = args.month or kpi.current_month(k.now())
+    month = args.month or _kpi().current_month(k.now())
     report = k.kpi.report(month, args.actor)
     if args.json:
         out = report if args.agent is None else {**{x: report[x] for x in ("month", "as_of", "final")},
                                                  "agent": args.agent,
                                                  "figures": report["agents"].get(args.agent)}
         if args.agent is not None and out["figures"] is None:
-            kpi.summary(report, args.agent)  # raises the clear error
+            _kpi().summary(report, args.agent)  # raises the clear error
         return _print(args, out)
     return _print(args, report, lambda r: table(r, args.agent))
 
 
 def cmd_kpi_report(args):
     k = _service()
-    report = k.kpi.store(args.month or kpi.previous_month(k.now()), args.actor)
+    report = k.kpi.store(args.month or _kpi().previous_month(k.now()), args.actor)
     return _print(args, report, lambda r: table(r) + "\n  stored")
 
 
 def cmd_qa_sample(args):
     k = _service()
-    r = k.kpi.start_qa_sampling(args.month or kpi.previous_month(k.now()), args.actor, size=args.size,
+    r = k.kpi.start_qa_sampling(args.month or _kpi().previous_month(k.now()), args.actor, size=args.size,
                               seed=args.seed)
     return _print(args, r, lambda x: f"{x['ticket_no']}: QA sample of {x['month']}, {len(x['sample'])} of "
                                      f"size {x['size']} (seed {x['seed']}): {', '.join(x['sample']) or 'none'}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from engine.bpmn.diagram import rule_ids
+from engine.bpmn.vocabulary import rule_ids
 
 PASSED = {"task_completed", "gateway_passed", "script_ran", "timer_fired", "start_passed", "end_reached"}
 

@@ -6,17 +6,19 @@ Services receive one ``Context`` and never the ``Kefu`` facade, so nothing below
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import undefer
 
 from engine import calendar as calendar_mod, clock as clock_mod
-from engine.bpmn.diagram import SpecCache, make_serializer
+from engine.bpmn import catalogue
 from engine.bpmn.sla import SLA_DECISION, SlaTable, parse_sla
 from engine.clock import Clock
 from engine.config import Config
 from engine.errors import NotAllowed, NotFound
+from engine.services.warm import WarmInstances
 from engine.store.database import Database
 from engine.limits import MAX_ROW_ID
 from engine.store.tables import CalendarDay, Definition, Instance, Setting, User
@@ -27,6 +29,7 @@ CALENDAR_REVISION = "calendar_revision"
 CLOCK_OFFSET = "clock_offset_seconds"
 WITH_STATE = (undefer(Instance.state),)
 SYNCED = "kefu_synced"  # session.info key: the shared settings were read in this unit of work
+PRELOADED = "kefu_preloaded"  # session.info key: rows a firing batch loaded for all its instances at once
 
 
 def row_id(value) -> bool:
@@ -40,18 +43,36 @@ def setting(key: str):
 
 
 class Context:
-    """The shared state of one ``Kefu``: database, clock, calendar, spec cache and SLA tables."""
+    """The shared state of one ``Kefu``: database, clock, calendar, spec cache and SLA tables.
+
+    The spec cache and the workflow serializer are made when first used: they import SpiffWorkflow, which a
+    command that runs no workflow (``kefu tasks``) never needs."""
 
     def __init__(self, config: Config | None = None, database: Database | None = None,
                  clock: Clock | None = None):
         self.config = config or Config.from_env()
         self.db = database or Database(self.config.database_url)
         self.clock = clock_mod.use(clock or Clock.from_config(self.config))
-        self.specs = SpecCache(loader=self._called_diagram)
-        self.serializer = make_serializer(self.specs)
+        # The workflows saved last through this database (engine.services.warm), shared by the contexts on it.
+        if self.db.warm is None:
+            self.db.warm = WarmInstances(self.config.instance_cache_bytes)
+        self.warm: WarmInstances = self.db.warm
+        self.catalogues: dict[int, dict] = {}  # definition row id → its tasks as a task list shows them
         self.sla_tables: dict[str, SlaTable] = {}
         self.settings_read = False
         self.calendar = calendar_mod.use(calendar_mod.WorkingCalendar(revision=-1))
+
+    @cached_property
+    def specs(self):
+        """Parsed specs by definition (``engine.bpmn.diagram.SpecCache``)."""
+        from engine.bpmn.diagram import SpecCache
+        return SpecCache(loader=self._called_diagram)
+
+    @cached_property
+    def serializer(self):
+        """The workflow serializer that stores a reference to the spec (``engine.bpmn.diagram``)."""
+        from engine.bpmn.diagram import make_serializer
+        return make_serializer(self.specs)
 
     # ---- time and the shared settings
     def now(self) -> datetime:
@@ -117,6 +138,23 @@ class Context:
         """The parsed spec of the instance's definition version, found by its id: the definition row is loaded
         only when this process has not parsed that version yet."""
         return self.specs.get_by_id(inst.definition_id, lambda: inst.definition)
+
+    def task_info(self, inst: Instance, spec_name: str) -> dict:
+        """What a task list shows of the task spec ``spec_name`` of the instance's definition version (form,
+        English name, documentation, rule IDs), read from the stored diagram (``engine.bpmn.catalogue``) once
+        per definition version, without parsing it into a spec."""
+        tasks = self.catalogues.get(inst.definition_id)
+        if tasks is None:
+            from sqlalchemy.orm import object_session
+            q = select(Definition.process_id, Definition.xml).where(Definition.id == inst.definition_id)
+            s = object_session(inst)
+            if s is not None:
+                row = s.execute(q).one()
+            else:
+                with self.db.reading() as s:
+                    row = s.execute(q).one()
+            tasks = self.catalogues[inst.definition_id] = catalogue.read(row.xml, row.process_id)
+        return catalogue.task_info(*tasks.get(spec_name, (None, None, None)))
 
     @staticmethod
     def instance(s, ref, with_state=False) -> Instance:

@@ -379,6 +379,7 @@ def _migrate(ctx, runner, s, inst, target: Definition, actor: str) -> dict:
         "definition": target.process_id, "from_version": old.version, "to_version": target.version,
         "from_sha256": old.sha256, "to_sha256": target.sha256})]
     runner.save(s, inst, wf, events, actor, before, None)
+    runner.forget_warm(s, inst)  # the next change restores it on its new version, as any other process would
     return {"migrated": True, "reasons": [], "from_version": old.version, "to_version": target.version}
 
 

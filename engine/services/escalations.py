@@ -44,7 +44,7 @@ def apply_decision(ctx: Context, runner: Runner, s, child: Instance, clean: dict
             "previous_assignee": previous, "assignee": target.name, "escalation": child.ticket_no})])
         return
     new_due = aware(clean["new_deadline"])
-    wf = runner.load(s, parent)
+    wf = runner.load(s, parent, change=True)
     task = find_task(wf, row.id)
     moved = [{"timer": timer, "from": iso(aware(old)), "to": iso(new_due)}
              for timer, old in (move_deadline(task, new_due.isoformat()) if task is not None else [])]

@@ -106,7 +106,7 @@ class ExternalTaskService:
         clean = _variables(variables)
         with self.ctx.db.unit_of_work() as s:
             row, inst = self._held(s, task_id, worker_id, actor)
-            wf = self.runner.load(s, inst)
+            wf = self.runner.load(s, inst, change=True)
             task = find_task(wf, row.id)
             if task is None or task.state != TaskState.STARTED:
                 raise Conflict(f"external task {row.id} is no longer waiting in its instance; nothing was changed")
@@ -155,7 +155,7 @@ class ExternalTaskService:
                             "message": f"external task {row.name or row.bpmn_id} (topic {row.topic}) failed and has "
                                        f"no retries left: {row.error_message}"[:500],
                             "line_number": None, "error_line": None, "at": iso(now)}
-            wf = self.runner.load(s, inst)
+            wf = self.runner.load(s, inst, change=True)
             self.runner.save(s, inst, wf, events, actor or SYSTEM, None, incident)
             return {"id": row.id, "topic": row.topic, "instance_id": inst.id, "ticket_no": inst.ticket_no,
                     "retries": left, "status": inst.status, "incident": inst.incident}

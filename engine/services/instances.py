@@ -83,7 +83,7 @@ class InstanceService:
                     not isinstance(k, str) or k.startswith("_") for k in data)):
                 raise InvalidInput("the fix must be a JSON object whose keys do not start with '_'")
             fix = {k: scripting._plain(v, k) for k, v in (data or {}).items()}
-            wf = self.runner.load(s, inst)
+            wf = self.runner.load(s, inst, change=True)
             if inst.incident.get("external_task_id"):
                 return self._retry_external(s, inst, wf, actor, fix)
             failed = wf.get_tasks(state=TaskState.ERROR)

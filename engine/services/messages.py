@@ -67,7 +67,7 @@ class MessageService:
 
     def _deliver(self, s, instance_id: int, name: str, payload: dict, actor: str) -> dict:
         inst = self.ctx.instance(s, instance_id, with_state=True)  # saved under its version check
-        wf = self.runner.load(s, inst)
+        wf = self.runner.load(s, inst, change=True)
         before = self.runner.states(wf)
         caught = deliver(wf, name, copy.deepcopy(payload))
         if caught is None:

@@ -16,11 +16,12 @@ from engine.bpmn.diagram import lane_role, rule_ids
 from engine.bpmn.tasktypes import ExternalTask
 from engine.clock import aware, iso
 from engine.services import routing
+from engine.services.context import PRELOADED  # noqa: F401 - re-exported
 from engine.store import chain as audit, writes
 from engine.store.tables import ExternalTask as ExternalTaskRow, HumanTask, Instance, MessageWait, Timer, User, name_set
 
 SYSTEM = "system"
-PRELOADED = "kefu_preloaded"  # session.info key: rows a firing batch loaded for all its instances at once
+PRELOADED = "kefu_preloaded"  # (engine.services.tasks keeps a copy of the name)  # session.info key: rows a firing batch loaded for all its instances at once
 # Data keys the diagrams use for the two clocks of a work order (T1) and their pause (R4).
 CLOCKS = ("response", "finish")
 

@@ -4,7 +4,7 @@ from ``camunda:candidateGroups``, users from ``camunda:candidateUsers``) or its 
 none of these the role of the user who started the instance."""
 from __future__ import annotations
 
-from engine.bpmn.diagram import LANE_ROLES, ROLES
+from engine.bpmn.vocabulary import LANE_ROLES, ROLES
 
 MAX_CANDIDATES = 1000  # characters of the stored list
 

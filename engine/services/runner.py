@@ -35,13 +35,14 @@ from engine.services import clocks, projections
 from engine.services.context import SYSTEM, Context
 from engine.services import repeats
 from engine.services.customers import created_changes, new_customer, phone_digits, record_change
-from engine.services.shapes import ESCALATION
+from engine.services.shapes import ESCALATION, START_ROLES  # noqa: F401 - START_ROLES re-exported
+from engine.services.warm import PENDING, SIZE_FACTOR
 from engine.store import chain as audit, writes
+from engine.store.database import on_commit
 from engine.store.tables import Customer, Instance, User, next_counter
 from engine.store.versions import latest
 
 TICKET_PREFIX = {"consultation": "ZX", "complaint": "TS", "repair": "BX", "escalation": "SJ", "care": "GH"}
-START_ROLES = {"agent", "supervisor"}
 SUMMARY_FIELDS = ("question", "content", "fault_symptom")
 MAX_ENGINE_ROUNDS = 20
 
@@ -131,10 +132,47 @@ class Runner:
         key = f"{prefix}{now.astimezone(SHANGHAI):%Y%m%d}"
         return f"{key}-{next_counter(s, key):04d}"
 
-    def load(self, s, inst: Instance) -> BpmnWorkflow:
+    def load(self, s, inst: Instance, change: bool = False) -> BpmnWorkflow:
+        """The instance's workflow. ``change``: the caller will change and save it in this unit of work, so
+        the workflow this process kept after saving it last (``engine.services.warm``) serves if it is of the
+        version just read; else, and for every reader, it is restored from the stored JSON."""
         self.ctx.sync_calendar(s)
+        if change and self.ctx.warm.enabled and inst.id is not None:
+            wf = self.ctx.warm.take(inst.id, inst.lock_version)
+            if wf is not None:
+                return wf
         self.ctx.spec_of(inst)
         return self.ctx.serializer.deserialize_json(inst.state)
+
+    def keep_warm(self, s, inst: Instance, wf) -> None:
+        """Keep ``wf`` (just serialized into ``inst.state``) once this unit of work has committed."""
+        if self.ctx.warm.enabled:
+            self._pending(s)[inst.id] = (inst, wf, len(inst.state) * SIZE_FACTOR)
+
+    def forget_warm(self, s, inst: Instance) -> None:
+        """Keep nothing of ``inst`` from this unit of work (its workflow was changed in a way a restore
+        should redo, e.g. moved to another definition version)."""
+        if self.ctx.warm.enabled:
+            self._pending(s)[inst.id] = (inst, None, None)
+
+    def _pending(self, s) -> dict:
+        pending = s.info.get(PENDING)
+        if pending is None:
+            pending = s.info[PENDING] = {}
+            on_commit(s, lambda: self._warm_up(pending))
+        return pending
+
+    def _warm_up(self, pending: dict) -> None:
+        """After the commit: keep each saved workflow at the version its save committed."""
+        warm = self.ctx.warm
+        for instance_id, (inst, wf, size) in pending.items():
+            version = inst.__dict__.get("lock_version")
+            if version is None or (wf is None and size is None):
+                warm.discard(instance_id)
+            elif wf is None:  # saved without a change of its workflow: from version ``size`` to ``version``
+                warm.rekey(instance_id, size, version)
+            else:
+                warm.put(instance_id, version, wf, size)
 
     def complete_in(self, s, inst, wf, task, user, data, events):
         """Validate and complete one ready task inside the current unit of work; returns an incident or None."""
@@ -257,11 +295,14 @@ class Runner:
         inst.finish_due = aware(clocks.open_due(wf, "finish", deadlines.get("finish", {}).get("due_at")))
         inst.clock_paused_at = aware(deadlines.get("finish", {}).get("paused_at")) if inst.finish_due else None
         inst.state = self.ctx.serializer.serialize_json(wf)
+        self.keep_warm(s, inst, wf)
         inst.updated_at = now
         audit.append(s, inst, events)
         return ready
 
     def touch(self, s, inst: Instance, events) -> None:
+        if self.ctx.warm.enabled and inst.id not in self._pending(s) and inst.lock_version is not None:
+            self._pending(s)[inst.id] = (inst, None, inst.lock_version)  # the workflow stays as it was
         inst.updated_at = self.ctx.now()
         audit.append(s, inst, events)
         self.flush(s, inst)

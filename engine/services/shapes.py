@@ -2,7 +2,6 @@
 shared by every service and so by the CLI's ``--json``, the web pages and the JSON API."""
 from __future__ import annotations
 
-from engine.bpmn.diagram import rule_ids
 from engine.bpmn.forms import build_fields
 from engine.clock import iso
 from engine.store.tables import Customer, Definition, ExternalTask, HumanTask, Instance, Timer, User, name_set
@@ -10,6 +9,7 @@ from engine.store.tables import Customer, Definition, ExternalTask, HumanTask, I
 # Tasks worked outside the customer-service department: an agent may escalate them (000 §五.1).
 TRANSFERRED_ROLES = {"department", "technician", "taskforce"}
 ESCALATION = "escalation"
+START_ROLES = {"agent", "supervisor"}  # the roles that open tickets
 
 
 def definition_dict(d: Definition, status=None) -> dict:
@@ -56,9 +56,8 @@ def task_brief(r: HumanTask) -> dict:
 
 
 def task_dict(ctx, r: HumanTask, inst: Instance) -> dict:
-    spec, _subs = ctx.spec_of(inst)
-    tspec = spec.task_specs.get(r.spec_name)
-    ext = tspec.extensions if tspec is not None else {}
+    """A task with its instance's headline and its form; the task spec's part comes from the stored diagram
+    (``Context.task_info``), so listing tasks parses no diagram and imports no SpiffWorkflow."""
     out = task_brief(r)
     out.update({
         "instance_id": inst.id, "instance": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind,
@@ -66,10 +65,7 @@ def task_dict(ctx, r: HumanTask, inst: Instance) -> dict:
         "response_due": iso(inst.response_due), "finish_due": iso(inst.finish_due),
         "clock_paused_at": iso(inst.clock_paused_at),
         "escalatable": r.state == "ready" and r.role in TRANSFERRED_ROLES and inst.kind != ESCALATION,
-        "name_en": ext.get("kefu_properties", {}).get("name_en"),
-        "rules": rule_ids(getattr(tspec, "documentation", None)),
-        "documentation": getattr(tspec, "documentation", None),
-        "form": [f.to_dict() for f in build_fields(ext.get("form"))],
+        **ctx.task_info(inst, r.spec_name),
     })
     return out
 

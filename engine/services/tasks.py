@@ -6,16 +6,16 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import joinedload, lazyload, undefer
-from SpiffWorkflow.util.task import TaskState
 
 from engine.errors import Conflict, FormValidationError, InvalidInput, NotAllowed, NotFound
-from engine.services import care, escalations, routing, shapes
-from engine.services.context import CALENDAR_REVISION, CLOCK_OFFSET, Context, setting
-from engine.services.projections import PRELOADED, find_task
-from engine.services.shapes import ESCALATION, TRANSFERRED_ROLES
-from engine.services.runner import START_ROLES, Runner
+from engine.services import routing, shapes
+from engine.services.context import CALENDAR_REVISION, CLOCK_OFFSET, PRELOADED, Context, setting
+from engine.services.shapes import ESCALATION, START_ROLES, TRANSFERRED_ROLES
 from engine.store import chain as audit
 from engine.store.tables import HumanTask, Instance, User
+
+# Listing tasks imports no SpiffWorkflow: the modules that run workflows (the runner, projections, escalations,
+# care) are imported by the methods that change an instance.
 
 # Roles that read every ticket (the web's ticket page; webapp.access.WIDE_ROLES), so every task page too.
 TICKET_READERS = frozenset({"agent", "supervisor", "qa", "auditor", "process_owner"})
@@ -36,7 +36,7 @@ _READY_TASK_AND_ROWS = _READY_TASK.options(joinedload(Instance.ready_rows), join
 class TaskService:
     """Queues, claims, completion, reassignment and escalation of human tasks."""
 
-    def __init__(self, ctx: Context, runner: Runner):
+    def __init__(self, ctx: Context, runner):
         self.ctx = ctx
         self.runner = runner
 
@@ -139,10 +139,14 @@ class TaskService:
 
     def complete(self, task_id: str, actor: str, data: dict | None) -> dict:
         """Validate ``data`` against the task's form, complete the task and run the engine to the next wait."""
+        from SpiffWorkflow.util.task import TaskState
+
+        from engine.services import care, escalations
+        from engine.services.projections import find_task
         with self.ctx.db.unit_of_work() as s:
             row, inst, user = self._ready_task(s, task_id, actor, with_rows=True)
             self._authorize(user, row)
-            wf = self.runner.load(s, inst)
+            wf = self.runner.load(s, inst, change=True)
             task = find_task(wf, row.id)
             if task is None or task.state != TaskState.READY:
                 raise Conflict(f"task {row.name} ({row.id}) is not ready in the workflow; reload and try again")

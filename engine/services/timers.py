@@ -112,7 +112,7 @@ class TimerService:
                list(s.scalars(select(Timer).where(Timer.instance_id == instance_id, Timer.due_at < now))))
         if not due:
             return []  # fired or completed meanwhile by someone else
-        wf = self.runner.load(s, inst)
+        wf = self.runner.load(s, inst, change=True)
         events: list[audit.PendingEvent] = []
         before = self.runner.states(wf)
         incident = self.runner.run(wf)

@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import select
 
-from engine.bpmn.diagram import ROLES
+from engine.bpmn.vocabulary import ROLES
 from engine.errors import InvalidInput, NotAllowed, NotFound
 from engine.clock import iso
 from engine.services import shapes

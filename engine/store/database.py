@@ -35,6 +35,13 @@ RETRYABLE_SQLSTATES = {"40001": "a concurrent change (serialization failure)", "
 # saved the same instance meanwhile (on PostgreSQL two saves of one instance can both pass their reads;
 # the second then collides on the audit sequence before its lock_version check is reached).
 PER_INSTANCE_TABLES = {"audit_events", "human_tasks", "timers"}
+ON_COMMIT = "kefu_on_commit"  # session.info key: callbacks to run once the unit of work has committed
+
+
+def on_commit(session: Session, callback) -> None:
+    """Run ``callback()`` after ``session``'s unit of work committed (never if it rolls back). A failing
+    callback is logged: it never undoes the committed unit of work."""
+    session.info.setdefault(ON_COMMIT, []).append(callback)
 
 
 def database_url(url: str) -> str:
@@ -138,6 +145,10 @@ class Database:
         # Called with the earliest due time of the timers a committed unit of work wrote (scheduler wake-up).
         self.timer_listeners: list = []
         event.listen(self.sessions, "after_commit", self._after_commit)
+        event.listen(self.sessions, "after_rollback", _drop_on_commit)
+        # The workflows saved last through this database (engine.services.warm.WarmInstances, set by the first
+        # Context made on it): every Kefu sharing the database shares them; forgotten with the connections.
+        self.warm = None
         # Reads need no write lock: on SQLite they get their own engine without BEGIN IMMEDIATE.
         if self.dialect == "sqlite":
             self.read_engine = create_engine(url, **kwargs)
@@ -154,6 +165,11 @@ class Database:
         event.listen(self.read_sessions, "before_flush", _refuse_writes)
 
     def _after_commit(self, session) -> None:
+        for callback in session.info.pop(ON_COMMIT, ()):
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a callback never undoes a committed unit of work
+                log.exception("on-commit callback failed")
         due = session.info.pop("kefu_timers_due", None)
         if not due:
             return
@@ -167,8 +183,10 @@ class Database:
         Base.metadata.create_all(self.engine)
 
     def has_schema(self) -> bool:
+        """Whether Kefu's tables exist; asked on the reading connections (on SQLite: without the write lock,
+        so a command that only reads never waits for a writer to ask it)."""
         from sqlalchemy import inspect
-        return inspect(self.engine).has_table("instances")
+        return inspect(self.read_engine).has_table("instances")
 
     @contextmanager
     def unit_of_work(self):
@@ -233,6 +251,12 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+        if self.warm is not None:
+            self.warm.clear()
+
+
+def _drop_on_commit(session) -> None:
+    session.info.pop(ON_COMMIT, None)
 
 
 def _refuse_writes(session, _flush_context, _instances) -> None:

@@ -12,15 +12,12 @@ scratch SQLite database at head; read and adjust what it wrote before committing
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import InvalidInput
 
@@ -33,7 +30,14 @@ ADVISORY_LOCK = 0x6B6566755F6D6967  # "kefu_mig"
 _head_cache: dict[str, str | None] = {}
 
 
-def alembic_config(url: str | None = None, connection=None) -> AlembicConfig:
+# ``revision = '…'`` and ``down_revision = '…'`` (or None) of a migration script, read without Alembic.
+_REVISION = re.compile(r"^(down_)?revision\b[^=\n]*=\s*(?:['\"]([^'\"]+)['\"]|None)\s*$", re.M)
+
+
+def alembic_config(url: str | None = None, connection=None):
+    """Alembic is imported by what migrates or lists migrations; checking that a database is current (every
+    command does) reads the scripts' revision lines and the version table itself (``head``, ``current``)."""
+    from alembic.config import Config as AlembicConfig
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if url is not None:
@@ -42,14 +46,29 @@ def alembic_config(url: str | None = None, connection=None) -> AlembicConfig:
     return cfg
 
 
-def script_directory() -> ScriptDirectory:
+def script_directory():
+    from alembic.script import ScriptDirectory
     return ScriptDirectory.from_config(alembic_config())
 
 
 def head() -> str | None:
     if "head" not in _head_cache:
-        _head_cache["head"] = script_directory().get_current_head()
+        _head_cache["head"] = _scanned_head() or script_directory().get_current_head()
     return _head_cache["head"]
+
+
+def _scanned_head() -> str | None:
+    """The one revision no script names as its ``down_revision``, from the scripts' text; None when that is
+    not clear (several heads, a merge, a line written otherwise): then Alembic decides."""
+    revisions, downs = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = {bool(m[1]): m[2] for m in _REVISION.finditer(path.read_text(encoding="utf-8"))}
+        if True not in found or not found.get(False):
+            return None
+        revisions.add(found[False])
+        downs.add(found[True])
+    heads = revisions - downs
+    return heads.pop() if len(heads) == 1 else None
 
 
 def render_item(type_, obj, autogen_context):
@@ -68,6 +87,7 @@ def include_object(obj, name, type_, reflected, compare_to):
 def _locked(db):
     """A connection in a transaction that no other migration of this database runs beside. An unknown
     revision (Alembic's CommandError) is the caller's bad input; nothing was changed."""
+    from alembic.util import CommandError
     try:
         with _transaction(db) as conn:
             yield conn
@@ -84,6 +104,7 @@ def _transaction(db):
 
 
 def _current(conn) -> str | None:
+    from alembic.runtime.migration import MigrationContext
     return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -94,8 +115,17 @@ def _is_legacy(conn) -> bool:
 
 
 def current(db) -> str | None:
-    with db.engine.connect() as conn:
-        return _current(conn)
+    """The database's revision (None: not migrated yet), read from Alembic's version table directly (on the
+    reading connections: no write lock)."""
+    with db.read_engine.connect() as conn:
+        try:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        except SQLAlchemyError:
+            conn.rollback()
+            rows = []
+        if len(rows) > 1:  # several heads: Alembic's own reading says what that means
+            return _current(conn)
+        return rows[0] if rows else None
 
 
 def is_current(db) -> bool:
@@ -110,6 +140,7 @@ def upgrade(db, revision: str = "head") -> dict:
     if revision == "head" and is_current(db):
         rev = head()
         return {"from": rev, "to": rev, "stamped": False}
+    from alembic import command
     with _locked(db) as conn:
         before = _current(conn)
         stamped = False
@@ -124,6 +155,7 @@ def upgrade(db, revision: str = "head") -> dict:
 
 
 def downgrade(db, revision: str) -> dict:
+    from alembic import command
     with _locked(db) as conn:
         before = _current(conn)
         command.downgrade(alembic_config(db.url, conn), revision)
@@ -131,6 +163,7 @@ def downgrade(db, revision: str) -> dict:
 
 
 def stamp(db, revision: str) -> None:
+    from alembic import command
     with _locked(db) as conn:
         command.stamp(alembic_config(db.url, conn), revision)
 
@@ -144,6 +177,7 @@ def history() -> list[dict]:
 def differences(db) -> list:
     """What Alembic's autogenerate finds between the database and the models (empty: they agree)."""
     from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
 
     from engine.store.tables import Base
     with db.engine.connect() as conn:
@@ -155,6 +189,8 @@ def new_revision(message: str, rev_id: str | None = None) -> list[str]:
     """Autogenerate a revision: the difference between the models and a scratch SQLite database at head.
     Returns the paths written."""
     import tempfile
+
+    from alembic import command
 
     from engine.store.database import Database
     with tempfile.TemporaryDirectory(prefix="kefu-migration-") as tmp:

@@ -6,7 +6,6 @@ from datetime import date, datetime, timezone
 
 from sqlalchemy import (JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator,
                         UniqueConstraint)
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 class UTCDateTime(TypeDecorator):
@@ -463,6 +462,7 @@ class EventAttendee(Base):
 def next_counter(session: Session, key: str) -> int:
     """Add one to the counter ``key`` (created at 1) and return it; concurrent callers never share a value."""
     if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
         # Two transactions creating the same new row would race on its primary key; an upsert cannot:
         # the second waits for the first and then increments the committed row.
         stmt = (pg_insert(Counter).values(key=key, value=1)

@@ -1,0 +1,110 @@
+"""``kefu tasks`` answers without the heavy imports (issue 23): listing tasks needs the database and the
+stored diagrams' task forms, not SpiffWorkflow, the web stack, Alembic or lxml. These tests check the property
+(what a command imports) and that the light way gives the same answers as the parse it replaces, not speed."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.bpmn import catalogue
+from engine.bpmn.diagram import parse_diagram
+from engine.errors import DefinitionError
+from tests.conftest import ROOT
+
+HEAVY = ("SpiffWorkflow", "flask", "werkzeug", "jinja2", "alembic", "lxml", "pygments", "apscheduler")
+DIAGRAMS = sorted([*(ROOT / "processes").glob("*.bpmn"), *(ROOT / "tests" / "diagrams").rglob("*.bpmn")])
+
+
+def _loaded_after(code: str, env: dict) -> dict:
+    """Run ``code`` in a fresh interpreter; the heavy top-level packages it loaded and what it printed."""
+    probe = (f"import sys, json\n{code}\n"
+             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))")
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    *out, loaded = p.stdout.strip().splitlines()
+    return {"loaded": json.loads(loaded), "out": "\n".join(out)}
+
+
+@pytest.fixture
+def cli_db(kefu, db_url, scenario):
+    """The deployed diagrams and demo users, with tickets of every kind waiting for the agent."""
+    for kind in ("complaint", "repair", "consultation"):
+        scenario.start(kind)
+    return {**os.environ, "KEFU_DATABASE_URL": db_url, "KEFU_ENV": "test"}
+
+
+def test_kefu_tasks_imports_no_spiffworkflow_web_stack_or_alembic(kefu, cli_db):
+    expected = kefu.tasks.ready(actor="agent")
+    assert len(expected) == 3
+    r = _loaded_after("from engine.cli import main\nrc = main(['tasks', '--as', 'agent', '--json'])\n"
+                      "assert rc == 0, rc", cli_db)
+    assert r["loaded"] == [], f"kefu tasks imported {r['loaded']}"
+    assert json.loads(r["out"]) == json.loads(json.dumps(expected, ensure_ascii=False, default=str))
+    # the text form too, and one task in full (its form read from the stored diagram)
+    r = _loaded_after("from engine.cli import main\nassert main(['tasks', '--as', 'agent']) == 0\n"
+                      f"assert main(['task', {expected[0]['id']!r}, '--json']) == 0", cli_db)
+    assert r["loaded"] == []
+    assert expected[0]["ticket_no"] in r["out"] and expected[0]["form"], r["out"]
+
+
+def test_the_facade_and_the_cli_import_nothing_heavy_until_used(cli_db):
+    r = _loaded_after("import engine, engine.cli\nfrom engine import Kefu\nk = Kefu()\nk.users, k.customers\n"
+                      "engine.cli.build_parser()", cli_db)
+    assert r["loaded"] == []
+    # a command that runs a workflow still gets SpiffWorkflow, and its timers read Kefu's clock
+    r = _loaded_after("from engine import Kefu, clock\nk = Kefu()\nk.runner\n"
+                      "import SpiffWorkflow.bpmn.specs.event_definitions.timer as t\n"
+                      "assert t.datetime.now is not None and t.datetime.__name__ == '_SpiffDatetime'", cli_db)
+    assert "SpiffWorkflow" in r["loaded"]
+
+
+def test_a_changing_command_and_init_still_work_from_the_lazy_facade(tmp_path):
+    env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}", "KEFU_ENV": "test"}
+
+    def kefu_cli(*args):
+        p = subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, env=env,
+                           cwd=ROOT, timeout=120)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+    kefu_cli("init")
+    kefu_cli("deploy", str(ROOT / "processes"), "--as", "system")
+    kefu_cli("demo")
+    started = json.loads(kefu_cli("start", "consultation", "--as", "agent", "--json"))
+    listed = json.loads(kefu_cli("tasks", "--as", "agent", "--json"))
+    assert [t["id"] for t in listed] == [t["id"] for t in started["tasks"]]
+    assert listed[0]["form"] and listed[0]["ticket_no"] == started["ticket_no"]
+
+
+@pytest.mark.parametrize("path", DIAGRAMS, ids=lambda p: p.name)
+def test_the_catalogue_reads_what_the_parser_puts_in_the_task_specs(path):
+    """Every task a task row can name (SpiffWorkflow's manual tasks of the process itself): the same form,
+    English name, documentation and rule IDs from the stored XML as from the parsed spec."""
+    import hashlib
+    data = path.read_bytes()
+
+    def resolver(pid):  # a called process: a diagram of the same folder
+        for other in path.parent.glob("*.bpmn"):
+            if f'process id="{pid}"' in other.read_text(encoding="utf-8"):
+                return other.read_bytes(), other.name, hashlib.sha256(other.read_bytes()).hexdigest()
+        return None
+    try:
+        parsed = parse_diagram(data, path.name, resolver=resolver)
+    except DefinitionError:
+        pytest.skip("a diagram the tests keep to be refused")
+    for pid, (spec, _subs) in parsed.specs.items():
+        tasks = catalogue.read(data.decode("utf-8"), pid)
+        for name, tspec in spec.task_specs.items():
+            if not getattr(tspec, "manual", False):
+                continue
+            assert catalogue.task_info(*tasks.get(name, (None, None, None))) == catalogue.spec_info(tspec), \
+                f"{path.name} {pid} {name}"
+        assert catalogue.spec_info(None) == catalogue.task_info(None, None, None)
+
+
+def test_the_schema_check_reads_the_head_revision_without_alembic():
+    from engine.store import schema
+    assert schema._scanned_head() == schema.script_directory().get_current_head()
