@@ -221,10 +221,11 @@ _CHANGED = re.compile(r'"last_state_change": [0-9.e+-]+')
 _IDS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _complaint_story(k) -> dict:
+def _complaint_story(k, phone: str) -> dict:
     sc = Scenario(k)
     sc.__class__ = type("OneProcess", (Scenario,), {"k": property(lambda self: self.base)})
-    register(sc)
+    # Each story its own customer (phone): the second complaint is no repeat of the first (X3).
+    register(sc, contact_phone=phone)
     transfer(sc)
     handle_by_department(sc)
     sc.complete("feedback", "agent", {"satisfied": True})
@@ -243,12 +244,12 @@ def _complaint_story(k) -> dict:
 @on_both_databases
 def test_cache_on_and_off_give_identical_results(request, db_url, clock, kefu):
     start = clock.now()
-    on = _complaint_story(kefu)
+    on = _complaint_story(kefu, "021-63210001")
     assert kefu.ctx.warm.hits > 0
     clock.set(start)
     off_kefu = Kefu(Config(database_url=db_url, env="test", instance_cache_mb=0), clock=clock)
     try:
-        off = _complaint_story(off_kefu)
+        off = _complaint_story(off_kefu, "021-63210002")
     finally:
         off_kefu.db.dispose()
     assert _ticket_free(on) == _ticket_free(off)
@@ -256,5 +257,5 @@ def test_cache_on_and_off_give_identical_results(request, db_url, clock, kefu):
 
 def _ticket_free(story: dict) -> dict:
     """Both stories ran on one database: their ticket numbers and customer ids differ, nothing else may."""
-    return {k: re.sub(r"TS\d{8}-\d{4}|'customer_id': \d+|\"customer_id\": \d+|'instance_id': \d+", "<n>", v)
+    return {k: re.sub(r"0?21-?6321000[12]|021\*+000[12]|TS\d{8}-\d{4}|'customer_id': \d+|\"customer_id\": \d+|'instance_id': \d+", "<n>", v)
             for k, v in story.items()}
