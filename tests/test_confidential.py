@@ -104,6 +104,7 @@ def test_i4_an_auditor_reading_any_ticket_task_or_export_sees_the_masked_phone(c
     task = web.page(f"/tasks/{case['task_id']}")
     panel = task[task.index("前序环节"):]
     assert MASKED in panel and PHONE not in panel  # the earlier steps' intake form, masked by field
+    assert 'action="/instances/%s/reveal"' % case["ticket"] in task  # with the reveal form beside it
     trace = json.loads(web.page(f"/audit/{case['ticket']}.json"))
     registered = next(e for e in trace["events"] if e["type"] == "task_completed")
     assert registered["data"]["contact_phone"] == MASKED

@@ -53,5 +53,20 @@ def may_reveal(user) -> bool:
     return user.has(*REVEAL_ROLES)
 
 
+def ticket_contact_fields(shown: dict) -> list[str]:
+    """The contact fields of a ticket that hold a value: the customer's, then the data's."""
+    c = shown.get("customer") or {}
+    fields = [k for k in ("phone", "email", "address") if c.get(k)]
+    declared = kefu().masking.fields_of(shown["instance_id"])
+    return fields + [k for k in declared if (shown.get("data") or {}).get(k) not in (None, "")]
+
+
+def reveal_form(user, masked: bool, action: str, fields: list[str], revealed=None, error=None) -> dict | None:
+    """The reveal form (I4) for a permitted user reading masked values; None for anyone else."""
+    if not masked or not fields or not may_reveal(user):
+        return None
+    return {"action": action, "fields": fields, "revealed": revealed, "error": error}
+
+
 def may_see_customer(user, customer_id: int) -> bool:
     return user.has(*WIDE_ROLES) or contact_visible(user, customer_id)

@@ -10,7 +10,7 @@ from engine import Conflict, FormValidationError, InvalidInput, NotFound
 from engine.limits import row_number
 from engine.services.masking import CUSTOMER_FIELDS as CONTACT_KINDS, mask
 
-from .access import START_ROLES, may_work, ticket_view
+from .access import START_ROLES, may_work, reveal_form, ticket_contact_fields, ticket_view
 from .auth import kefu, me, roles_required, safe_next
 from .labels import INTAKE_KINDS, KINDS, SEVERITIES, field_message, task_title
 
@@ -103,7 +103,9 @@ def _task_page(task_id: str, values=None, errors=None, notice=None, status=200):
     return render_template(
         "task.html", t=t, i=shown, steps=steps, workable=workable,
         values=values, errors=errors or {}, notice=notice,
-        users=users_by_role(), show_contact=not shown["contact_masked"]), status
+        users=users_by_role(), show_contact=not shown["contact_masked"],
+        reveal=reveal_form(current_user, shown["contact_masked"],
+                           url_for("records.reveal", ref=shown["ticket_no"]), ticket_contact_fields(shown))), status
 
 
 @bp.get("/tasks/<task_id>")

@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 from engine import InvalidInput, NotFound
 
 from .access import (CUSTOMER_EDIT_ROLES, WIDE_ROLES, check_instance, contact_visible, may_reveal,
-                     may_see_customer, may_work, ticket_view)
+                     may_see_customer, may_work, reveal_form, ticket_contact_fields, ticket_view)
 from .auth import kefu, roles_required
 from .designer import OWNER as MIGRATE_ROLES  # who may move a ticket (the migrate routes' own roles)
 from .labels import field_message
@@ -41,23 +41,9 @@ def _instance_page(ref, revealed=None, reveal_error=None, status=200):
     return render_template("instance.html", i=shown, steps=kefu().instances.steps(shown["instance_id"]), done=done,
                            my_tasks=my_tasks, escalatable=escalatable, may_migrate=_may_migrate(shown),
                            show_contact=not shown["contact_masked"],
-                           reveal=_reveal_box(shown["contact_masked"], url_for("records.reveal", ref=shown["ticket_no"]),
-                                              _ticket_fields(shown), revealed, reveal_error)), status
-
-
-def _ticket_fields(shown: dict) -> list[str]:
-    """The contact fields of a ticket that hold a value: the customer's, then the data's."""
-    c = shown.get("customer") or {}
-    fields = [k for k in ("phone", "email", "address") if c.get(k)]
-    declared = kefu().masking.fields_of(shown["instance_id"])
-    return fields + [k for k in declared if (shown.get("data") or {}).get(k) not in (None, "")]
-
-
-def _reveal_box(masked: bool, action: str, fields: list[str], revealed=None, error=None) -> dict | None:
-    """The reveal form (I4) for a permitted user reading masked values."""
-    if not masked or not fields or not may_reveal(current_user):
-        return None
-    return {"action": action, "fields": fields, "revealed": revealed, "error": error}
+                           reveal=reveal_form(current_user, shown["contact_masked"],
+                                              url_for("records.reveal", ref=shown["ticket_no"]),
+                                              ticket_contact_fields(shown), revealed, reveal_error)), status
 
 
 @bp.post("/instances/<ref>/reveal")
@@ -117,8 +103,8 @@ def _customer_page(customer_id: int, values=None, errors=None, status=200, revea
                            show_contact=show_contact,
                            editable=current_user.has(*CUSTOMER_EDIT_ROLES),
                            history=kefu().customers.history(customer_id),
-                           reveal=_reveal_box(not show_contact, url_for("records.customer_reveal",
-                                                                        customer_id=customer_id),
+                           reveal=reveal_form(current_user, not show_contact,
+                                              url_for("records.customer_reveal", customer_id=customer_id),
                                               fields, revealed, reveal_error),
                            values=values or c, errors=errors or {}), status
 
