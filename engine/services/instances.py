@@ -12,7 +12,7 @@ from SpiffWorkflow.util.task import TaskState
 from engine.bpmn import sandbox as scripting
 from engine.clock import iso
 from engine.errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
-from engine.services import clocks, projections, shapes
+from engine.services import clocks, ownership, projections, shapes
 from engine.services.context import Context, row_id
 from engine.services.shapes import ESCALATION
 from engine.services.runner import START_ROLES, Runner
@@ -123,12 +123,50 @@ class InstanceService:
                 raise InvalidInput(f"{new_owner!r} is not an active agent")
             if target.name == inst.owner:
                 raise Conflict(f"{target.name} already owns {inst.ticket_no}")
+            if target.name in ownership.involved(inst):
+                raise NotAllowed(f"{target.name} is named in complaint {inst.ticket_no} and may not own it "
+                                 "(P12, conflict of interest)", rule="P12")
             previous = inst.owner
             inst.owner = target.name
-            self.runner.touch(s, inst, [audit.PendingEvent("owner_changed", actor, self.ctx.now(), rules=["X1"],
-                                                           data={"from": previous, "to": target.name,
-                                                                 "reason": reason})])
+            now = self.ctx.now()
+            events = [audit.PendingEvent("owner_changed", actor, now, rules=["X1"],
+                                         data={"from": previous, "to": target.name, "reason": reason})]
+            data = None
+            if previous and s.scalar(select(HumanTask.id).where(  # the workflow is read only when needed
+                    HumanTask.instance_id == inst.id, HumanTask.state == "ready",
+                    HumanTask.assignee == previous, HumanTask.role == ownership.OWNER_ROLE).limit(1)):
+                wf = self.runner.load(s, inst)
+                data = wf.task_tree.data
+            events += ownership.hand_over(s, inst, previous, target.name, now, actor, data)
+            self.runner.touch(s, inst, events)
             return {"ticket_no": inst.ticket_no, "owner": inst.owner, "previous_owner": previous}
+
+    def owned(self, actor: str) -> list[dict]:
+        """我的工单 (X1): the open tickets ``actor`` owns, newest first, each with its ready tasks."""
+        with self.ctx.db.reading() as s:
+            self.ctx.user(s, actor)
+            return self._cases(s, select(Instance).where(Instance.owner == actor, Instance.status != "completed"))
+
+    def needing_owner(self) -> list[dict]:
+        """Open complaints whose owner was named in them (P12) and that no agent owns now: a supervisor hands
+        each to another agent (``set_owner``)."""
+        with self.ctx.db.reading() as s:
+            return self._cases(s, select(Instance).where(
+                Instance.owner.is_(None), Instance.staff_involved.is_not(None), Instance.parent_id.is_(None),
+                Instance.status != "completed"))
+
+    def _cases(self, s, q) -> list[dict]:
+        cases = list(s.scalars(q.order_by(Instance.id.desc()).limit(500)))
+        tasks: dict[int, list] = {}
+        if cases:
+            for r in s.scalars(select(HumanTask).where(HumanTask.instance_id.in_([i.id for i in cases]),
+                                                      HumanTask.state == "ready").order_by(HumanTask.created_at)):
+                tasks.setdefault(r.instance_id, []).append(shapes.task_brief(r))
+        return [{"instance_id": i.id, "ticket_no": i.ticket_no, "kind": i.kind, "status": i.status,
+                 "severity": i.severity, "vip": i.vip, "summary": i.summary, "owner": i.owner,
+                 "created_by": i.created_by, "staff_involved": sorted(ownership.involved(i)),
+                 "customer": i.customer.name if i.customer else None, "created_at": iso(i.created_at),
+                 "updated_at": iso(i.updated_at), "tasks": tasks.get(i.id, [])} for i in cases]
 
     def show(self, instance_ref) -> dict:
         """Everything about one ticket: status, customer, data, deadlines, tasks, timers and audit events."""
@@ -145,6 +183,7 @@ class InstanceService:
                 "customer": shapes.customer_dict(inst.customer) if inst.customer else None,
                 "severity": inst.severity, "nature": inst.nature, "vip": inst.vip, "summary": inst.summary,
                 "created_by": inst.created_by, "owner": inst.owner, "created_at": iso(inst.created_at),
+                "staff_involved": sorted(ownership.involved(inst)),
                 "updated_at": iso(inst.updated_at), "completed_at": iso(inst.completed_at),
                 "incident": inst.incident, "data": data,
                 "deadlines": projections.deadlines(wf),
@@ -154,7 +193,8 @@ class InstanceService:
                 "parent_id": inst.parent_id,
                 "tasks": [shapes.task_brief(r) for r in rows],
                 "timers": [shapes.timer_dict(t) for t in s.scalars(
-                    select(Timer).where(Timer.instance_id == inst.id).order_by(Timer.due_at))],
+                    select(Timer).where(Timer.instance_id == inst.id, Timer.kind != ownership.CLAIM_KIND)
+                    .order_by(Timer.due_at))],
                 "external_tasks": [shapes.external_dict(x) for x in s.scalars(
                     select(ExternalTask).where(ExternalTask.instance_id == inst.id).order_by(ExternalTask.created_at))],
                 "events": [{"seq": e.seq, "type": e.type, "actor": e.actor, "at": iso(e.at),

@@ -41,7 +41,8 @@ def task_brief(r: HumanTask) -> dict:
     return {"id": r.id, "bpmn_id": r.bpmn_id, "name": r.name, "role": r.role, "assignee": r.assignee,
             "candidates": r.candidates.split(",") if r.candidates else [] if r.candidates is not None else None,
             "state": r.state, "due_at": iso(r.due_at), "created_at": iso(r.created_at),
-            "ended_at": iso(r.ended_at), "completed_by": r.completed_by, "end_reason": r.end_reason}
+            "ended_at": iso(r.ended_at), "completed_by": r.completed_by, "end_reason": r.end_reason,
+            "offer_due": iso(r.offer_due)}
 
 
 def task_dict(ctx, r: HumanTask, inst: Instance) -> dict:
@@ -51,7 +52,7 @@ def task_dict(ctx, r: HumanTask, inst: Instance) -> dict:
     out = task_brief(r)
     out.update({
         "instance_id": inst.id, "instance": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind,
-        "severity": inst.severity, "vip": inst.vip, "candidate_group": r.candidate_group,
+        "severity": inst.severity, "vip": inst.vip, "candidate_group": r.candidate_group, "owner": inst.owner,
         "response_due": iso(inst.response_due), "finish_due": iso(inst.finish_due),
         "clock_paused_at": iso(inst.clock_paused_at),
         "escalatable": r.state == "ready" and r.role in TRANSFERRED_ROLES and inst.kind != ESCALATION,

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload, lazyload, undefer
 from SpiffWorkflow.util.task import TaskState
 
 from engine.errors import Conflict, FormValidationError, InvalidInput, NotAllowed, NotFound
-from engine.services import escalations, routing, shapes
+from engine.services import escalations, ownership, routing, shapes
 from engine.services.context import CALENDAR_REVISION, CLOCK_OFFSET, Context, setting
 from engine.services.projections import PRELOADED, find_task
 from engine.services.shapes import ESCALATION, TRANSFERRED_ROLES
@@ -77,12 +77,18 @@ class TaskService:
         """Take a ready task of one's queue as one's own."""
         with self.ctx.db.unit_of_work() as s:
             row, inst, user = self._ready_task(s, task_id, actor)
+            ownership.check_not_involved(inst, actor, "claim")  # P12
             self._authorize(user, row)
-            if row.assignee == actor:
+            offered = row.offer_due is not None
+            if row.assignee == actor and not offered:
                 return shapes.task_dict(self.ctx, row, inst)
-            row.assignee = actor
+            row.assignee, row.offer_due = actor, None
+            if offered:  # X1: the owner took the task offered to them; its claim deadline is gone
+                ownership.drop_claim_timer(s, row.id)
             self.runner.touch(s, inst, [audit.PendingEvent("task_claimed", actor, self.ctx.now(), task_id=row.id,
-                                                     bpmn_id=row.bpmn_id, task_name=row.name)])
+                                                     bpmn_id=row.bpmn_id, task_name=row.name,
+                                                     **({"rules": ["X1"], "data": {"offer": True}}
+                                                        if offered else {}))])
             return shapes.task_dict(self.ctx, row, inst)
 
     def unclaim(self, task_id: str, actor: str) -> dict:
@@ -92,7 +98,9 @@ class TaskService:
             if row.assignee != actor and "supervisor" not in user.role_set:
                 raise NotAllowed(f"only {row.assignee or 'the assignee'} or a supervisor may release this task")
             if row.assignee is not None:
-                previous, row.assignee = row.assignee, None
+                if row.offer_due is not None:
+                    ownership.drop_claim_timer(s, row.id)
+                previous, row.assignee, row.offer_due = row.assignee, None, None
                 self.runner.touch(s, inst, [audit.PendingEvent("task_unclaimed", actor, self.ctx.now(), task_id=row.id,
                                                          bpmn_id=row.bpmn_id, task_name=row.name,
                                                          data={"previous_assignee": previous})])
@@ -108,6 +116,7 @@ class TaskService:
             raise FormValidationError({"reason": "升级原因不能超过 2000 字"}, "escalate")
         with self.ctx.db.unit_of_work() as s:
             row, inst, user = self._ready_task(s, task_id, actor)
+            ownership.check_not_involved(inst, actor, "escalate")  # P12
             if not user.role_set & START_ROLES:
                 raise NotAllowed(f"user {actor} may not escalate (needs role agent or supervisor)")
             if row.role not in TRANSFERRED_ROLES or inst.kind == ESCALATION:
@@ -138,6 +147,7 @@ class TaskService:
         """Validate ``data`` against the task's form, complete the task and run the engine to the next wait."""
         with self.ctx.db.unit_of_work() as s:
             row, inst, user = self._ready_task(s, task_id, actor, with_rows=True)
+            ownership.check_not_involved(inst, actor, "complete")  # P12
             self._authorize(user, row)
             wf = self.runner.load(s, inst)
             task = find_task(wf, row.id)
@@ -159,6 +169,10 @@ class TaskService:
             row, inst, user = self._ready_task(s, task_id, actor)
             if "supervisor" not in user.role_set:
                 raise NotAllowed(f"only a supervisor may reassign tasks; user {actor} may not")
+            ownership.check_not_involved(inst, actor, "reassign")  # P12
+            if to_user in ownership.involved(inst):
+                raise NotAllowed(f"{to_user} is named in complaint {inst.ticket_no} and may not be given its "
+                                 "tasks (P12, conflict of interest)", rule="P12")
             target = s.scalar(select(User).where(User.name == to_user)) if to_user else None
             if target is None or not target.active:
                 raise InvalidInput(f"no active user {to_user!r}", fields=["to_user"])
@@ -170,8 +184,10 @@ class TaskService:
                 raise InvalidInput(f"user {to_user} cannot work task {row.name} (needs role {row.role}"
                                    + (f", group {row.candidate_group}" if row.candidate_group else "") + ")",
                                    fields=["to_user"])
-            if row.assignee != to_user:
-                previous, row.assignee = row.assignee, to_user
+            if row.assignee != to_user or row.offer_due is not None:
+                if row.offer_due is not None:
+                    ownership.drop_claim_timer(s, row.id)
+                previous, row.assignee, row.offer_due = row.assignee, to_user, None
                 self.runner.touch(s, inst, [audit.PendingEvent("task_reassigned", actor, self.ctx.now(), task_id=row.id,
                                                          bpmn_id=row.bpmn_id, task_name=row.name,
                                                          data={"previous_assignee": previous,
@@ -243,6 +259,8 @@ class TaskService:
                 raise NotAllowed(f"task {row.name} is offered to {row.candidates or 'its assignee'}; user "
                                  f"{user.name} is not among them")
             return
+        if row.role == routing.TASK_FORCE and row.assignee == user.name:
+            return  # P5: this ticket's task force member
         if row.role not in user.role_set:
             raise NotAllowed(f"task {row.name} belongs to the {row.role} lane; user {user.name} "
                              f"has role(s) {', '.join(sorted(user.role_set)) or 'none'}")
