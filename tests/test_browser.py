@@ -163,7 +163,13 @@ def test_major_vip_complaint_from_intake_to_revisit(browser, server, kefu):
 
     sup.open_task("consolidate")
     assert sup.page.locator("text=监控显示保安言语不当").count() >= 1  # earlier steps beside the form
+    # P13: the accountability record
+    sup.page.select_option("#f-acceptance", "accepted")
+    sup.page.fill("#f-cause", "排班过长，当班保安情绪失控、言语不当")
+    sup.page.select_option("#f-responsible_department", "security_ops")
+    sup.page.select_option("#f-responsible_person", "department")
     sup.page.fill("#f-handling_result", "调整排班，当班保安停岗培训，主管上门致歉。")
+    sup.page.fill("#f-corrective_action", "修订排班制度，每月服务规范培训")
     sup.submit()
 
     agent.open_task("feedback")

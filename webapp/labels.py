@@ -24,12 +24,14 @@ TASK_STATES = {"ready": _l("待处理"), "completed": _l("已完成"), "cancelle
 SEVERITIES = {"general": _l("一般"), "urgent": _l("紧急"), "major": _l("重大")}
 # SLA cases as the deadline messages name them (T-cap)
 SLA_CASES = {"work_order": _l("工单"), "vip": _l("VIP 工单"), "emergency": _l("紧急报修"),
-             "emergency_large": _l("大型紧急报修"), "urgent": _l("紧急问题"), "major": _l("重大投诉")}
+             "emergency_large": _l("大型紧急报修"), "urgent": _l("紧急问题"), "major": _l("重大投诉"),
+             "owner_claim": _l("负责人认领")}
 END_REASONS = {"timer": _l("超时自动取消"), "cancelled": _l("已取消")}
 EVENTS = {
     "instance_started": _l("工单创建"), "start_passed": _l("流程开始"), "task_created": _l("任务生成"),
     "task_claimed": _l("认领任务"), "task_unclaimed": _l("释放任务"), "task_reassigned": _l("改派任务"),
-    "owner_changed": _l("移交负责人"),
+    "owner_changed": _l("移交负责人"), "owner_claim_lapsed": _l("负责人逾时未认领，退回队列"),
+    "task_returned_to_queue": _l("任务退回队列"), "conflict_of_interest_found": _l("投诉涉及负责人，须回避"),
     "task_completed": _l("完成任务"), "task_cancelled": _l("任务取消"), "task_escalated": _l("升级至主管"),
     "gateway_passed": _l("流程分支"), "script_ran": _l("系统处理"), "timer_fired": _l("定时触发"),
     "end_reached": _l("流程结束"), "instance_completed": _l("工单完成"), "incident_raised": _l("出现异常"),

@@ -147,10 +147,12 @@ class InstanceService:
             self.ctx.user(s, actor)
             return self._cases(s, select(Instance).where(Instance.owner == actor, Instance.status != "completed"))
 
-    def needing_owner(self) -> list[dict]:
+    def needing_owner(self, actor: str | None = None) -> list[dict]:
         """Open complaints whose owner was named in them (P12) and that no agent owns now: a supervisor hands
-        each to another agent (``set_owner``)."""
+        each to another agent (``set_owner``). With ``actor``: only for a supervisor."""
         with self.ctx.db.reading() as s:
+            if actor is not None and "supervisor" not in self.ctx.user(s, actor).role_set:
+                raise NotAllowed("only a supervisor sees the cases waiting for an owner")
             return self._cases(s, select(Instance).where(
                 Instance.owner.is_(None), Instance.staff_involved.is_not(None), Instance.parent_id.is_(None),
                 Instance.status != "completed"))

@@ -53,6 +53,7 @@ def task_dict(ctx, r: HumanTask, inst: Instance) -> dict:
     out.update({
         "instance_id": inst.id, "instance": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind,
         "severity": inst.severity, "vip": inst.vip, "candidate_group": r.candidate_group, "owner": inst.owner,
+        "staff_involved": sorted(name_set(inst.staff_involved)),
         "response_due": iso(inst.response_due), "finish_due": iso(inst.finish_due),
         "clock_paused_at": iso(inst.clock_paused_at),
         "escalatable": r.state == "ready" and r.role in TRANSFERRED_ROLES and inst.kind != ESCALATION,
