@@ -223,7 +223,17 @@ def monthly(month):
     return render_template("kpi_report.html", report=report, month=month, figures=_figures(report, None),
                            agents={a: _figures(report, a) for a in sorted(report["agents"])},
                            departments={department_name(d): _scope(figs) for d, figs in departments.items()},
-                           kpi_table=report.get("kpi_table"), in_force=kefu().kpi.table())
+                           kpi_table=report.get("kpi_table"), in_force=kefu().kpi.table(), p13_reason=p13_reason)
+
+
+def p13_reason(reason: str) -> str:
+    """Why a complaint is not (yet) a verified one (engine.kpi_accountability), in the reader's language."""
+    if reason.startswith("not accepted: "):
+        return _("不受理：%(why)s", why=reason[len("not accepted: "):])
+    return {"no accountability record yet": _("尚无处理记录"),
+            "recorded without an accountability record (an earlier diagram version)": _("按旧版流程处理，无问责记录"),
+            "solution rejected by the supervisor": _("处理方案被驳回"),
+            "awaiting the supervisor's approval": _("待客服主管批准")}.get(reason, reason)
 
 
 def _csv(columns, rows, filename: str) -> Response:
