@@ -26,6 +26,12 @@ SEVERITIES = {"general": _l("一般"), "urgent": _l("紧急"), "major": _l("重�
 SLA_CASES = {"work_order": _l("工单"), "vip": _l("VIP 工单"), "emergency": _l("紧急报修"),
              "emergency_large": _l("大型紧急报修"), "urgent": _l("紧急问题"), "major": _l("重大投诉"),
              "owner_claim": _l("负责人认领")}
+# K-who roll-up: the departments a charge names (the transfer forms' departments, the lanes without one); the
+# groups of the user pickers (P5)
+DEPARTMENTS = {"customer_service": _l("客服部"), "security_ops": _l("安保勤务部"), "tech_defense": _l("技术防范部"),
+               "maintenance": _l("工程维修部"), "sales": _l("市场销售部"), "finance": _l("财务部"),
+               "hr": _l("人力资源部"), "technician": _l("维修人员"), "taskforce": _l("专项处理小组"),
+               "department": _l("责任部门")}
 END_REASONS = {"timer": _l("超时自动取消"), "cancelled": _l("已取消")}
 EVENTS = {
     "instance_started": _l("工单创建"), "start_passed": _l("流程开始"), "task_created": _l("任务生成"),
@@ -208,6 +214,21 @@ def option_label(option: dict) -> str:
     return diagram_text(option["label"])
 
 
+def user_choices(users: dict, role: str | None) -> list[tuple[str, list[dict]]]:
+    """The users a user picker offers (``users``: active users by role; ``role``: the field's role or roles,
+    comma-separated), grouped by department (the user's first group, else the role) for the picker (P5)."""
+    roles = [r.strip() for r in (role or "").split(",") if r.strip()] or sorted(users)
+    seen, groups = set(), {}
+    for r in roles:
+        for u in users.get(r, []):
+            if u["name"] in seen:
+                continue
+            seen.add(u["name"])
+            key = (u.get("groups") or [r])[0]
+            groups.setdefault(str(DEPARTMENTS.get(key, ROLES.get(key, key))), []).append(u)
+    return list(groups.items())
+
+
 def vip_badge(vip) -> Markup:
     return Markup('<span class="vip" title="%s">VIP</span>') % escape(_("重要客户")) if vip else Markup("")
 
@@ -217,6 +238,6 @@ def register_template_helpers(app) -> None:
                                  mask_text=mask_text, clock_words=clock_words)
     app.jinja_env.globals.update(
         lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, field_label=field_label, option_label=option_label,
-        vip_badge=vip_badge, kinds=KINDS, new_kind=NEW_KIND, statuses=STATUSES, role_labels=ROLES,
+        vip_badge=vip_badge, user_choices=user_choices, kinds=KINDS, new_kind=NEW_KIND, statuses=STATUSES, role_labels=ROLES,
         task_states=TASK_STATES, severities=SEVERITIES, end_reasons=END_REASONS, event_labels=EVENTS, deadline_labels=DEADLINES,
         system_events=SYSTEM_EVENTS)
