@@ -107,3 +107,29 @@ def test_p5_the_supervisor_forms_the_task_force_from_department_staff_and_techni
         kefu.tasks.complete(other["id"], "department", {"finding": "x"})
     assert Web(kefu).login_as("department").get(f"/tasks/{other['id']}").status_code == 403
     assert first != scenario.ticket_no
+
+
+def test_p13_running_complaints_finish_on_their_version(db_url, clock):
+    """Item 5 of the issue: a complaint opened on the diagram before P12/P13 cannot move to the new version (its
+    completed intake form changed), so it finishes on its own: no accountability record, no approval step."""
+    from tests.conftest import PROCESSES
+    from tests.factories import Scenario, diagram, make_kefu
+    k = make_kefu(db_url, clock, deploy=(diagram("complaint_before_p13.bpmn"), PROCESSES / "sla.dmn"))
+    old = Scenario(k)
+    register(old)
+    transfer(old)
+    k.definitions.deploy([PROCESSES])
+    new_version = max(d["version"] for d in k.definitions.all() if d["process_id"] == "complaint")
+    reasons = k.designer.migration_check(old.instance_id, new_version)
+    assert reasons and any("register" in r for r in reasons)
+    old.complete("department_handle", "department", {"handling_result": "已整改"})  # the old form still holds
+    assert old.ready_ids() == ["feedback"] and old.show()["definition"]["version"] < new_version
+    fresh = Scenario(k)
+    register(fresh)
+    transfer(fresh)
+    assert fresh.show()["definition"]["version"] == new_version
+    fresh.handle()
+    assert fresh.ready_ids() == ["feedback"]
+    pending = {p["ticket_no"]: p["reason"] for p in k.kpi.live("2026-11")["accountability"]["pending"]}
+    assert "earlier diagram version" in pending[old.ticket_no]
+    k.db.dispose()
