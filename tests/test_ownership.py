@@ -1,9 +1,13 @@
-"""X1 (002 第四章): the agent who registers a ticket is its first responsible person (owner) until it closes."""
+"""X1 (002 第四章): the agent who registers a ticket is its first responsible person (owner) until it closes;
+its follow-up agent tasks are offered to the owner, back to the queue when not claimed in time; K-who."""
+from datetime import datetime, timedelta
+
 import pytest
 
 from engine import InvalidInput, NotAllowed
 from engine.errors import Conflict
-from tests.test_complaint import register
+from tests.test_complaint import register, transfer
+from tests.webclient import Web
 
 
 def test_x1_the_registering_agent_owns_the_case_and_may_hand_it_over(scenario, kefu):
@@ -36,12 +40,6 @@ def test_x1_a_ticket_opened_by_a_supervisor_has_no_owner(kefu):
 
 
 # ---- X1 at work: the owner's follow-up tasks, the claim deadline, hand-over, an inactive owner, K-who
-
-from datetime import datetime, timedelta  # noqa: E402
-
-from tests.test_complaint import transfer  # noqa: E402
-from tests.webclient import Web  # noqa: E402
-
 
 def to_feedback(scenario):
     register(scenario)
