@@ -61,8 +61,13 @@ def test_p12_when_the_owner_is_named_the_case_leaves_them_and_the_supervisor_is_
     assert 'id="q-needing"' in page and scenario.ticket_no in page.split('id="q-needing"')[1]
     with pytest.raises(NotAllowed):
         kefu.instances.set_owner(scenario.ticket_no, "agent", "supervisor", "回避")
-    kefu.instances.set_owner(scenario.ticket_no, "agent2", "supervisor", "回避（P12）")
+    sup = Web(kefu).login_as("supervisor")
+    assert Web(kefu).login_as("agent2").post(f"/cases/{scenario.ticket_no}/owner",
+                                            {"to_user": "agent2", "reason": "我来"}).status_code == 403
+    r = sup.post(f"/cases/{scenario.ticket_no}/owner", {"to_user": "agent2", "reason": "回避（P12）"})
+    assert r.status_code == 302
     assert kefu.instances.needing_owner() == [] and scenario.show()["owner"] == "agent2"
+    assert scenario.events("owner_changed")[-1]["actor"] == "supervisor"
     assert kefu.audit.verify(scenario.instance_id) == []
 
 
@@ -112,6 +117,8 @@ def test_p12_the_cli_refuses_the_named_agent_with_exit_code_3(tmp_path):
     p = kefu_cli("claim", task, "--as", "agent2", expect=3)
     assert "P12" in p.stderr
     kefu_cli("complete", task, "--as", "agent2", "--data", "{}", expect=3)
+    p = kefu_cli("hand-over", started["ticket_no"], "--to", "agent2", "--as", "agent", "--reason", "交班", expect=3)
+    assert "P12" in p.stderr
     [case] = json.loads(kefu_cli("cases", "--as", "agent", "--json").stdout)
     assert case["ticket_no"] == started["ticket_no"] and case["staff_involved"] == ["agent2"]
     assert [t["bpmn_id"] for t in case["tasks"]] == ["transfer"]
