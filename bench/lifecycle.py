@@ -1,7 +1,8 @@
 """Complaint lifecycles per second: Kefu's engine with SQLite persistence vs raw SpiffWorkflow.
 
 All drive processes/complaint.bpmn along the same path with the same data:
-register → transfer → department_accept → department_handle → feedback (satisfied) → revisit timer → revisit → customer_care.
+register → transfer → department_accept → department_handle → approve_solution → feedback (satisfied) → revisit
+timer → revisit → customer_care → care check timer → care_check.
 
 * service: every step is a Kefu unit of work (find the task, check the actor, validate the form, run,
   write state + human tasks + timers + audit events, commit) on a SQLite file, with the warm instances on
@@ -59,7 +60,11 @@ def steps(now: datetime):
         ("transfer", "agent", {"department": "security_ops", "handling_requirement": "调查整改",
                                "handling_deadline": (now + timedelta(days=1)).isoformat()}),
         ("department_accept", "department", {"accept_note": "已接单"}),
-        ("department_handle", "department", {"handling_result": "已整改"}),
+        ("department_handle", "department", {"acceptance": "accepted", "acceptance_reason": None,
+                                             "cause": "未按规范接待", "responsible_department": "security_ops",
+                                             "responsible_person": "department", "handling_result": "已整改",
+                                             "corrective_action": "服务规范培训"}),
+        ("approve_solution", "supervisor", {"solution_approved": True, "approval_note": None}),
         ("feedback", "agent", {"satisfied": True, "customer_opinion": None}),
         REVISIT_WAIT,
         ("revisit", "agent", {"satisfaction_score": 95, "other_opinions": None}),

@@ -8,7 +8,7 @@ Decisions (cited in README.md "KPIs"):
 - **Month.** An Asia/Shanghai calendar month. A KPI's population is the tickets *opened* in that month;
   their state is judged from the audit events recorded before ``as_of`` — the month's end for a past month
   (so the K-cycle report computed on the 1st never changes afterwards), now for the running month.
-- **Who (K-who).** A ticket's first responsible agent (X1) is the one who opened it (``instances.created_by``).
+- **Who (K-who).** A ticket's first responsible agent (X1) is its owner (``instances.owner``), else its opener.
   A miss of a KPI the KPI table charges to the ``responsible`` is charged to the holder of the clock that ran
   out and rolled up to their department (``engine.kpi_who``, from the ``clock_stopped`` events); otherwise, and
   for tickets without clock records, the ticket stays with its first responsible agent. The per-person figures
@@ -60,8 +60,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from engine.bpmn.kpi_table import KPI_IDS, KpiTable, default_table
+from engine.kpi_accountability import verified_complaints
 from engine.kpi_ops import handover_marks, repeat_rate
-from engine.kpi_who import ACCEPT_TASKS, CUSTOMER_SERVICE, charged_text, charges, clock_stops
+from engine.kpi_who import ACCEPT_TASKS, CUSTOMER_SERVICE, charged_text, charges, clock_stops, first_responsible
 from engine.store.tables import AuditEvent, Instance
 from engine.errors import InvalidInput
 
@@ -162,7 +163,8 @@ class Ticket:
 
     def __init__(self, inst: Instance, events: list[AuditEvent], as_of: datetime):
         self.id, self.ticket_no, self.kind = inst.id, inst.ticket_no, inst.kind
-        self.agent, self.created_at, self.severity = inst.created_by, inst.created_at, inst.severity
+        self.agent = first_responsible(inst, events, as_of)  # K-who: the case owner (X1)
+        self.created_at, self.severity, self.opener = inst.created_at, inst.severity, inst.created_by
         self.as_of = as_of
         self.events = [e for e in events if e.at < as_of]
         self.stops = clock_stops(self.events)  # K-who: the clocks stopped before as_of
@@ -479,7 +481,7 @@ def compute(session, month, as_of: datetime | None = None, now: datetime | None 
     for r in reviews:
         t = by_no.get(r["ticket_no"]) or others.get(r["ticket_no"])
         ref = _Reviewed(t.id if t else None, r["ticket_no"], t.kind if t else None,
-                        (t.agent if isinstance(t, Ticket) else t.created_by) if t else None)
+                        (t.opener if isinstance(t, Ticket) else t.created_by) if t else None)  # K4: who entered it
         if not isinstance(r["entry_accurate"], bool):
             rows["K4"][1].append(_row(ref, None, "QA gave no entry-accuracy verdict", "K4", table))
         else:
@@ -492,7 +494,8 @@ def compute(session, month, as_of: datetime | None = None, now: datetime | None 
     return {"month": key, "start": start.isoformat(), "end": end.isoformat(), "as_of": as_of.isoformat(),
             "final": as_of >= end, "tickets": len(tickets), "kpi_table": table.describe(table_version),
             "department": department, "agents": per_person, "departments": per_department,
-            "repeat_complaints": repeat_rate(session, insts)}
+            "repeat_complaints": repeat_rate(session, insts),
+            "accountability": verified_complaints(tickets)}  # P13, 004 七.(5)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ task's BPMN id), "role" (its lane), "group" (candidate group or null), "responsi
 - a missed agent-side clock of a case in a shift handover (X2): left out of it (after acceptance) is charged to
   the outgoing agent (漏交), listed but not taken over when the next shift had begun, to the incoming one (漏接);
 - a ticket without ``clock_stopped`` events, or without a relevant clock, stays with its first responsible
-  agent (``instances.created_by``), as for a KPI charged to the ``owner``.
+  agent (the case owner, X1: ``instances.owner`` as of the report, replayed from the ``owner_changed`` events;
+  the agent who opened it, ``instances.created_by``, when it has none), as for a KPI charged to the ``owner``.
 
 Departments: the candidate group (``finance``, ``security_ops`` …); else the lane role; the agent and supervisor
 lanes are the customer-service department itself (``customer_service``).
@@ -37,6 +38,21 @@ RELEVANT = {
     "K6": lambda c: c.task == "revisit",        # the revisit window (P9/R6)
     "K8": lambda c: c.task in ACCEPT_TASKS,     # the response clock (accepting the order)
 }
+
+
+OWNER_EVENTS = ("owner_changed", "conflict_of_interest_found")
+
+
+def first_responsible(inst, events, as_of: datetime) -> str | None:
+    """The ticket's first responsible agent at ``as_of`` (X1): its owner then, else the agent who opened it."""
+    changes = [e for e in events if e.type in OWNER_EVENTS]
+    if not changes:
+        return getattr(inst, "owner", None) or inst.created_by
+    owner = inst.created_by
+    for e in changes:
+        if e.at < as_of:
+            owner = (e.data or {}).get("to") if e.type == "owner_changed" else None
+    return owner or inst.created_by
 
 
 @dataclass(frozen=True)

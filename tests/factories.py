@@ -24,6 +24,13 @@ def diagram(name: str) -> str:
     return str(DIAGRAMS / name)
 
 
+def p13_record(handling="已批评教育当班保安并调整岗位", person="department", **over) -> dict:
+    """P13: the accountability record a department (or the supervisor consolidating a task force) fills."""
+    return {"acceptance": "accepted", "cause": "当班保安未按规范接待客户", "responsible_department": "security_ops",
+            "responsible_person": person, "handling_result": handling, "corrective_action": "全员服务规范培训",
+            **over}
+
+
 class Scenario:
     """Drives one instance through the real diagrams by task id (bpmn id), as the rules read."""
 
@@ -57,6 +64,13 @@ class Scenario:
     def complete(self, bpmn_id, actor, data=None, assignee=None):
         t = self.task(bpmn_id, assignee)
         return self.k.tasks.complete(t["id"], actor, data or {})
+
+    def handle(self, actor="department", approve=True, approver="supervisor", **record):
+        """P13: the department records the accountability record, the supervisor approves the solution."""
+        self.complete("department_handle", actor, p13_record(**record))
+        if approve is not None:
+            self.complete("approve_solution", approver, {"solution_approved": approve} if approve else
+                          {"solution_approved": False, "approval_note": "原因调查不充分，请补充"})
 
     def advance(self, **delta):
         self.base.clock.advance(timedelta(**delta))

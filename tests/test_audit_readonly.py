@@ -102,6 +102,8 @@ CLI_ARGS = {
     "repeats window": ["--days", "30"],
     "care plan": [], "care cycles": ["--set", "vip=2"], "events add": ["--name", "x", "--date", "2026-12-01"],
     "events invite": ["1", "--attendee", "1"], "events feedback": ["1", "--customer", "1", "--text", "x"],
+    "hand-over": ["{instance}", "--to", "agent2", "--reason", "x"], "users deactivate": ["agent"],
+    "users activate": ["agent"],
 }
 
 

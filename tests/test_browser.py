@@ -163,10 +163,20 @@ def test_major_vip_complaint_from_intake_to_revisit(browser, server, kefu):
 
     sup.open_task("consolidate")
     assert sup.page.locator("text=监控显示保安言语不当").count() >= 1  # earlier steps beside the form
+    # P13: the accountability record
+    sup.page.select_option("#f-acceptance", "accepted")
+    sup.page.fill("#f-cause", "排班过长，当班保安情绪失控、言语不当")
+    sup.page.select_option("#f-responsible_department", "security_ops")
+    sup.page.select_option("#f-responsible_person", "department")
     sup.page.fill("#f-handling_result", "调整排班，当班保安停岗培训，主管上门致歉。")
+    sup.page.fill("#f-corrective_action", "修订排班制度，每月服务规范培训")
     sup.submit()
 
-    agent.open_task("feedback")
+    agent.goto("/inbox")  # X1: the agent who registered the complaint finds its feedback task in 我的工单
+    mine = agent.page.locator(f'#q-cases tr[data-ticket="{ticket}"] .case-task[data-bpmn="feedback"]')
+    assert mine.count() == 1 and "待认领" in mine.inner_text()
+    mine.locator("a").click()
+    agent.page.wait_for_selector("#f-customer_opinion")
     agent.page.check('input[name="satisfied"][value="true"]')
     agent.page.fill("#f-customer_opinion", "客户接受处理结果")
     agent.shot("07-feedback")
@@ -178,7 +188,7 @@ def test_major_vip_complaint_from_intake_to_revisit(browser, server, kefu):
     fired = kefu.timers.fire_due()
     assert [f["timer"] for f in fired] == ["wait_revisit"]
     agent.goto("/inbox")
-    revisit = agent.page.locator('#q-agent tr[data-bpmn="revisit"]')
+    revisit = agent.page.locator('#q-mine tr[data-bpmn="revisit"]')  # X1: offered to the registering agent
     assert revisit.count() == 1 and ticket in revisit.inner_text()
     assert revisit.locator(".vip").is_visible()
     agent.shot("08-agent-inbox-revisit")

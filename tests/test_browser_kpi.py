@@ -46,8 +46,10 @@ def test_supervisor_reads_the_dashboard_opens_a_figure_and_prints_the_report(bro
         desk.goto("/kpi/2026-11/report")
         page.wait_for_selector(".kpi-report")
         # the department, five departments (K-who roll-up: customer service, finance, sales, security_ops,
-        # technician), the six people who held clocks or opened tickets, and the scoring rules
-        assert page.locator("section.card h2").count() == 13
+        # technician), the six people who held clocks or opened tickets, the verified complaints per
+        # responsible person (P13) and the scoring rules
+        assert page.locator("section.card h2").count() == 14
+        assert page.locator("section#p13").is_visible()
         page.emulate_media(media="print")
         assert not page.locator("header.top").is_visible() and not page.locator("button.no-print").is_visible()
         desk.shot("kpi-report-print")

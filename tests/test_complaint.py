@@ -4,6 +4,7 @@ from datetime import datetime
 import pytest
 
 from engine import FormValidationError, NotAllowed
+from tests.factories import p13_record
 from tests.pg import on_both_databases
 
 
@@ -23,7 +24,8 @@ def transfer(sc, department="security_ops", hours=6, accept=True):  # T-cap: VIP
 
 
 def handle_by_department(sc):
-    sc.complete("department_handle", "department", {"handling_result": "已批评教育当班保安并调整岗位"})
+    """P7, P13: the department handles and accounts for it; the supervisor approves the solution."""
+    sc.handle()
 
 
 def until_revisit(sc):
@@ -89,7 +91,7 @@ def test_p5_task_force_members_work_in_parallel_and_results_are_consolidated(sce
     scenario.complete("taskforce_investigate", "taskforce1", {"finding": "排班过长导致情绪失控"}, assignee="taskforce1")
     assert scenario.ready_ids() == ["consolidate"]
     assert sorted(scenario.show()["data"]["findings"]) == sorted(["监控显示保安言语不当", "排班过长导致情绪失控"])
-    scenario.complete("consolidate", "supervisor", {"handling_result": "调整排班并当面致歉"})
+    scenario.complete("consolidate", "supervisor", p13_record("调整排班并当面致歉"))
     assert scenario.ready_ids() == ["feedback"]
 
 
@@ -133,7 +135,7 @@ def test_p8_unsatisfied_major_complaint_returns_to_the_supervisor(scenario):
     scenario.complete("form_taskforce", "supervisor", {"task_force_members": "taskforce1",
                                                        "handling_requirement": "彻查", "handling_deadline": scenario.later(days=1)})
     scenario.complete("taskforce_investigate", "taskforce1", {"finding": "属实"})
-    scenario.complete("consolidate", "supervisor", {"handling_result": "赔偿"})
+    scenario.complete("consolidate", "supervisor", p13_record("赔偿"))
     scenario.complete("feedback", "agent", {"satisfied": False, "customer_opinion": "赔偿不足"})
     assert scenario.ready_ids() == ["form_taskforce"]
 

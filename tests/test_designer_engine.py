@@ -8,7 +8,7 @@ import pytest
 
 from engine.bpmn.lint import lint_diagram
 from tests.conftest import PROCESSES
-from tests.factories import diagram
+from tests.factories import diagram, p13_record
 
 MINI = Path(diagram("mini.bpmn")).read_text(encoding="utf-8")
 GATEWAY = ('<bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="gw"/>'
@@ -526,7 +526,7 @@ def test_a_complaint_in_the_middle_of_its_task_force_moves_and_finishes_on_the_n
     assert [(t["bpmn_id"], t["assignee"]) for t in scenario.ready()] == [("taskforce_investigate", "taskforce1")]
     scenario.complete("taskforce_investigate", "taskforce1", {"finding": "排班过长导致情绪失控"}, assignee="taskforce1")
     assert sorted(scenario.show()["data"]["findings"]) == sorted(["监控显示保安言语不当", "排班过长导致情绪失控"])
-    scenario.complete("consolidate", "supervisor", {"handling_result": "调整排班并当面致歉"})
+    scenario.complete("consolidate", "supervisor", p13_record("调整排班并当面致歉"))
     assert scenario.ready_ids() == ["feedback"] and scenario.show()["definition"]["version"] == 2
     assert k.audit.verify(scenario.instance_id) == []
 

@@ -25,7 +25,7 @@ import pytest
 from engine import kpi
 from engine.errors import InvalidInput, NotAllowed
 from tests.conftest import from_snapshot
-from tests.factories import Scenario
+from tests.factories import Scenario, p13_record
 
 
 def new(kefu):
@@ -112,20 +112,20 @@ def seed_month(kefu):
     t["c_ok"].complete("department_answer", "department", {"department_reply": "含监控与巡检"})
     t["c_ok"].complete("relay_answer", "agent2", {"answer": "含监控与巡检", "satisfied": True})
     sc = t["p_ok"]
-    sc.complete("department_handle", "department", {"handling_result": "已整改"})
+    sc.handle(handling="已整改")
     sc.complete("feedback", "agent", {"satisfied": True})
     sc = t["p_again"]
-    sc.complete("department_handle", "department", {"handling_result": "已批评教育"})
+    sc.handle(handling="已批评教育")
     sc.complete("feedback", "agent2", {"satisfied": False, "customer_opinion": "要求书面道歉"})
     p_transfer(sc, "agent2")
     sc.complete("department_accept", "department", {})
-    sc.complete("department_handle", "department", {"handling_result": "已书面道歉"})
+    sc.handle(handling="已书面道歉")
     sc.complete("feedback", "agent2", {"satisfied": True})
     sc = t["p_major"]
     sc.complete("form_taskforce", "supervisor", {"task_force_members": ["taskforce1"],
                                                  "handling_requirement": "彻查", "handling_deadline": sc.later(days=2)})
     sc.complete("taskforce_investigate", "taskforce1", {"finding": "属实"})
-    sc.complete("consolidate", "supervisor", {"handling_result": "当面致歉"})
+    sc.complete("consolidate", "supervisor", p13_record("当面致歉"))
     sc.complete("feedback", "agent", {"satisfied": True})
     t["r_pause"].complete("repair_work", "technician", {"repair_result": "需物业开门",
                                                         "customer_cooperation_needed": True})  # clock paused
@@ -243,7 +243,7 @@ def test_stored_report_is_the_one_read_and_does_not_change(month):
     kefu, t = month
     assert kefu.kpi.stored("2026-11") is None
     first = kefu.kpi.store("2026-11", "supervisor")
-    t["p_open"].complete("department_handle", "department", {"handling_result": "已整改"})
+    t["p_open"].handle(handling="已整改")
     again = kefu.kpi.report("2026-11")
     assert again["computed_at"] == first["computed_at"] and again["department"] == first["department"]
     # computed live as of the month end, later events do not move November's figures either

@@ -245,9 +245,17 @@ def consistency_problems(k) -> list[str]:
         ready_rows = defaultdict(set)
         for iid, tid in s.execute(select(HumanTask.instance_id, HumanTask.id).where(HumanTask.state == "ready")):
             ready_rows[iid].add(tid)
-        timer_rows = defaultdict(dict)
-        for iid, tid, due in s.execute(select(Timer.instance_id, Timer.id, Timer.due_at)):
-            timer_rows[iid][tid] = due
+        timer_rows, claim_rows = defaultdict(dict), {}
+        for iid, tid, due, kind, task in s.execute(select(Timer.instance_id, Timer.id, Timer.due_at, Timer.kind,
+                                                          Timer.attached_task_id)):
+            if kind == "claim":  # X1: an owner's claim deadline, not a BPMN timer
+                claim_rows[task] = due
+            else:
+                timer_rows[iid][tid] = due
+        offers = dict(s.execute(select(HumanTask.id, HumanTask.offer_due).where(
+            HumanTask.state == "ready", HumanTask.offer_due.is_not(None))).all())
+        if offers != claim_rows:
+            problems.append(f"offered tasks {offers} but claim rows {claim_rows}")
         for inst in s.scalars(select(Instance).options(undefer(Instance.state)).order_by(Instance.id)):
             wf = k.runner.load(s, inst)
             ready = {str(t.id) for t in wf.get_tasks(state=TaskState.READY, manual=True)}

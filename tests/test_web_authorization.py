@@ -119,7 +119,7 @@ def test_customer_contact_details_only_where_the_ticket_needs_them(transferred, 
         assert "上海市黄浦区中山东一路 18 号" not in masked
     dept = Web(kefu).login_as("department").page(url)                            # a ready task on their ticket
     assert "021-63210000" in dept
-    transferred.complete("department_handle", "department", {"handling_result": "已处理"})
+    transferred.handle(handling="已处理")
     assert Web(kefu).login_as("department").get(url).status_code == 403          # task done: no longer
 
 

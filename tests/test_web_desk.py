@@ -106,9 +106,9 @@ def test_inbox_filters_by_kind(scenario, kefu):
     scenario.start("repair", {"customer_name": "李先生", "contact_phone": "13800138000", "fault_symptom": "门禁失灵",
                               "location": "北京", "emergency": False})
     web = Web(kefu).login_as("agent")
-    assert 'data-queue="agent">2<' in web.page("/inbox")
+    assert 'data-queue="mine">2<' in web.page("/inbox")  # X1: offered to the agent who registered them
     repair_only = web.page("/inbox?kind=repair")
-    assert 'data-queue="agent">1<' in repair_only and "填写报修派工单" in repair_only
+    assert 'data-queue="mine">1<' in repair_only and "填写报修派工单" in repair_only
 
 
 def test_claim_unclaim_and_supervisor_reassign(scenario, kefu):
@@ -137,7 +137,7 @@ def test_task_page_shows_form_customer_history_and_earlier_steps(scenario, kefu)
     transfer(scenario)
     task = scenario.task("department_handle")
     page = Web(kefu).login_as("department").page(f"/tasks/{task['id']}")
-    assert "处理结果" in page and "<textarea" in page                       # the form from the diagram
+    assert "处理措施" in page and "<textarea" in page                       # the form from the diagram (P13)
     assert "华东银行股份有限公司" in page and 'class="vip"' in page              # the customer, VIP
     assert "021-63210000" in page                                            # ready task: contact shown
     assert "登记投诉" in page and "保安值班时态度恶劣" in page and "服务态度" in page  # earlier steps, enum label
@@ -159,7 +159,7 @@ def test_completing_a_task_validates_on_the_server_and_keeps_what_was_typed(scen
     assert scenario.ready_ids() == ["form_taskforce"]
     r = web.post(f"/tasks/{task['id']}", {"task_force_members": ["taskforce1", "agent"],
                                           "handling_requirement": "彻查", "handling_deadline": "2026-11-25T18:00"})
-    assert field_error(r.get_data(as_text=True), "task_force_members") == "用户 agent 不具备“专项处理小组”角色"
+    assert field_error(r.get_data(as_text=True), "task_force_members") == "用户 agent 不具备“责任部门/维修人员/专项处理小组”角色"
     r = web.post(f"/tasks/{task['id']}", {"task_force_members": ["taskforce1", "taskforce2"],
                                           "handling_requirement": "彻查", "handling_deadline": "2026-11-25T18:00"})
     assert r.status_code == 302 and r.location == "/inbox"

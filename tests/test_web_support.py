@@ -5,6 +5,7 @@ import pytest
 from engine import Conflict, InvalidInput, NotAllowed, NotFound
 from tests.test_complaint import register, transfer
 from tests.test_repair import dispatch, register as register_repair
+from tests.factories import p13_record
 from tests.webclient import Web
 
 
@@ -29,8 +30,8 @@ def test_reassign_is_for_supervisors_to_a_user_holding_the_role_and_is_audited(s
     [event] = scenario.events("task_reassigned")
     assert event["actor"] == "supervisor" and event["data"] == {"previous_assignee": None, "assignee": "department2"}
     with pytest.raises(NotAllowed):
-        k.tasks.complete(task["id"], "department", {"handling_result": "不是我的了"})
-    k.tasks.complete(task["id"], "department2", {"handling_result": "已处理"})
+        k.tasks.complete(task["id"], "department", p13_record("不是我的了"))
+    k.tasks.complete(task["id"], "department2", p13_record("已处理"))
     with pytest.raises(Conflict):
         k.tasks.reassign(task["id"], "supervisor", "department")
     assert k.audit.verify(scenario.instance_id) == []

@@ -20,7 +20,8 @@ CUSTOMER_EDIT_ROLES = ("agent", "supervisor")
 def may_work(user, task: dict) -> bool:
     """The task is ready and the user's to work: in one of the user's lanes (or among a lanes-less task's
     candidates), and unclaimed or claimed by the user."""
-    return task["state"] == "ready" and routing.may_work(user.name, user.roles, getattr(user, "groups", set()), task)
+    return task["state"] == "ready" and user.name not in (task.get("staff_involved") or ()) \
+        and routing.may_work(user.name, user.roles, getattr(user, "groups", set()), task)  # P12: never the named
 
 
 def may_see_instance(user, shown: dict) -> bool:
@@ -29,7 +30,8 @@ def may_see_instance(user, shown: dict) -> bool:
     if user.has(*WIDE_ROLES):
         return True
     groups = getattr(user, "groups", set())
-    return any(routing.may_act(user.name, user.roles, groups, t) for t in shown["tasks"])
+    # P5: a task force member of this ticket (its assignee), whatever their roles; else who may act on a task
+    return any(t["assignee"] == user.name or routing.may_act(user.name, user.roles, groups, t) for t in shown["tasks"])
 
 
 def check_instance(user, shown: dict) -> None:

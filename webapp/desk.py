@@ -85,9 +85,27 @@ def inbox():
         if current_user.has("supervisor") else []  # X3: flagged to the supervisor
     waiting = [h for h in kefu().handovers.day(actor=me()) if h["state"] == "open" and h["incoming"] == me()] \
         if current_user.has("agent") else []  # X2: a handover waiting for me to take over
+    cases = kefu().instances.owned(me()) if current_user.has("agent") else None  # X1: 我的工单
+    needing = kefu().instances.needing_owner() if current_user.has("supervisor") else None  # P12
     return render_template("inbox.html", queues=queues, kind=kind, severity=severity, kinds=KINDS,
-                           severity_options=SEVERITIES, users=users_by_role() if everyone else {},
+                           severity_options=SEVERITIES, cases=cases, needing=needing,
+                           users=users_by_role() if everyone or needing else {},
                            repeats=repeats, open_handover=waiting[0] if waiting else None)
+
+
+@bp.post("/cases/<ref>/owner")
+@roles_required(*START_ROLES)
+def hand_over(ref):
+    """Hand a case to another agent (X1): its owner does, or a supervisor (also for a case whose owner was named
+    in the complaint, P12)."""
+    to_user = request.form.get("to_user", "").strip()
+    try:
+        r = kefu().instances.set_owner(ref, to_user, me(), request.form.get("reason", ""))
+    except (InvalidInput, Conflict) as exc:
+        flash(_("未能移交工单：%(why)s", why=exc.message), "error")
+    else:
+        flash(_("工单 %(ticket)s 已移交给 %(user)s", ticket=r["ticket_no"], user=r["owner"]), "success")
+    return redirect(_next_url(url_for("desk.inbox")))
 
 
 def _task_page(task_id: str, values=None, errors=None, notice=None, status=200):

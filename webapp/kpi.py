@@ -16,7 +16,7 @@ from engine import kpi
 
 from .kpi_charts import bars as bar_chart, status as figure_status, trend as trend_chart
 from .auth import kefu, me, roles_required
-from .labels import DEADLINES
+from .labels import DEADLINES, DEPARTMENTS
 
 bp = Blueprint("kpi", __name__)
 
@@ -24,11 +24,6 @@ READERS = tuple(sorted(kpi.READ_ROLES))
 LABELS = {"K1": _l("咨询响应及时率"), "K2": _l("投诉处理率"), "K3": _l("客户满意度"), "K4": _l("信息录入准确率"),
           "K5": _l("工单处理及时率"), "K6": _l("回访率"), "K7": _l("派工准确率"), "K8": _l("30分钟响应率")}
 TREND_MONTHS = 6
-# K-who roll-up: the departments a charge names (the transfer forms' departments, the lanes without one)
-DEPARTMENTS = {"customer_service": _l("客服部"), "security_ops": _l("安保勤务部"), "tech_defense": _l("技术防范部"),
-               "maintenance": _l("工程维修部"), "sales": _l("市场销售部"), "finance": _l("财务部"),
-               "hr": _l("人力资源部"), "technician": _l("维修人员"), "taskforce": _l("专项处理小组"),
-               "department": _l("责任部门")}
 OWNER_NOTES = {"owner_rule": _l("本指标考核首问责任人"), "no_records": _l("没有时限记录"),
                "no_clock": _l("没有本指标的时限记录"), "no_missed_clock": _l("没有超时的时限记录")}
 
@@ -228,7 +223,17 @@ def monthly(month):
     return render_template("kpi_report.html", report=report, month=month, figures=_figures(report, None),
                            agents={a: _figures(report, a) for a in sorted(report["agents"])},
                            departments={department_name(d): _scope(figs) for d, figs in departments.items()},
-                           kpi_table=report.get("kpi_table"), in_force=kefu().kpi.table())
+                           kpi_table=report.get("kpi_table"), in_force=kefu().kpi.table(), p13_reason=p13_reason)
+
+
+def p13_reason(reason: str) -> str:
+    """Why a complaint is not (yet) a verified one (engine.kpi_accountability), in the reader's language."""
+    if reason.startswith("not accepted: "):
+        return _("不受理：%(why)s", why=reason[len("not accepted: "):])
+    return {"no accountability record yet": _("尚无处理记录"),
+            "recorded without an accountability record (an earlier diagram version)": _("按旧版流程处理，无问责记录"),
+            "solution rejected by the supervisor": _("处理方案被驳回"),
+            "awaiting the supervisor's approval": _("待客服主管批准")}.get(reason, reason)
 
 
 def _csv(columns, rows, filename: str) -> Response:

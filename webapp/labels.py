@@ -25,7 +25,14 @@ TASK_STATES = {"ready": _l("待处理"), "completed": _l("已完成"), "cancelle
 SEVERITIES = {"general": _l("一般"), "urgent": _l("紧急"), "major": _l("重大")}
 # SLA cases as the deadline messages name them (T-cap)
 SLA_CASES = {"work_order": _l("工单"), "vip": _l("VIP 工单"), "emergency": _l("紧急报修"),
-             "emergency_large": _l("大型紧急报修"), "urgent": _l("紧急问题"), "major": _l("重大投诉")}
+             "emergency_large": _l("大型紧急报修"), "urgent": _l("紧急问题"), "major": _l("重大投诉"),
+             "owner_claim": _l("负责人认领")}
+# K-who roll-up: the departments a charge names (the transfer forms' departments, the lanes without one); the
+# groups of the user pickers (P5)
+DEPARTMENTS = {"customer_service": _l("客服部"), "security_ops": _l("安保勤务部"), "tech_defense": _l("技术防范部"),
+               "maintenance": _l("工程维修部"), "sales": _l("市场销售部"), "finance": _l("财务部"),
+               "hr": _l("人力资源部"), "technician": _l("维修人员"), "taskforce": _l("专项处理小组"),
+               "department": _l("责任部门")}
 END_REASONS = {"timer": _l("超时自动取消"), "cancelled": _l("已取消")}
 EVENTS = {
     "instance_started": _l("工单创建"), "start_passed": _l("流程开始"), "task_created": _l("任务生成"),
@@ -33,6 +40,8 @@ EVENTS = {
     "owner_changed": _l("移交负责人"),
     "handover_listed": _l("列入交接班"), "repeat_complaint_detected": _l("识别为重复投诉"),
     "repeat_complaint_linked": _l("关联重复投诉"),
+    "owner_claim_lapsed": _l("负责人逾时未认领，退回队列"),
+    "task_returned_to_queue": _l("任务退回队列"), "conflict_of_interest_found": _l("投诉涉及负责人，须回避"),
     "task_completed": _l("完成任务"), "task_cancelled": _l("任务取消"), "task_escalated": _l("升级至主管"),
     "gateway_passed": _l("流程分支"), "script_ran": _l("系统处理"), "timer_fired": _l("定时触发"),
     "end_reached": _l("流程结束"), "instance_completed": _l("工单完成"), "incident_raised": _l("出现异常"),
@@ -80,7 +89,10 @@ _FIELD_MESSAGES = [
     (r"must name exactly one user", lambda m: _("请选择一位用户")),
     (r"no such user: (.+)", lambda m: _("没有用户 %(name)s", name=m[1])),
     (r"user (\S+) does not have the role (\S+)",
-     lambda m: _("用户 %(name)s 不具备“%(role)s”角色", name=m[1], role=ROLES.get(m[2], m[2]))),
+     lambda m: _("用户 %(name)s 不具备“%(role)s”角色", name=m[1],
+                 role="/".join(str(ROLES.get(r, r)) for r in m[2].split("|")))),
+    (r"user (\S+) is named in the complaint \(P12\)",
+     lambda m: _("用户 %(name)s 是本投诉涉及的人员，须回避（P12）", name=m[1])),
     (r"must be no later than (\S+ \S+) \(the (\S+) target: (\S+) (h|min) from now\).*",
      lambda m: _("不能晚于 %(when)s（%(case)s时限：自现在起 %(n)s %(unit)s）；如需延长，请升级至客服主管",
                  when=m[1], case=SLA_CASES.get(m[2], m[2]), n=m[3], unit=_("小时") if m[4] == "h" else _("分钟"))),
@@ -198,6 +210,21 @@ def option_label(option: dict) -> str:
     return diagram_text(option["label"])
 
 
+def user_choices(users: dict, role: str | None) -> list[tuple[str, list[dict]]]:
+    """The users a user picker offers (``users``: active users by role; ``role``: the field's role or roles,
+    comma-separated), grouped by department (the user's first group, else the role) for the picker (P5)."""
+    roles = [r.strip() for r in (role or "").split(",") if r.strip()] or sorted(users)
+    seen, groups = set(), {}
+    for r in roles:
+        for u in users.get(r, []):
+            if u["name"] in seen:
+                continue
+            seen.add(u["name"])
+            key = (u.get("groups") or [r])[0]
+            groups.setdefault(str(DEPARTMENTS.get(key, ROLES.get(key, key))), []).append(u)
+    return list(groups.items())
+
+
 def vip_badge(vip) -> Markup:
     return Markup('<span class="vip" title="%s">VIP</span>') % escape(_("重要客户")) if vip else Markup("")
 
@@ -207,6 +234,6 @@ def register_template_helpers(app) -> None:
                                  mask_text=mask_text, clock_words=clock_words)
     app.jinja_env.globals.update(
         lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, field_label=field_label, option_label=option_label,
-        vip_badge=vip_badge, kinds=KINDS, new_kind=NEW_KIND, statuses=STATUSES, role_labels=ROLES,
+        vip_badge=vip_badge, user_choices=user_choices, kinds=KINDS, new_kind=NEW_KIND, statuses=STATUSES, role_labels=ROLES,
         task_states=TASK_STATES, severities=SEVERITIES, end_reasons=END_REASONS, event_labels=EVENTS, deadline_labels=DEADLINES,
         system_events=SYSTEM_EVENTS)

@@ -44,6 +44,8 @@ TASK_BRIEF = {
                                   "'user:U' (null for a task of a role lane)"},
     "state": {"enum": ["ready", "completed", "cancelled"]}, "due_at": N_TIME, "created_at": TIME,
     "ended_at": N_TIME, "completed_by": N_STR, "end_reason": N_STR, "candidate_group": N_STR,
+    "offer_due": {**N_TIME, "description": "X1: the task is offered to the case owner, who has until then to claim "
+                                         "it (else it returns to the queue); null once claimed or never offered"},
 }
 FORM_FIELD = _obj({
     "id": STR, "type": {"enum": list(FIELD_TYPES)}, "label": N_STR, "label_en": N_STR, "required": BOOL,
@@ -53,11 +55,15 @@ FORM_FIELD = _obj({
     "cap": {"type": "string", "description": "T-cap: the SLA target (finish_hours, respond_minutes) this deadline may not exceed"},
     "pii": {"enum": ["phone", "email", "address", "text"],
             "description": "I4: the field holds customer contact data, masked for whoever does not serve the case"},
+    "assigns": {**BOOL, "description": "P12: the users picked get work on the ticket (not the staff it names)"},
+    "required_if": {"type": "string", "description": "'other=value': required when that field has that value"},
 }, required=["id", "type", "label", "required"])
 TASK = _obj({
     **TASK_BRIEF, "instance_id": INT, "instance": INT, "ticket_no": STR, "kind": STR,
     "severity": N_STR, "vip": BOOL, "candidate_group": N_STR, "response_due": N_TIME, "finish_due": N_TIME,
     "clock_paused_at": N_TIME, "escalatable": BOOL, "name_en": N_STR, "rules": {"type": "array", "items": STR},
+    "owner": N_STR, "staff_involved": {"type": "array", "items": STR,
+                                       "description": "P12: the staff the complaint names; they never act on it"},
     "documentation": N_STR, "form": {"type": "array", "items": _ref("FormField")},
 })
 CUSTOMER = _obj({
@@ -94,7 +100,7 @@ INSTANCE = _obj({
     "status": {"enum": ["active", "completed", "incident"]},
     "definition": _obj({"process_id": STR, "version": INT, "sha256": STR}),
     "customer": _nullable(_ref("Customer")), "severity": N_STR, "nature": N_STR, "vip": BOOL, "summary": N_STR,
-    "created_by": STR, "owner": N_STR, "created_at": TIME, "updated_at": TIME, "completed_at": N_TIME,
+    "created_by": STR, "owner": N_STR, "staff_involved": {"type": "array", "items": STR}, "created_at": TIME, "updated_at": TIME, "completed_at": N_TIME,
     "incident": _nullable(OBJ), "data": OBJ, "deadlines": OBJ, "clocks": {"type": "array", "items": CLOCK},
     "sla": _nullable(OBJ), "parent_id": N_INT,
     "repeat_of": {"type": "array", "items": STR}, "repeated_by": {"type": "array", "items": STR},  # X3

@@ -4,8 +4,11 @@ Field types: the Camunda types ``string``, ``long``, ``boolean``, ``date``, ``en
 ``user`` (one user name) and ``users`` (a list of user names). Constraints (``camunda:validation``):
 ``required``, ``minlength``, ``maxlength``, ``min``, ``max``, ``readonly`` and ``future`` (a date/time
 later than now). Field properties: ``label_en`` (English label), ``multiline`` (long text), ``role``
-(the role a ``user``/``users`` value must hold), ``pii`` (customer contact data: ``phone``, ``email``,
-``address`` or ``true``; masked for whoever does not serve the customer, I4).
+(the role a ``user``/``users`` value must hold; several, comma-separated: any of them), ``assigns`` (``true``:
+the users picked are given work on the ticket, so the staff a complaint names may not be picked, P12),
+``required_if`` (``other=value``: required when field ``other`` has that value, e.g. a refusal's reason),
+``pii`` (customer contact data: ``phone``, ``email``, ``address`` or ``true``; masked for whoever does not
+serve the customer, I4).
 
 Validation turns the submitted values into typed, storable values (dates and times as ISO strings),
 rejects unknown fields, and reports every problem at once, keyed by field id.
@@ -83,6 +86,13 @@ class Field:
     cap_case: str | None = None    # expression over the task data naming the SLA case (default: vip or work_order)
     cap_reason: str | None = None  # a field that must give the reason instead of refusing (T-promise)
     pii: str | None = None         # I4: customer contact data of this kind (engine.services.masking)
+    assigns: bool = False          # P12: the users picked get work on the ticket
+    required_if: str | None = None  # "other_field=value": required when that field has that value (P13's reasons)
+
+    @property
+    def roles(self) -> list[str]:
+        """The roles a ``user``/``users`` value may hold (``role`` lists one or several, comma-separated)."""
+        return [r.strip() for r in (self.role or "").split(",") if r.strip()]
 
     def to_dict(self) -> dict:
         out = {"id": self.id, "type": self.type, "label": self.label, "label_en": self.label_en,
@@ -98,6 +108,10 @@ class Field:
             out["future"] = True
         if self.readonly:
             out["readonly"] = True
+        if self.assigns:
+            out["assigns"] = True
+        if self.required_if:
+            out["required_if"] = self.required_if
         if self.cap:
             out["cap"] = self.cap
         if self.pii:
@@ -159,7 +173,8 @@ def build_fields(form: dict | None) -> list[Field]:
             minlength=_num(v.get("minlength")), maxlength=_num(v.get("maxlength")),
             min=_num(v.get("min")), max=_num(v.get("max")), future="future" in v,
             cap=p.get("cap"), cap_case=p.get("cap_case"), cap_reason=p.get("cap_reason"),
-            pii=pii_kind(p.get("pii"))))
+            pii=pii_kind(p.get("pii")),
+            assigns=str(p.get("assigns", "")).lower() == "true", required_if=p.get("required_if")))
     return out
 
 
@@ -214,6 +229,11 @@ class FormValidator:
                 clean[fid] = self._coerce(f, raw)
             except ValueError as exc:
                 errors[fid] = str(exc)
+        for fid, f in self.fields.items():  # required only when another field has a given value
+            other, _eq, wanted = (f.required_if or "").partition("=")
+            if other in clean and fid not in errors and _blank(clean.get(fid)) and \
+                    str(clean[other]).lower() == wanted.strip().lower():
+                errors[fid] = "required"
         if errors:
             raise FormValidationError(errors, task_name)
         return clean
@@ -301,8 +321,9 @@ class FormValidator:
                     roles = self.user_lookup(name)
                     if roles is None:
                         raise ValueError(f"no such user: {name}")
-                    if f.role and f.role not in roles:
-                        raise ValueError(f"user {name} does not have the role {f.role}")
+                    allowed = f.roles
+                    if allowed and not set(allowed) & set(roles):
+                        raise ValueError(f"user {name} does not have the role {'|'.join(allowed)}")
             if f.required and not names:
                 raise ValueError("required")
             return names[0] if t == "user" else names

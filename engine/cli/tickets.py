@@ -1,5 +1,5 @@
-"""Working tickets: open one, list and show tasks, claim, hand over, escalate and complete them, show an
-instance, and retry one stopped by an incident."""
+"""Working tickets: open one, list and show tasks, claim, hand over, escalate and complete them, list the cases
+one owns (X1), hand a case over, show an instance, and retry one stopped by an incident."""
 from __future__ import annotations
 
 from engine.cli.common import _data, _print, _service
@@ -88,6 +88,29 @@ def cmd_reveal(args):
     _print(args, r, lambda r: f"{r['ticket_no']} {r['field']}: {r['value']}")
 
 
+def _case_lines(cases):
+    lines = []
+    for c in cases:
+        lines.append(f"{c['ticket_no']}  {c['kind']}  {c['status']}  owner {c['owner'] or '—'}"
+                     + (f"  staff involved: {', '.join(c['staff_involved'])}" if c["staff_involved"] else "")
+                     + (f"  {c['summary']}" if c["summary"] else ""))
+        for t in c["tasks"]:
+            offer = f" (offered, claim by {t['offer_due']})" if t.get("offer_due") else ""
+            lines.append(f"    {t['id']}  {t['name']} [{t['role']}] @{t['assignee'] or '—'}{offer}")
+    return "\n".join(lines) or "no open cases"
+
+
+def cmd_cases(args):
+    k = _service()
+    cases = k.instances.needing_owner(args.actor) if args.needing_owner else k.instances.owned(args.actor)
+    _print(args, cases, _case_lines)
+
+
+def cmd_hand_over(args):
+    r = _service().instances.set_owner(args.instance, args.to, args.actor, args.reason)
+    _print(args, r, lambda r: f"{r['ticket_no']}: owner {r['previous_owner'] or '—'} → {r['owner']}")
+
+
 def cmd_incident_retry(args):
     r = _service().instances.retry_incident(args.instance, args.actor, _data(args.data))
     _print(args, r, lambda r: f"{r['ticket_no']}: {r['status']}")
@@ -122,6 +145,15 @@ def register(sub, add) -> None:
     sp.add_argument("task")
     sp.add_argument("--as", dest="actor", required=True)
     sp.add_argument("--data", default="{}")
+    sp = add("cases", cmd_cases, "我的工单: the open tickets a user owns (X1) with their ready tasks")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--needing-owner", action="store_true",
+                    help="instead: open complaints without an owner because the owner was named in them (P12)")
+    sp = add("hand-over", cmd_hand_over, "hand a case to another agent (X1; the owner or a supervisor)")
+    sp.add_argument("instance")
+    sp.add_argument("--as", dest="actor", required=True)
+    sp.add_argument("--to", required=True, help="the agent who owns the case from now on")
+    sp.add_argument("--reason", required=True)
     sp = add("show", cmd_show, "show an instance (id or ticket number) with its audit events")
     sp.add_argument("instance")
     sp.add_argument("--as", dest="actor", help="read as this user: customer contact data in full only for the "

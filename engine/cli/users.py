@@ -42,6 +42,16 @@ def cmd_users_lockouts(args):
                                               f"locked until {r['locked_until']}" for r in rows) or "no lockouts")
 
 
+def cmd_users_active(args):
+    u = _service().users.set_active(args.name, args.func is cmd_users_activate)
+    _print(args, u, lambda u: f"user {u['name']}: {'active' if u['active'] else 'inactive'}"
+                              + (f", {u['tasks_returned']} task(s) back to their queues" if u["tasks_returned"] else ""))
+
+
+def cmd_users_activate(args):
+    return cmd_users_active(args)
+
+
 def register(sub, add) -> None:
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True, metavar="ACTION")
     sp = add("add", cmd_users_add, "add a user or give it more roles", subparsers=users)
@@ -61,5 +71,10 @@ def register(sub, add) -> None:
              "its failed sign-ins", subparsers=users)
     sp.add_argument("name", nargs="?")
     sp.add_argument("--address", help="a client address locked after failed sign-ins")
+    for name, func, help_ in (("deactivate", cmd_users_active, "deactivate a user: no more sign-ins; their ready "
+                               "tasks go back to the queues (X1)"),
+                              ("activate", cmd_users_activate, "activate a deactivated user again")):
+        sp = add(name, func, help_, subparsers=users)
+        sp.add_argument("name")
     add("lockouts", cmd_users_lockouts, "user names and addresses locked after failed sign-ins",
         subparsers=users)

@@ -12,7 +12,7 @@ from SpiffWorkflow.util.task import TaskState
 from engine.bpmn import sandbox as scripting
 from engine.clock import iso
 from engine.errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
-from engine.services import clocks, projections, repeats, shapes
+from engine.services import clocks, ownership, projections, repeats, shapes
 from engine.services.context import Context, row_id
 from engine.services.shapes import ESCALATION
 from engine.services.runner import START_ROLES, Runner
@@ -26,17 +26,27 @@ INCIDENT_ROLES = {"supervisor", "process_owner"}
 
 def change_owner(runner: Runner, s, inst: Instance, target: User | None, new_owner, actor: str, reason: str, now,
                  rules=("X1",), extra: dict | None = None) -> str | None:
-    """Move the case ``inst`` to the agent ``target`` (X1) with the audit event ``owner_changed``; the caller
-    decided that ``actor`` may. Returns the previous owner. Shared by ``set_owner`` and the shift handover (X2)."""
+    """Move the case ``inst`` to the agent ``target`` (X1) with the audit event ``owner_changed``; the previous
+    owner's ready agent tasks of the ticket go with it, offered anew (X1). The caller decided that ``actor``
+    may. Returns the previous owner. Shared by ``set_owner`` and the shift handover (X2)."""
     if target is None or not target.active or "agent" not in target.role_set:
         raise InvalidInput(f"{new_owner!r} is not an active agent")
     if target.name == inst.owner:
         raise Conflict(f"{target.name} already owns {inst.ticket_no}")
+    if target.name in ownership.involved(inst):
+        raise NotAllowed(f"{target.name} is named in complaint {inst.ticket_no} and may not own it "
+                         "(P12, conflict of interest)", rule="P12")
     previous = inst.owner
     inst.owner = target.name
-    runner.touch(s, inst, [audit.PendingEvent("owner_changed", actor, now, rules=list(rules),
-                                              data={"from": previous, "to": target.name, "reason": reason,
-                                                    **(extra or {})})])
+    events = [audit.PendingEvent("owner_changed", actor, now, rules=list(rules),
+                                 data={"from": previous, "to": target.name, "reason": reason, **(extra or {})})]
+    data = None
+    if previous and s.scalar(select(HumanTask.id).where(  # the workflow is read only when needed
+            HumanTask.instance_id == inst.id, HumanTask.state == "ready",
+            HumanTask.assignee == previous, HumanTask.role == ownership.OWNER_ROLE).limit(1)):
+        data = runner.load(s, inst).task_tree.data
+    events += ownership.hand_over(s, inst, previous, target.name, now, actor, data)
+    runner.touch(s, inst, events)
     return previous
 
 
@@ -138,6 +148,35 @@ class InstanceService:
             previous = change_owner(self.runner, s, inst, target, new_owner, actor, reason, self.ctx.now())
             return {"ticket_no": inst.ticket_no, "owner": inst.owner, "previous_owner": previous}
 
+    def owned(self, actor: str) -> list[dict]:
+        """我的工单 (X1): the open tickets ``actor`` owns, newest first, each with its ready tasks."""
+        with self.ctx.db.reading() as s:
+            self.ctx.user(s, actor)
+            return self._cases(s, select(Instance).where(Instance.owner == actor, Instance.status != "completed"))
+
+    def needing_owner(self, actor: str | None = None) -> list[dict]:
+        """Open complaints whose owner was named in them (P12) and that no agent owns now: a supervisor hands
+        each to another agent (``set_owner``). With ``actor``: only for a supervisor."""
+        with self.ctx.db.reading() as s:
+            if actor is not None and "supervisor" not in self.ctx.user(s, actor).role_set:
+                raise NotAllowed("only a supervisor sees the cases waiting for an owner")
+            return self._cases(s, select(Instance).where(
+                Instance.owner.is_(None), Instance.staff_involved.is_not(None), Instance.parent_id.is_(None),
+                Instance.status != "completed"))
+
+    def _cases(self, s, q) -> list[dict]:
+        cases = list(s.scalars(q.order_by(Instance.id.desc()).limit(500)))
+        tasks: dict[int, list] = {}
+        if cases:
+            for r in s.scalars(select(HumanTask).where(HumanTask.instance_id.in_([i.id for i in cases]),
+                                                      HumanTask.state == "ready").order_by(HumanTask.created_at)):
+                tasks.setdefault(r.instance_id, []).append(shapes.task_brief(r))
+        return [{"instance_id": i.id, "ticket_no": i.ticket_no, "kind": i.kind, "status": i.status,
+                 "severity": i.severity, "vip": i.vip, "summary": i.summary, "owner": i.owner,
+                 "created_by": i.created_by, "staff_involved": sorted(ownership.involved(i)),
+                 "customer": i.customer.name if i.customer else None, "created_at": iso(i.created_at),
+                 "updated_at": iso(i.updated_at), "tasks": tasks.get(i.id, [])} for i in cases]
+
     def show(self, instance_ref) -> dict:
         """Everything about one ticket: status, customer, data, deadlines, tasks, timers and audit events."""
         with self.ctx.db.reading() as s:
@@ -153,6 +192,7 @@ class InstanceService:
                 "customer": shapes.customer_dict(inst.customer) if inst.customer else None,
                 "severity": inst.severity, "nature": inst.nature, "vip": inst.vip, "summary": inst.summary,
                 "created_by": inst.created_by, "owner": inst.owner, "created_at": iso(inst.created_at),
+                "staff_involved": sorted(ownership.involved(inst)),
                 "updated_at": iso(inst.updated_at), "completed_at": iso(inst.completed_at),
                 "incident": inst.incident, "data": data,
                 "deadlines": projections.deadlines(wf),
@@ -163,7 +203,8 @@ class InstanceService:
                 **repeats.links_of(s, inst),  # X3: repeat_of (earlier tickets), repeated_by (later ones)
                 "tasks": [shapes.task_brief(r) for r in rows],
                 "timers": [shapes.timer_dict(t) for t in s.scalars(
-                    select(Timer).where(Timer.instance_id == inst.id).order_by(Timer.due_at))],
+                    select(Timer).where(Timer.instance_id == inst.id, Timer.kind != ownership.CLAIM_KIND)
+                    .order_by(Timer.due_at))],
                 "external_tasks": [shapes.external_dict(x) for x in s.scalars(
                     select(ExternalTask).where(ExternalTask.instance_id == inst.id).order_by(ExternalTask.created_at))],
                 "events": [{"seq": e.seq, "type": e.type, "actor": e.actor, "at": iso(e.at),

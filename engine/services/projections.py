@@ -15,7 +15,7 @@ from sqlalchemy import select
 from engine.bpmn.diagram import lane_role, rule_ids
 from engine.bpmn.tasktypes import ExternalTask
 from engine.clock import aware, iso
-from engine.services import routing
+from engine.services import ownership, routing
 from engine.services.context import PRELOADED  # noqa: F401 - re-exported
 from engine.store import chain as audit, writes
 from engine.store.tables import ExternalTask as ExternalTaskRow, HumanTask, Instance, MessageWait, Timer, User, name_set
@@ -87,15 +87,25 @@ def sync_tasks(s, inst: Instance, wf, now: datetime, claimer: str | None, done_e
         row = HumanTask(id=tid, instance_id=inst.id, bpmn_id=spec.bpmn_id, spec_name=spec.name,
                         name=spec.bpmn_name or spec.bpmn_id, state="ready", **who,
                         created_at=now, due_at=due.get(tid), ended_at=None, completed_by=None,
-                        end_reason=None)
+                        end_reason=None, offer_due=None)
+        offer = ownership.offer_to_owner(s, inst, row, task.data, now,
+                                         lambda: ownership.user_is_active(s, inst.owner))  # X1
         writes.add(s, row)
+        rules = rule_ids(spec.documentation)
         events.append(audit.PendingEvent("task_created", SYSTEM, now, task_id=tid, bpmn_id=spec.bpmn_id,
-                                         task_name=row.name, rules=rule_ids(spec.documentation),
+                                         task_name=row.name,
+                                         rules=rules + ["X1"] if offer and "X1" not in rules else rules,
                                          data={"role": row.role, "assignee": row.assignee,
                                                "candidate_group": row.candidate_group,
                                                **({"candidates": row.candidates} if row.candidates is not None
                                                   else {}),
-                                               "due_at": iso(row.due_at)}))
+                                               "due_at": iso(row.due_at),
+                                               **({"owner_offer": offer} if offer else {})}))
+        if offer and not offer["offered"]:
+            events.append(audit.PendingEvent("task_returned_to_queue", SYSTEM, now, task_id=tid,
+                                             bpmn_id=spec.bpmn_id, task_name=row.name, rules=["X1"],
+                                             data={"previous_assignee": None, "role": row.role,
+                                                   "owner": offer["owner"], "reason": offer["reason"]}))
         existing[tid] = row
     return events, sorted((r for r in existing.values() if r.state == "ready"), key=lambda r: r.created_at), before
 
@@ -169,8 +179,14 @@ def sync_timers(ctx, s, inst: Instance, wf, now: datetime) -> list[audit.Pending
     preloaded = s.info.get(PRELOADED, {}).pop(("timers", inst.id), None)
     existing = {r.id: r for r in (preloaded if preloaded is not None else
                                   s.scalars(select(Timer).where(Timer.instance_id == inst.id)))}
+    ready = None
     for tid, row in existing.items():
-        if tid not in current:
+        if row.kind == ownership.CLAIM_KIND:  # X1: an owner's claim deadline lives while its task is ready
+            if ready is None:
+                ready = {str(r.id) for r in wf.get_tasks(state=TaskState.READY, manual=True)}
+            if row.attached_task_id not in ready:
+                writes.remove(s, row)
+        elif tid not in current:
             writes.remove(s, row)
     events = []
     for tid, (t, when, attached) in current.items():

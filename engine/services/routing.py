@@ -7,6 +7,7 @@ from __future__ import annotations
 from engine.bpmn.vocabulary import LANE_ROLES, ROLES
 
 MAX_CANDIDATES = 1000  # characters of the stored list
+TASK_FORCE = "taskforce"  # P5: its tasks are each assigned to one member, who works it whatever their roles
 
 
 def names(value) -> list[str]:
@@ -71,6 +72,8 @@ def may_work(name: str, roles: set[str], groups: set[str], task) -> bool:
     """Whether the user may claim or complete the task as it stands (state aside)."""
     assignee = _get(task, "assignee")
     if candidates(task) is None:
+        if _get(task, "role") == TASK_FORCE and assignee == name:
+            return True  # P5: a member of this ticket's task force, drawn from any department
         return _get(task, "role") in roles and assignee in (None, name) and group_ok(groups, task)
     if assignee:
         return assignee == name

@@ -30,8 +30,8 @@ from engine.bpmn.tasktypes import deliver
 from engine.bpmn.diagram import rule_ids
 from engine.bpmn.forms import FormValidator, build_fields
 from engine.clock import SHANGHAI, aware, iso
-from engine.errors import Conflict, DefinitionError, IncidentError, NotFound
-from engine.services import clocks, projections
+from engine.errors import Conflict, DefinitionError, FormValidationError, IncidentError, NotFound
+from engine.services import clocks, ownership, projections
 from engine.services.context import SYSTEM, Context
 from engine.services import repeats
 from engine.services.customers import created_changes, new_customer, phone_digits, record_change
@@ -180,6 +180,12 @@ class Runner:
         clean = FormValidator(fields, lambda n: self.ctx.user_roles(s, n)).validate(
             data, task_name=task.task_spec.bpmn_name or task.task_spec.bpmn_id)
         now = self.ctx.now()
+        named = ownership.involved(inst) | set(clean.get(ownership.CONFLICT_FIELD) or ())
+        clashes = {f.id: f"user {n} is named in the complaint (P12)" for f in fields if f.assigns and named
+                   for n in ([clean.get(f.id)] if isinstance(clean.get(f.id), str) else clean.get(f.id) or [])
+                   if n in named}
+        if clashes:  # P12: work on the complaint is never given to the staff it is about
+            raise FormValidationError(clashes, task.task_spec.bpmn_name or task.task_spec.bpmn_id)
         clocks.check_caps(wf, task, fields, clean, now)
         task.data.update(copy.deepcopy(clean))
         self.link_customer(s, inst, wf, clean, user.name)
@@ -187,6 +193,7 @@ class Runner:
         events.append(audit.PendingEvent("task_completed", user.name, now, task_id=str(task.id),
                                          bpmn_id=task.task_spec.bpmn_id, task_name=task.task_spec.bpmn_name,
                                          rules=rule_ids(task.task_spec.documentation), data=clean))
+        events.extend(ownership.note_conflict(inst, clean, user.name, now))  # P12
         for key in ("severity", "nature"):
             if clean.get(key):
                 setattr(inst, key, clean[key])
@@ -284,7 +291,7 @@ class Runner:
         created, ready, rows_before = projections.sync_tasks(s, inst, wf, now, claimer, events)
         events.extend(created)
         events.extend(clocks.track(wf, list(projections.waiting_timers(wf)), events, rows_before,
-                                   inst.owner or inst.created_by,
+                                   inst.owner or inst.created_by,  # K-who: the first responsible agent (X1)
                                    now, ended=inst.status == "completed"))
         events.extend(projections.sync_timers(self.ctx, s, inst, wf, now))
         events.extend(projections.sync_external(s, inst, wf, now))

@@ -52,7 +52,7 @@ def task_brief(r: HumanTask) -> dict:
             "candidates": r.candidates.split(",") if r.candidates else [] if r.candidates is not None else None,
             "state": r.state, "due_at": iso(r.due_at), "created_at": iso(r.created_at),
             "ended_at": iso(r.ended_at), "completed_by": r.completed_by, "end_reason": r.end_reason,
-            "candidate_group": r.candidate_group}
+            "candidate_group": r.candidate_group, "offer_due": iso(r.offer_due)}
 
 
 def task_dict(ctx, r: HumanTask, inst: Instance) -> dict:
@@ -61,7 +61,8 @@ def task_dict(ctx, r: HumanTask, inst: Instance) -> dict:
     out = task_brief(r)
     out.update({
         "instance_id": inst.id, "instance": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind,
-        "severity": inst.severity, "vip": inst.vip, "candidate_group": r.candidate_group,
+        "severity": inst.severity, "vip": inst.vip, "candidate_group": r.candidate_group, "owner": inst.owner,
+        "staff_involved": sorted(name_set(inst.staff_involved)),
         "response_due": iso(inst.response_due), "finish_due": iso(inst.finish_due),
         "clock_paused_at": iso(inst.clock_paused_at),
         "escalatable": r.state == "ready" and r.role in TRANSFERRED_ROLES and inst.kind != ESCALATION,

@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import joinedload, lazyload, undefer
 
 from engine.errors import Conflict, FormValidationError, InvalidInput, NotAllowed, NotFound
-from engine.services import routing, shapes
+from engine.services import ownership, routing, shapes
 from engine.services.context import CALENDAR_REVISION, CLOCK_OFFSET, PRELOADED, Context, setting
 from engine.services.shapes import ESCALATION, START_ROLES, TRANSFERRED_ROLES
 from engine.store import chain as audit
@@ -80,12 +80,18 @@ class TaskService:
         """Take a ready task of one's queue as one's own."""
         with self.ctx.db.unit_of_work() as s:
             row, inst, user = self._ready_task(s, task_id, actor)
+            ownership.check_not_involved(inst, actor, "claim")  # P12
             self._authorize(user, row)
-            if row.assignee == actor:
+            offered = row.offer_due is not None
+            if row.assignee == actor and not offered:
                 return shapes.task_dict(self.ctx, row, inst)
-            row.assignee = actor
+            row.assignee, row.offer_due = actor, None
+            if offered:  # X1: the owner took the task offered to them; its claim deadline is gone
+                ownership.drop_claim_timer(s, row.id)
             self.runner.touch(s, inst, [audit.PendingEvent("task_claimed", actor, self.ctx.now(), task_id=row.id,
-                                                     bpmn_id=row.bpmn_id, task_name=row.name)])
+                                                     bpmn_id=row.bpmn_id, task_name=row.name,
+                                                     **({"rules": ["X1"], "data": {"offer": True}}
+                                                        if offered else {}))])
             return shapes.task_dict(self.ctx, row, inst)
 
     def unclaim(self, task_id: str, actor: str) -> dict:
@@ -95,7 +101,9 @@ class TaskService:
             if row.assignee != actor and "supervisor" not in user.role_set:
                 raise NotAllowed(f"only {row.assignee or 'the assignee'} or a supervisor may release this task")
             if row.assignee is not None:
-                previous, row.assignee = row.assignee, None
+                if row.offer_due is not None:
+                    ownership.drop_claim_timer(s, row.id)
+                previous, row.assignee, row.offer_due = row.assignee, None, None
                 self.runner.touch(s, inst, [audit.PendingEvent("task_unclaimed", actor, self.ctx.now(), task_id=row.id,
                                                          bpmn_id=row.bpmn_id, task_name=row.name,
                                                          data={"previous_assignee": previous})])
@@ -111,6 +119,7 @@ class TaskService:
             raise FormValidationError({"reason": "升级原因不能超过 2000 字"}, "escalate")
         with self.ctx.db.unit_of_work() as s:
             row, inst, user = self._ready_task(s, task_id, actor)
+            ownership.check_not_involved(inst, actor, "escalate")  # P12
             if not user.role_set & START_ROLES:
                 raise NotAllowed(f"user {actor} may not escalate (needs role agent or supervisor)")
             if row.role not in TRANSFERRED_ROLES or inst.kind == ESCALATION:
@@ -145,6 +154,7 @@ class TaskService:
         from engine.services.projections import find_task
         with self.ctx.db.unit_of_work() as s:
             row, inst, user = self._ready_task(s, task_id, actor, with_rows=True)
+            ownership.check_not_involved(inst, actor, "complete")  # P12
             self._authorize(user, row)
             wf = self.runner.load(s, inst, change=True)
             task = find_task(wf, row.id)
@@ -167,6 +177,10 @@ class TaskService:
             row, inst, user = self._ready_task(s, task_id, actor)
             if "supervisor" not in user.role_set:
                 raise NotAllowed(f"only a supervisor may reassign tasks; user {actor} may not")
+            ownership.check_not_involved(inst, actor, "reassign")  # P12
+            if to_user in ownership.involved(inst):
+                raise NotAllowed(f"{to_user} is named in complaint {inst.ticket_no} and may not be given its "
+                                 "tasks (P12, conflict of interest)", rule="P12")
             target = s.scalar(select(User).where(User.name == to_user)) if to_user else None
             if target is None or not target.active:
                 raise InvalidInput(f"no active user {to_user!r}", fields=["to_user"])
@@ -178,8 +192,10 @@ class TaskService:
                 raise InvalidInput(f"user {to_user} cannot work task {row.name} (needs role {row.role}"
                                    + (f", group {row.candidate_group}" if row.candidate_group else "") + ")",
                                    fields=["to_user"])
-            if row.assignee != to_user:
-                previous, row.assignee = row.assignee, to_user
+            if row.assignee != to_user or row.offer_due is not None:
+                if row.offer_due is not None:
+                    ownership.drop_claim_timer(s, row.id)
+                previous, row.assignee, row.offer_due = row.assignee, to_user, None
                 self.runner.touch(s, inst, [audit.PendingEvent("task_reassigned", actor, self.ctx.now(), task_id=row.id,
                                                          bpmn_id=row.bpmn_id, task_name=row.name,
                                                          data={"previous_assignee": previous,
@@ -256,6 +272,8 @@ class TaskService:
                 raise NotAllowed(f"task {row.name} is offered to {row.candidates or 'its assignee'}; user "
                                  f"{user.name} is not among them")
             return
+        if row.role == routing.TASK_FORCE and row.assignee == user.name:
+            return  # P5: this ticket's task force member
         if row.role not in user.role_set:
             raise NotAllowed(f"task {row.name} belongs to the {row.role} lane; user {user.name} "
                              f"has role(s) {', '.join(sorted(user.role_set)) or 'none'}")

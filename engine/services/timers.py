@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from engine.clock import iso
-from engine.services import shapes
+from engine.services import ownership, shapes
 from engine.services.context import SYSTEM, WITH_STATE, Context
 from engine.services.projections import PRELOADED
 from engine.services.runner import Runner
@@ -29,7 +29,8 @@ class TimerService:
     def waiting(self, instance=None) -> list[dict]:
         """The timers waiting to fire (of one instance), soonest first."""
         with self.ctx.db.reading() as s:
-            q = select(Timer).order_by(Timer.due_at)
+            # X1's claim deadlines are not BPMN timers: they show on their tasks (``offer_due``)
+            q = select(Timer).where(Timer.kind != ownership.CLAIM_KIND).order_by(Timer.due_at)
             if instance is not None:
                 q = q.where(Timer.instance_id == self.ctx.instance(s, instance).id)
             return [shapes.timer_dict(t) for t in s.scalars(q)]
@@ -112,6 +113,20 @@ class TimerService:
                list(s.scalars(select(Timer).where(Timer.instance_id == instance_id, Timer.due_at < now))))
         if not due:
             return []  # fired or completed meanwhile by someone else
+        lapsed = [t for t in due if t.kind == ownership.CLAIM_KIND]
+        if lapsed:  # X1: offers the owner did not claim in time go back to the queue (no BPMN involved)
+            for t in lapsed:
+                if timers is not None:
+                    timers.remove(t)
+            events = [e for t in lapsed for e in ownership.lapse(s, inst, t, now)]
+            if events:
+                inst.updated_at = now
+                audit.append(s, inst, events)
+            due = [t for t in due if t.kind != ownership.CLAIM_KIND]
+            if not due:  # the lapses are audit events; the list answers which BPMN timers fired
+                if flush:
+                    self.runner.flush(s, inst)
+                return []
         wf = self.runner.load(s, inst, change=True)
         events: list[audit.PendingEvent] = []
         before = self.runner.states(wf)

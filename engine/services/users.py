@@ -9,10 +9,10 @@ from sqlalchemy import select
 from engine.bpmn.vocabulary import ROLES
 from engine.errors import InvalidInput, NotAllowed, NotFound
 from engine.clock import iso
-from engine.services import shapes
+from engine.services import ownership, shapes
 from engine.services.context import Context
 from engine.services.passwords import check_password, check_policy, hash_password  # noqa: F401 - re-exported
-from engine.store import tokens
+from engine.store import chain as audit, tokens, writes
 from engine.store.tables import User
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -101,6 +101,26 @@ class UserService:
                 return 0
             user.session_version = (user.session_version or 0) + 1
             return user.session_version
+
+    def set_active(self, name: str, active: bool) -> dict:
+        """Deactivate (or reactivate) a user. A deactivated user signs in no more, and their ready tasks go back
+        to their queues (X1: an inactive owner's offers too), each with a ``task_returned_to_queue`` event."""
+        with self.ctx.db.unit_of_work() as s:
+            user = s.scalar(select(User).where(User.name == name)) if name else None
+            if user is None:
+                raise NotFound(f"no user {name!r}")
+            returned = 0
+            if user.active and not active:
+                user.session_version = (user.session_version or 0) + 1
+                now = self.ctx.now()
+                for inst, events in ownership.release_user(s, user.name, now).items():
+                    inst.updated_at = now
+                    audit.append(s, inst, events)
+                    returned += len(events)
+                writes.write(s)
+            user.active = bool(active)
+            s.flush()
+            return {**shapes.user_dict(user), "tasks_returned": returned}
 
     def get(self, name: str) -> dict | None:
         """One active user by name, or None (the web login keeps only the name in its session)."""

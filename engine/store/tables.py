@@ -137,6 +137,8 @@ class Instance(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     # X1: the first responsible agent (第一责任人) until the case closes; None when no agent opened it
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    # P12: the staff the customer complains about (comma-joined user names); they never act on the ticket
+    staff_involved: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -192,6 +194,9 @@ class HumanTask(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_by: Mapped[str | None] = mapped_column(String(64))
     end_reason: Mapped[str | None] = mapped_column(String(64))
+    # X1: the task was assigned to the ticket's owner, who has until then to claim it (else back to the queue);
+    # None once claimed, or for a task that was never offered
+    offer_due: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ExternalTask(Base):
@@ -235,7 +240,7 @@ class Timer(Base):
     instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
     bpmn_id: Mapped[str] = mapped_column(String(128))
     name: Mapped[str | None] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(16))  # boundary | intermediate
+    kind: Mapped[str] = mapped_column(String(16))  # boundary | intermediate | claim (X1, not BPMN)
     interrupting: Mapped[bool] = mapped_column(Boolean, default=True)
     attached_task_id: Mapped[str | None] = mapped_column(String(36))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

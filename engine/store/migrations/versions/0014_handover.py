@@ -1,7 +1,7 @@
 """shift handovers and their items (X2), ticket links for repeat complaints (X3)
 
 Revision ID: 0014_handover
-Revises: 0009_case_owner
+Revises: 0011_ownership
 Create Date: 2026-12-07 16:00:00
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0014_handover'
-down_revision = '0009_case_owner'
+down_revision = '0011_ownership'
 branch_labels = None
 depends_on = None
 
