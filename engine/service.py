@@ -11,6 +11,7 @@ from datetime import datetime
 from engine.clock import Clock
 from engine.config import Config
 from engine.services.audit import AuditService
+from engine.services.casefile import CaseFileService
 from engine.services.context import Context
 from engine.services.customers import CustomerService
 from engine.services.definitions import DefinitionService
@@ -49,6 +50,7 @@ class Kefu:
         self.kpi = KpiService(ctx, runner, self.users)
         self.external = ExternalTaskService(ctx, runner)
         self.messages = MessageService(ctx, runner)
+        self.casefile = CaseFileService(ctx, runner)  # notes, contact log, attachments
 
     # The shared state, for the scheduler, the web app's setup and tests.
     @property

@@ -12,15 +12,16 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.cli import audit, customers, designer, external, kpi, server, setup, tickets, timers, users
+from engine.cli import audit, casefile, customers, designer, external, kpi, server, setup, tickets, timers, users
 from engine.cli.common import _check_may_change, _opened, _read_only_guard
 from engine.errors import KefuError
 
 
-GROUPS = (setup, designer, users, customers, tickets, timers, external, audit, server, kpi)
+GROUPS = (setup, designer, users, customers, tickets, casefile, timers, external, audit, server, kpi)
 # The order ``kefu --help`` lists the commands in (and argparse names them in an "invalid choice" error).
 COMMANDS = ("init", "deploy", "definitions", "lint", "testrun", "migrate", "users", "demo", "customers", "start",
-            "tasks", "task", "claim", "unclaim", "reassign", "escalate", "complete", "show", "timers", "incident",
+            "tasks", "task", "claim", "unclaim", "reassign", "escalate", "complete", "show", "note", "contact",
+            "attach", "search", "timers", "incident",
             "external", "message",
             "audit", "scheduler", "clock", "calendar", "db", "serve", "web", "kpi", "qa")
 

@@ -81,3 +81,18 @@ def may_see(name: str, roles: set[str], groups: set[str], task) -> bool:
     """Whether the user may look at the task: its workers, its assignee, supervisors and auditors."""
     return bool(roles & {_get(task, "role"), "supervisor", "auditor"}) or _get(task, "assignee") == name \
         or is_candidate(name, roles, groups, task)
+
+
+# Roles that work with or oversee every ticket; the others read the tickets they have a task on.
+WIDE_ROLES = ("agent", "supervisor", "qa", "auditor", "process_owner")
+
+
+def may_read(name: str, roles: set[str], groups: set[str], tasks) -> bool:
+    """Whether the user may read a ticket (the ticket page's rule): a wide role, or a task on it in the user's
+    lane (unclaimed, claimed or completed by the user), or among a lanes-less task's candidates."""
+    if roles & set(WIDE_ROLES):
+        return True
+    return any((_get(t, "role") in roles and (_get(t, "assignee") in (None, name) or _get(t, "completed_by") == name))
+               if candidates(t) is None else
+               (_get(t, "completed_by") == name or may_work(name, roles, groups, t))
+               for t in tasks)

@@ -80,3 +80,13 @@ def step_dict(tspec) -> dict:
     return {"bpmn_id": tspec.bpmn_id, "task_name": tspec.bpmn_name or tspec.bpmn_id,
             "name_en": ext.get("kefu_properties", {}).get("name_en"),
             "form": [f.to_dict() for f in build_fields(ext.get("form"))]}
+
+
+def mask_phone(phone: str | None) -> str:
+    """138****5678: enough to recognise a number, not to call it (I4)."""
+    if not phone:
+        return ""
+    text = str(phone)
+    if len(text) < 7:
+        return "*" * len(text)
+    return text[:3] + "*" * (len(text) - 7) + text[-4:]

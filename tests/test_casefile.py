@@ -1,0 +1,96 @@
+"""The case file (issue 20): notes, contact records and attachments on a real ticket, checked by content, never
+deleted, each an audit event; and the desk's search with its saved views, only over tickets the user may read."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from engine import InvalidInput, NotAllowed, NotFound
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 32
+
+
+def repair(sc, phone="13800138000", name="李先生"):
+    return sc.start("repair", {"customer_name": name, "contact_phone": phone, "fault_symptom": "门禁无法开启",
+                               "location": "1 号门", "emergency": False})
+
+
+def test_notes_contacts_and_attachments_are_audit_events_and_appear_on_the_ticket(kefu, scenario):
+    r = repair(scenario)
+    note = kefu.casefile.note(r["ticket_no"], "agent", "  客户下午不在家  ")
+    assert note["text"] == "客户下午不在家" and note["author"] == "agent"
+    call = kefu.casefile.contact(r["ticket_no"], "agent", "phone", "约定明早九点上门")
+    first = kefu.casefile.attach(r["ticket_no"], "agent", "C:\\photos\\门禁.png", PNG)
+    assert first["content_type"] == "image/png" and first["filename"] == "门禁.png"
+    assert first["sha256"] == hashlib.sha256(PNG).hexdigest() and first["size"] == len(PNG)
+    second = kefu.casefile.attach(r["ticket_no"], "agent", "门禁2.jpg", JPEG, supersedes=first["id"])
+    shown = kefu.instances.show(r["ticket_no"])
+    assert [n["text"] for n in shown["notes"]] == ["客户下午不在家"]
+    assert shown["contacts"] == [{"id": call["id"], "author": "agent", "at": call["at"], "channel": "phone",
+                                  "outcome": "约定明早九点上门"}]
+    assert [(a["id"], a["superseded_by"]) for a in shown["attachments"]] == [(first["id"], second["id"]),
+                                                                          (second["id"], None)]
+    types = [e["type"] for e in shown["events"]][-5:]
+    assert types == ["note_added", "contact_logged", "attachment_added", "attachment_added",
+                     "attachment_superseded"]
+    assert not kefu.audit.verify()
+    got = kefu.casefile.download(first["id"], "supervisor", ref=r["ticket_no"])  # superseded, still there
+    assert got["content"] == PNG
+
+
+def test_files_are_checked_by_their_content_and_size(kefu, scenario):
+    r = repair(scenario)
+    for name, content, kind in (("a.pdf", PDF, "application/pdf"), ("b.webp", WEBP, "image/webp"),
+                                ("c.gif", b"GIF89a" + b"\x01" * 10, "image/gif"),
+                                ("d.txt", "维修记录\n第二行".encode(), "text/plain")):
+        assert kefu.casefile.attach(r["ticket_no"], "agent", name, content)["content_type"] == kind
+    with pytest.raises(InvalidInput, match="not an accepted file type"):
+        kefu.casefile.attach(r["ticket_no"], "agent", "photo.png", b"MZ\x90\x00\x03" + b"\x00" * 100)  # an .exe
+    with pytest.raises(InvalidInput, match="at most 20 MB"):
+        kefu.casefile.attach(r["ticket_no"], "agent", "big.png", PNG + b"\x00" * (20 * 1024 * 1024))
+    with pytest.raises(InvalidInput, match="empty"):
+        kefu.casefile.attach(r["ticket_no"], "agent", "empty.txt", b"")
+    assert len(kefu.instances.show(r["ticket_no"])["attachments"]) == 4
+
+
+def test_who_may_read_and_write_the_case_file(kefu, scenario):
+    r = repair(scenario)
+    kefu.casefile.note(r["ticket_no"], "agent", "内部备注")
+    with pytest.raises(NotAllowed):
+        kefu.casefile.note(r["ticket_no"], "auditor", "审计不能写")  # reads, changes nothing
+    with pytest.raises(NotAllowed):
+        kefu.casefile.note(r["ticket_no"], "taskforce1", "无关人员")  # no task on the ticket
+    with pytest.raises(NotAllowed):
+        kefu.casefile.of(r["ticket_no"], "department")
+    assert kefu.casefile.of(r["ticket_no"], "auditor")["notes"][0]["text"] == "内部备注"
+    with pytest.raises(InvalidInput):
+        kefu.casefile.contact(r["ticket_no"], "agent", "fax", "x")
+    with pytest.raises(InvalidInput):
+        kefu.casefile.note(r["ticket_no"], "agent", "   ")
+    with pytest.raises(NotFound):
+        kefu.casefile.download(999, "agent")
+
+
+def test_search_by_number_name_phone_and_views(kefu, scenario, clock):
+    first = repair(scenario, phone="13912345678", name="赵女士")
+    other = repair(scenario, phone="13800138000", name="李先生")
+    rows = lambda *a, **kw: [x["ticket_no"] for x in kefu.casefile.search(*a, **kw)["rows"]]  # noqa: E731
+    assert rows("agent", "赵女士") == [first["ticket_no"]]
+    assert rows("agent", "139-1234") == [first["ticket_no"]]
+    found = kefu.casefile.search("agent", "5678")["rows"][0]
+    assert found["customer_phone"] == "139****5678"
+    assert rows("agent", first["ticket_no"]) == [first["ticket_no"]]
+    assert rows("agent", first["ticket_no"][:11]) == [other["ticket_no"], first["ticket_no"]]
+    assert rows("agent", "", {"view": "today"}) == [other["ticket_no"], first["ticket_no"]]
+    assert rows("agent", "", {"view": "mine"}) == [other["ticket_no"], first["ticket_no"]]
+    assert rows("agent2", "", {"view": "mine"}) == []
+    assert rows("agent", "", {"view": "vip"}) == []
+    assert rows("agent", "", {"view": "overdue"}) == []
+    assert rows("agent", "", {"status": "completed"}) == []
+    with pytest.raises(InvalidInput):
+        kefu.casefile.search("agent", "", {"view": "nope"})
+    assert rows("department", "") == []  # no task on either ticket: nothing to read
