@@ -39,7 +39,15 @@ EVENTS = {
     "external_task_created": _l("外部任务生成"), "external_task_completed": _l("外部任务完成"),
     "external_task_failed": _l("外部任务失败"), "external_task_cancelled": _l("外部任务取消"),
     "message_received": _l("收到消息"), "instance_migrated": _l("已迁移到新版本"),
+    "note_added": _l("内部备注"), "contact_logged": _l("联系客户"), "attachment_added": _l("添加附件"),
+    "attachment_superseded": _l("附件被新版本替代"),
 }
+CHANNELS = {"phone": _l("电话"), "sms": _l("短信"), "visit": _l("上门")}
+# The case timeline shows what people did; the engine's own steps stay in the full audit trail.
+ENGINE_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created", "timer_set",
+                 "deadline_set", "clock_started", "clock_stopped", "clock_paused", "clock_resumed",
+                 "external_task_created", "timer_fired"}
+VIEWS = {"mine": _l("我的工单"), "overdue": _l("超时"), "vip": _l("VIP"), "today": _l("今日新建")}
 DEADLINES = {"response": _l("响应时限"), "finish": _l("完成时限")}
 SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created", "timer_set",
                  "clock_started", "external_task_created"}

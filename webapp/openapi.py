@@ -77,7 +77,7 @@ TIMER = _obj({
     "attached_task_id": N_STR, "due_at": TIME,
 })
 CLOCK = _obj({  # T-stop: one deadline of the ticket, from its start until its work is done
-    "name": STR, "label": STR, "label_en": STR, "task": STR, "task_name": N_STR, "started_at": TIME,
+    "name": STR, "label": STR, "label_en": STR, "task": STR, "task_id": N_STR, "task_name": N_STR, "started_at": TIME,
     "due_at": TIME, "stopped_at": N_TIME, "state": {"enum": ["running", "paused", "met", "missed"]},
     "responsible": N_STR, "ended_by": _nullable({"enum": ["work", "timer"]}),
 })

@@ -145,9 +145,41 @@
       .then(function (xml) { return viewer.importXML(xml); })
       .then(function () {
         var canvas = viewer.get("canvas"), registry = viewer.get("elementRegistry");
-        canvas.zoom("fit-viewport");
+        var fit = function () {
+          /* fit the width (never the height: a tall page scrolls), not smaller than a readable scale */
+          canvas.zoom("fit-viewport");
+          var box = canvas.viewbox(), inner = box.inner;
+          var scale = Math.max(Math.min(diagram.clientWidth / (inner.width + 40), 1.2), 0.55);
+          canvas.zoom(scale);
+          canvas.viewbox({x: inner.x - 20, y: inner.y - 20, width: diagram.clientWidth / scale,
+                          height: diagram.clientHeight / scale});
+        };
+        fit();
         split(diagram.dataset.done).forEach(function (id) { if (registry.get(id)) canvas.addMarker(id, "done"); });
         split(diagram.dataset.current).forEach(function (id) { if (registry.get(id)) canvas.addMarker(id, "current"); });
+        /* waiting timers: "等待回访，至 12月1日" beside the event, naming the step that follows it */
+        var overlays = viewer.get("overlays"), days = {};
+        (diagram.dataset.waitText || "").split(";").filter(Boolean).forEach(function (pair) {
+          var i = pair.indexOf("="); days[pair.slice(0, i)] = pair.slice(i + 1);
+        });
+        split(diagram.dataset.waiting).forEach(function (id) {
+          var el = registry.get(id);
+          if (!el) return;
+          canvas.addMarker(id, "waiting");
+          var next = el.outgoing && el.outgoing[0] && el.outgoing[0].target.businessObject.name || "";
+          var badge = document.createElement("div");
+          badge.className = "wait-badge";
+          badge.textContent = diagram.dataset.waitTemplate.replace("{next}", next).replace("{day}", days[id] || "");
+          overlays.add(id, {position: {bottom: -8, left: -40}, html: badge});
+        });
+        document.querySelectorAll("[data-zoom]").forEach(function (button) {
+          button.addEventListener("click", function () {
+            var how = button.dataset.zoom;
+            if (how === "fit") { fit(); return; }
+            canvas.zoom(canvas.zoom() * (how === "in" ? 1.25 : 0.8), {x: diagram.clientWidth / 2,
+                                                                      y: diagram.clientHeight / 2});
+          });
+        });
         diagram.dataset.rendered = "true";
       })
       .catch(function () { diagram.textContent = diagram.dataset.error; diagram.dataset.rendered = "error"; });
