@@ -94,7 +94,22 @@ INSTANCE = _obj({
         "id": STR, "bpmn_id": STR, "name": N_STR, "topic": STR, "state": {"enum": ["open", "completed", "cancelled"]},
         "retries": INT, "error_message": N_STR, "created_at": TIME, "ended_at": N_TIME})},
     "trace": {"type": "array", "items": _ref("AuditEvent")},
+    "notes": {"type": "array", "items": _ref("Note")}, "contacts": {"type": "array", "items": _ref("Contact")},
+    "attachments": {"type": "array", "items": _ref("Attachment")},
 })
+NOTE = _obj({"id": {"type": "integer", "description": "the note's audit event number on the ticket"},
+             "author": STR, "at": TIME, "text": STR})
+CONTACT = _obj({"id": INT, "author": STR, "at": TIME, "channel": {"enum": ["phone", "sms", "visit"]}, "outcome": STR})
+ATTACHMENT_FIELDS = {"id": INT, "author": STR, "at": TIME, "filename": STR, "size": INT,
+                   "content_type": {"enum": ["image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf",
+                                             "text/plain"]},
+                   "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "superseded_by": N_INT}
+ATTACHMENT = _obj(ATTACHMENT_FIELDS)
+SEARCH_ROW = _obj({
+    "instance_id": INT, "ticket_no": STR, "kind": STR, "status": STR, "severity": N_STR, "vip": BOOL,
+    "summary": N_STR, "customer": N_STR, "customer_id": N_INT,
+    "customer_phone": {**N_STR, "description": "masked (I4): 139****5678"}, "created_by": STR, "created_at": TIME,
+    "completed_at": N_TIME, "finish_due": N_TIME, "finish_overdue": BOOL})
 COMPLETION = _obj({
     "task": _ref("Task"),
     "instance": _obj({"instance_id": INT, "ticket_no": STR, "status": {"enum": ["active", "completed", "incident"]},
@@ -131,6 +146,14 @@ SCHEMAS = {
     "CompleteTask": _obj({"data": {"type": "object", "description": "the task form's values by field id"}},
                          required=[]),
     "Empty": _obj({}, required=[]),
+    "Note": NOTE, "Contact": CONTACT, "Attachment": ATTACHMENT,
+    "AddNote": _obj({"text": {"type": "string", "minLength": 1, "maxLength": 4000, "description": "an internal note"},
+                     "channel": {"enum": ["phone", "sms", "visit"], "description": "a contact with the customer"},
+                     "outcome": {"type": "string", "minLength": 1, "maxLength": 1000}}, required=[]),
+    "NoteAdded": _obj({"id": INT, "ticket_no": STR, "author": STR, "at": TIME, "text": STR, "channel": STR,
+                       "outcome": STR}, required=["id", "ticket_no", "author", "at"]),
+    "SearchResult": _obj({"rows": {"type": "array", "items": SEARCH_ROW}, "next": N_STR, "query": N_STR,
+                          "view": _nullable({"enum": ["mine", "overdue", "vip", "today"]}), "limit": INT}),
     "ExternalTask": EXTERNAL_TASK,
     "FetchAndLock": _obj({
         "workerId": WORKER, "maxTasks": {"type": "integer", "minimum": 1, "maximum": 100},
@@ -165,7 +188,7 @@ _MESSAGES = {
     401: "no token, or an unknown or revoked one", 403: "the caller's roles, lane or group do not allow this",
     404: "no such task, external task, instance, process or customer", 405: "method not allowed",
     409: "the state moved on: the task is no longer ready (completed, cancelled), or a concurrent save",
-    413: "the body is too large", 415: "the body is not JSON",
+    413: "the body is too large", 415: "the body is not JSON (an attachment: not application/octet-stream)",
     500: "an unexpected failure (never expected; logged)",
 }
 
@@ -197,6 +220,7 @@ def _body(name: str, required: bool) -> dict:
     return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
 
 
+REF = {"name": "ref", "in": "path", "required": True, "schema": STR, "description": "instance id or ticket number"}
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": STR,
            "description": "the task's id (a UUID)"}
 
@@ -253,6 +277,47 @@ PATHS = {
         "parameters": [{"name": "ref", "in": "path", "required": True, "schema": STR,
                         "description": "instance id or ticket number"}],
         "responses": {**_ok(200, _ref("Instance"), "the instance"), **_errors(403, 404)}}},
+    "/api/v1/instances/{ref}/notes": {
+        "get": {"operationId": "listNotes", "summary": "The ticket's internal notes and contact records",
+                "parameters": [REF],
+                "responses": {**_ok(200, _obj({"ticket_no": STR, "notes": {"type": "array", "items": _ref("Note")},
+                                               "contacts": {"type": "array", "items": _ref("Contact")}}),
+                                    "notes and contacts, oldest first"), **_errors(400, 403, 404)}},
+        "post": {"operationId": "addNote",
+                 "summary": "Add an internal note (text), or log a contact with the customer (channel, outcome)",
+                 "parameters": [REF], "requestBody": _body("AddNote", True),
+                 "responses": {**_ok(201, _ref("NoteAdded"), "recorded (an audit event on the ticket)"),
+                               **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/instances/{ref}/attachments": {
+        "get": {"operationId": "listAttachments", "summary": "The ticket's attachments (superseded ones marked)",
+                "parameters": [REF],
+                "responses": {**_ok(200, _obj({"ticket_no": STR, "attachments": {"type": "array",
+                                                                                  "items": _ref("Attachment")}}),
+                                    "attachments, oldest first"), **_errors(400, 403, 404)}},
+        "post": {"operationId": "addAttachment",
+                 "summary": "Upload a file as the body: JPEG, PNG, GIF, WebP, PDF or plain text by its content, "
+                            "at most 20 MB; never deleted, only superseded",
+                 "parameters": [REF, {"name": "filename", "in": "query", "required": True,
+                                      "schema": {"type": "string", "minLength": 1, "maxLength": 255}},
+                                {"name": "supersedes", "in": "query", "required": False, "schema": INT,
+                                 "description": "the attachment this one replaces"}],
+                 "requestBody": {"required": True, "content": {"application/octet-stream": {
+                     "schema": {"type": "string", "format": "binary"}}}},
+                 "responses": {**_ok(201, _obj({**ATTACHMENT_FIELDS, "ticket_no": STR}),
+                                     "stored (an audit event on the ticket)"),
+                               **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/search": {"get": {
+        "operationId": "searchTickets",
+        "summary": "Tickets by number, customer name or phone, with filters and saved views (agents, supervisors "
+                   "and the other roles that read every ticket)",
+        "parameters": [{"name": k, "in": "query", "required": False, "schema": schema} for k, schema in (
+            ("q", {"type": "string", "maxLength": 100}), ("status", {"enum": ["active", "completed", "incident"]}),
+            ("kind", {"enum": ["consultation", "complaint", "repair", "escalation"]}),
+            ("severity", {"enum": ["general", "urgent", "major"]}), ("assignee", {"type": "string", "maxLength": 64}),
+            ("date_from", {"type": "string", "format": "date"}), ("date_to", {"type": "string", "format": "date"}),
+            ("view", {"enum": ["mine", "overdue", "vip", "today"]}),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 500}), ("after", {"type": "string", "maxLength": 100}))],
+        "responses": {**_ok(200, _ref("SearchResult"), "the matching tickets, newest first"), **_errors(400, 403)}}},
     "/api/v1/external-task/fetchAndLock": {"post": {
         "operationId": "fetchAndLock", "summary": "Lock open external tasks of the given topics for a worker",
         "requestBody": _body("FetchAndLock", True),
