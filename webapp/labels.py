@@ -69,6 +69,8 @@ _FIELD_MESSAGES = [
     (r"must be one of: .*", lambda m: _("请从选项中选择")),
     (r"must be a date \(YYYY-MM-DD\)", lambda m: _("请填写日期（年-月-日）")),
     (r"must not be in the past", lambda m: _("不能早于今天")),
+    (r"must not be in the future", lambda m: _("不能晚于当前时间")),
+    (r"must not be before the ticket was opened \((.+)\)", lambda m: _("不能早于工单创建时间（%(when)s）", when=m[1])),
     (r"must be a date and time.*", lambda m: _("请填写日期和时间")),
     (r"must be in the future", lambda m: _("必须晚于当前时间")),
     (r"must be user names", lambda m: _("请选择用户")),

@@ -51,6 +51,11 @@ FORM_FIELD = _obj({
     "default": {}, "role": STR, "minlength": INT, "maxlength": INT, "min": {"type": "number"},
     "max": {"type": "number"}, "multiline": BOOL, "future": BOOL, "readonly": BOOL,
     "cap": {"type": "string", "description": "T-cap: the SLA target (finish_hours, respond_minutes) this deadline may not exceed"},
+    "past": BOOL, "default_now": {"type": "boolean", "description": "left empty, a date/time is now"},
+    "prefill": {"type": "string", "description": "the data field of an earlier step whose value the form shows"},
+    "required_if": {"type": "string", "description": "required when this field has a value ('field') or one "
+                                                     "value ('field=value')"},
+    "not_before": {"enum": ["opened"], "description": "not before the ticket was opened"},
 }, required=["id", "type", "label", "required"])
 TASK = _obj({
     **TASK_BRIEF, "instance_id": INT, "instance": INT, "ticket_no": STR, "kind": STR,

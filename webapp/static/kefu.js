@@ -93,6 +93,8 @@
           }
           choose(res.body);
           document.getElementById("new-customer").open = false;
+          var warning = document.getElementById("customer-warning");  /* same phone as a known customer */
+          if (warning) { warning.textContent = res.body.warning || ""; warning.hidden = !res.body.warning; }
         })
         .catch(function () { err.textContent = t.failed; err.hidden = false; });
     });
