@@ -151,10 +151,16 @@
           /* fit the width (never the height: a tall page scrolls), not smaller than a readable scale */
           canvas.zoom("fit-viewport");
           var box = canvas.viewbox(), inner = box.inner;
-          var scale = Math.max(Math.min(diagram.clientWidth / (inner.width + 40), 1.2), 0.55);
+          var scale = Math.max(Math.min(diagram.clientWidth / (inner.width + 40), 1.2), 0.65);
           canvas.zoom(scale);
-          canvas.viewbox({x: inner.x - 20, y: inner.y - 20, width: diagram.clientWidth / scale,
-                          height: diagram.clientHeight / scale});
+          var width = diagram.clientWidth / scale, x = inner.x - 20;
+          /* a wide diagram: keep the step the ticket waits at in view */
+          var focus = split(diagram.dataset.waiting).concat(split(diagram.dataset.current))
+            .map(function (id) { return registry.get(id); }).filter(Boolean)[0];
+          if (focus && focus.x + focus.width + 60 > x + width) {
+            x = Math.min(focus.x + focus.width / 2 - width / 2, inner.x + inner.width + 20 - width);
+          }
+          canvas.viewbox({x: x, y: inner.y - 20, width: width, height: diagram.clientHeight / scale});
         };
         fit();
         split(diagram.dataset.done).forEach(function (id) { if (registry.get(id)) canvas.addMarker(id, "done"); });
@@ -172,7 +178,7 @@
           var badge = document.createElement("div");
           badge.className = "wait-badge";
           badge.textContent = diagram.dataset.waitTemplate.replace("{next}", next).replace("{day}", days[id] || "");
-          overlays.add(id, {position: {bottom: -8, left: -40}, html: badge});
+          overlays.add(id, {position: {top: -30, left: -60}, html: badge});
         });
         document.querySelectorAll("[data-zoom]").forEach(function (button) {
           button.addEventListener("click", function () {
