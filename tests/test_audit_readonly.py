@@ -96,6 +96,8 @@ CLI_ARGS = {
     "external complete": ["{task_id}", "--worker", "w"],
     "external fail": ["{task_id}", "--worker", "w", "--error", "x"],
     "external extend-lock": ["{task_id}", "--worker", "w", "--lock", "5m"], "message": ["paid"],
+    "note": ["{instance}", "--text", "x"], "contact": ["{instance}", "--channel", "phone", "--outcome", "x"],
+    "attach": ["{instance}", __file__],
 }
 
 
