@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from engine import InvalidInput, NotAllowed, NotFound
+from tests.test_cli import kefu_cli, seeded, seeded_db  # noqa: F401 - fixtures
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
@@ -94,3 +95,36 @@ def test_search_by_number_name_phone_and_views(kefu, scenario, clock):
     with pytest.raises(InvalidInput):
         kefu.casefile.search("agent", "", {"view": "nope"})
     assert rows("department", "") == []  # no task on either ticket: nothing to read
+
+
+def test_the_cli_adds_notes_contacts_attachments_and_searches(seeded, kefu_cli, tmp_path):
+    import json
+    started = json.loads(kefu_cli("start", "mini", "--as", "agent", "--json", "--data", json.dumps(
+        {"customer_name": "张三", "contact_phone": "13912345678", "divisor": 2,
+         "deadline": "2026-11-24T09:00"})).stdout)
+    ticket = started["ticket_no"]
+    note = json.loads(kefu_cli("note", ticket, "--as", "agent", "--text", "客户下午在家", "--json").stdout)
+    assert note["text"] == "客户下午在家" and note["author"] == "agent"
+    kefu_cli("contact", ticket, "--as", "agent", "--channel", "visit", "--outcome", "已上门")
+    photo = tmp_path / "现场.jpg"
+    photo.write_bytes(JPEG)
+    added = json.loads(kefu_cli("attach", ticket, str(photo), "--as", "agent", "--json").stdout)
+    assert added["content_type"] == "image/jpeg" and added["sha256"] == hashlib.sha256(JPEG).hexdigest()
+    exe = tmp_path / "setup.png"
+    exe.write_bytes(b"MZ\x90\x00" + b"\x00" * 60)
+    refused = kefu_cli("attach", ticket, str(exe), "--as", "agent", expect=2)
+    assert "not an accepted file type" in refused.stderr
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate(21 * 1024 * 1024)
+    assert "at most 20 MB" in kefu_cli("attach", ticket, str(big), "--as", "agent", expect=2).stderr
+    kefu_cli("contact", ticket, "--as", "agent", "--channel", "fax", "--outcome", "x", expect=2)
+    kefu_cli("note", ticket, "--as", "auditor", "--text", "x", expect=3)
+    shown = json.loads(kefu_cli("show", ticket, "--json").stdout)
+    assert [n["text"] for n in shown["notes"]] == ["客户下午在家"]
+    assert shown["contacts"][0]["channel"] == "visit"
+    assert set(shown["attachments"][0]) >= {"id", "author", "at", "filename", "size", "content_type", "sha256"}
+    found = json.loads(kefu_cli("search", "5678", "--as", "agent", "--json").stdout)["rows"]
+    assert [r["ticket_no"] for r in found] == [ticket] and found[0]["customer_phone"] == "139****5678"
+    assert ticket in kefu_cli("search", "--as", "agent", "--view", "mine").stdout
+    kefu_cli("search", "--as", "agent", "--view", "nope", expect=2)

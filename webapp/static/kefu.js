@@ -111,7 +111,10 @@
   Array.prototype.forEach.call(document.querySelectorAll("form[data-draft]"), function (form) {
     var key = DRAFTS + document.body.dataset.user + ":" + form.dataset.draft;
     var fields = function () { return Array.prototype.filter.call(form.elements, function (e) { return e.name && e.type !== "hidden"; }); };
-    var empty = fields().every(function (e) { return (e.type === "radio" || e.type === "checkbox") ? !e.checked : !e.value; });
+    /* untouched: nothing typed (a value the server filled in itself — now, an earlier step's — counts as none) */
+    var empty = fields().every(function (e) {
+      return (e.type === "radio" || e.type === "checkbox") ? !e.checked : (!e.value || e.hasAttribute("data-auto"));
+    });
     var saved = null;
     try { saved = JSON.parse(localStorage.getItem(key) || "null"); } catch (e) { saved = null; }
     if (saved && empty) {
