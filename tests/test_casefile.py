@@ -128,3 +128,28 @@ def test_the_cli_adds_notes_contacts_attachments_and_searches(seeded, kefu_cli, 
     assert [r["ticket_no"] for r in found] == [ticket] and found[0]["customer_phone"] == "139****5678"
     assert ticket in kefu_cli("search", "--as", "agent", "--view", "mine").stdout
     kefu_cli("search", "--as", "agent", "--view", "nope", expect=2)
+
+
+def test_the_search_queries_use_indexes_not_scans_of_the_tickets():
+    """SQLite's plan for each kind of search: the instances are reached by an index (ticket number, customer,
+    creator, assignee, creation time), never by a full scan."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import create_engine, text
+
+    from engine.records import desk
+    from engine.store.tables import Base
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    now = datetime.now(timezone.utc)
+    for q, args, index in (("TS20261123-0001", {}, "sqlite_autoindex_instances_1"),
+                           ("13800138000", {}, "ix_customers_phone_digits"), ("李先生", {}, "ix_instances_customer"),
+                           ("", {"view": "mine"}, "ix_human_tasks_assignee_instance"),
+                           ("", {"assignee": "agent"}, "ix_human_tasks_assignee_instance"),
+                           ("", {"view": "today"}, "ix_instances_created_at")):
+        stmt = desk.statement(*desk.parse(q, args), now, "agent")
+        sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
+        with engine.connect() as c:
+            plan = [r[3] for r in c.execute(text("EXPLAIN QUERY PLAN " + sql))]
+        assert any(index in step for step in plan), (q, args, plan)
+        assert not any(step.startswith("SCAN instances") and "INDEX" not in step for step in plan), (q, args, plan)

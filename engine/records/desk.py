@@ -18,6 +18,7 @@ from engine.store.tables import Customer, HumanTask, Instance
 VIEWS = ("mine", "overdue", "vip", "today")
 FIELDS = ("q", "status", "kind", "severity", "assignee", "date_from", "date_to", "view", "limit", "after")
 TICKET = re.compile(r"^[A-Za-z]{1,8}\d{4,}[A-Za-z0-9-]*$")
+PHONE = re.compile(r"^[+\d][\d\s()+-]*$")
 
 
 def phone_digits(text: str) -> str:
@@ -38,18 +39,24 @@ def parse(q, args: dict) -> tuple[str | None, base.Filters, str | None, str | No
 
 
 def _text_clause(text: str):
-    """A ticket number (or its prefix), or a customer's name or phone (any spelling of its digits)."""
-    matches = []
+    """A ticket number (or its prefix); else a customer's name or phone (any spelling of its digits: a whole
+    number by the phone-digit index, a part of one by a scan of the customers, never of the instances)."""
     if TICKET.match(text):
-        matches.append(or_(Instance.ticket_no == text.upper(), and_(Instance.ticket_no > text.upper(),
-                                                                   Instance.ticket_no < text.upper() + "\uffff")))
-    like = "%" + base._escape(text) + "%"
-    customers = [Customer.name.like(like, escape="\\")]
+        upper = text.upper()
+        return or_(Instance.ticket_no == upper, and_(Instance.ticket_no > upper, Instance.ticket_no < upper + "\uffff"))
     digits = phone_digits(text)
-    if len(digits) >= 4:
-        customers.append(Customer.phone_digits.like("%" + digits + "%"))
-    matches.append(Instance.customer_id.in_(select(Customer.id).where(or_(*customers))))
-    return or_(*matches)
+    if PHONE.match(text) and len(digits) >= 4:
+        phone = Customer.phone_digits == digits if len(digits) >= 11 else \
+            Customer.phone_digits.like("%" + digits + "%")
+        return Instance.customer_id.in_(select(Customer.id).where(phone))
+    like = "%" + base._escape(text) + "%"
+    return Instance.customer_id.in_(select(Customer.id).where(Customer.name.like(like, escape="\\")))
+
+
+def _ready_with(assignee: str):
+    """Instances with a ready task claimed by ``assignee``; the state is compared as an expression so the planner
+    takes the assignee index (a few rows) rather than the state one (every ready task)."""
+    return select(HumanTask.instance_id).where(HumanTask.assignee == assignee, (HumanTask.state + "") == "ready")
 
 
 def statement(text, f: base.Filters, assignee, view, now: datetime, actor: str, reader_clause=None,
@@ -59,14 +66,12 @@ def statement(text, f: base.Filters, assignee, view, now: datetime, actor: str, 
     if text:
         q = q.where(_text_clause(text))
     if assignee:
-        q = q.where(Instance.id.in_(select(HumanTask.instance_id).where(HumanTask.assignee == assignee,
-                                                                       HumanTask.state == "ready")))
+        q = q.where(Instance.id.in_(_ready_with(assignee)))
     if view == "mine":
         owner = getattr(Instance, "owner", None)
         mine = Instance.created_by == actor if owner is None else \
             or_(owner == actor, and_(owner.is_(None), Instance.created_by == actor))
-        q = q.where(or_(mine, Instance.id.in_(select(HumanTask.instance_id).where(
-            HumanTask.assignee == actor, HumanTask.state == "ready"))))
+        q = q.where(or_(mine, Instance.id.in_(_ready_with(actor))))
     elif view == "overdue":
         q = q.where(base.overdue_clause(now))
     elif view == "vip":
