@@ -54,6 +54,7 @@ def test_note_call_and_photo_on_the_ticket_then_found_by_phone(browser, server, 
     page.set_input_files("#attach-file", str(bad))
     page.click("#attach-form button")
     assert page.locator("#casefile .flash.error").inner_text().startswith("未保存")
+    page.locator("#casefile").screenshot(path=str(SHOTS / "23-ticket-casefile.png"))
     # the case timeline holds what people did; the audit trail all of it
     timeline = page.locator("#timeline").inner_text()
     assert "内部备注" in timeline and "联系客户" in timeline and "添加附件" in timeline and "流程分支" not in timeline

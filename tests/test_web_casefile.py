@@ -27,8 +27,9 @@ def test_note_contact_and_attachment_through_the_ticket_page(web, kefu, scenario
     assert got.headers["X-Content-Type-Options"] == "nosniff" and got.mimetype == "image/png"
     refused = web.post(url + "/attachments", {"file": (io.BytesIO(b"MZ\x90\x00" * 10), "tool.png")},
                        content_type="multipart/form-data")
-    assert refused.status_code == 422 and "not an accepted file type" in refused.get_data(as_text=True)
-    assert web.post(url + "/notes", {"text": "  "}).status_code == 422
+    assert refused.status_code == 422 and "不是可接受的文件类型" in refused.get_data(as_text=True)
+    empty = web.post(url + "/notes", {"text": "  "})
+    assert empty.status_code == 422 and "内容不能为空" in empty.get_data(as_text=True)
     web.login_as("department")  # no task on this ticket
     assert web.get(f"{url}/attachments/{a['id']}").status_code == 403
     assert web.post(url + "/notes", {"text": "x"}).status_code == 403

@@ -58,7 +58,25 @@ def _back(ref: str) -> str:
 
 def _refused(ref: str, exc: InvalidInput):
     from .records import instance_page
-    return instance_page(ref, casefile_error=_("未保存：%(reason)s", reason=exc.message), status=422)
+    return instance_page(ref, casefile_error=_("未保存：%(reason)s", reason=_message(exc)), status=422)
+
+
+def _message(exc: InvalidInput) -> str:
+    """The engine's refusal in the reader's language."""
+    reason, fields = exc.details.get("reason"), exc.details.get("fields") or []
+    if reason == "type":
+        return _("不是可接受的文件类型：只接受 JPEG、PNG、GIF、WebP、PDF 或纯文本（按文件内容检查）")
+    if reason == "too_large":
+        return _("文件超过 20 MB")
+    if reason == "empty":
+        return _("文件是空的")
+    if "channel" in fields:
+        return _("请选择联系方式：电话、短信或上门")
+    if "longer than" in exc.message:
+        return _("内容过长")
+    if fields and exc.message.endswith("is empty"):
+        return _("内容不能为空")
+    return exc.message
 
 
 @bp.post("/instances/<ref>/notes")
