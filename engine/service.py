@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the services are imported when first used (see Kefu)
     from engine.services.timers import TimerService
     from engine.services.users import UserService
     from engine.services.masking import MaskingService
+    from engine.services.casefile import CaseFileService
     from engine.services.shifts import ShiftService
     from engine.services.handovers import HandoverService
     from engine.services.repeats import RepeatService
@@ -129,6 +130,12 @@ class Kefu:
     def messages(self) -> MessageService:
         from engine.services.messages import MessageService
         return MessageService(self.ctx, self.runner)
+
+    @cached_property
+    def casefile(self) -> CaseFileService:
+        """Notes, the contact log and attachments of a ticket."""
+        from engine.services.casefile import CaseFileService
+        return CaseFileService(self.ctx, self.runner)
 
     @cached_property
     def shifts(self) -> ShiftService:

@@ -104,6 +104,8 @@ CLI_ARGS = {
     "events invite": ["1", "--attendee", "1"], "events feedback": ["1", "--customer", "1", "--text", "x"],
     "hand-over": ["{instance}", "--to", "agent2", "--reason", "x"], "users deactivate": ["agent"],
     "users activate": ["agent"],
+    "note": ["{instance}", "--text", "x"], "contact": ["{instance}", "--channel", "phone", "--outcome", "x"],
+    "attach": ["{instance}", __file__],
 }
 
 

@@ -34,6 +34,10 @@ EXTRA = {"audit.search": "ticket customer kind severity status agent date_from d
          "desk.complete": "result opinion satisfied reply note",
          "desk.create_customer": "name phone company address region vip",
          "api.find_customers": "q", "api.tasks": "role kind instance",
+         "casefile.search": "q status kind severity assignee date_from date_to view after",
+         "api.search": "q status kind severity assignee date_from date_to view limit after",
+         "casefile.add_contact": "channel outcome", "casefile.add_attachment": "supersedes",
+         "api.add_attachment": "filename supersedes",
          "auth.login": "username password next", "auth.password": "current_password new_password confirm_password"}
 
 
@@ -70,7 +74,7 @@ def fuzz(kefu, scenario):
     web = Web(kefu, WTF_CSRF_ENABLED=False, PROPAGATE_EXCEPTIONS=False)
     known = {"ref": scenario.ticket_no, "task_id": task["id"], "customer_id": "1", "process_id": "complaint",
              "version": "1", "month": "2026-11", "key": "K1", "kind": "complaint", "code": "en", "fmt": "csv",
-             "event_id": "1"}
+             "event_id": "1", "attachment_id": "1"}
     return web, known
 
 

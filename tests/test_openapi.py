@@ -105,6 +105,26 @@ def test_real_responses_validate_against_the_documented_schemas(app, kefu, scena
     agent("get", f"/instances/{started['ticket_no']}")
     phone("get", f"/instances/{started['instance_id']}")
     agent("get", "/instances/nothing", expect=404)
+    # the case file and the desk's search (issue 20)
+    ticket = started["ticket_no"]
+    agent("post", f"/instances/{ticket}/notes", {"text": "客户希望下午回电"}, expect=201)
+    agent("post", f"/instances/{ticket}/notes", {"channel": "phone", "outcome": "已回电"}, expect=201)
+    agent("post", f"/instances/{ticket}/notes", {"channel": "fax", "outcome": "x"}, expect=400)
+    notes = agent("get", f"/instances/{ticket}/notes")
+    assert [n["text"] for n in notes["notes"]] == ["客户希望下午回电"] and notes["contacts"][0]["channel"] == "phone"
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+    octet = {"Content-Type": "application/octet-stream"}
+    added = agent("post", f"/instances/{ticket}/attachments?filename=photo.png", raw=png, headers=octet, expect=201)
+    agent("post", f"/instances/{ticket}/attachments?filename=x.png", raw=b"MZ\x90", headers=octet, expect=400)
+    agent("post", f"/instances/{ticket}/attachments?filename=x.png", raw=png,
+          headers={"Content-Type": "image/png"}, expect=415)
+    listed = agent("get", f"/instances/{ticket}/attachments")["attachments"]
+    assert [a["id"] for a in listed] == [added["id"]] and listed[0]["content_type"] == "image/png"
+    agent("get", f"/instances/{ticket}")
+    found = agent("get", "/search?q=6321")["rows"]
+    assert ticket in [r["ticket_no"] for r in found] and all("****" in (r["customer_phone"] or "****") for r in found)
+    agent("get", "/search?view=bad", expect=400)
+    phone("get", "/search?q=x", expect=403)
     agent("post", "/tickets", raw="x", headers={"Content-Type": "text/plain"}, expect=415)
     agent("post", "/tickets", raw="[" * 300_000, headers={"Content-Type": "application/json"}, expect=413)
     stranger = Checked(app, "bad")

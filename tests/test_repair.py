@@ -10,6 +10,8 @@ from tests.pg import on_both_databases
 def register(sc, emergency=False, customer_id=None, **over):
     data = {"customer_name": "星河物业管理有限公司", "contact_phone": "0755-88886666", "fault_symptom": "东门门禁无法刷卡",
             "location": "深圳市福田区福华路 1 号东门", "impact_scope": "东门全部住户", "emergency": emergency}
+    if emergency:
+        data["emergency_scale"] = "small"  # an emergency is recorded with its scale (R2; required_if)
     data.update(over)
     return sc.start("repair", data, customer_id=customer_id)
 

@@ -62,6 +62,6 @@ def test_repair_ticket_page_shows_its_work_order_deadlines(scenario, kefu):
     dispatch(scenario, accept=False)
     shown = scenario.show()
     assert shown["deadlines"], "the repair diagram sets its work-order clocks"
-    page = Web(kefu).login_as("agent").page(f"/instances/{scenario.ticket_no}")
+    page = Web(kefu).login_as("agent").page(f"/instances/{scenario.ticket_no}?trail=audit")  # with the engine's steps
     for key in shown["deadlines"]:
         assert {"response": "响应时限", "finish": "完成时限"}[key] in page

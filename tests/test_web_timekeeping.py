@@ -64,5 +64,5 @@ def test_the_sla_table_reads_in_english_too(kefu):
 def test_the_timeline_names_each_clock_and_its_deadline(scenario, kefu):
     repair.register(scenario)
     repair.dispatch(scenario, accept=False)
-    html = Web(kefu).login_as("supervisor").page(f"/instances/{scenario.ticket_no}")
+    html = Web(kefu).login_as("supervisor").page(f"/instances/{scenario.ticket_no}?trail=audit")  # the full trail
     assert "响应时限 → 2026-11-23 09:30" in html and "完成时限 → 2026-11-24 09:00" in html

@@ -35,12 +35,13 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     babel.init_app(app, locale_selector=selected_locale, timezone_selector=lambda: "Asia/Shanghai")
     login_manager.init_app(app)
 
-    from . import auth, desk, records, timekeeping, views
+    from . import auth, casefile, desk, records, timekeeping, views
     from .labels import register_template_helpers
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(desk.bp)
     app.register_blueprint(records.bp)
+    casefile.register(app)
     app.register_blueprint(timekeeping.bp)
     from . import kpi as kpi_pages  # kpi (issue 7): dashboard, lineage, monthly report, CSV
     app.register_blueprint(kpi_pages.bp)

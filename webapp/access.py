@@ -12,7 +12,7 @@ from engine.services.masking import REVEAL_ROLES
 from .auth import kefu
 
 # Roles that work with or oversee every ticket; the others see the tickets they have a task on.
-WIDE_ROLES = ("agent", "supervisor", "qa", "auditor", "process_owner")
+WIDE_ROLES = routing.WIDE_ROLES
 START_ROLES = ("agent", "supervisor")
 CUSTOMER_EDIT_ROLES = ("agent", "supervisor")
 
@@ -26,12 +26,8 @@ def may_work(user, task: dict) -> bool:
 
 def may_see_instance(user, shown: dict) -> bool:
     """The roles that read every ticket, and whoever may act on (assignee; the lane's role and group, or a
-    candidate, while unclaimed) or completed one of its tasks."""
-    if user.has(*WIDE_ROLES):
-        return True
-    groups = getattr(user, "groups", set())
-    # P5: a task force member of this ticket (its assignee), whatever their roles; else who may act on a task
-    return any(t["assignee"] == user.name or routing.may_act(user.name, user.roles, groups, t) for t in shown["tasks"])
+    candidate, while unclaimed) or completed one of its tasks (engine.services.routing.may_read)."""
+    return routing.may_read(user.name, user.roles, getattr(user, "groups", set()), shown["tasks"])
 
 
 def check_instance(user, shown: dict) -> None:

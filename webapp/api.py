@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from engine import Conflict, FormValidationError, InvalidInput, KefuError, NotAllowed, NotFound
 from engine.bpmn.diagram import ROLES
 from engine.limits import load_json
+from engine.services.casefile import MAX_ATTACHMENT
 
 from .extensions import csrf
 from .hardening import BODY_LIMITS
@@ -69,7 +70,7 @@ def user() -> WebUser:
 # ---------------------------------------------------------------- authentication and request checks
 @bp.before_request
 def authenticate():
-    request.max_content_length = MAX_BODY
+    request.max_content_length = BODY_LIMITS.get(request.endpoint or "", MAX_BODY)
     if request.endpoint == "api.openapi":
         return None
     header = request.headers.get("Authorization", "")
@@ -307,6 +308,79 @@ def reveal(ref):
     if not (user().has(*READ_ROLES) or may_see_instance(user(), shown)):
         raise ApiError("forbidden", f"user {user().name} has no task on {shown['ticket_no']} and may not see it")
     return jsonify(kefu().masking.reveal(ref, b.get("field"), user().name, b.get("reason")))
+
+
+# ---------------------------------------------------------------- the case file and the desk's search
+BODY_LIMITS["api.add_attachment"] = MAX_ATTACHMENT + 1  # the file itself is the body
+
+
+def _ref_arg(ref: str) -> str:
+    if len(ref) > 64:
+        raise ApiError("not_found", f"no instance {ref[:64]!r}…")
+    return ref
+
+
+@bp.get("/instances/<ref>/notes")
+def notes(ref):
+    """The ticket's internal notes and contact records, for whoever may read the ticket."""
+    query_args(())
+    found = kefu().casefile.of(_ref_arg(ref), user().name)
+    return jsonify({"ticket_no": found["ticket_no"], "notes": found["notes"], "contacts": found["contacts"]})
+
+
+@bp.post("/instances/<ref>/notes")
+def add_note(ref):
+    """An internal note (``text``) or, with ``channel`` and ``outcome``, a contact with the customer."""
+    b = body(("text", "channel", "outcome"))
+    if "channel" in b or "outcome" in b:
+        if "text" in b:
+            raise ApiError("invalid_input", "send either 'text' (a note) or 'channel' and 'outcome' (a contact)",
+                           {"text": "not with channel/outcome"})
+        return jsonify(kefu().casefile.contact(_ref_arg(ref), user().name, b.get("channel"), b.get("outcome"))), 201
+    return jsonify(kefu().casefile.note(_ref_arg(ref), user().name, b.get("text"))), 201
+
+
+@bp.get("/instances/<ref>/attachments")
+def attachments(ref):
+    """The ticket's attachments (superseded ones too, marked ``superseded_by``)."""
+    query_args(())
+    found = kefu().casefile.of(_ref_arg(ref), user().name)
+    return jsonify({"ticket_no": found["ticket_no"], "attachments": found["attachments"]})
+
+
+@bp.post("/instances/<ref>/attachments")
+def add_attachment(ref):
+    """Upload a file as the raw body (``application/octet-stream``), named by ``filename``; ``supersedes``: the
+    attachment it replaces. Checked by its content: JPEG, PNG, GIF, WebP, PDF or plain text, at most 20 MB."""
+    query_args(("filename", "supersedes"))
+    if request.content_length and request.content_length > MAX_ATTACHMENT:
+        raise ApiError("payload_too_large", f"an attachment may have at most {MAX_ATTACHMENT} bytes")
+    if request.mimetype != "application/octet-stream":
+        raise ApiError("unsupported_media_type", "send the file as the body with "
+                                                 "'Content-Type: application/octet-stream'")
+    supersedes = request.args.get("supersedes") or None
+    if supersedes is not None and (not supersedes.isascii() or not supersedes.isdigit() or len(supersedes) > 12):
+        raise ApiError("invalid_input", "'supersedes' must be an attachment id", {"supersedes": "not an id"})
+    filename = request.args.get("filename", "")
+    if len(filename) > 1000 or "\x00" in filename:
+        raise ApiError("invalid_input", "'filename' is not a file name", {"filename": "not a file name"})
+    content = request.get_data(cache=False)
+    result = kefu().casefile.attach(_ref_arg(ref), user().name, filename, content,
+                                    supersedes=int(supersedes) if supersedes else None)
+    return jsonify(result), 201
+
+
+@bp.get("/search")
+def search():
+    """Tickets the caller may read by number, customer name or phone (masked), with filters and a saved view."""
+    require(*WIDE_ROLES)
+    allowed = ("q", "status", "kind", "severity", "assignee", "date_from", "date_to", "view", "limit", "after")
+    query_args(allowed)
+    args = {k: request.args.get(k) for k in allowed if request.args.get(k) not in (None, "")}
+    for k, v in args.items():
+        if len(v) > MAX_QUERY:
+            raise ApiError("invalid_input", f"'{k}' is longer than {MAX_QUERY} characters", {k: "too long"})
+    return jsonify(kefu().casefile.search(user().name, args.pop("q", None), args))
 
 
 # ---------------------------------------------------------------- the document

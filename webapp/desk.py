@@ -7,12 +7,13 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from engine import Conflict, FormValidationError, InvalidInput, NotFound
+from engine.bpmn.forms import prefilled
 from engine.limits import row_number
 from engine.services.masking import CUSTOMER_FIELDS as CONTACT_KINDS, mask
 
 from .access import START_ROLES, may_work, reveal_form, ticket_contact_fields, ticket_view
 from .auth import kefu, me, roles_required, safe_next
-from .labels import INTAKE_KINDS, KINDS, SEVERITIES, field_message, task_title
+from .labels import INTAKE_KINDS, KINDS, SEVERITIES, field_message, task_title, to_local
 
 bp = Blueprint("desk", __name__)
 
@@ -30,8 +31,16 @@ def submitted(fields: list[dict], form) -> dict:
     return values
 
 
-def defaults(fields: list[dict]) -> dict:
-    return {f["id"]: f.get("default") or ([] if f["type"] == "users" else "") for f in fields}
+def defaults(fields: list[dict], data: dict | None = None) -> dict:
+    """What a form shows before anything is typed: the diagram's defaults, now for ``default_now`` dates and
+    times, and the values of earlier steps a field's ``prefill`` names (``data``: the ticket's data)."""
+    out = {f["id"]: f.get("default") or ([] if f["type"] == "users" else "") for f in fields}
+    now = to_local(kefu().now())
+    for f in fields:
+        if f.get("default_now") and not out[f["id"]]:
+            out[f["id"]] = now.strftime("%Y-%m-%dT%H:%M") if f["type"] == "datetime" else now.date().isoformat()
+    out.update(prefilled(fields, data or {}))
+    return out
 
 
 def field_errors(exc: FormValidationError) -> dict:
@@ -114,7 +123,7 @@ def _task_page(task_id: str, values=None, errors=None, notice=None, status=200):
     shown = ticket_view(current_user, kefu().instances.show(t["instance_id"]))  # I4: masked unless serving it
     steps = kefu().instances.steps(t["instance_id"])
     workable = may_work(current_user, t)
-    values = values if values is not None else defaults(t["form"])
+    values = values if values is not None else defaults(t["form"], shown.get("data"))
     for f in t["form"]:  # a read-only field shows what the process holds (kpi: the QA review's sampled ticket)
         if f.get("readonly") and (shown.get("data") or {}).get(f["id"]) is not None:
             values[f["id"]] = shown["data"][f["id"]]
@@ -288,6 +297,8 @@ def intake_submit(kind):
         return _intake_page(kind, values, {"_form": _("无法登记：%(reason)s", reason=exc.message)}, None,
                             status=422)
     flash(_("已登记：%(ticket)s", ticket=result["ticket_no"]), "success")
+    if customer is None:
+        _warn_same_phone(values, result)
     for brief in result["tasks"]:
         if may_work(current_user, brief):
             return redirect(url_for("desk.task", task_id=brief["id"]))
@@ -302,6 +313,16 @@ def _unmasked(values: dict, customer: dict | None) -> dict:
     full = {mask(kind, customer.get(key)): customer.get(key) for key, kind in CONTACT_KINDS.items()
             if customer.get(key)}
     return {k: full.get(v, v) if isinstance(v, str) else v for k, v in values.items()}
+
+
+def _warn_same_phone(values: dict, result: dict) -> None:
+    """A ticket typed for a new customer whose phone is an existing customer's is linked to that customer: say so
+    when the names differ (a warning; the agent may correct the profile)."""
+    typed = (values.get("customer_name") or "").strip()
+    others = [c for c in kefu().customers.same_phone(values.get("contact_phone")) if c["name"] != typed]
+    if typed and others:
+        flash(_("注意：电话 %(phone)s 已属于客户“%(name)s”，工单已关联到该客户；如不是同一人，请核对客户资料。",
+                phone=values.get("contact_phone"), name=others[0]["name"]), "warning")
 
 
 # ---------------------------------------------------------------- customer lookup for intake
@@ -326,9 +347,15 @@ def create_customer():
         return jsonify({"error": {"code": "invalid_input", "message": _("请求格式不正确")}}), 400
     data = {k: body.get(k) for k in ("name", "phone", "company", "address", "region") if body.get(k)}
     data["vip"] = bool(body.get("vip"))
+    same = kefu().customers.same_phone(data.get("phone"))
     try:
         c = kefu().customers.create(data, actor=me())
     except InvalidInput as exc:
         errors = {f: field_message(exc.message) for f in exc.details.get("fields") or ["name"]}
         return jsonify({"error": {"code": exc.code, "errors": errors}}), 400
-    return jsonify(_lookup_row(c)), 201
+    row = _lookup_row(c)
+    if same:  # a warning, not a refusal: the agent sees who already has this number
+        row["same_phone"] = [{"id": x["id"], "name": x["name"]} for x in same]
+        row["warning"] = _("电话与已有客户相同：%(names)s，请确认不是同一位客户",
+                           names="、".join(x["name"] for x in same))
+    return jsonify(row), 201

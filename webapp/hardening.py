@@ -20,7 +20,7 @@ MAX_BODY = 1024 * 1024  # bytes a web form or JSON request may carry; routes tha
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
        "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
        "frame-ancestors 'none'")
-BODY_LIMITS: dict[str, int] = {}  # blueprint → its own limit (the designer's diagrams, the API's bodies)
+BODY_LIMITS: dict[str, int] = {}  # endpoint or blueprint → its own limit (diagrams, API bodies, attachments)
 HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
            "Referrer-Policy": "same-origin", "Cross-Origin-Opener-Policy": "same-origin"}
 
@@ -74,8 +74,8 @@ def init_app(app: Flask) -> None:
     def refuse_large_bodies():
         """Refuse a body larger than the route's limit from its declared length, before anything reads it (a
         body sent without a length is cut off at the limit as it is read)."""
-        limit = request.max_content_length = BODY_LIMITS.get(request.blueprint or "",
-                                                                        app.config["MAX_CONTENT_LENGTH"])
+        limit = request.max_content_length = BODY_LIMITS.get(request.endpoint or "", BODY_LIMITS.get(
+            request.blueprint or "", app.config["MAX_CONTENT_LENGTH"]))
         if limit is not None and request.content_length is not None and request.content_length > limit:
             abort(413, f"the request body is larger than {limit} bytes")
 

@@ -56,12 +56,20 @@ EVENTS = {
     # care (issue 21, Q1-Q3)
     "customer_revisited": _l("定期回访已记入客户资料"), "greeting_sent": _l("问候已发送"),
     "greeting_withheld": _l("客户未同意，问候未发送"), "repeat_complaint_opened": _l("客户仍不满意，再次投诉"),
+    "note_added": _l("内部备注"), "contact_logged": _l("联系客户"), "attachment_added": _l("添加附件"),
+    "attachment_superseded": _l("附件被新版本替代"),
 }
 # X2: what a handover lists, and what became of each line on acceptance
 HANDOVER_KINDS = {"case": _l("工单"), "task": _l("待办任务"), "promise": _l("对客户承诺的时限"), "escalation": _l("升级事项")}
 HANDOVER_OUTCOMES = {"taken": _l("已接手"), "skipped": _l("未移交"), "left_out": _l("未列入（漏交）"),
                      "noted": _l("已告知")}
 HANDOVER_STATES = {"open": _l("待接班"), "accepted": _l("已接班")}
+CHANNELS = {"phone": _l("电话"), "sms": _l("短信"), "visit": _l("上门")}
+# The case timeline shows what people did; the engine's own steps stay in the full audit trail.
+ENGINE_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created", "timer_set",
+                 "deadline_set", "clock_started", "clock_stopped", "clock_paused", "clock_resumed",
+                 "external_task_created", "timer_fired"}
+VIEWS = {"mine": _l("我的工单"), "overdue": _l("超时"), "vip": _l("VIP"), "today": _l("今日新建")}
 DEADLINES = {"response": _l("响应时限"), "finish": _l("完成时限")}
 SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created", "timer_set",
                  "clock_started", "external_task_created"}
@@ -83,6 +91,8 @@ _FIELD_MESSAGES = [
     (r"must be one of: .*", lambda m: _("请从选项中选择")),
     (r"must be a date \(YYYY-MM-DD\)", lambda m: _("请填写日期（年-月-日）")),
     (r"must not be in the past", lambda m: _("不能早于今天")),
+    (r"must not be in the future", lambda m: _("不能晚于当前时间")),
+    (r"must not be before the ticket was opened \((.+)\)", lambda m: _("不能早于工单创建时间（%(when)s）", when=m[1])),
     (r"must be a date and time.*", lambda m: _("请填写日期和时间")),
     (r"must be in the future", lambda m: _("必须晚于当前时间")),
     (r"must be user names", lambda m: _("请选择用户")),

@@ -56,7 +56,11 @@ FORM_FIELD = _obj({
     "pii": {"enum": ["phone", "email", "address", "text"],
             "description": "I4: the field holds customer contact data, masked for whoever does not serve the case"},
     "assigns": {**BOOL, "description": "P12: the users picked get work on the ticket (not the staff it names)"},
-    "required_if": {"type": "string", "description": "'other=value': required when that field has that value"},
+    "past": BOOL, "default_now": {"type": "boolean", "description": "left empty, a date/time is now"},
+    "prefill": {"type": "string", "description": "the data field of an earlier step whose value the form shows"},
+    "required_if": {"type": "string", "description": "required when this field has a value ('field') or one "
+                                                     "value ('field=value')"},
+    "not_before": {"enum": ["opened"], "description": "not before the ticket was opened"},
 }, required=["id", "type", "label", "required"])
 TASK = _obj({
     **TASK_BRIEF, "instance_id": INT, "instance": INT, "ticket_no": STR, "kind": STR,
@@ -91,7 +95,7 @@ TIMER = _obj({
     "attached_task_id": N_STR, "due_at": TIME,
 })
 CLOCK = _obj({  # T-stop: one deadline of the ticket, from its start until its work is done
-    "name": STR, "label": STR, "label_en": STR, "task": STR, "task_name": N_STR, "started_at": TIME,
+    "name": STR, "label": STR, "label_en": STR, "task": STR, "task_id": N_STR, "task_name": N_STR, "started_at": TIME,
     "due_at": TIME, "stopped_at": N_TIME, "state": {"enum": ["running", "paused", "met", "missed"]},
     "responsible": N_STR, "ended_by": _nullable({"enum": ["work", "timer"]}),
 })
@@ -112,7 +116,22 @@ INSTANCE = _obj({
     "contact_masked": {"type": "boolean", "description": "I4: customer contact data (the customer's and the "
                                                          "contact fields of data and trace) is masked: the caller "
                                                          "neither owns the case nor holds a ready task on it"},
+    "notes": {"type": "array", "items": _ref("Note")}, "contacts": {"type": "array", "items": _ref("Contact")},
+    "attachments": {"type": "array", "items": _ref("Attachment")},
 })
+NOTE = _obj({"id": {"type": "integer", "description": "the note's audit event number on the ticket"},
+             "author": STR, "at": TIME, "text": STR})
+CONTACT = _obj({"id": INT, "author": STR, "at": TIME, "channel": {"enum": ["phone", "sms", "visit"]}, "outcome": STR})
+ATTACHMENT_FIELDS = {"id": INT, "author": STR, "at": TIME, "filename": STR, "size": INT,
+                   "content_type": {"enum": ["image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf",
+                                             "text/plain"]},
+                   "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "superseded_by": N_INT}
+ATTACHMENT = _obj(ATTACHMENT_FIELDS)
+SEARCH_ROW = _obj({
+    "instance_id": INT, "ticket_no": STR, "kind": STR, "status": STR, "severity": N_STR, "vip": BOOL,
+    "summary": N_STR, "customer": N_STR, "customer_id": N_INT,
+    "customer_phone": {**N_STR, "description": "masked (I4): 139****5678"}, "created_by": STR, "created_at": TIME,
+    "completed_at": N_TIME, "finish_due": N_TIME, "finish_overdue": BOOL})
 COMPLETION = _obj({
     "task": _ref("Task"),
     "instance": _obj({"instance_id": INT, "ticket_no": STR, "status": {"enum": ["active", "completed", "incident"]},
@@ -151,6 +170,14 @@ SCHEMAS = {
     "Empty": _obj({}, required=[]),
     "Reveal": _obj({"field": {"type": "string", "description": "phone, email, address or a contact form field"},
                     "reason": {"type": "string", "minLength": 1, "maxLength": 500}}),
+    "Note": NOTE, "Contact": CONTACT, "Attachment": ATTACHMENT,
+    "AddNote": _obj({"text": {"type": "string", "minLength": 1, "maxLength": 4000, "description": "an internal note"},
+                     "channel": {"enum": ["phone", "sms", "visit"], "description": "a contact with the customer"},
+                     "outcome": {"type": "string", "minLength": 1, "maxLength": 1000}}, required=[]),
+    "NoteAdded": _obj({"id": INT, "ticket_no": STR, "author": STR, "at": TIME, "text": STR, "channel": STR,
+                       "outcome": STR}, required=["id", "ticket_no", "author", "at"]),
+    "SearchResult": _obj({"rows": {"type": "array", "items": SEARCH_ROW}, "next": N_STR, "query": N_STR,
+                          "view": _nullable({"enum": ["mine", "overdue", "vip", "today"]}), "limit": INT}),
     "ExternalTask": EXTERNAL_TASK,
     "FetchAndLock": _obj({
         "workerId": WORKER, "maxTasks": {"type": "integer", "minimum": 1, "maximum": 100},
@@ -185,7 +212,7 @@ _MESSAGES = {
     401: "no token, or an unknown or revoked one", 403: "the caller's roles, lane or group do not allow this",
     404: "no such task, external task, instance, process or customer", 405: "method not allowed",
     409: "the state moved on: the task is no longer ready (completed, cancelled), or a concurrent save",
-    413: "the body is too large", 415: "the body is not JSON",
+    413: "the body is too large", 415: "the body is not JSON (an attachment: not application/octet-stream)",
     500: "an unexpected failure (never expected; logged)",
 }
 
@@ -217,6 +244,7 @@ def _body(name: str, required: bool) -> dict:
     return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
 
 
+REF = {"name": "ref", "in": "path", "required": True, "schema": STR, "description": "instance id or ticket number"}
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": STR,
            "description": "the task's id (a UUID)"}
 
@@ -290,6 +318,47 @@ PATHS = {
         "requestBody": _body("Reveal", True),
         "responses": {**_ok(200, _obj({"ticket_no": STR, "field": STR, "value": {}}), "the value"),
                       **_errors(400, 403, 404, 413, 415)}}},
+    "/api/v1/instances/{ref}/notes": {
+        "get": {"operationId": "listNotes", "summary": "The ticket's internal notes and contact records",
+                "parameters": [REF],
+                "responses": {**_ok(200, _obj({"ticket_no": STR, "notes": {"type": "array", "items": _ref("Note")},
+                                               "contacts": {"type": "array", "items": _ref("Contact")}}),
+                                    "notes and contacts, oldest first"), **_errors(400, 403, 404)}},
+        "post": {"operationId": "addNote",
+                 "summary": "Add an internal note (text), or log a contact with the customer (channel, outcome)",
+                 "parameters": [REF], "requestBody": _body("AddNote", True),
+                 "responses": {**_ok(201, _ref("NoteAdded"), "recorded (an audit event on the ticket)"),
+                               **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/instances/{ref}/attachments": {
+        "get": {"operationId": "listAttachments", "summary": "The ticket's attachments (superseded ones marked)",
+                "parameters": [REF],
+                "responses": {**_ok(200, _obj({"ticket_no": STR, "attachments": {"type": "array",
+                                                                                  "items": _ref("Attachment")}}),
+                                    "attachments, oldest first"), **_errors(400, 403, 404)}},
+        "post": {"operationId": "addAttachment",
+                 "summary": "Upload a file as the body: JPEG, PNG, GIF, WebP, PDF or plain text by its content, "
+                            "at most 20 MB; never deleted, only superseded",
+                 "parameters": [REF, {"name": "filename", "in": "query", "required": True,
+                                      "schema": {"type": "string", "minLength": 1, "maxLength": 255}},
+                                {"name": "supersedes", "in": "query", "required": False, "schema": INT,
+                                 "description": "the attachment this one replaces"}],
+                 "requestBody": {"required": True, "content": {"application/octet-stream": {
+                     "schema": {"type": "string", "format": "binary"}}}},
+                 "responses": {**_ok(201, _obj({**ATTACHMENT_FIELDS, "ticket_no": STR}),
+                                     "stored (an audit event on the ticket)"),
+                               **_errors(400, 403, 404, 409, 413, 415)}}},
+    "/api/v1/search": {"get": {
+        "operationId": "searchTickets",
+        "summary": "Tickets by number, customer name or phone, with filters and saved views (agents, supervisors "
+                   "and the other roles that read every ticket)",
+        "parameters": [{"name": k, "in": "query", "required": False, "schema": schema} for k, schema in (
+            ("q", {"type": "string", "maxLength": 100}), ("status", {"enum": ["active", "completed", "incident"]}),
+            ("kind", {"enum": ["consultation", "complaint", "repair", "escalation"]}),
+            ("severity", {"enum": ["general", "urgent", "major"]}), ("assignee", {"type": "string", "maxLength": 64}),
+            ("date_from", {"type": "string", "format": "date"}), ("date_to", {"type": "string", "format": "date"}),
+            ("view", {"enum": ["mine", "overdue", "vip", "today"]}),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 500}), ("after", {"type": "string", "maxLength": 100}))],
+        "responses": {**_ok(200, _ref("SearchResult"), "the matching tickets, newest first"), **_errors(400, 403)}}},
     "/api/v1/external-task/fetchAndLock": {"post": {
         "operationId": "fetchAndLock", "summary": "Lock open external tasks of the given topics for a worker",
         "requestBody": _body("FetchAndLock", True),

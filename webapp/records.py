@@ -25,21 +25,25 @@ PASSED = {"task_completed", "gateway_passed", "script_ran", "timer_fired", "star
 @bp.get("/instances/<ref>")
 @login_required
 def instance(ref):
-    """One ticket: status, deadlines, the diagram with its current tasks, and the timeline."""
-    return _instance_page(ref)
+    """One ticket, the whole case on one page: status, deadlines, the diagram, each completed step with its data
+    and clock, the case file (notes, contacts, attachments), and the timeline or the full audit trail."""
+    return instance_page(ref)
 
 
-def _instance_page(ref, revealed=None, reveal_error=None, status=200):
+def instance_page(ref, casefile_error: str | None = None, status: int = 200, revealed=None, reveal_error=None):
     shown = kefu().instances.show(ref)
     check_instance(current_user, shown)
     shown = ticket_view(current_user, shown)  # I4: contact data masked unless the user serves this case
     ready = kefu().tasks.ready(instance=shown["instance_id"])
     my_tasks = {t["id"] for t in ready if may_work(current_user, t)}
     escalatable = {t["id"] for t in ready if t.get("escalatable")}
+    steps = kefu().instances.steps(shown["instance_id"])
     # Everything the ticket has passed through: completed tasks, gateways taken, scripts, timers, ends.
     done = list(dict.fromkeys(e["bpmn_id"] for e in shown["events"] if e["bpmn_id"] and e["type"] in PASSED))
-    return render_template("instance.html", i=shown, steps=kefu().instances.steps(shown["instance_id"]), done=done,
+    return render_template("instance.html", i=shown, steps=steps, done=done, cards=step_cards(shown, steps),
                            my_tasks=my_tasks, escalatable=escalatable, may_migrate=_may_migrate(shown),
+                           may_write=not current_user.has("auditor") or len(current_user.roles) > 1,
+                           casefile_error=casefile_error,
                            show_contact=not shown["contact_masked"],
                            reveal=reveal_form(current_user, shown["contact_masked"],
                                               url_for("records.reveal", ref=shown["ticket_no"]),
@@ -56,12 +60,31 @@ def reveal(ref):
         abort(403, _("您的角色不能查看完整的客户联系方式"))
     field, reason = request.form.get("field", "").strip(), request.form.get("reason", "").strip()
     if not reason:
-        return _instance_page(ref, reveal_error=_("请填写查看原因"), status=400)
+        return instance_page(ref, reveal_error=_("请填写查看原因"), status=400)
     try:
         result = kefu().masking.reveal(ref, field, current_user.name, reason)
     except (InvalidInput, NotFound) as exc:
-        return _instance_page(ref, reveal_error=exc.message, status=400)
-    return _instance_page(ref, revealed=result)
+        return instance_page(ref, reveal_error=exc.message, status=400)
+    return instance_page(ref, revealed=result)
+
+
+def step_cards(shown: dict, steps: dict) -> list[dict]:
+    """Each completed step: who and when, the values submitted with their form's fields, and the clocks it
+    stopped (met or late)."""
+    clocks = {}
+    for c in shown.get("clocks") or []:
+        if c.get("task_id") and c["state"] in ("met", "missed"):
+            clocks.setdefault(c["task_id"], []).append(c)
+    cards = []
+    for e in shown["events"]:
+        if e["type"] != "task_completed":
+            continue
+        step = steps.get(e["bpmn_id"]) or {"task_name": e["task_name"], "form": []}
+        data = e["data"] or {}
+        values = [{"field": f, "value": data[f["id"]]} for f in step["form"]
+                  if data.get(f["id"]) not in (None, "", [])]
+        cards.append({"event": e, "step": step, "shown": values, "clocks": clocks.get(e["task_id"], [])})
+    return cards
 
 
 def _may_migrate(shown: dict) -> bool:

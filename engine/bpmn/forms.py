@@ -2,13 +2,15 @@
 
 Field types: the Camunda types ``string``, ``long``, ``boolean``, ``date``, ``enum`` and Kefu's ``datetime``,
 ``user`` (one user name) and ``users`` (a list of user names). Constraints (``camunda:validation``):
-``required``, ``minlength``, ``maxlength``, ``min``, ``max``, ``readonly`` and ``future`` (a date/time
-later than now). Field properties: ``label_en`` (English label), ``multiline`` (long text), ``role``
-(the role a ``user``/``users`` value must hold; several, comma-separated: any of them), ``assigns`` (``true``:
-the users picked are given work on the ticket, so the staff a complaint names may not be picked, P12),
-``required_if`` (``other=value``: required when field ``other`` has that value, e.g. a refusal's reason),
-``pii`` (customer contact data: ``phone``, ``email``, ``address`` or ``true``; masked for whoever does not
-serve the customer, I4).
+``required``, ``minlength``, ``maxlength``, ``min``, ``max``, ``readonly``, ``future`` (a date/time
+later than now) and ``past`` (not later than now). Field properties: ``label_en`` (English label), ``multiline``
+(long text), ``role`` (the role a ``user``/``users`` value must hold; several, comma-separated: any of them),
+``assigns`` (``true``: the users picked are given work on the ticket, so the staff a complaint names may not be
+picked, P12), ``pii`` (customer contact data: ``phone``, ``email``, ``address`` or ``true``; masked for whoever
+does not serve the customer, I4), ``prefill`` (the form shows the value an earlier step left in this data field;
+a list, one item a line), ``default_now`` (a date/time left empty is now), ``required_if`` (required when another
+field of the form has a value: ``answered_on_spot``, or has one value: ``emergency=true``,
+``acceptance=not_accepted``) and ``not_before`` (``opened``: not before the ticket was opened).
 
 Validation turns the submitted values into typed, storable values (dates and times as ISO strings),
 rejects unknown fields, and reports every problem at once, keyed by field id.
@@ -26,7 +28,7 @@ from engine.limits import is_blank
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 C = "{%s}" % CAMUNDA_NS
 FIELD_TYPES = ("string", "long", "boolean", "date", "datetime", "enum", "user", "users")
-KNOWN_CONSTRAINTS = ("required", "minlength", "maxlength", "min", "max", "readonly", "future")
+KNOWN_CONSTRAINTS = ("required", "minlength", "maxlength", "min", "max", "readonly", "future", "past")
 FIELD_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_STRING = 20000
 
@@ -87,7 +89,11 @@ class Field:
     cap_reason: str | None = None  # a field that must give the reason instead of refusing (T-promise)
     pii: str | None = None         # I4: customer contact data of this kind (engine.services.masking)
     assigns: bool = False          # P12: the users picked get work on the ticket
-    required_if: str | None = None  # "other_field=value": required when that field has that value (P13's reasons)
+    past: bool = False             # not later than now (a time the work reports: an arrival)
+    prefill: str | None = None     # the data field whose earlier value the form shows
+    default_now: bool = False      # a date/time left empty is now
+    required_if: str | None = None  # "field" (has a value) or "field=value": then this one is required
+    not_before: str | None = None  # "opened": not before the ticket was opened
 
     @property
     def roles(self) -> list[str]:
@@ -116,7 +122,26 @@ class Field:
             out["cap"] = self.cap
         if self.pii:
             out["pii"] = self.pii
+        for key in ("past", "default_now"):
+            if getattr(self, key):
+                out[key] = True
+        for key in ("prefill", "not_before"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
         return out
+
+
+def prefilled(fields: list[dict], data: dict) -> dict:
+    """Field id → the earlier value its ``prefill`` property names in ``data`` (a list: one item a line), for the
+    form to show; a field without one, or whose source is empty, is left out."""
+    out = {}
+    for f in fields:
+        value = data.get(f.get("prefill") or "")
+        if isinstance(value, list):
+            value = "\n".join(str(v) for v in value if v not in (None, ""))
+        if value not in (None, "") and not isinstance(value, (dict, bool)):
+            out[f["id"]] = str(value)
+    return out
 
 
 def lint_form(form: dict | None) -> list[tuple[str, str]]:
@@ -151,6 +176,16 @@ def lint_form(form: dict | None) -> list[tuple[str, str]]:
                     problems.append((fid, f"constraint {name!r} needs a number, got {config!r}"))
         if not f.get("label"):
             problems.append((fid, "field has no label"))
+        props = f.get("properties", {})
+        if props.get("default_now") and f.get("type") not in ("date", "datetime"):
+            problems.append((fid, "default_now needs a date or datetime field"))
+        if props.get("prefill") and not FIELD_ID.match(props["prefill"]):
+            problems.append((fid, f"prefill names no data field: {props['prefill']!r}"))
+        if props.get("not_before") not in (None, "opened"):
+            problems.append((fid, "not_before must be 'opened'"))
+        other = (props.get("required_if") or "").partition("=")[0].strip()
+        if props.get("required_if") and other not in {g.get("id") for g in form.get("fields", [])}:
+            problems.append((fid, f"required_if names no field of this form: {other!r}"))
     return problems
 
 
@@ -172,9 +207,10 @@ def build_fields(form: dict | None) -> list[Field]:
             multiline=str(p.get("multiline", "")).lower() == "true", role=p.get("role"),
             minlength=_num(v.get("minlength")), maxlength=_num(v.get("maxlength")),
             min=_num(v.get("min")), max=_num(v.get("max")), future="future" in v,
-            cap=p.get("cap"), cap_case=p.get("cap_case"), cap_reason=p.get("cap_reason"),
-            pii=pii_kind(p.get("pii")),
-            assigns=str(p.get("assigns", "")).lower() == "true", required_if=p.get("required_if")))
+            cap=p.get("cap"), cap_case=p.get("cap_case"), cap_reason=p.get("cap_reason"), past="past" in v,
+            pii=pii_kind(p.get("pii")), assigns=str(p.get("assigns", "")).lower() == "true",
+            prefill=p.get("prefill") or None, default_now=str(p.get("default_now", "")).lower() == "true",
+            required_if=(p.get("required_if") or "").strip() or None, not_before=p.get("not_before") or None))
     return out
 
 
@@ -200,9 +236,10 @@ class FormValidator:
     """Validates submissions against one task's fields. ``user_lookup(name)`` returns the user's roles
     (a set) or None when there is no such user."""
 
-    def __init__(self, fields: list[Field], user_lookup=None):
+    def __init__(self, fields: list[Field], user_lookup=None, opened: datetime | None = None):
         self.fields = {f.id: f for f in fields}
         self.user_lookup = user_lookup
+        self.opened = opened  # when the ticket was opened (``not_before="opened"``)
 
     def validate(self, data, task_name: str | None = None) -> dict:
         if data is None:
@@ -219,6 +256,9 @@ class FormValidator:
             if f.readonly and fid in data:
                 errors[fid] = "field is read-only"
                 continue
+            if _blank(raw) and f.default_now and f.type in ("date", "datetime"):
+                now = clock.now().astimezone(clock.SHANGHAI)
+                raw = now.date().isoformat() if f.type == "date" else now.isoformat()
             if _blank(raw):
                 if f.required:
                     errors[fid] = "required"
@@ -229,14 +269,23 @@ class FormValidator:
                 clean[fid] = self._coerce(f, raw)
             except ValueError as exc:
                 errors[fid] = str(exc)
-        for fid, f in self.fields.items():  # required only when another field has a given value
-            other, _eq, wanted = (f.required_if or "").partition("=")
-            if other in clean and fid not in errors and _blank(clean.get(fid)) and \
-                    str(clean[other]).lower() == wanted.strip().lower():
+        for fid, f in self.fields.items():
+            if f.required_if and fid not in errors and _blank(clean.get(fid)) and self._condition(f.required_if, clean):
                 errors[fid] = "required"
         if errors:
             raise FormValidationError(errors, task_name)
         return clean
+
+    def _condition(self, text: str, clean: dict) -> bool:
+        """Whether ``field`` has a value (true, text, a choice), or ``field=value`` holds, in the clean values."""
+        other, eq, wanted = (part.strip() for part in text.partition("="))
+        value = clean.get(other)
+        if not eq:
+            return not _blank(value) and value is not False
+        target = self.fields.get(other)
+        if target is not None and target.type == "boolean":
+            return value is (wanted.lower() in _TRUE)
+        return value is not None and str(value).strip().lower() == wanted.lower()
 
     def _default(self, f: Field):
         if f.default is None or f.default == "":
@@ -307,6 +356,11 @@ class FormValidator:
                 when = when.replace(tzinfo=clock.SHANGHAI)
             if f.future and when <= clock.now():
                 raise ValueError("must be in the future")
+            if f.past and when > clock.now():
+                raise ValueError("must not be in the future")
+            if f.not_before == "opened" and self.opened is not None and when < self.opened:
+                raise ValueError(f"must not be before the ticket was opened "
+                                 f"({self.opened.astimezone(clock.SHANGHAI):%Y-%m-%d %H:%M})")
             return when.astimezone(clock.SHANGHAI).isoformat()
         if t in ("user", "users"):
             names = raw if isinstance(raw, list) else (

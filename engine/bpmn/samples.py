@@ -32,7 +32,7 @@ def sample_value(f: dict, now: datetime = START):
     if t == "date":
         return (now + timedelta(days=3)).astimezone(clock.SHANGHAI).date().isoformat()
     if t == "datetime":
-        return (now + timedelta(days=1)).isoformat()
+        return (now - timedelta(minutes=1) if "past" in v else now + timedelta(days=1)).isoformat()
     if t == "enum":
         opts = f.get("options") or []
         return opts[0]["id"] if opts else None

@@ -12,16 +12,18 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.cli import audit, care, customers, designer, external, handover, kpi, server, setup, tickets, timers, users
+from engine.cli import (audit, care, casefile, customers, designer, external, handover, kpi, server, setup, tickets,
+                        timers, users)
 from engine.cli.common import _check_may_change, _opened, _read_only_guard
 from engine.errors import KefuError
 
 
-GROUPS = (setup, designer, users, customers, tickets, timers, external, audit, server, kpi, handover, care)
+GROUPS = (setup, designer, users, customers, tickets, casefile, timers, external, audit, server, kpi, handover, care)
 # The order ``kefu --help`` lists the commands in (and argparse names them in an "invalid choice" error).
 COMMANDS = ("init", "deploy", "definitions", "lint", "testrun", "migrate", "users", "demo", "customers", "start",
-            "tasks", "task", "claim", "unclaim", "reassign", "escalate", "complete", "show", "reveal", "timers",
-            "incident", "handover", "shifts", "repeats", "external", "message",
+            "tasks", "task", "cases", "claim", "unclaim", "reassign", "escalate", "complete", "show", "reveal", "note",
+            "contact", "attach", "search", "hand-over", "timers", "incident", "handover", "shifts", "repeats",
+            "external", "message",
             "audit", "scheduler", "clock", "calendar", "db", "serve", "web", "kpi", "qa", "report", "care", "events")
 
 

@@ -75,12 +75,13 @@ MUTATING = {"init", "deploy", "users add", "demo", "customers add", "customers u
             "db downgrade", "kpi report", "qa sample", "qa sample-size", "migrate", "users unlock", "external fetch",
             "external complete", "external fail", "external extend-lock", "message", "handover start",
             "handover accept", "shifts set", "shifts remove", "repeats window", "care plan", "care cycles",
-            "events add", "events invite", "events feedback", "hand-over", "users deactivate", "users activate"}
+            "events add", "events invite", "events feedback", "hand-over", "users deactivate", "users activate",
+            "note", "contact", "attach"}
 READ_ONLY = {"definitions", "users list", "customers find", "customers show", "tasks", "task", "show",
              "timers list", "audit verify", "audit replay", "audit search", "audit export", "audit head",
              "clock show", "calendar status", "calendar add", "db current", "db history", "lint",
              "testrun", "users lockouts", "audit security", "external list", "handover show", "handover list",
-             "shifts list", "care list", "events show", "events list", "report", "cases",
+             "shifts list", "care list", "events show", "events list", "report", "cases", "search",
              "reveal", "customers reveal"}  # a reveal changes nothing; it is recorded (I4)
 
 

@@ -69,6 +69,13 @@ def _show_text(r):
             lines.append(f"external task: {x['name'] or x['bpmn_id']} (topic {x['topic']}) {x['id']}, "
                          f"{x['retries']} retries left" + (f", last error: {x['error_message']}"
                                                            if x["error_message"] else ""))
+    for n in r.get("notes", []):
+        lines.append(f"note {n['id']}: {n['at']} {n['author']}: {n['text']}")
+    for c in r.get("contacts", []):
+        lines.append(f"contact {c['id']}: {c['at']} {c['author']} ({c['channel']}): {c['outcome']}")
+    for a in r.get("attachments", []):
+        lines.append(f"attachment {a['id']}: {a['filename']} ({a['content_type']}, {a['size']} bytes) {a['at']} "
+                     f"{a['author']}" + (f", superseded by {a['superseded_by']}" if a["superseded_by"] else ""))
     lines.append("events:")
     for e in r["events"]:
         rules = f" [{', '.join(e['rules'])}]" if e["rules"] else ""

@@ -163,7 +163,8 @@ def of(wf) -> list[dict]:
     out = []
     for c in wf.data.get(KEY, []):
         out.append({"name": c["clock"], "label": label(c["clock"]), "label_en": label(c["clock"], "en"),
-                    "task": c["task"], "task_name": c.get("task_name"), "started_at": c["started_at"],
+                    "task": c["task"], "task_id": c.get("task_id"), "task_name": c.get("task_name"),
+                    "started_at": c["started_at"],
                     "due_at": c["due_at"], "stopped_at": c["stopped_at"], "state": c["state"],
                     "responsible": c.get("responsible"), "ended_by": c.get("ended_by")})
     return out

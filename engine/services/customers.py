@@ -67,6 +67,16 @@ class CustomerService:
             out = shapes.customer_dict(c)
         return self._changed(out) if notify else out
 
+    def same_phone(self, phone, exclude: int | None = None) -> list[dict]:
+        """Customers whose phone has the same digits as ``phone`` (a new customer's likely duplicates): a warning
+        for the person registering, never a refusal."""
+        digits = phone_digits(phone) if isinstance(phone, str) else None
+        if not digits or len(digits) < 5:
+            return []
+        with self.ctx.db.reading() as s:
+            found = s.scalars(select(Customer).where(Customer.phone_digits == digits).order_by(Customer.id).limit(5))
+            return [shapes.customer_dict(c) for c in found if c.id != exclude]
+
     def update(self, customer_id: int, data: dict, actor: str = SYSTEM) -> dict:
         """Keep a profile up to date (I3): only the fields in ``data`` change."""
         with self.ctx.db.unit_of_work() as s:

@@ -12,7 +12,7 @@ from SpiffWorkflow.util.task import TaskState
 from engine.bpmn import sandbox as scripting
 from engine.clock import iso
 from engine.errors import Conflict, DefinitionError, InvalidInput, NotAllowed, NotFound
-from engine.services import clocks, ownership, projections, repeats, shapes
+from engine.services import casefile, clocks, ownership, projections, repeats, shapes
 from engine.services.context import Context, row_id
 from engine.services.shapes import ESCALATION
 from engine.services.runner import START_ROLES, Runner
@@ -186,6 +186,10 @@ class InstanceService:
                                   .order_by(HumanTask.created_at)))
             wf = self.runner.load(s, inst)
             data = {k: v for k, v in (wf.last_task.data if wf.last_task else wf.data).items()}
+            events = [{"seq": e.seq, "type": e.type, "actor": e.actor, "at": iso(e.at), "task_id": e.task_id,
+                       "bpmn_id": e.bpmn_id, "task_name": e.task_name,
+                       "rules": e.rules.split(",") if e.rules else [], "data": e.data, "hash": e.hash}
+                      for e in audit.events_of(s, inst.id)]
             return {
                 "instance_id": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind, "status": inst.status,
                 "definition": {"process_id": d.process_id, "version": d.version, "sha256": d.sha256},
@@ -207,10 +211,8 @@ class InstanceService:
                     .order_by(Timer.due_at))],
                 "external_tasks": [shapes.external_dict(x) for x in s.scalars(
                     select(ExternalTask).where(ExternalTask.instance_id == inst.id).order_by(ExternalTask.created_at))],
-                "events": [{"seq": e.seq, "type": e.type, "actor": e.actor, "at": iso(e.at),
-                            "task_id": e.task_id, "bpmn_id": e.bpmn_id, "task_name": e.task_name,
-                            "rules": e.rules.split(",") if e.rules else [], "data": e.data, "hash": e.hash}
-                           for e in audit.events_of(s, inst.id)],
+                "events": events,
+                **casefile.entries(events, casefile.CaseFileService.attachment_rows(s, inst.id)),
             }
 
     def recent(self, status: str | None = None, kind: str | None = None, limit: int = 50,

@@ -96,3 +96,16 @@ def may_act(name: str, roles: set[str], groups: set[str], task) -> bool:
     if _get(task, "state") not in (None, "ready"):
         return False
     return may_work(name, roles, groups, task)
+
+
+# Roles that work with or oversee every ticket; the others read the tickets they have a task on.
+WIDE_ROLES = ("agent", "supervisor", "qa", "auditor", "process_owner")
+
+
+def may_read(name: str, roles: set[str], groups: set[str], tasks) -> bool:
+    """Whether the user may read a ticket (the ticket page's rule): a wide role, or whoever may act on (assignee;
+    the lane's role and group, or a candidate, while unclaimed) or completed one of its tasks — a task force
+    member of this ticket (its assignee) whatever their roles (P5)."""
+    if roles & set(WIDE_ROLES):
+        return True
+    return any(_get(t, "assignee") == name or may_act(name, roles, groups, t) for t in tasks)

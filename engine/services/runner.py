@@ -177,7 +177,7 @@ class Runner:
     def complete_in(self, s, inst, wf, task, user, data, events):
         """Validate and complete one ready task inside the current unit of work; returns an incident or None."""
         fields = self.fields(task)
-        clean = FormValidator(fields, lambda n: self.ctx.user_roles(s, n)).validate(
+        clean = FormValidator(fields, lambda n: self.ctx.user_roles(s, n), opened=inst.created_at).validate(
             data, task_name=task.task_spec.bpmn_name or task.task_spec.bpmn_id)
         now = self.ctx.now()
         named = ownership.involved(inst) | set(clean.get(ownership.CONFLICT_FIELD) or ())

@@ -93,6 +93,8 @@
           }
           choose(res.body);
           document.getElementById("new-customer").open = false;
+          var warning = document.getElementById("customer-warning");  /* same phone as a known customer */
+          if (warning) { warning.textContent = res.body.warning || ""; warning.hidden = !res.body.warning; }
         })
         .catch(function () { err.textContent = t.failed; err.hidden = false; });
     });
@@ -109,7 +111,10 @@
   Array.prototype.forEach.call(document.querySelectorAll("form[data-draft]"), function (form) {
     var key = DRAFTS + document.body.dataset.user + ":" + form.dataset.draft;
     var fields = function () { return Array.prototype.filter.call(form.elements, function (e) { return e.name && e.type !== "hidden"; }); };
-    var empty = fields().every(function (e) { return (e.type === "radio" || e.type === "checkbox") ? !e.checked : !e.value; });
+    /* untouched: nothing typed (a value the server filled in itself — now, an earlier step's — counts as none) */
+    var empty = fields().every(function (e) {
+      return (e.type === "radio" || e.type === "checkbox") ? !e.checked : (!e.value || e.hasAttribute("data-auto"));
+    });
     var saved = null;
     try { saved = JSON.parse(localStorage.getItem(key) || "null"); } catch (e) { saved = null; }
     if (saved && empty) {
@@ -145,9 +150,47 @@
       .then(function (xml) { return viewer.importXML(xml); })
       .then(function () {
         var canvas = viewer.get("canvas"), registry = viewer.get("elementRegistry");
-        canvas.zoom("fit-viewport");
+        var fit = function () {
+          /* fit the width (never the height: a tall page scrolls), not smaller than a readable scale */
+          canvas.zoom("fit-viewport");
+          var box = canvas.viewbox(), inner = box.inner;
+          var scale = Math.max(Math.min(diagram.clientWidth / (inner.width + 40), 1.2), 0.65);
+          canvas.zoom(scale);
+          var width = diagram.clientWidth / scale, x = inner.x - 20;
+          /* a wide diagram: keep the step the ticket waits at in view */
+          var focus = split(diagram.dataset.waiting).concat(split(diagram.dataset.current))
+            .map(function (id) { return registry.get(id); }).filter(Boolean)[0];
+          if (focus && focus.x + focus.width + 60 > x + width) {
+            x = Math.min(focus.x + focus.width / 2 - width / 2, inner.x + inner.width + 20 - width);
+          }
+          canvas.viewbox({x: x, y: inner.y - 20, width: width, height: diagram.clientHeight / scale});
+        };
+        fit();
         split(diagram.dataset.done).forEach(function (id) { if (registry.get(id)) canvas.addMarker(id, "done"); });
         split(diagram.dataset.current).forEach(function (id) { if (registry.get(id)) canvas.addMarker(id, "current"); });
+        /* waiting timers: "等待回访，至 12月1日" beside the event, naming the step that follows it */
+        var overlays = viewer.get("overlays"), days = {};
+        (diagram.dataset.waitText || "").split(";").filter(Boolean).forEach(function (pair) {
+          var i = pair.indexOf("="); days[pair.slice(0, i)] = pair.slice(i + 1);
+        });
+        split(diagram.dataset.waiting).forEach(function (id) {
+          var el = registry.get(id);
+          if (!el) return;
+          canvas.addMarker(id, "waiting");
+          var next = el.outgoing && el.outgoing[0] && el.outgoing[0].target.businessObject.name || "";
+          var badge = document.createElement("div");
+          badge.className = "wait-badge";
+          badge.textContent = diagram.dataset.waitTemplate.replace("{next}", next).replace("{day}", days[id] || "");
+          overlays.add(id, {position: {top: -30, left: -60}, html: badge});
+        });
+        document.querySelectorAll("[data-zoom]").forEach(function (button) {
+          button.addEventListener("click", function () {
+            var how = button.dataset.zoom;
+            if (how === "fit") { fit(); return; }
+            canvas.zoom(canvas.zoom() * (how === "in" ? 1.25 : 0.8), {x: diagram.clientWidth / 2,
+                                                                      y: diagram.clientHeight / 2});
+          });
+        });
         diagram.dataset.rendered = "true";
       })
       .catch(function () { diagram.textContent = diagram.dataset.error; diagram.dataset.rendered = "error"; });
