@@ -19,6 +19,7 @@ from engine.services.external import ExternalTaskService
 from engine.services.instances import InstanceService
 from engine.services.kpi import KpiService
 from engine.services.messages import MessageService
+from engine.services.notifications import NotificationService
 from engine.services.runner import Runner
 from engine.services.security import SecurityService
 from engine.services.tasks import TaskService
@@ -49,6 +50,7 @@ class Kefu:
         self.kpi = KpiService(ctx, runner, self.users)
         self.external = ExternalTaskService(ctx, runner)
         self.messages = MessageService(ctx, runner)
+        self.notifications = NotificationService(ctx)  # preferences, outbox, delivery (issue 20)
 
     # The shared state, for the scheduler, the web app's setup and tests.
     @property

@@ -22,7 +22,7 @@ GROUPS = (setup, designer, users, customers, tickets, timers, external, audit, s
 COMMANDS = ("init", "deploy", "definitions", "lint", "testrun", "migrate", "users", "demo", "customers", "start",
             "tasks", "task", "claim", "unclaim", "reassign", "escalate", "complete", "show", "timers", "incident",
             "external", "message",
-            "audit", "scheduler", "clock", "calendar", "db", "serve", "web", "kpi", "qa")
+            "audit", "scheduler", "clock", "calendar", "db", "serve", "web", "kpi", "qa", "notifications")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,11 +73,12 @@ MUTATING = {"init", "deploy", "users add", "demo", "customers add", "customers u
             "unclaim", "reassign", "escalate", "complete", "timers fire-due", "incident retry", "clock advance",
             "calendar set", "calendar unset", "scheduler", "serve", "web", "users token", "db upgrade",
             "db downgrade", "kpi report", "qa sample", "qa sample-size", "migrate", "users unlock", "external fetch",
-            "external complete", "external fail", "external extend-lock", "message"}
+            "external complete", "external fail", "external extend-lock", "message", "users notify",
+            "notifications deliver", "notifications retry"}
 READ_ONLY = {"definitions", "users list", "customers find", "customers show", "tasks", "task", "show",
              "timers list", "audit verify", "audit replay", "audit search", "audit export", "audit head",
              "clock show", "calendar status", "calendar add", "db current", "db history", "lint",
-             "testrun", "users lockouts", "audit security", "external list"}
+             "testrun", "users lockouts", "audit security", "external list", "notifications list"}
 
 
 def _command_path(parser, prefix=()):

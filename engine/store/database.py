@@ -137,6 +137,8 @@ class Database:
         self.writers = WriterQueue(SQLITE_BUSY_SECONDS) if self.dialect == "sqlite" else None
         # Called with the earliest due time of the timers a committed unit of work wrote (scheduler wake-up).
         self.timer_listeners: list = []
+        # Called without arguments after a unit of work that appended to the audit ledger committed (live pages).
+        self.change_listeners: list = []
         event.listen(self.sessions, "after_commit", self._after_commit)
         # Reads need no write lock: on SQLite they get their own engine without BEGIN IMMEDIATE.
         if self.dialect == "sqlite":
@@ -154,6 +156,13 @@ class Database:
         event.listen(self.read_sessions, "before_flush", _refuse_writes)
 
     def _after_commit(self, session) -> None:
+        if session.info.pop("kefu_changed", None):
+            for listener in list(self.change_listeners):
+                try:
+                    listener()
+                except Exception:  # noqa: BLE001 - a listener never undoes a committed unit of work
+                    log.exception("change listener failed")
+        session.info.pop("kefu_audit_feed", None)
         due = session.info.pop("kefu_timers_due", None)
         if not due:
             return
