@@ -18,6 +18,7 @@ from engine.services.designer import DesignerService
 from engine.services.external import ExternalTaskService
 from engine.services.instances import InstanceService
 from engine.services.kpi import KpiService
+from engine.services.live import LiveService
 from engine.services.messages import MessageService
 from engine.services.notifications import NotificationService
 from engine.services.runner import Runner
@@ -51,6 +52,7 @@ class Kefu:
         self.external = ExternalTaskService(ctx, runner)
         self.messages = MessageService(ctx, runner)
         self.notifications = NotificationService(ctx)  # preferences, outbox, delivery (issue 20)
+        self.live = LiveService(ctx)  # the change feed live pages wait on (issue 20)
 
     # The shared state, for the scheduler, the web app's setup and tests.
     @property

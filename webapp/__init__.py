@@ -54,6 +54,10 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     app.register_blueprint(designer.bp)
     from . import security  # sign-in lockouts and security events
     app.register_blueprint(security.bp)
+    from . import live, notify  # live pages and notifications (issue 20)
+    app.register_blueprint(live.bp)
+    app.register_blueprint(notify.bp)
+    app.jinja_env.globals["live_config"] = live.live_config
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or (

@@ -104,6 +104,12 @@ def when(value) -> str:
     return local.strftime("%Y-%m-%d %H:%M") if local else "—"
 
 
+def iso_time(value) -> str:
+    """An ISO time with its offset, for scripts (live.js counts down to it)."""
+    local = to_local(value)
+    return local.isoformat() if local else ""
+
+
 def local_input(value) -> str:
     """An ISO time as an ``<input type=datetime-local>`` value (Asia/Shanghai)."""
     local = to_local(value)
@@ -207,7 +213,7 @@ def vip_badge(vip) -> Markup:
 
 
 def register_template_helpers(app) -> None:
-    app.jinja_env.filters.update(when=when, local_input=local_input, mask_phone=mask_phone,
+    app.jinja_env.filters.update(when=when, local_input=local_input, iso_time=iso_time, mask_phone=mask_phone,
                                  mask_text=mask_text, clock_words=clock_words)
     app.jinja_env.globals.update(
         lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, field_label=field_label, option_label=option_label,

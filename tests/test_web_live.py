@@ -1,0 +1,169 @@
+"""Live pages (issue 20): the event stream tells a page what changed, as the audit ledger moves on, within a
+process (a condition variable) and across processes (PostgreSQL LISTEN/NOTIFY; SQLite: a short poll); it
+carries the user's alerts and ready-task count, is bounded per process, beats and ends so the browser
+reconnects, and resumes from Last-Event-ID."""
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+
+import pytest
+
+from engine import Config, Kefu
+from tests.pg import on_both_databases
+from tests.test_complaint import register
+from tests.webclient import Web
+
+
+class Stream:
+    """An open /live/events response read in a thread: its events land in a queue."""
+
+    def __init__(self, web, headers=None):
+        self.web = web
+        self.stopped = threading.Event()
+        self.response = web.client.get("/live/events", buffered=False, headers=headers or {})
+        assert self.response.status_code == 200
+        assert self.response.mimetype == "text/event-stream"
+        self.events: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        buffer = ""
+        for chunk in self.response.response:
+            if self.stopped.is_set():
+                self.response.close()  # from this thread: the generator is not running now
+                return
+            buffer += chunk.decode() if isinstance(chunk, bytes) else chunk
+            while "\n\n" in buffer:
+                block, buffer = buffer.split("\n\n", 1)
+                fields = {}
+                for line in block.split("\n"):
+                    if line.startswith(":"):
+                        fields.setdefault("comment", line)
+                    elif ": " in line:
+                        k, v = line.split(": ", 1)
+                        fields[k] = v
+                if "event" in fields:
+                    self.events.put((fields["event"], json.loads(fields["data"]), fields.get("id")))
+                elif "comment" in fields:
+                    self.events.put(("comment", fields["comment"], None))
+        self.events.put(("closed", None, None))
+
+    def next(self, name, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {name} event within {timeout} s"
+            event = self.events.get(timeout=left)
+            if event[0] == name:
+                return event
+
+    def close(self):
+        self.stopped.set()
+        self.web.kefu.live.signal.bump()  # wake the generator: it yields, and the reader closes it
+
+
+@pytest.fixture
+def live_web(kefu):
+    return Web(kefu, LIVE_STREAM_SECONDS=30, LIVE_HEARTBEAT=1)
+
+
+def test_supervisor_stream_carries_the_major_complaint_alert_and_the_count(live_web, scenario):
+    web = live_web.login_as("supervisor")
+    stream = Stream(web)
+    try:
+        _, hello, first = stream.next("hello")
+        assert hello["count"] == 0 and int(first) == hello["last"]
+        began = time.monotonic()
+        r = register(scenario, severity="major")
+        _, change, event_id = stream.next("change", timeout=5)
+        assert time.monotonic() - began < 5
+        assert r["ticket_no"] in change["tickets"] and int(event_id) == change["last"] > hello["last"]
+        assert change["alerts"] == [{"kind": "major_complaint", "ticket_no": r["ticket_no"]}]
+        assert change["count"] == 1  # 组建专项处理小组 waits in the supervisor's queue
+        stream.next("comment", timeout=5)  # a heartbeat while nothing happens
+    finally:
+        stream.close()
+
+
+def test_an_agent_is_told_of_the_change_without_the_supervisors_alert(live_web, scenario):
+    stream = Stream(live_web.login_as("agent2"))
+    try:
+        stream.next("hello")
+        register(scenario, severity="major")
+        _, change, _ = stream.next("change")
+        assert change["alerts"] == [] and change["tickets"] == [scenario.ticket_no]
+    finally:
+        stream.close()
+
+
+def test_a_reconnecting_page_gets_what_it_missed_from_last_event_id(live_web, scenario):
+    web = live_web.login_as("supervisor")
+    before = web.kefu.live.last()
+    register(scenario, severity="major")
+    stream = Stream(web, headers={"Last-Event-ID": str(before)})
+    try:
+        _, hello, _ = stream.next("hello")
+        assert hello["tickets"] == [scenario.ticket_no] and hello["alerts"][0]["kind"] == "major_complaint"
+    finally:
+        stream.close()
+
+
+def test_streams_are_bounded_per_process_and_end_so_the_browser_reconnects(kefu):
+    web = Web(kefu, LIVE_STREAMS=1, LIVE_STREAM_SECONDS=1.5, LIVE_HEARTBEAT=1).login_as("agent")
+    stream = Stream(web)
+    try:
+        stream.next("hello")
+        busy = web.client.get("/live/events")
+        text = busy.get_data(as_text=True)
+        assert busy.status_code == 200 and "event: busy" in text and "retry: 30000" in text
+        assert web.client.get("/live/state").get_json()["streams"] == 1
+        stream.next("bye", timeout=5)  # the stream ends by itself …
+        assert stream.next("closed", timeout=5)[0] == "closed"
+        deadline = time.monotonic() + 5
+        while web.client.get("/live/state").get_json()["streams"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert web.client.get("/live/state").get_json()["streams"] == 0  # … and gives its place back
+        again = Stream(web)
+        again.next("hello")
+        again.close()
+    finally:
+        stream.close()
+
+
+def test_the_stream_needs_a_signed_in_user(kefu):
+    r = Web(kefu).client.get("/live/events")
+    assert r.status_code in (302, 401)
+
+
+@on_both_databases
+def test_a_change_made_by_another_process_wakes_the_stream(kefu, scenario):
+    """Another engine on its own connections (another web worker, the scheduler) registers the complaint:
+    PostgreSQL wakes the stream by NOTIFY at once, SQLite by the stream's short poll."""
+    web = Web(kefu, LIVE_STREAM_SECONDS=30, LIVE_HEARTBEAT=20).login_as("supervisor")
+    stream = Stream(web)
+    other = Kefu(Config(database_url=kefu.config.database_url, env="test"), clock=kefu.clock)
+    try:
+        stream.next("hello")
+        if kefu.db.dialect == "postgresql":
+            deadline = time.monotonic() + 10
+            while not kefu.live.cross_process and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert kefu.live.cross_process
+        time.sleep(0.3)
+        began = time.monotonic()
+        r = other.instances.start("complaint", "agent", data={
+            "customer_name": "华东银行股份有限公司", "contact_phone": "021-63210000",
+            "complaint_time": scenario.later(minutes=-10), "place": "徐汇营业部", "content": "保安值班时态度恶劣",
+            "customer_demand": "书面道歉", "nature": "service_attitude", "severity": "major"})
+        _, change, _ = stream.next("change", timeout=10)
+        took = time.monotonic() - began
+        assert r["ticket_no"] in change["tickets"] and change["alerts"][0]["kind"] == "major_complaint"
+        assert took < (1.0 if kefu.db.dialect == "postgresql" else 3.0), took
+    finally:
+        stream.close()
+        kefu.live.stop()
+        other.db.dispose()
