@@ -63,12 +63,14 @@ class Stream:
 
     def close(self):
         self.stopped.set()
-        self.web.kefu.live.signal.bump()  # wake the generator: it yields, and the reader closes it
+        self.web.kefu.live.signal.bump()  # wake the generator: it yields (at its next heartbeat), and the
+        self.thread.join(10)  # reader closes it before the test's database goes
 
 
 @pytest.fixture
 def live_web(kefu):
-    return Web(kefu, LIVE_STREAM_SECONDS=30, LIVE_HEARTBEAT=1)
+    yield Web(kefu, LIVE_STREAM_SECONDS=30, LIVE_HEARTBEAT=1)
+    kefu.live.stop()
 
 
 def test_supervisor_stream_carries_the_major_complaint_alert_and_the_count(live_web, scenario):
@@ -143,7 +145,7 @@ def test_the_stream_needs_a_signed_in_user(kefu):
 def test_a_change_made_by_another_process_wakes_the_stream(kefu, scenario):
     """Another engine on its own connections (another web worker, the scheduler) registers the complaint:
     PostgreSQL wakes the stream by NOTIFY at once, SQLite by the stream's short poll."""
-    web = Web(kefu, LIVE_STREAM_SECONDS=30, LIVE_HEARTBEAT=20).login_as("supervisor")
+    web = Web(kefu, LIVE_STREAM_SECONDS=30, LIVE_HEARTBEAT=3).login_as("supervisor")
     stream = Stream(web)
     other = Kefu(Config(database_url=kefu.config.database_url, env="test"), clock=kefu.clock)
     try:

@@ -68,15 +68,19 @@ class PgListener(threading.Thread):
                     self.connected.set()
                     self.signal.bump()  # whatever happened while not listening
                     while not self.stopped.is_set():
-                        for _n in conn.notifies(timeout=5.0, stop_after=1):
+                        for _n in conn.notifies(timeout=1.0, stop_after=1):
                             self.signal.bump()
             except Exception as exc:  # noqa: BLE001 - reconnect after a pause; streams poll meanwhile
                 self.connected.clear()
+                if self.stopped.is_set():
+                    return
                 log.warning("live: listening for changes failed (%s); retrying", exc)
                 self.stopped.wait(2.0)
 
     def stop(self) -> None:
         self.stopped.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(5)
 
 
 class LiveService:
@@ -109,6 +113,8 @@ class LiveService:
     def stop(self) -> None:
         if self._listener is not None:
             self._listener.stop()
+            self._listener = None
+        self._active = False
         if self.signal.bump in self.ctx.db.change_listeners:
             self.ctx.db.change_listeners.remove(self.signal.bump)
 
