@@ -141,7 +141,9 @@ def serve(host: str = "127.0.0.1", port: int = 5000, demo: bool = True) -> int:
     log.info("Kefu on http://%s:%d/ (database %s, env %s)", host, port, kefu.config.database_url,
              kefu.config.env)
     try:
-        waitress_serve(create_app(kefu=kefu), host=host, port=port, threads=8)
+        # live pages: each open event stream holds a thread, so waitress gets that many on top of its 8
+        from .live import stream_limit
+        waitress_serve(create_app(kefu=kefu), host=host, port=port, threads=8 + stream_limit())
     finally:
         scheduler.shutdown(wait=False)
     return 0

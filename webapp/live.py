@@ -128,7 +128,7 @@ def events():
         finally:
             places.give_back()
 
-    return Response(stream(), mimetype="text/event-stream", headers=headers, direct_passthrough=True)
+    return Response(stream(), mimetype="text/event-stream", headers=headers)
 
 
 @bp.get("/live/state")
