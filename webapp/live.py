@@ -18,7 +18,7 @@ import random
 import threading
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from flask_login import current_user, login_required
 
 from .auth import kefu, me
@@ -69,6 +69,15 @@ def _event(name: str, data: dict, event_id: int | None = None) -> str:
     return f"{head}event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+def _spoken(change: dict) -> dict:
+    """The alerts' task names (from the diagrams) in the reader's language."""
+    from .labels import diagram_text
+    for a in change.get("alerts") or ():
+        if a.get("task"):
+            a["task"] = diagram_text(a["task"])
+    return change
+
+
 def ready_count(k, name: str) -> int:
     return len(k.tasks.ready(actor=name))
 
@@ -95,6 +104,7 @@ def events():
     seconds = float(current_app.config.get("LIVE_STREAM_SECONDS") or STREAM_SECONDS)
     heartbeat = float(current_app.config.get("LIVE_HEARTBEAT") or HEARTBEAT)
     resume = _start(request.headers.get("Last-Event-ID") or request.args.get("since"))
+    halt = current_app.extensions.setdefault("kefu_live_stop", threading.Event())  # this app's streams end
 
     def stream():
         try:
@@ -103,12 +113,12 @@ def events():
             yield f"retry: {RETRY_MS}\n"
             hello = {"last": last, "count": ready_count(k, user["name"])}
             if resume is not None and resume < last:  # changes while the page had no stream
-                hello.update(k.live.since(resume, user))
+                hello.update(_spoken(k.live.since(resume, user)))
                 hello["last"] = last
             yield _event("hello", hello, last)
             ends = time.monotonic() + seconds * random.uniform(0.9, 1.1)
             quiet_since = time.monotonic()
-            while not STOPPING.is_set():
+            while not (STOPPING.is_set() or halt.is_set()):
                 now = time.monotonic()
                 if now >= ends:
                     break
@@ -116,7 +126,7 @@ def events():
                 seen = k.live.wait(seen, min(poll, ends - now, heartbeat))
                 current = k.live.last()
                 if current > last:
-                    change = k.live.since(last, user)
+                    change = _spoken(k.live.since(last, user))
                     change["count"] = ready_count(k, user["name"])
                     last = change["last"]  # the newest entry read (all of them, or the first MAX_ENTRIES)
                     yield _event("change", change, last)
@@ -128,7 +138,8 @@ def events():
         finally:
             places.give_back()
 
-    return Response(stream(), mimetype="text/event-stream", headers=headers)
+    # the request context stays with the stream: alerts speak the page's language
+    return Response(stream_with_context(stream()), mimetype="text/event-stream", headers=headers)
 
 
 @bp.get("/live/state")
@@ -138,6 +149,12 @@ def state():
     k = kefu()
     return jsonify({"last": k.live.last(), "count": ready_count(k, me()), "streams": slots().open,
                     "stream_limit": stream_limit()})
+
+
+def stop_streams(app) -> None:
+    """End every open stream of ``app`` (a test server going away)."""
+    app.extensions.setdefault("kefu_live_stop", threading.Event()).set()
+    app.extensions["kefu"].live.signal.bump()
 
 
 def live_config() -> dict:
