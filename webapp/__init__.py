@@ -104,8 +104,11 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
         if wants_json():
             response = jsonify({"error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description}})
         else:
+            # the framework's own English description says nothing the page does not say in the reader's
+            # language already; a description a view gave (abort(400, "…")) is shown
+            message = "" if exc.description == type(exc).description else exc.description
             response = app.make_response(render_template("error.html", status=status, code=str(status),
-                                                         message=exc.description))
+                                                         message=message))
         response.status_code = status
         if status == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)

@@ -15,6 +15,7 @@ from engine import InvalidInput
 from engine.records.exports import search_csv_chunks, search_json_chunks, trace_csv
 
 from .auth import kefu, roles_required
+from .labels import csv_headers
 
 bp = Blueprint("audit", __name__)
 
@@ -82,7 +83,7 @@ def export_search(fmt):
     if fmt == "json":
         return Response(search_json_chunks(filters, rows), mimetype="application/json",
                         headers={"Content-Disposition": 'attachment; filename="kefu-search.json"'})
-    return Response(_with_bom(search_csv_chunks(rows)), mimetype="text/csv",
+    return Response(_with_bom(search_csv_chunks(rows, csv_headers())), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="kefu-search.csv"'})
 
 
@@ -114,7 +115,7 @@ def export_trace(ref, fmt):
     t = kefu().audit.trace(ref)
     if fmt == "json":
         return _json(t, f"{t['ticket_no']}.json")
-    return _csv(trace_csv(t), f"{t['ticket_no']}.csv")
+    return _csv(trace_csv(t, csv_headers()), f"{t['ticket_no']}.csv")
 
 
 @bp.get("/audit/<ref>/diagram.xml")

@@ -18,7 +18,8 @@ import random
 import threading
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask_babel import get_locale
 from flask_login import current_user, login_required
 
 from .auth import kefu, me
@@ -69,12 +70,17 @@ def _event(name: str, data: dict, event_id: int | None = None) -> str:
     return f"{head}event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _spoken(change: dict) -> dict:
-    """The alerts' task names (from the diagrams) in the reader's language."""
+def _spoken(change: dict, app, locale: str) -> dict:
+    """The alerts' task names (from the diagrams) in the page's language (the stream runs outside the
+    request's context)."""
+    from flask_babel import force_locale
+
     from .labels import diagram_text
-    for a in change.get("alerts") or ():
-        if a.get("task"):
-            a["task"] = diagram_text(a["task"])
+    named = [a for a in change.get("alerts") or () if a.get("task")]
+    if named:
+        with app.app_context(), app.test_request_context(), force_locale(locale):
+            for a in named:
+                a["task"] = diagram_text(a["task"])
     return change
 
 
@@ -105,6 +111,7 @@ def events():
     heartbeat = float(current_app.config.get("LIVE_HEARTBEAT") or HEARTBEAT)
     resume = _start(request.headers.get("Last-Event-ID") or request.args.get("since"))
     halt = current_app.extensions.setdefault("kefu_live_stop", threading.Event())  # this app's streams end
+    app, locale = current_app._get_current_object(), str(get_locale() or "zh")
 
     def stream():
         try:
@@ -113,7 +120,7 @@ def events():
             yield f"retry: {RETRY_MS}\n"
             hello = {"last": last, "count": ready_count(k, user["name"])}
             if resume is not None and resume < last:  # changes while the page had no stream
-                hello.update(_spoken(k.live.since(resume, user)))
+                hello.update(_spoken(k.live.since(resume, user), app, locale))
                 hello["last"] = last
             yield _event("hello", hello, last)
             ends = time.monotonic() + seconds * random.uniform(0.9, 1.1)
@@ -126,7 +133,7 @@ def events():
                 seen = k.live.wait(seen, min(poll, ends - now, heartbeat))
                 current = k.live.last()
                 if current > last:
-                    change = _spoken(k.live.since(last, user))
+                    change = _spoken(k.live.since(last, user), app, locale)
                     change["count"] = ready_count(k, user["name"])
                     last = change["last"]  # the newest entry read (all of them, or the first MAX_ENTRIES)
                     yield _event("change", change, last)
@@ -138,8 +145,7 @@ def events():
         finally:
             places.give_back()
 
-    # the request context stays with the stream: alerts speak the page's language
-    return Response(stream_with_context(stream()), mimetype="text/event-stream", headers=headers)
+    return Response(stream(), mimetype="text/event-stream", headers=headers)
 
 
 @bp.get("/live/state")
