@@ -96,6 +96,8 @@ CLI_ARGS = {
     "external complete": ["{task_id}", "--worker", "w"],
     "external fail": ["{task_id}", "--worker", "w", "--error", "x"],
     "external extend-lock": ["{task_id}", "--worker", "w", "--lock", "5m"], "message": ["paid"],
+    "users notify": ["agent", "--email", "a@example.test"], "notifications deliver": [],
+    "notifications retry": ["1"],
 }
 
 
