@@ -173,3 +173,22 @@ def test_a_rolled_back_unit_of_work_leaves_no_message(scenario, smtp):
         register(scenario, severity="major", complaint_time="not a time")
     with k.db.reading() as s:
         assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+def test_the_scheduler_delivers_the_outbox_by_itself(scenario, smtp):
+    """The embedded scheduler (``kefu serve``, ``kefu scheduler``) runs the delivery job every few seconds."""
+    import time
+
+    from engine.services.scheduler import NOTIFY_SECONDS, TimerScheduler
+    k = scenario.base
+    k.notifications.set_prefs("supervisor", "system", email="zhang.wei@example.test")
+    sched = TimerScheduler(k).start()
+    try:
+        r = register(scenario, severity="major")
+        deadline = time.monotonic() + NOTIFY_SECONDS + 10
+        while not smtp.mailbox("zhang.wei@example.test") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [mail] = smtp.mailbox("zhang.wei@example.test")
+        assert r["ticket_no"] in mail["Subject"]
+    finally:
+        sched.shutdown(wait=True)

@@ -5,6 +5,7 @@ reconnects, and resumes from Last-Event-ID."""
 from __future__ import annotations
 
 import json
+import re
 import queue
 import threading
 import time
@@ -170,3 +171,26 @@ def test_a_change_made_by_another_process_wakes_the_stream(kefu, scenario):
         stream.close()
         kefu.live.stop()
         other.db.dispose()
+
+
+def test_pages_mark_their_live_parts_and_carry_the_scripts_words(kefu, scenario):
+    r = register(scenario, severity="major")
+    web = Web(kefu).login_as("supervisor")
+    inbox = web.page("/inbox")
+    assert 'data-live-page="inbox"' in inbox and 'data-live="inbox"' in inbox and "/static/inbox.js" in inbox
+    assert "/static/live.js" in inbox and 'id="todo-badge"' in inbox and 'id="sound-toggle"' in inbox
+    config = json.loads(re.search(r'<script type="application/json" id="live-config">(.*?)</script>', inbox,
+                                  re.S)[1])
+    assert config["events_url"] == "/live/events" and config["text"]["left"] == "剩余 {t}"
+    assert config["text"]["m"] == "{m}分钟" and config["now"] == int(kefu.now().timestamp() * 1000)
+    assert re.search(r'data-due="2026-11-23T\d\d:\d\d:00\+08:00">[^<]+<span class="left">剩余', inbox)
+    ticket = web.page(f"/instances/{r['ticket_no']}")
+    assert f'data-live-ticket="{r["ticket_no"]}"' in ticket and 'data-live="tasks"' in ticket
+    task = kefu.tasks.ready(actor="supervisor")[0]
+    page = web.page(f"/tasks/{task['id']}")
+    assert 'data-live="side"' in page and f'data-live-state="ready:"' in page
+    agent = Web(kefu).login_as("agent").page("/inbox")
+    assert 'id="sound-toggle"' not in agent  # the sound goes with the supervisor's alerts
+    web.get("/lang/en")
+    english = json.loads(re.search(r'id="live-config">(.*?)</script>', web.page("/inbox"), re.S)[1])["text"]
+    assert english["major_complaint"] == "New major complaint" and english["left"] != "剩余 {t}"
