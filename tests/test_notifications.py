@@ -192,3 +192,36 @@ def test_the_scheduler_delivers_the_outbox_by_itself(scenario, smtp):
         assert r["ticket_no"] in mail["Subject"]
     finally:
         sched.shutdown(wait=True)
+
+
+def test_the_preferences_page_and_the_supervisors_outbox_page(scenario, monkeypatch):
+    from tests.webclient import Web
+    k = scenario.base
+    monkeypatch.delenv("KEFU_SMTP_HOST", raising=False)
+    web = Web(k).login_as("supervisor")
+    page = web.page("/notifications")
+    assert "通知设置" in page and 'value="major_complaint"' in page
+    bad = web.post("/notifications", {"email": "not-an-address", "events": ["major_complaint"]})
+    assert bad.status_code == 400 and "请填写有效的邮件地址" in bad.get_data(as_text=True)
+    assert 'value="not-an-address"' in bad.get_data(as_text=True)  # kept as typed
+    assert k.notifications.prefs("supervisor")["email"] is None
+    ok = web.post("/notifications", {"email": "zhang.wei@example.test", "webhook": "",
+                                     "events": ["major_complaint", "overdue"]})
+    assert ok.status_code == 302
+    assert k.notifications.prefs("supervisor") | {"updated_at": None} == {
+        "user": "supervisor", "email": "zhang.wei@example.test", "webhook": None,
+        "events": ["major_complaint", "overdue"], "updated_at": None}
+    register(scenario, severity="major")
+    now = k.now()
+    for _ in range(notifications.MAX_ATTEMPTS):  # no mail server: every attempt fails
+        k.notifications.deliver(now=now)
+        now += notifications.LAST_RETRY
+    outbox_page = web.page("/notifications/outbox")
+    assert "发送失败" in outbox_page and "KEFU_SMTP_HOST" in outbox_page and scenario.ticket_no in outbox_page
+    [m] = outbox(k)
+    assert web.post(f"/notifications/outbox/{m.id}/retry").status_code == 302
+    assert outbox(k)[0].state == "pending"
+    assert web.post("/notifications/outbox/abc/retry").status_code == 404
+    agent = Web(k).login_as("agent")
+    assert agent.get("/notifications/outbox").status_code == 403
+    assert agent.get("/notifications").status_code == 200
