@@ -74,10 +74,15 @@ def test_supervisor_sees_and_hears_a_new_major_complaint_without_reloading(brows
         for width in (1366, 1100):
             page.set_viewport_size({"width": width, "height": 800})
             shot(page, f"live-inbox-zh-{width}")
-        # the preference survives a reload; other pages carry the badge too
+        # the preference survives a reload; other pages carry the badge and the alert until it is dismissed
         page.goto(server + "/customers")
         assert page.locator("#sound-toggle").get_attribute("aria-pressed") == "true"
         page.wait_for_function("document.getElementById('todo-badge').textContent === '1'")
+        alert.wait_for()
+        alert.locator("button").click()
+        page.goto(server + "/inbox")
+        page.wait_for_selector("body[data-live-stream=on]")
+        assert page.locator(".live-alert").count() == 0
         assert errors == []
     finally:
         context.close()

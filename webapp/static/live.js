@@ -118,10 +118,15 @@
       body.setAttribute("data-sounded", String((+body.getAttribute("data-sounded") || 0) + 1));
     } catch (e) { /* no sound on this browser */ }
   }
-  function alert(a) {
+  /* alerts stay on the pages of this tab until dismissed (sessionStorage), so moving on does not lose one */
+  var KEPT = "kefu-alerts";
+  function kept() { try { return JSON.parse(sessionStorage.getItem(KEPT) || "[]"); } catch (e) { return []; } }
+  function keep(list) { try { sessionStorage.setItem(KEPT, JSON.stringify(list.slice(-10))); } catch (e) { /* full */ } }
+  function alert(a, quiet) {
     var key = a.kind + ":" + a.ticket_no + ":" + (a.task || "");
     if (shown[key]) return;
     shown[key] = true;
+    if (!quiet) keep(kept().filter(function (x) { return x.key !== key; }).concat([{key: key, a: a}]));
     var box = document.getElementById("live-alerts");
     var n = document.createElement("div");
     n.className = "live-alert " + a.kind;
@@ -139,11 +144,15 @@
     close.type = "button";
     close.className = "link";
     close.textContent = T.dismiss;
-    close.addEventListener("click", function () { n.remove(); });
+    close.addEventListener("click", function () {
+      n.remove();
+      keep(kept().filter(function (x) { return x.key !== key; }));
+    });
     n.appendChild(close);
     box.appendChild(n);
-    beep();
+    if (!quiet) beep();
   }
+  kept().forEach(function (x) { alert(x.a, true); });
 
   /* ---- the stream */
   if (!window.EventSource) return;
