@@ -16,6 +16,7 @@ after ``MAX_ATTEMPTS`` a message is ``failed`` and listed for the supervisor (``
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -183,7 +184,6 @@ def outbox_rows(s, found: list[tuple[Cause, str, str, NotificationPref]], now: d
 
 
 def _json(payload: dict) -> str:
-    import json
     return json.dumps(payload, ensure_ascii=False)
 
 
@@ -336,7 +336,6 @@ class NotificationService:
                 if channel == "email":
                     channels.send_email(target, subject, body, settings)
                 else:
-                    import json
                     channels.post_webhook(target, json.loads(body))
             except channels.SendFailed as exc:
                 error = str(exc)
