@@ -181,7 +181,7 @@ def test_the_scheduler_delivers_the_outbox_by_itself(scenario, smtp):
 
     from engine.services.scheduler import NOTIFY_SECONDS, TimerScheduler
     k = scenario.base
-    k.notifications.set_prefs("supervisor", "system", email="zhang.wei@example.test")
+    k.notifications.set_prefs("supervisor", "system", email="zhang.wei@example.test", events="major_complaint")
     sched = TimerScheduler(k).start()
     try:
         r = register(scenario, severity="major")
