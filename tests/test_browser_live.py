@@ -164,3 +164,21 @@ def test_the_inbox_from_the_keyboard(browser, server, scenario, kefu):
         page.wait_for_url("**/tasks/*")
     finally:
         context.close()
+
+
+def test_a_task_page_says_when_its_task_changed_and_keeps_what_is_typed(browser, server, scenario, kefu):
+    register(scenario)
+    task = scenario.task("transfer")
+    context, page = desk(browser, server, "agent")
+    try:
+        page.goto(server + f"/tasks/{task['id']}")
+        page.wait_for_selector("body[data-live-stream=on]")
+        page.fill("#f-handling_requirement", "调查并整改，三日内书面答复")
+        kefu.tasks.reassign(task["id"], "supervisor", "agent2")  # the supervisor gives it to a colleague
+        page.locator("#live-updated").wait_for(timeout=8000)
+        assert "此页内容已有变化" in page.locator("#live-updated").inner_text()
+        assert page.input_value("#f-handling_requirement") == "调查并整改，三日内书面答复"  # nothing lost
+        history = page.locator('aside[data-live="side"]').inner_text()
+        assert "改派任务" in history  # the side column (the ticket's history) was brought up to date
+    finally:
+        context.close()
