@@ -16,6 +16,7 @@ from engine import Config, Kefu
 from tests.pg import on_both_databases
 from tests.test_complaint import register
 from tests.webclient import Web
+from webapp.live import stop_streams
 
 
 class Stream:
@@ -194,3 +195,37 @@ def test_pages_mark_their_live_parts_and_carry_the_scripts_words(kefu, scenario)
     web.get("/lang/en")
     english = json.loads(re.search(r'id="live-config">(.*?)</script>', web.page("/inbox"), re.S)[1])["text"]
     assert english["major_complaint"] == "New major complaint" and english["left"] != "剩余 {t}"
+
+
+def test_the_embedded_server_streams_events_as_they_happen(kefu, scenario):
+    """``kefu serve`` runs waitress: the stream's events leave at once, not when a buffer fills."""
+    import http.client
+
+    from waitress.server import create_server
+    web = Web(kefu, LIVE_STREAM_SECONDS=30, LIVE_HEARTBEAT=1).login_as("supervisor")
+    cookie = web.client.get_cookie("session").value
+    server = create_server(web.app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    conn = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
+    try:
+        conn.request("GET", "/live/events", headers={"Cookie": f"session={cookie}"})
+        r = conn.getresponse()
+        assert r.status == 200 and r.getheader("Content-Type").startswith("text/event-stream")
+
+        def until(word):
+            text = ""
+            while word not in text:
+                line = r.readline().decode()
+                assert line, text
+                text += line
+            return text
+        assert "event: hello" in until("event: hello")
+        began = time.monotonic()
+        register(scenario, severity="major")
+        assert scenario.ticket_no in until(scenario.ticket_no) and time.monotonic() - began < 5
+    finally:
+        conn.close()
+        stop_streams(web.app)
+        server.close()
+        kefu.live.stop()
