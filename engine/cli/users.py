@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from engine.cli.common import _print, _service
+from engine.cli.notifications import register as register_notifications
 from engine.errors import InvalidInput
 from engine.services.context import SYSTEM
 
@@ -67,5 +68,4 @@ def register(sub, add) -> None:
     sp.add_argument("--address", help="a client address locked after failed sign-ins")
     add("lockouts", cmd_users_lockouts, "user names and addresses locked after failed sign-ins",
         subparsers=users)
-    from engine.cli import notifications
-    notifications.register(sub, add, users)
+    register_notifications(sub, add, users)
