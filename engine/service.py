@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # the services are imported when first used (see Kefu)
     from engine.services.users import UserService
     from engine.services.masking import MaskingService
     from engine.services.casefile import CaseFileService
+    from engine.services.live import LiveService
+    from engine.services.notifications import NotificationService
     from engine.services.shifts import ShiftService
     from engine.services.handovers import HandoverService
     from engine.services.repeats import RepeatService
@@ -136,6 +138,18 @@ class Kefu:
         """Notes, the contact log and attachments of a ticket."""
         from engine.services.casefile import CaseFileService
         return CaseFileService(self.ctx, self.runner)
+
+    @cached_property
+    def notifications(self) -> NotificationService:
+        """Preferences, the outbox and its delivery (issue 20)."""
+        from engine.services.notifications import NotificationService
+        return NotificationService(self.ctx)
+
+    @cached_property
+    def live(self) -> LiveService:
+        """The change feed live pages wait on (issue 20)."""
+        from engine.services.live import LiveService
+        return LiveService(self.ctx)
 
     @cached_property
     def shifts(self) -> ShiftService:

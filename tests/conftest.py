@@ -182,6 +182,7 @@ def kefu(request, db_url, clock):
             mismatches = [r for r in k.audit.replay() if not r["matches"]]
             assert not mismatches, f"replay of the recorded events does not match the stored state: {mismatches}"
     finally:
+        k.live.stop()  # live pages (issue 20): a stream's LISTEN connection on PostgreSQL
         k.db.dispose()
 
 

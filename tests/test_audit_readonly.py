@@ -106,6 +106,8 @@ CLI_ARGS = {
     "users activate": ["agent"],
     "note": ["{instance}", "--text", "x"], "contact": ["{instance}", "--channel", "phone", "--outcome", "x"],
     "attach": ["{instance}", __file__],
+    "users notify": ["agent", "--email", "a@example.test"], "notifications deliver": [],
+    "notifications retry": ["1"],
 }
 
 

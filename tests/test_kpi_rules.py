@@ -221,7 +221,7 @@ def test_k_who_the_lineage_page_and_csv_say_who_was_charged_and_why(charged_mont
     assert "1 ÷ 分母 2" in html and t["r_late"].ticket_no in html  # r_pause in time, r_late not
     html = web.page("/kpi/2026-11/report")
     assert "部门 财务部" in html and "责任人 technician2" in html
-    rows = list(csv.DictReader(io.StringIO(web.get("/kpi/2026-11/lineage.csv").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(web.get("/kpi/2026-11/lineage.csv?columns=names").get_data(as_text=True)
                                            .lstrip("\ufeff"))))
     late = next(x for x in rows if x["kpi"] == "K5" and x["ticket_no"] == t["r_late"].ticket_no)
     assert late["charged"] == "technician (technician)"

@@ -55,7 +55,7 @@ def test_lineage_lists_counted_and_excluded_tickets_with_reasons_and_links(month
         assert f'href="/instances/{t[name].ticket_no}"' in counted
     assert f'href="/instances/{t["c_open"].ticket_no}"' in excluded
     assert "✗ 未达成" in counted and "分子 2 ÷ 分母 3" in html and "K1, C6" in html
-    assert "当场答复（C2）" in counted and "部门超时（timer_response_overdue），已改派后答复（T1）" in counted
+    assert "当场答复（C2）" in counted and "部门超时（响应超时），已改派后答复（T1）" in counted
     assert "月底仍在处理，尚未到承诺回复时间" in excluded
     html = web.page("/kpi/2026-11/K7")  # the routing story, one reason per step
     assert "finance 未接单，改派给 sales" in html and "派给 technician，已接单；technician 已接单，超时后改派给 technician2" in html
@@ -75,7 +75,7 @@ def test_the_printable_report_and_the_csv_agree_with_the_figures(month):
     assert "客服部月度考核 · 2026-11" in html and "data-print" in html and 'class="no-print"' in html
     assert "责任人 agent" in html and "责任人 agent2" in html and "66.67%" in html and "2 / 3" in html
     assert "部门 客服部" in html and "考核标准 v1" in html
-    r = web.get("/kpi/2026-11.csv")
+    r = web.get("/kpi/2026-11.csv?columns=names")
     assert r.status_code == 200 and r.mimetype == "text/csv"
     assert "attachment; filename=kpi-2026-11.csv" == r.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff"))))
@@ -87,7 +87,7 @@ def test_the_printable_report_and_the_csv_agree_with_the_figures(month):
     k4 = next(x for x in rows if x["scope"] == "department" and x["kpi"] == "K4")
     assert (k4["value"], k4["score"]) == ("", "")
     # the tickets behind every figure
-    r = web.get("/kpi/2026-11/lineage.csv")
+    r = web.get("/kpi/2026-11/lineage.csv?columns=names")
     assert r.status_code == 200 and r.headers["Content-Disposition"] == "attachment; filename=kpi-2026-11-lineage.csv"
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff"))))
     k1 = {(x["ticket_no"], x["counted"], x["outcome"]) for x in rows if x["kpi"] == "K1"}

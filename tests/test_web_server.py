@@ -152,3 +152,79 @@ def test_keep_alive_clients_beyond_a_workers_capacity_are_all_served(env, tmp_pa
         proc.terminate()
         proc.wait(timeout=40)
         log.close()
+
+
+def test_live_streams_have_threads_of_their_own_under_gunicorn(env, tmp_path):
+    """Issue 20: one worker with one request thread and two stream places: two pages hold event streams, a
+    third is told it is busy, requests are still answered at once, and a ticket opened through the API
+    reaches the open streams."""
+    import http.client
+    import http.cookiejar
+    import re
+    import urllib.parse
+    token = kefu_cli(env, "users", "token", "agent", "--label", "test").strip()
+    port = free_port()
+    log = open(tmp_path / "web.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "web", "--bind", f"127.0.0.1:{port}",
+                             "--workers", "1", "--threads", "1", "--live-streams", "2"], env=env, cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    streams = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert request(base + "/healthz")[0] == 200
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, (tmp_path / "web.log").read_text()
+                assert time.monotonic() < deadline, "kefu web did not answer within 60 s"
+                time.sleep(0.2)
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        page = opener.open(base + "/login", timeout=10).read().decode()
+        csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)[1]
+        opener.open(base + "/login", urllib.parse.urlencode(
+            {"csrf_token": csrf, "username": "supervisor", "password": "kefu-demo"}).encode(), timeout=30).read()
+        cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+
+        def open_stream():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            conn.request("GET", "/live/events", headers={"Cookie": cookie, "Accept": "text/event-stream"})
+            r = conn.getresponse()
+            assert r.status == 200 and r.getheader("Content-Type").startswith("text/event-stream")
+            return conn, r
+
+        def read_until(r, word, limit=20):
+            text, ends = "", time.monotonic() + limit
+            while word not in text:
+                assert time.monotonic() < ends, text
+                line = r.readline().decode()
+                assert line, text
+                text += line
+            return text
+
+        for _ in range(2):
+            conn, r = open_stream()
+            assert "event: hello" in read_until(r, "event: hello")
+            streams.append((conn, r))
+        busy_conn, busy = open_stream()
+        assert "event: busy" in read_until(busy, "event: busy")
+        busy_conn.close()
+        began = time.monotonic()
+        assert request(base + "/healthz")[0] == 200 and time.monotonic() - began < 2  # not waiting for a thread
+        status, started = request(base + "/api/v1/tickets", token, {"kind": "repair"})
+        assert status == 201
+        for _conn, r in streams:
+            assert started["ticket_no"] in read_until(r, started["ticket_no"])
+        proc.send_signal(signal.SIGTERM)  # the open streams end at once; the shutdown does not wait for them
+        began = time.monotonic()
+        assert proc.wait(timeout=40) == 0 and time.monotonic() - began < 20
+    finally:
+        for conn, _r in streams:
+            conn.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert "Traceback" not in (tmp_path / "web.log").read_text()

@@ -59,6 +59,10 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
     app.register_blueprint(handover.bp)
     from . import care  # relationship care (Q1-Q4) and the period summaries
     app.register_blueprint(care.bp)
+    from . import live, notify  # live pages and notifications (issue 20)
+    app.register_blueprint(live.bp)
+    app.register_blueprint(notify.bp)
+    app.jinja_env.globals["live_config"] = live.live_config
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or (
@@ -105,8 +109,11 @@ def create_app(config: dict | None = None, kefu: Kefu | None = None) -> Flask:
         if wants_json():
             response = jsonify({"error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description}})
         else:
+            # the framework's own English description says nothing the page does not say in the reader's
+            # language already; a description a view gave (abort(400, "…")) is shown
+            message = "" if exc.description == type(exc).description else exc.description
             response = app.make_response(render_template("error.html", status=status, code=str(status),
-                                                         message=exc.description))
+                                                         message=message))
         response.status_code = status
         if status == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)
@@ -144,7 +151,9 @@ def serve(host: str = "127.0.0.1", port: int = 5000, demo: bool = True) -> int:
     log.info("Kefu on http://%s:%d/ (database %s, env %s)", host, port, kefu.config.database_url,
              kefu.config.env)
     try:
-        waitress_serve(create_app(kefu=kefu), host=host, port=port, threads=8)
+        # live pages: each open event stream holds a thread, so waitress gets that many on top of its 8
+        from .live import stream_limit
+        waitress_serve(create_app(kefu=kefu), host=host, port=port, threads=8 + stream_limit())
     finally:
         scheduler.shutdown(wait=False)
     return 0

@@ -16,6 +16,7 @@ from engine.records.exports import search_csv_chunks, search_json_chunks, trace_
 
 from .access import ticket_view
 from .auth import kefu, roles_required
+from .labels import csv_headers
 
 bp = Blueprint("audit", __name__)
 
@@ -85,7 +86,7 @@ def export_search(fmt):
     if fmt == "json":
         return Response(search_json_chunks(filters, rows), mimetype="application/json",
                         headers={"Content-Disposition": 'attachment; filename="kefu-search.json"'})
-    return Response(_with_bom(search_csv_chunks(rows)), mimetype="text/csv",
+    return Response(_with_bom(search_csv_chunks(rows, csv_headers())), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="kefu-search.csv"'})
 
 
@@ -117,7 +118,7 @@ def export_trace(ref, fmt):
     t = ticket_view(current_user, kefu().audit.trace(ref))  # I4: contact data masked
     if fmt == "json":
         return _json(t, f"{t['ticket_no']}.json")
-    return _csv(trace_csv(t), f"{t['ticket_no']}.csv")
+    return _csv(trace_csv(t, csv_headers()), f"{t['ticket_no']}.csv")
 
 
 @bp.get("/audit/<ref>/diagram.xml")

@@ -16,7 +16,7 @@ from engine import kpi
 
 from .kpi_charts import bars as bar_chart, status as figure_status, trend as trend_chart
 from .auth import kefu, me, roles_required
-from .labels import DEADLINES, DEPARTMENTS
+from .labels import DEADLINES, DEPARTMENTS, csv_headers
 
 bp = Blueprint("kpi", __name__)
 
@@ -75,6 +75,11 @@ REASONS = [(re.compile(p), msg) for p, msg in (
 )]
 
 
+# The overdue timers a reason names by their diagram id (engine.kpi.OVERDUE_TIMERS), as people call them
+TIMERS = {"timer_response_overdue": _l("响应超时"), "timer_department_overdue": _l("处理超时"),
+          "timer_repair_overdue": _l("维修超时"), "timer_taskforce_overdue": _l("专项处理超时")}
+
+
 def reason_text(reason: str) -> str:
     """One lineage reason in the reader's language; several (K7's routing history) are joined by '; '."""
     parts = []
@@ -82,7 +87,8 @@ def reason_text(reason: str) -> str:
         for pattern, msg in REASONS:
             m = pattern.fullmatch(part)
             if m:
-                parts.append(str(msg) % m.groupdict() if m.groupdict() else str(msg))
+                values = {k: str(TIMERS[v]) if k == "t" and v in TIMERS else v for k, v in m.groupdict().items()}
+                parts.append(str(msg) % values if values else str(msg))
                 break
         else:
             parts.append(part)
@@ -239,7 +245,8 @@ def p13_reason(reason: str) -> str:
 def _csv(columns, rows, filename: str) -> Response:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(columns)
+    labels = csv_headers() or {}
+    w.writerow([str(labels.get(c, c)) for c in columns])
     w.writerows(rows)
     return Response("\ufeff" + buf.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f"attachment; filename={filename}"})

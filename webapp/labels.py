@@ -71,6 +71,29 @@ ENGINE_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", 
                  "external_task_created", "timer_fired"}
 VIEWS = {"mine": _l("我的工单"), "overdue": _l("超时"), "vip": _l("VIP"), "today": _l("今日新建")}
 DEADLINES = {"response": _l("响应时限"), "finish": _l("完成时限")}
+# Column headers of the CSV files the pages offer, in the reader's language (the CLI keeps the column names;
+# ``?columns=names`` gives them on the web too, for scripts)
+CSV_HEADERS = {
+    "instance_id": _l("实例编号"), "ticket_no": _l("工单号"), "kind": _l("类型"), "status": _l("状态"),
+    "severity": _l("严重程度"), "vip": _l("重要客户"), "customer": _l("客户"), "customer_id": _l("客户编号"),
+    "created_by": _l("创建人"), "created_at": _l("创建时间"), "completed_at": _l("完成时间"),
+    "response_due": _l("响应截止"), "finish_due": _l("完成截止"), "finish_overdue": _l("已超时"),
+    "summary": _l("摘要"), "seq": _l("序号"), "at": _l("时间"), "type": _l("事件"), "actor": _l("操作人"),
+    "bpmn_id": _l("环节编号"), "task_name": _l("环节名称"), "rules": _l("规则"), "data": _l("数据"),
+    "hash": _l("哈希"), "month": _l("月份"), "scope": _l("范围"), "kpi": _l("指标"), "name": _l("名称"),
+    "numerator": _l("分子"), "denominator": _l("分母"), "value": _l("数值"), "unit": _l("单位"),
+    "target": _l("目标值"), "score": _l("得分"), "agent": _l("责任人"), "counted": _l("是否计入"),
+    "outcome": _l("结果"), "reason": _l("原因"), "charged": _l("计入"), "charged_why": _l("计入依据"),
+}
+
+
+def csv_headers() -> dict | None:
+    """The CSV header labels for this request: the reader's language, or None (column names) when the
+    request asks ``?columns=names``."""
+    from flask import request
+    if request.args.get("columns") == "names":
+        return None
+    return {k: str(v) for k, v in CSV_HEADERS.items()}  # now: a streamed file is written after the request
 SYSTEM_EVENTS = {"start_passed", "gateway_passed", "script_ran", "end_reached", "task_created", "timer_set",
                  "clock_started", "external_task_created"}
 NEAR_DUE_SECONDS = 4 * 3600
@@ -138,6 +161,12 @@ def when(value) -> str:
     """An ISO time as people read it, in Asia/Shanghai: 2026-11-23 08:52."""
     local = to_local(value)
     return local.strftime("%Y-%m-%d %H:%M") if local else "—"
+
+
+def iso_time(value) -> str:
+    """An ISO time with its offset, for scripts (live.js counts down to it)."""
+    local = to_local(value)
+    return local.isoformat() if local else ""
 
 
 def local_input(value) -> str:
@@ -240,7 +269,7 @@ def vip_badge(vip) -> Markup:
 
 
 def register_template_helpers(app) -> None:
-    app.jinja_env.filters.update(when=when, local_input=local_input, mask_phone=mask_phone,
+    app.jinja_env.filters.update(when=when, local_input=local_input, iso_time=iso_time, mask_phone=mask_phone,
                                  mask_text=mask_text, clock_words=clock_words)
     app.jinja_env.globals.update(
         lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, field_label=field_label, option_label=option_label,

@@ -26,7 +26,22 @@ def wsgi_app():
     return app
 
 
-def run_gunicorn(bind: str, workers: int = 4, threads: int = 2, timeout: int = 60) -> int:
+def _stop_streams_on_term(worker) -> None:
+    """gunicorn's ``post_worker_init``: on SIGTERM the worker's open event streams end at once (they would
+    otherwise hold the graceful shutdown for its whole timeout)."""
+    import signal
+
+    from .live import STOPPING
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        STOPPING.set()
+        if callable(previous):
+            previous(signum, frame)
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def run_gunicorn(bind: str, workers: int = 4, threads: int = 2, timeout: int = 60, live_streams: int = 8) -> int:
     from gunicorn.app.base import BaseApplication
 
     from engine import Kefu
@@ -34,6 +49,9 @@ def run_gunicorn(bind: str, workers: int = 4, threads: int = 2, timeout: int = 6
 
     import os
     from flask import Flask
+    # live pages: each worker serves at most ``live_streams`` event streams, on threads of their own beside
+    # the ``threads`` that answer requests, so open pages never take a worker's request threads
+    os.environ["KEFU_LIVE_STREAMS"] = str(live_streams)
     if not os.environ.get("KEFU_SECRET_KEY"):  # one key for every worker, made before they fork
         k = Kefu()
         try:
@@ -46,10 +64,13 @@ def run_gunicorn(bind: str, workers: int = 4, threads: int = 2, timeout: int = 6
             # gthread workers keep connections alive (sync workers close each one), even with one thread.
             # Each holds at most twice as many connections as it has threads, and keeps at most ``threads`` of
             # them idle: a worker stops accepting when it has enough to keep its threads busy, and closes a
-            # surplus idle connection after its response. Otherwise keep-alive clients that happen to connect
+            # surplus idle connection after its response (the stream threads and their connections come on
+            # top and do not change that). Otherwise keep-alive clients that happen to connect
             # to one worker stay with it and queue there while the other workers idle.
-            settings = {"bind": [bind], "workers": workers, "threads": threads, "timeout": timeout,
-                        "worker_class": "gthread", "worker_connections": 2 * threads,
+            settings = {"bind": [bind], "workers": workers, "threads": threads + live_streams,
+                        "timeout": timeout, "worker_class": "gthread",
+                        "worker_connections": 2 * threads + live_streams,
+                        "post_worker_init": _stop_streams_on_term,
                         "preload_app": False, "graceful_timeout": 30, "keepalive": 5,
                         "accesslog": None, "errorlog": "-", "loglevel": "info",
                         "proc_name": "kefu-web",

@@ -24,7 +24,8 @@ COMMANDS = ("init", "deploy", "definitions", "lint", "testrun", "migrate", "user
             "tasks", "task", "cases", "claim", "unclaim", "reassign", "escalate", "complete", "show", "reveal", "note",
             "contact", "attach", "search", "hand-over", "timers", "incident", "handover", "shifts", "repeats",
             "external", "message",
-            "audit", "scheduler", "clock", "calendar", "db", "serve", "web", "kpi", "qa", "report", "care", "events")
+            "audit", "scheduler", "clock", "calendar", "db", "serve", "web", "kpi", "qa", "report", "care", "events",
+            "notifications")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,13 +76,13 @@ MUTATING = {"init", "deploy", "users add", "demo", "customers add", "customers u
             "external complete", "external fail", "external extend-lock", "message", "handover start",
             "handover accept", "shifts set", "shifts remove", "repeats window", "care plan", "care cycles",
             "events add", "events invite", "events feedback", "hand-over", "users deactivate", "users activate",
-            "note", "contact", "attach"}
+            "note", "contact", "attach", "users notify", "notifications deliver", "notifications retry"}
 READ_ONLY = {"definitions", "users list", "customers find", "customers show", "tasks", "task", "show",
              "timers list", "audit verify", "audit replay", "audit search", "audit export", "audit head",
              "clock show", "calendar status", "calendar add", "db current", "db history", "lint",
              "testrun", "users lockouts", "audit security", "external list", "handover show", "handover list",
              "shifts list", "care list", "events show", "events list", "report", "cases", "search",
-             "reveal", "customers reveal"}  # a reveal changes nothing; it is recorded (I4)
+             "notifications list", "reveal", "customers reveal"}  # a reveal changes nothing; it is recorded (I4)
 
 
 def _command_path(parser, prefix=()):

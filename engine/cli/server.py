@@ -23,11 +23,12 @@ def default_web_workers() -> int:
 
 
 def cmd_web(args):
-    if args.workers < 1 or args.threads < 1 or args.timeout < 1:
-        raise InvalidInput("--workers, --threads and --timeout must be at least 1")
+    if args.workers < 1 or args.threads < 1 or args.timeout < 1 or args.live_streams < 1:
+        raise InvalidInput("--workers, --threads, --timeout and --live-streams must be at least 1")
     _service()  # refuse to start on a database without the schema
     webapp = importlib.import_module("webapp.server")
-    return webapp.run_gunicorn(args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout)
+    return webapp.run_gunicorn(args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout,
+                               live_streams=args.live_streams)
 
 
 def register(sub, add) -> None:
@@ -43,3 +44,5 @@ def register(sub, add) -> None:
                     help="worker processes (default one per CPU core, at least 2 and at most 8)")
     sp.add_argument("--threads", type=int, default=2, help="threads per worker (default 2)")
     sp.add_argument("--timeout", type=int, default=60, help="seconds before a silent worker is restarted")
+    sp.add_argument("--live-streams", type=int, default=8,
+                    help="live pages' event streams per worker, on threads of their own (default 8)")

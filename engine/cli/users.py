@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from engine.cli.common import _print, _service
+from engine.cli.notifications import register as register_notifications
 from engine.errors import InvalidInput
 from engine.services.context import SYSTEM
 
@@ -13,7 +14,11 @@ def cmd_users_add(args):
 
 
 def cmd_users_list(args):
-    us = _service().users.all()
+    k = _service()
+    us = k.users.all()
+    prefs = k.notifications.all_prefs()
+    for u in us:  # notifications (issue 20): the user's channels and events
+        u["notify"] = prefs.get(u["name"]) or {"user": u["name"], "email": None, "webhook": None, "events": []}
     _print(args, us, lambda us: "\n".join(f"{u['name']:14} {','.join(u['roles']):20} {u['display_name'] or ''}"
                                           for u in us) or "no users")
 
@@ -78,3 +83,4 @@ def register(sub, add) -> None:
         sp.add_argument("name")
     add("lockouts", cmd_users_lockouts, "user names and addresses locked after failed sign-ins",
         subparsers=users)
+    register_notifications(sub, add, users)

@@ -27,20 +27,22 @@ def _cell(value):
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv(columns, rows, header: bool = True) -> str:
+def _csv(columns, rows, header: bool = True, labels: dict | None = None) -> str:
+    """``labels``: column → header text (the web's exports speak the reader's language; the CLI's keep the
+    column names)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\r\n")
     if header:
-        w.writerow(columns)
+        w.writerow([str((labels or {}).get(c, c)) for c in columns])
     for r in rows:
         w.writerow([_cell(r.get(c)) for c in columns])
     return out.getvalue()
 
 
-def trace_csv(trace: dict) -> str:
+def trace_csv(trace: dict, labels: dict | None = None) -> str:
     rows = [{**e, "ticket_no": trace["ticket_no"], "rules": ",".join(e.get("rules") or [])}
             for e in trace["events"]]
-    return _csv(TRACE_COLUMNS, rows)
+    return _csv(TRACE_COLUMNS, rows, labels=labels)
 
 
 def rows_to_csv(rows: list[dict]) -> str:
@@ -53,9 +55,9 @@ def _pieces(rows: Iterable[dict]) -> Iterator[list[dict]]:
         yield piece
 
 
-def search_csv_chunks(rows: Iterable[dict]) -> Iterator[str]:
+def search_csv_chunks(rows: Iterable[dict], labels: dict | None = None) -> Iterator[str]:
     """The CSV of ``rows_to_csv``, header first, written as the rows arrive."""
-    yield _csv(SEARCH_COLUMNS, [])
+    yield _csv(SEARCH_COLUMNS, [], labels=labels)
     for piece in _pieces(rows):
         yield _csv(SEARCH_COLUMNS, piece, header=False)
 

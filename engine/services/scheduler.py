@@ -26,7 +26,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 log = logging.getLogger("kefu.scheduler")
 # max_instances 2: a wake-up may start while a sweep runs; tick() itself lets only one fire at a time.
 JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 2}
-WAKE_SLACK = timedelta(milliseconds=5)  # SpiffWorkflow fires strictly after the due time
+WAKE_SLACK = timedelta(milliseconds=5)
+NOTIFY_SECONDS = 5.0  # the outbox is read this often (one small indexed read when nothing waits)  # SpiffWorkflow fires strictly after the due time
 
 
 class TimerScheduler:
@@ -52,6 +53,9 @@ class TimerScheduler:
         from engine.services.care import schedule as schedule_care
         schedule_care(self.scheduler, self.kefu.care)
         # --- end care ---
+        # notifications (issue 20): clocks about to run out, then the outbox, every few seconds
+        self.scheduler.add_job(self.deliver, "interval", seconds=NOTIFY_SECONDS, id="notifications",
+                               next_run_time=datetime.now(timezone.utc) + timedelta(seconds=1))
         self.scheduler.start()
         self.kefu.timer_listeners.append(self.notify)
         log.info("timer scheduler started (sweep every %.1f s, database %s)", self.sweep_seconds,
@@ -86,6 +90,15 @@ class TimerScheduler:
             return 0
         finally:
             self._lock.release()
+
+    def deliver(self) -> None:
+        """Send the notifications that are due. Never raises: the next run tries again."""
+        try:
+            result = self.kefu.notifications.tick()
+            if result["sent"] or result["failed"] or result["retrying"]:
+                log.info("notifications: %s", result)
+        except Exception:  # noqa: BLE001
+            log.exception("notification delivery failed")
 
     def notify(self, due: datetime | None) -> None:
         """A unit of work in this process wrote a timer due at ``due``: wake earlier if needed."""

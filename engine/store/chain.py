@@ -43,6 +43,11 @@ class PendingEvent:
 
 BUFFER = "kefu_audit_buffer"
 LEDGER = "kefu_audit_ledger"  # session.info: instance id → the instance, for the ledger entries at commit
+# session.info: (instance, event rows) of every append in this unit of work, for what reacts to them in the same
+# transaction (the notifications outbox); CHANGED: set when the ledger moved on (live pages wake up at commit)
+FEED = "kefu_audit_feed"
+CHANGED = "kefu_changed"
+CHANNEL = "kefu_changes"  # PostgreSQL: NOTIFY'd in the transaction that appends to the ledger
 
 
 def canonical(instance_id: int, seq: int, e) -> str:
@@ -83,6 +88,7 @@ def append(session: Session, instance: Instance, events: list[PendingEvent]) -> 
     instance.audit_head, instance.audit_count = head, seq
     if rows:
         session.info.setdefault(LEDGER, {})[instance.id] = instance
+        session.info.setdefault(FEED, []).append((instance, rows))
 
 
 def buffer_events(session: Session) -> None:
@@ -108,8 +114,10 @@ def ledger_content(entry_id: int, instance_id: int, ticket_no: str, event_seq: i
 
 # PostgreSQL (migration 0006): take the ledger's advisory lock, read the newest entry and append, in one
 # round trip.
+# The same statement tells the live pages of every process (LISTEN kefu_changes) once the transaction commits.
 _APPEND_LEDGER = text("SELECT kefu_ledger_append(CAST(:ids AS integer[]), CAST(:tickets AS text[]), "
-                      "CAST(:seqs AS integer[]), CAST(:heads AS text[]), CAST(:ats AS timestamp[]))")
+                      "CAST(:seqs AS integer[]), CAST(:heads AS text[]), CAST(:ats AS timestamp[])), "
+                      f"pg_notify('{CHANNEL}', '')")
 
 
 @sa_event.listens_for(Session, "before_commit")
@@ -118,6 +126,7 @@ def _write_ledger(session: Session) -> None:
     touched = session.info.pop(LEDGER, None)
     if not touched:
         return
+    session.info[CHANGED] = True
     session.flush()
     at = max((i.updated_at for i in touched.values() if i.updated_at is not None), default=None)
     order = sorted(touched)
@@ -151,6 +160,8 @@ def _write_ledger(session: Session) -> None:
 @sa_event.listens_for(Session, "after_rollback")
 def _forget_ledger(session: Session) -> None:
     session.info.pop(LEDGER, None)
+    session.info.pop(FEED, None)
+    session.info.pop(CHANGED, None)
 
 
 def ledger_head(session: Session) -> dict | None:

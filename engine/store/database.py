@@ -144,6 +144,8 @@ class Database:
         self.writers = WriterQueue(SQLITE_BUSY_SECONDS) if self.dialect == "sqlite" else None
         # Called with the earliest due time of the timers a committed unit of work wrote (scheduler wake-up).
         self.timer_listeners: list = []
+        # Called without arguments after a unit of work that appended to the audit ledger committed (live pages).
+        self.change_listeners: list = []
         event.listen(self.sessions, "after_commit", self._after_commit)
         event.listen(self.sessions, "after_rollback", _drop_on_commit)
         # The workflows saved last through this database (engine.services.warm.WarmInstances, set by the first
@@ -170,6 +172,13 @@ class Database:
                 callback()
             except Exception:  # noqa: BLE001 - a callback never undoes a committed unit of work
                 log.exception("on-commit callback failed")
+        if session.info.pop("kefu_changed", None):
+            for listener in list(self.change_listeners):
+                try:
+                    listener()
+                except Exception:  # noqa: BLE001 - a listener never undoes a committed unit of work
+                    log.exception("change listener failed")
+        session.info.pop("kefu_audit_feed", None)
         due = session.info.pop("kefu_timers_due", None)
         if not due:
             return

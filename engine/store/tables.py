@@ -479,6 +479,43 @@ class EventAttendee(Base):
     feedback_by: Mapped[str | None] = mapped_column(String(64))
     feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 # --- end care ---------------------------------------------------------------------------------------
+# --- notifications (issue 20): a user's channels and subscriptions, and the outbox the scheduler delivers ---
+class NotificationPref(Base):
+    """Where a user wants to be told (an e-mail address, a webhook for an SMS or WeCom gateway) and about what
+    (comma-separated event names: task, queue, major_complaint, due_soon, overdue)."""
+    __tablename__ = "notification_prefs"
+
+    user_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(200))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+    events: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxMessage(Base):
+    """One message to deliver, written in the same transaction as the unit of work that caused it; the
+    scheduler sends it (pending → sending → sent, or back to pending with a later ``next_attempt_at``, or
+    failed when its attempts are used up)."""
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    user_name: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))  # email | webhook
+    target: Mapped[str] = mapped_column(String(500))
+    event: Mapped[str] = mapped_column(String(32))
+    ticket_no: Mapped[str | None] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    # one message per cause and channel: a clock about to run out is announced once
+    dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+# --- end notifications ------------------------------------------------------------------------------
 
 
 def next_counter(session: Session, key: str) -> int:

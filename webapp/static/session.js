@@ -10,6 +10,7 @@
         if (k && k.indexOf("kefu-draft:") === 0) localStorage.removeItem(k);
       }
       sessionStorage.removeItem("kefu-draft-submitted");
+      sessionStorage.removeItem("kefu-alerts");
     });
   }
   Array.prototype.forEach.call(document.querySelectorAll("[data-print]"), function (b) {
