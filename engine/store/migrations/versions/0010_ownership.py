@@ -1,6 +1,6 @@
 """case ownership at work (X1) and conflict of interest (P12): owner offers on tasks, staff named in a complaint
 
-Revision ID: 0011_ownership
+Revision ID: 0010_ownership
 Revises: 0009_case_owner
 Create Date: 2026-12-07 16:00:00
 """
@@ -10,7 +10,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0011_ownership'
+revision = '0010_ownership'
 down_revision = '0009_case_owner'
 branch_labels = None
 depends_on = None

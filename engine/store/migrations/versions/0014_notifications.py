@@ -1,7 +1,7 @@
 """notifications: users' channels and subscriptions, the outbox
 
-Revision ID: 0013_notifications
-Revises: 0012_case_notes
+Revision ID: 0014_notifications
+Revises: 0013_case_notes
 Create Date: 2026-12-07 16:00:00
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0013_notifications'
-down_revision = '0012_case_notes'
+revision = '0014_notifications'
+down_revision = '0013_case_notes'
 branch_labels = None
 depends_on = None
 

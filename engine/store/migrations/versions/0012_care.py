@@ -1,8 +1,8 @@
 """relationship care: customer class, owner, greeting consent, anniversary, last revisit; care cycles, care
 plans, customer events and their attendees
 
-Revision ID: 0015_care
-Revises: 0014_handover
+Revision ID: 0012_care
+Revises: 0011_handover
 Create Date: 2026-12-07 16:00:00
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0015_care'
-down_revision = '0014_handover'
+revision = '0012_care'
+down_revision = '0011_handover'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """shift handovers and their items (X2), ticket links for repeat complaints (X3)
 
-Revision ID: 0014_handover
-Revises: 0011_ownership
+Revision ID: 0011_handover
+Revises: 0010_ownership
 Create Date: 2026-12-07 16:00:00
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0014_handover'
-down_revision = '0011_ownership'
+revision = '0011_handover'
+down_revision = '0010_ownership'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """attachments on a ticket (notes and contact records are audit events)
 
-Revision ID: 0012_case_notes
-Revises: 0015_care
+Revision ID: 0013_case_notes
+Revises: 0012_care
 Create Date: 2026-12-07 16:00:00
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0012_case_notes'
-down_revision = '0015_care'
+revision = '0013_case_notes'
+down_revision = '0012_care'
 branch_labels = None
 depends_on = None
 
