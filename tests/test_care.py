@@ -257,3 +257,20 @@ def test_reports_periods_and_contents(kefu, clock):
         kefu.reports.summary("month", "not-a-date")
     with pytest.raises(NotAllowed):
         kefu.reports.summary("month", actor="agent")
+
+
+def test_q3_holidays_of_a_year_the_calendar_does_not_know_yet():
+    """Q3 beyond the installed calendar: the holidays fixed by date, and the days off the process owner entered."""
+    from engine import calendar as calendar_mod
+    year = calendar_mod.LIBRARY_YEARS[1] + 1
+    assert holidays_between(date(year, 1, 1), date(year, 1, 3)) == [(date(year, 1, 1), "元旦")]
+    assert (date(year, 10, 1), "国庆节") in holidays_between(date(year, 9, 25), date(year, 10, 5))
+    saved = calendar_mod.active()
+    # a spring festival entered by hand: a weekday run of days off
+    first = next(date(year, 2, d) for d in range(10, 17) if date(year, 2, d).weekday() == 0)
+    calendar_mod.use(calendar_mod.WorkingCalendar(overrides={first + timedelta(days=i): False for i in range(5)}))
+    try:
+        found = holidays_between(date(year, 2, 1), date(year, 2, 28))
+        assert found == [(first, "节假日")]
+    finally:
+        calendar_mod.use(saved)

@@ -65,19 +65,32 @@ def at_nine(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, 9, tzinfo=SHANGHAI).astimezone(timezone.utc)
 
 
+# Statutory holidays fixed by date (全国年节及纪念日放假办法): known for every year, also one the installed
+# calendar does not cover yet; the lunar ones come from it or from the process owner's calendar entries.
+FIXED_HOLIDAYS = {(1, 1): "元旦", (5, 1): "劳动节", (10, 1): "国庆节"}
+
+
 def holidays_between(first: date, last: date) -> list[tuple[date, str]]:
-    """The first day and Chinese name of each statutory holiday starting between ``first`` and ``last``
-    (those of years the installed calendar knows)."""
+    """The first day and Chinese name of each statutory holiday starting between ``first`` and ``last``: from
+    the installed calendar for the years it knows; for later years the holidays fixed by date and the first
+    day of each run of days off the process owner entered (``kefu calendar set``)."""
     from engine import calendar as calendar_mod
     names = {h.value: getattr(h, "chinese", h.value) for h in chinese_calendar.Holiday}
     known_first, known_last = calendar_mod.LIBRARY_YEARS
+    overrides = calendar_mod.active().overrides
     found, day = [], first
     while day <= last:
-        if known_first <= day.year <= known_last and known_first <= (day - timedelta(days=1)).year:
+        before = day - timedelta(days=1)
+        if known_first <= day.year <= known_last and known_first <= before.year:
             on, name = chinese_calendar.get_holiday_detail(day)
-            prev_on, prev_name = chinese_calendar.get_holiday_detail(day - timedelta(days=1))
+            prev_on, prev_name = chinese_calendar.get_holiday_detail(before)
             if on and name and not (prev_on and prev_name == name):
                 found.append((day, names.get(name, name)))
+        elif (day.month, day.day) in FIXED_HOLIDAYS:
+            found.append((day, FIXED_HOLIDAYS[(day.month, day.day)]))
+        elif overrides.get(day) is False and overrides.get(before) is not False and day.weekday() < 5 \
+                and not (overrides.get(before - timedelta(days=1)) is False and before.weekday() >= 5):
+            found.append((day, "节假日"))
         day += timedelta(days=1)
     return found
 
