@@ -6,6 +6,8 @@ deleted, only superseded by a newer version, its arrival an ``attachment_added``
 read it and change things may add to them."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import re
 import unicodedata
@@ -20,9 +22,11 @@ from engine.records import desk as desk_search
 from engine.services import routing
 from engine.services.masking import mask_phone
 from engine.services.context import Context, row_id
-from engine.services.runner import Runner
 from engine.store import chain as audit
 from engine.store.tables import Attachment, AuditEvent, HumanTask, Instance, User
+
+if TYPE_CHECKING:  # the runner (SpiffWorkflow) is not needed to import this module
+    from engine.services.runner import Runner
 
 MAX_ATTACHMENT = 20 * 1024 * 1024  # bytes
 MAX_NOTE = 4000  # characters
