@@ -87,7 +87,7 @@ def test_the_whole_case_on_one_page_with_the_waiting_revisit(browser, server, ke
     bigger = page.evaluate("() => document.querySelector('#diagram .viewport').transform.baseVal.consolidate().matrix.a")
     assert bigger > scale
     cards = page.locator("#steps .step-card")
-    assert cards.count() == 5  # register, transfer, accept, handle, feedback
+    assert cards.count() == 6  # register, transfer, accept, handle, the supervisor's approval (P13), feedback
     handle = page.locator('#steps .step-card[data-step="department_handle"]')
     assert "已批评教育当班保安并调整岗位" in handle.inner_text() and "责任部门 刘强" in handle.inner_text()
     register_card = page.locator('#steps .step-card[data-step="register"]').inner_text()

@@ -10,6 +10,8 @@ import re
 
 import pytest
 
+from tests.factories import p13_record
+
 from engine import cli, clock as clock_mod
 from engine.services.demo import DEMO_USERS
 from tests.test_complaint import register, transfer
@@ -131,7 +133,7 @@ def test_i4_the_cli_masks_show_and_exports_unless_run_as_the_case_owner(case, ke
 
 def test_i4_the_holder_of_a_ready_task_loses_the_full_value_when_the_task_is_done(case, kefu):
     assert kefu.masking.sees_full("department", case["ticket"])
-    case["scenario"].complete("department_handle", "department", {"handling_result": "已整改"})
+    case["scenario"].complete("department_handle", "department", p13_record("已整改"))
     assert not kefu.masking.sees_full("department", case["ticket"])
     assert kefu.masking.sees_full("agent", case["ticket"])  # the owner, until the case closes and after
 

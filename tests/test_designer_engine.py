@@ -206,7 +206,9 @@ def test_test_run_walks_each_path_of_the_complaint_diagram_without_the_database(
     major = by_choice[(("severity", "major"),)]
     assert "taskforce_investigate" in major.steps and "department_handle" not in major.steps
     plain = by_choice[()]
-    assert plain.steps[0] == "start" and plain.steps[-1] == "end_closed" and plain.completed
+    # The run's default answers: the customer is still unhappy after the care (Q2), so the plain path ends there
+    assert plain.steps[0] == "start" and plain.steps[-1] == "end_care_unsatisfied" and plain.completed
+    assert by_choice[(("care_satisfied", True),)].steps[-1] == "end_closed"
     assert plain.steps.count("feedback") == 2  # not satisfied once: the loop is taken, then left
     assert "wait_revisit" in plain.timers_fired  # the revisit timer fired on the run's own clock
     assert report.to_dict()["paths"][0]["steps"] == report.paths[0].steps

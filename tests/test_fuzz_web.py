@@ -74,7 +74,7 @@ def fuzz(kefu, scenario):
     web = Web(kefu, WTF_CSRF_ENABLED=False, PROPAGATE_EXCEPTIONS=False)
     known = {"ref": scenario.ticket_no, "task_id": task["id"], "customer_id": "1", "process_id": "complaint",
              "version": "1", "month": "2026-11", "key": "K1", "kind": "complaint", "code": "en", "fmt": "csv",
-             "event_id": "1", "attachment_id": "1"}
+             "event_id": "1", "attachment_id": "1", "hid": "1"}
     return web, known
 
 

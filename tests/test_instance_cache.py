@@ -11,7 +11,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from engine import Config, Conflict, FormValidationError, Kefu
 from engine.services.warm import SIZE_FACTOR, WarmInstances
 from engine.store.tables import Instance
-from tests.factories import Scenario
+from tests.factories import p13_record, Scenario
 from tests.pg import on_both_databases
 from tests.test_complaint import handle_by_department, register, transfer
 
@@ -83,9 +83,10 @@ def test_two_processes_interleaving_steps_never_use_a_stale_copy(kefu, db_url, c
         assert_kept_matches_stored(kefu, one.instance_id)
         # and back: two's copy (v+1) is stale now
         stale = other.ctx.warm.stale
-        two.complete("department_handle", "department", {"handling_result": "已处理"})
+        two.complete("department_handle", "department", p13_record("已处理"))
         assert other.ctx.warm.stale == stale + 1
-        one.complete("feedback", "agent", {"satisfied": True})
+        one.complete("approve_solution", "supervisor", {"solution_approved": True})  # P13
+        two.complete("feedback", "agent", {"satisfied": True})
         assert one.ready_ids() == two.ready_ids()
         assert [e["type"] for e in one.show()["events"]] == [e["type"] for e in two.show()["events"]]
         assert not [r for r in kefu.audit.replay() if not r["matches"]]

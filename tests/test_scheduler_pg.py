@@ -121,8 +121,10 @@ def test_two_scheduler_processes_fire_every_timer_exactly_once(pg_url, clock, tm
                 .group_by(AuditEvent.task_id)).all())
             fired_per_instance = Counter(s.scalars(select(AuditEvent.instance_id)
                                                    .where(AuditEvent.type == "timer_fired")))
-            left_due = s.scalar(select(func.count()).select_from(Timer).where(Timer.due_at < now))
-            left = s.scalar(select(func.count()).select_from(Timer))
+            left_due = s.scalar(select(func.count()).select_from(Timer).where(Timer.due_at < now,
+                                                                              Timer.kind != "claim"))
+            # (the owner's claim deadlines of the re-dispatch tasks, X1, are not BPMN timers: not counted)
+            left = s.scalar(select(func.count()).select_from(Timer).where(Timer.kind != "claim"))
             created = Counter(s.execute(
                 select(AuditEvent.instance_id, AuditEvent.bpmn_id).where(AuditEvent.type == "task_created",
                                                                          AuditEvent.bpmn_id.in_(

@@ -95,6 +95,25 @@ def start_sample(root, process_id: str) -> dict:
     return {}
 
 
+def start_variants(root, process_id: str) -> list[dict]:
+    """Further start data for the test run: a start event's ``camunda:property`` ``test_variants``, a JSON list
+    of objects, each laid over ``test_data`` for one more run (e.g. the care process's greeting branch, chosen by
+    a start variable no form sets). A malformed value gives none."""
+    if root is None:
+        return []
+    for proc in root.iter(f"{B}process"):
+        if proc.get("id") != process_id:
+            continue
+        for prop in proc.iterfind(f"./{B}startEvent/{B}extensionElements/{C}properties/{C}property"):
+            if prop.get("name") == "test_variants":
+                try:
+                    value = json.loads(prop.get("value") or "")
+                except ValueError:
+                    return []
+                return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+    return []
+
+
 def declared_test_data(root) -> dict[str, dict]:
     """Element id → the JSON object of its ``test_data`` property: what a worker completes an external task
     with, or what a message brings, in the test run (a malformed value is ignored here; the lint reports it)."""

@@ -28,7 +28,7 @@ from engine import clock
 from engine.bpmn import sandbox as scripting
 from engine.bpmn.forms import FormValidator, build_fields
 from engine.bpmn.lint import lint_diagram
-from engine.bpmn.samples import START, declared_test_data, sample_data, sample_value, start_sample
+from engine.bpmn.samples import START, declared_test_data, sample_data, sample_value, start_sample, start_variants
 from engine.bpmn.tasktypes import ExternalTask
 
 MAX_STEPS = 100  # user tasks and timers of one run
@@ -276,6 +276,12 @@ def test_run(report) -> list[TestRunReport]:
                 continue
             seen.add(key)
             tr.paths.append(path)
+        for variant in start_variants(report.root, pid):  # one more run per declared start variant
+            path = run_path(spec_and_subs, pid, {}, {**start_data, **variant}, deadline, None, declared)
+            path.names = names
+            if (tuple(path.steps), path.failure) not in seen:
+                seen.add((tuple(path.steps), path.failure))
+                tr.paths.append(path)
         tr.unreached = _unreached(report.root, pid, tr.paths) + _boundaries_not_fired(spec_and_subs, tr.paths)
         out.append(tr)
     return out

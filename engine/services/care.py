@@ -70,6 +70,12 @@ def at_nine(day: date) -> datetime:
 FIXED_HOLIDAYS = {(1, 1): "元旦", (5, 1): "劳动节", (10, 1): "国庆节"}
 
 
+def holiday_name_en(name: str) -> str:
+    """The English name of a holiday named in Chinese (the calendar's own names; "Holiday" otherwise)."""
+    english = {getattr(h, "chinese", None): h.value for h in chinese_calendar.Holiday}
+    return english.get(name) or ("Holiday" if name == "节假日" else name)
+
+
 def holidays_between(first: date, last: date) -> list[tuple[date, str]]:
     """The first day and Chinese name of each statutory holiday starting between ``first`` and ``last``: from
     the installed calendar for the years it knows; for later years the holidays fixed by date and the first
@@ -252,7 +258,7 @@ class CareService:
                               "due_at": iso(timer.due_at) if timer else None,
                               "task_id": task.id if task else None, "state": "ready" if task else "waiting"})
         return {"cycles": self.cycles(), "items": items,
-                "holidays": [{"date": d.isoformat(), "name": n}
+                "holidays": [{"date": d.isoformat(), "name": n, "name_en": holiday_name_en(n)}
                              for d, n in holidays_between(today, today + timedelta(days=120))]}
 
 

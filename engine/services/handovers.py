@@ -23,12 +23,13 @@ from engine.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from engine.limits import MAX_ROW_ID
 from engine.services import clocks
 from engine.services.context import WITH_STATE, Context
+from engine.services import ownership
 from engine.services.instances import change_owner
 from engine.services.runner import Runner
 from engine.services.shapes import ESCALATION
 from engine.services.shifts import next_window, read as read_shifts
 from engine.store import chain as audit
-from engine.store.tables import Handover, HandoverItem, HumanTask, Instance, SecurityEvent, User
+from engine.store.tables import AuditEvent, Handover, HandoverItem, HumanTask, Instance, SecurityEvent, User
 
 READ_ROLES = {"supervisor", "auditor", "process_owner"}
 MAX_NOTE = 2000
@@ -235,7 +236,7 @@ class HandoverService:
         if inst.owner != h.outgoing:
             return "skipped", f"owned by {inst.owner or 'nobody'} meanwhile"
         change_owner(self.runner, s, inst, user, user.name, user.name, reason, now, rules=("X1", "X2"),
-                     extra={"handover": h.id})
+                     extra={"handover": h.id}, move_tasks=False)  # the listed tasks move below (X2)
         return "taken", None
 
     def _take_task(self, s, h: Handover, item: HandoverItem, user: User, now) -> tuple:
@@ -245,13 +246,17 @@ class HandoverService:
         if row is None or row.state != "ready":
             who = f" by {row.completed_by}" if row is not None and row.completed_by else ""
             return "skipped", f"done during the handover{who}"
-        if row.assignee == user.name and row.assignee != item.holder:  # went with its case (X1)
-            return "taken", None
-        if row.assignee != item.holder:
+        claimed = s.scalar(select(AuditEvent.id).where(  # an owner's offered task claimed meanwhile (X1)
+            AuditEvent.instance_id == row.instance_id, AuditEvent.task_id == row.id,
+            AuditEvent.type == "task_claimed", AuditEvent.at >= h.started_at).limit(1))
+        if row.assignee != item.holder or claimed is not None:
             return "skipped", f"taken by {row.assignee} during the handover; stays with them until done"
         if row.candidates is None and row.role not in user.role_set:
             return "skipped", f"needs role {row.role}"
         previous, row.assignee = row.assignee, user.name
+        # Accepting the handover takes the task: no owner's claim deadline runs on it any more (X1).
+        row.offer_due = None
+        ownership.drop_claim_timer(s, row.id)
         inst = s.get(Instance, row.instance_id)
         self.runner.touch(s, inst, [audit.PendingEvent(
             "task_reassigned", user.name, now, task_id=row.id, bpmn_id=row.bpmn_id, task_name=row.name,

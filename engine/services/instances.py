@@ -25,10 +25,11 @@ INCIDENT_ROLES = {"supervisor", "process_owner"}
 
 
 def change_owner(runner: Runner, s, inst: Instance, target: User | None, new_owner, actor: str, reason: str, now,
-                 rules=("X1",), extra: dict | None = None) -> str | None:
-    """Move the case ``inst`` to the agent ``target`` (X1) with the audit event ``owner_changed``; the previous
-    owner's ready agent tasks of the ticket go with it, offered anew (X1). The caller decided that ``actor``
-    may. Returns the previous owner. Shared by ``set_owner`` and the shift handover (X2)."""
+                 rules=("X1",), extra: dict | None = None, move_tasks: bool = True) -> str | None:
+    """Move the case ``inst`` to the agent ``target`` (X1) with the audit event ``owner_changed``; with
+    ``move_tasks`` the previous owner's ready agent tasks of the ticket go with it, offered anew (X1; the shift
+    handover moves the tasks it listed itself, X2). The caller decided that ``actor`` may. Returns the previous
+    owner. Shared by ``set_owner`` and the shift handover (X2)."""
     if target is None or not target.active or "agent" not in target.role_set:
         raise InvalidInput(f"{new_owner!r} is not an active agent")
     if target.name == inst.owner:
@@ -41,11 +42,12 @@ def change_owner(runner: Runner, s, inst: Instance, target: User | None, new_own
     events = [audit.PendingEvent("owner_changed", actor, now, rules=list(rules),
                                  data={"from": previous, "to": target.name, "reason": reason, **(extra or {})})]
     data = None
-    if previous and s.scalar(select(HumanTask.id).where(  # the workflow is read only when needed
+    if move_tasks and previous and s.scalar(select(HumanTask.id).where(  # the workflow is read only when needed
             HumanTask.instance_id == inst.id, HumanTask.state == "ready",
             HumanTask.assignee == previous, HumanTask.role == ownership.OWNER_ROLE).limit(1)):
         data = runner.load(s, inst).task_tree.data
-    events += ownership.hand_over(s, inst, previous, target.name, now, actor, data)
+    if move_tasks:
+        events += ownership.hand_over(s, inst, previous, target.name, now, actor, data)
     runner.touch(s, inst, events)
     return previous
 
