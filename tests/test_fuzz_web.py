@@ -71,10 +71,11 @@ def fuzz(kefu, scenario):
     """The app over one open complaint (so ids and ticket numbers name something)."""
     scenario.start("complaint")
     task = scenario.ready()[0]
-    web = Web(kefu, WTF_CSRF_ENABLED=False, PROPAGATE_EXCEPTIONS=False)
+    web = Web(kefu, WTF_CSRF_ENABLED=False, PROPAGATE_EXCEPTIONS=False,
+              LIVE_STREAM_SECONDS=0.2)  # the live event stream is fuzzed too, and ends at once
     known = {"ref": scenario.ticket_no, "task_id": task["id"], "customer_id": "1", "process_id": "complaint",
              "version": "1", "month": "2026-11", "key": "K1", "kind": "complaint", "code": "en", "fmt": "csv",
-             "event_id": "1", "attachment_id": "1", "hid": "1"}
+             "event_id": "1", "attachment_id": "1", "hid": "1", "message_id": "1"}
     return web, known
 
 
