@@ -159,9 +159,14 @@ def test_the_inbox_from_the_keyboard(browser, server, scenario, kefu):
         page.wait_for_load_state()
         page.locator(f'#q-mine tr[data-task="{first}"]').wait_for()
         assert kefu.tasks.get(first, actor="agent")["assignee"] == "agent"
-        page.keyboard.press("j")
+        # after the claim the page came back: once its script listens again, j selects and Enter opens
+        for _ in range(50):
+            page.keyboard.press("j")
+            if page.locator("tr.task-row.selected").count() == 1:
+                break
+            page.wait_for_timeout(100)
         page.keyboard.press("Enter")
-        page.wait_for_url("**/tasks/*")
+        page.wait_for_url("**/tasks/*", timeout=20000)
     finally:
         context.close()
 

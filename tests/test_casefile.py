@@ -144,8 +144,8 @@ def test_the_search_queries_use_indexes_not_scans_of_the_tickets():
     now = datetime.now(timezone.utc)
     for q, args, index in (("TS20261123-0001", {}, "sqlite_autoindex_instances_1"),
                            ("13800138000", {}, "ix_customers_phone_digits"), ("李先生", {}, "ix_instances_customer"),
-                           ("", {"view": "mine"}, "ix_human_tasks_assignee_instance"),
-                           ("", {"assignee": "agent"}, "ix_human_tasks_assignee_instance"),
+                           ("", {"view": "mine"}, "ix_instances_owner"),
+                           ("", {"assignee": "agent"}, "ix_human_tasks_assignee"),
                            ("", {"view": "today"}, "ix_instances_created_at")):
         stmt = desk.statement(*desk.parse(q, args), now, "agent")
         sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))

@@ -68,10 +68,8 @@ def statement(text, f: base.Filters, assignee, view, now: datetime, actor: str, 
     if assignee:
         q = q.where(Instance.id.in_(_ready_with(assignee)))
     if view == "mine":
-        owner = getattr(Instance, "owner", None)
-        mine = Instance.created_by == actor if owner is None else \
-            or_(owner == actor, and_(owner.is_(None), Instance.created_by == actor))
-        q = q.where(or_(mine, Instance.id.in_(_ready_with(actor))))
+        # 我的工单: the cases I own (X1) and those with a ready task assigned to me
+        q = q.where(or_(Instance.owner == actor, Instance.id.in_(_ready_with(actor))))
     elif view == "overdue":
         q = q.where(base.overdue_clause(now))
     elif view == "vip":
