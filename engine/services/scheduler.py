@@ -54,8 +54,9 @@ class TimerScheduler:
         schedule_care(self.scheduler, self.kefu.care)
         # --- end care ---
         # notifications (issue 20): clocks about to run out, then the outbox, every few seconds
+        # (first run one interval after start, not beside the first timer firings of a starting service)
         self.scheduler.add_job(self.deliver, "interval", seconds=NOTIFY_SECONDS, id="notifications",
-                               next_run_time=datetime.now(timezone.utc) + timedelta(seconds=1))
+                               next_run_time=datetime.now(timezone.utc) + timedelta(seconds=NOTIFY_SECONDS))
         self.scheduler.start()
         self.kefu.timer_listeners.append(self.notify)
         log.info("timer scheduler started (sweep every %.1f s, database %s)", self.sweep_seconds,
