@@ -77,3 +77,43 @@ def test_the_embedded_database_queues_its_writers_and_lets_go_after_a_failure(tm
             raise RuntimeError("boom")
     assert lite.writers._owner is None  # released after a failed unit of work too
     lite.dispose()
+
+
+def test_the_write_ahead_log_is_checkpointed_by_its_own_thread_not_inside_a_commit(tmp_path):
+    """A commit never copies the log into the database file (and waits for the disk) while holding the write
+    lock: the writing connections have automatic checkpoints off, and a thread of the process checkpoints."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from engine.store import wal
+    from engine.store.database import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'w.db'}")
+    with db.unit_of_work() as s:
+        s.execute(text("CREATE TABLE t (x TEXT)"))
+        assert s.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
+    for i in range(wal.COMMITS_PER_CHECKPOINT + 5):
+        with db.unit_of_work() as s:
+            s.execute(text("INSERT INTO t VALUES (:x)"), {"x": "x" * 3000 * (i % 3 + 1)})
+    deadline = time.monotonic() + 10
+    while db.checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert db.checkpointer.checkpoints >= 1
+    assert (tmp_path / "w.db").stat().st_size > 200_000  # the rows reached the database file, not just the log
+    probe = sqlite3.connect(tmp_path / "w.db")
+    assert probe.execute("SELECT count(*) FROM t").fetchone()[0] == wal.COMMITS_PER_CHECKPOINT + 5
+    probe.close()
+    db.dispose()
+    assert db.checkpointer._thread is None  # stopped with the connections
+    with db.unit_of_work() as s:  # … and started again when the database is used after dispose
+        s.execute(text("INSERT INTO t VALUES ('again')"))
+    assert db.checkpointer._thread is not None
+    db.dispose()
+
+
+def test_an_in_memory_database_has_no_checkpointer():
+    from engine.store.database import Database
+
+    assert Database("sqlite://").checkpointer is None
+    assert Database("sqlite:///:memory:").checkpointer is None

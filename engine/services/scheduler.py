@@ -37,7 +37,8 @@ class TimerScheduler:
         self.sweep_seconds = float(sweep_seconds)
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults=JOB_DEFAULTS)
         self._lock = threading.Lock()
-        self._wake_at: datetime | None = None
+        self._arm_lock = threading.Lock()
+        self._armed: datetime | None = None  # when the pending wake-up runs (real time)
         self.fired_total = 0
         self.last_error: str | None = None
 
@@ -103,24 +104,26 @@ class TimerScheduler:
 
     def notify(self, due: datetime | None) -> None:
         """A unit of work in this process wrote a timer due at ``due``: wake earlier if needed."""
-        if due is not None and (self._wake_at is None or due < self._wake_at):
-            self._arm(due)
+        self._arm(due)
 
     def _arm(self, due: datetime | None) -> None:
+        """Wake up at ``due`` unless a wake-up at or before it is already set. Called from the sweep's end
+        and from every writing thread at once: a sweep that read the next due time just before another thread
+        wrote an earlier timer never moves that thread's wake-up later (a wake-up too many costs one read)."""
         if due is None or not self.scheduler.running:
-            self._wake_at = None
             return
         real = self.kefu.clock.real_time_of(due)
         if real is None:  # a pinned test clock never reaches it by itself; sweeps and tests fire
-            self._wake_at = None
             return
-        run_at = max(real + WAKE_SLACK, datetime.now(timezone.utc))
-        if run_at - datetime.now(timezone.utc) > timedelta(seconds=self.sweep_seconds):
-            self._wake_at = due  # the sweep re-arms it closer to the time
-            return
-        self._wake_at = due
-        self.scheduler.add_job(self.tick, "date", run_date=run_at, id="wake", replace_existing=True)
-
+        with self._arm_lock:
+            now = datetime.now(timezone.utc)
+            run_at = max(real + WAKE_SLACK, now)
+            if self._armed is not None and now < self._armed <= run_at:
+                return  # a nearer wake-up is set
+            if run_at - now > timedelta(seconds=self.sweep_seconds):
+                return  # the sweep arms it closer to the time
+            self._armed = run_at
+            self.scheduler.add_job(self.tick, "date", run_date=run_at, id="wake", replace_existing=True)
 
     def idle(self) -> bool:
         """Nothing is due now (the next timer, if any, lies in the future)."""

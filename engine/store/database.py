@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock
 from engine.errors import Conflict, InvalidInput
+from engine.store import wal
 from engine.store.tables import Base
 
 
@@ -136,9 +137,15 @@ class Database:
             # An executemany (the audit events of a unit of work) as one INSERT … VALUES (…), (…) statement
             # rather than psycopg's pipelined one-statement-per-row.
             self.engine.dialect.use_insertmanyvalues_wo_returning = True
+        self.checkpointer = None
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
+            path = wal.database_file(self.engine.url)
+            if path is not None:  # the log is checkpointed off the write path (engine.store.wal)
+                self.checkpointer = wal.Checkpointer(path)
+                event.listen(self.engine, "connect", _no_auto_checkpoint)
+                event.listen(self.engine, "commit", lambda _conn: self.checkpointer.committed())
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite: this process's writers take turns (see WriterQueue); other processes still meet SQLite's wait.
         self.writers = WriterQueue(SQLITE_BUSY_SECONDS) if self.dialect == "sqlite" else None
@@ -258,6 +265,8 @@ class Database:
         return row
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
         self.read_engine.dispose()
         if self.warm is not None:
@@ -280,6 +289,12 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _no_auto_checkpoint(dbapi_connection, _record):
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA wal_autocheckpoint=0")
     cur.close()
 
 
