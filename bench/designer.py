@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0:1] = [str(ROOT)]  # the repository, not bench/ (bench/http.py would shadow the standard library)
 
 from engine.bpmn import sandbox as scripting, screen  # noqa: E402
 from engine.bpmn.diagram import parse_diagram  # noqa: E402

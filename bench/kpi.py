@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[0:1] = [str(ROOT)]
+sys.path.append(str(ROOT / "bench"))  # last: bench/http.py must not shadow the standard library
 
 from sqlalchemy import select  # noqa: E402
 

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0:1] = [str(ROOT)]  # the repository, not bench/ (bench/http.py would shadow the standard library)
 
 from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402

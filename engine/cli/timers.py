@@ -5,6 +5,7 @@ import json
 import sys
 
 from engine.cli.common import _print, _service
+from engine.errors import InvalidInput
 from engine.services.context import SYSTEM
 
 
@@ -16,10 +17,23 @@ def cmd_timers_list(args):
 
 def cmd_timers_fire_due(args):
     k = _service()
-    planned = k.care.plan()  # care (Q1, Q3): the revisits and greetings whose timers are to wait
-    fired = k.timers.fire_due()
+    shard = _shard(args.shard) if args.shard else None
+    # care (Q1, Q3): the revisits and greetings whose timers are to wait (not in each shard's process)
+    planned = k.care.plan() if shard is None else []
+    fired = k.timers.fire_due(shard=shard)
     _print(args, {"fired": fired, "count": len(fired), "care_planned": planned}, lambda r: f"fired {r['count']} timer(s)" + "".join(
         f"\n  {f['ticket_no']} {f['name'] or f['timer']} (due {f['due_at']})" for f in r["fired"]))
+
+
+def _shard(text: str) -> tuple[int, int]:
+    i, sep, n = text.partition("/")
+    try:
+        shard = int(i), int(n)
+    except ValueError:
+        shard = None
+    if not sep or shard is None or not 0 <= shard[0] < shard[1] <= 1000:
+        raise InvalidInput(f"--shard must be I/N with 0 <= I < N <= 1000, not {text!r}")
+    return shard
 
 
 def cmd_scheduler(args):
@@ -102,7 +116,8 @@ def register(sub, add) -> None:
                                                                             metavar="ACTION")
     sp = add("list", cmd_timers_list, "list waiting timers", subparsers=timers)
     sp.add_argument("--instance")
-    add("fire-due", cmd_timers_fire_due, "fire every timer due now", subparsers=timers)
+    sp = add("fire-due", cmd_timers_fire_due, "fire every timer due now", subparsers=timers)
+    sp.add_argument("--shard", metavar="I/N", help="only the instances whose id is I modulo N (parallel firing)")
     sp = add("scheduler", cmd_scheduler, "run a timer scheduler process (several may share one database)")
     sp.add_argument("--sweep", type=float, default=1.0, help="seconds between sweeps (default 1)")
     sp.add_argument("--until-idle", action="store_true", help="fire what is due, then exit (catch up)")

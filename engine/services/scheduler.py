@@ -23,6 +23,8 @@ from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from engine.services import firing
+
 log = logging.getLogger("kefu.scheduler")
 # max_instances 2: a wake-up may start while a sweep runs; tick() itself lets only one fire at a time.
 JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 2}
@@ -77,7 +79,7 @@ class TimerScheduler:
             return 0  # a sweep is running in this process; it re-arms the wake-up when done
         try:
             self.kefu.time.sync()
-            fired = self.kefu.timers.fire_due()
+            fired = self._fire()
             if fired:
                 self.fired_total += len(fired)
                 log.info("fired %d timer(s)", len(fired))
@@ -92,6 +94,13 @@ class TimerScheduler:
             return 0
         finally:
             self._lock.release()
+
+    def _fire(self) -> list[dict]:
+        """Fire what is due; a storm on every core this process may use (engine.services.firing)."""
+        timers, n = self.kefu.timers, firing.processes_wanted()
+        if n > 1 and firing.can_fan_out(self.kefu.ctx) and timers.due_count(cap=firing.STORM) >= firing.STORM:
+            return firing.fire_storm(self.kefu.ctx, timers, n)
+        return timers.fire_due()
 
     def deliver(self) -> None:
         """Send the notifications that are due. Never raises: the next run tries again."""

@@ -3,9 +3,11 @@ user action is (the APScheduler scheduler that calls this lives beside it, in ``
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from engine.clock import iso
 from engine.services import ownership, shapes
@@ -17,6 +19,19 @@ from engine.store.tables import HumanTask, Instance, Timer
 
 log = logging.getLogger("kefu.engine")
 FIRE_BATCH = 50  # instances fired per transaction: one commit (one fsync) for many firings
+CLAIM_SPACE = 0x6B6566  # the advisory-lock key space of firing claims (PostgreSQL)
+STALE_ROUNDS = 3  # an instance found changed this often in one sweep waits for the next sweep
+
+
+@dataclass
+class Prepared:
+    """One instance's firing computed outside the write lock, from the version ``version`` of its state."""
+    id: int
+    version: int
+    wf: object = None  # None: nothing for the engine (only X1 claim deadlines), or fired in the lock
+    before: dict | None = None
+    incident: dict | None = None
+    state: str | None = None  # the workflow serialized after the firing
 
 
 class TimerService:
@@ -35,52 +50,147 @@ class TimerService:
                 q = q.where(Timer.instance_id == self.ctx.instance(s, instance).id)
             return [shapes.timer_dict(t) for t in s.scalars(q)]
 
-    def fire_due(self, now: datetime | None = None, limit: int | None = None) -> list[dict]:
+    def fire_due(self, now: datetime | None = None, limit: int | None = None,
+                 shard: tuple[int, int] | None = None) -> list[dict]:
         """Fire every timer whose due time has passed (SpiffWorkflow fires strictly after it).
 
-        Each batch claims the instances of due timers with ``FOR UPDATE SKIP LOCKED`` (on SQLite the whole
-        database is the lock: ``BEGIN IMMEDIATE``), so two schedulers never fire the same timer; each
-        instance is loaded, ``refresh_timers()`` + engine steps run, and it is saved exactly as a user action
-        is; a batch commits once. If anything in a batch fails, the batch is rolled back and redone one
-        instance per transaction, so one broken instance does not hold up the others. A timer whose task was
-        completed meanwhile has no row any more: nothing happens.
+        A batch is first read and its engine work done outside any write transaction: each instance is
+        restored (or taken warm), ``refresh_timers()`` + engine steps run and its state is serialized. Then
+        one short unit of work applies the batch: each instance is locked (``FOR UPDATE SKIP LOCKED``; SQLite's
+        write lock) and saved only if its lock version is still the one read, exactly as a user action is
+        saved; an instance changed meanwhile (a user completed its task, another scheduler fired it) is not
+        overwritten: it is read and fired again, or has nothing due any more. So the engine work of several
+        schedulers or processes runs on several cores at once while their writes take turns. If anything in
+        a batch fails, it is rolled back and redone one instance per transaction, so one broken instance does
+        not hold up the others. ``shard`` (i, n): only instances whose id is i modulo n (parallel firing).
         """
         now = now or self.ctx.now()
-        fired, failed = [], set()
+        fired, failed, stale_rounds = [], set(), {}
         nxt = self.next_due()
         if nxt is None or nxt >= now:
             return fired  # nothing due: no write transaction (SQLite's write lock) for an idle sweep
         while limit is None or len(fired) < limit:
-            ids = []
-            try:
-                with self.ctx.db.unit_of_work() as s:
-                    ids = self._claim_due(s, now, failed)
-                    batch = []
-                    # The batch's instances are locked for this transaction, so nobody can save them meanwhile:
-                    # their changes are flushed together (one multi-row statement per table), not one by one.
-                    audit.buffer_events(s)
-                    with s.no_autoflush:
-                        for instance_id in ids:
-                            batch.extend(self._fire_in(s, instance_id, now, flush=False))
-                    writes.write(s)
-                    s.flush()
-                    audit.write_buffered(s)
-                fired.extend(batch)
-            except Exception:  # noqa: BLE001 - one broken instance: redo this batch one instance at a time
-                log.warning("a batch of timer firings failed; retrying its %d instance(s) one by one", len(ids))
-                for instance_id in ids:
-                    try:
+            with self._claims() as claim:  # PostgreSQL: other schedulers leave this batch alone meanwhile
+                read, prepared = self._prepare(now, failed, shard, claim)
+                if not read:
+                    break
+                stale = []
+                try:
+                    if prepared:
                         with self.ctx.db.unit_of_work() as s:
-                            if self._claim_due(s, now, failed, only=instance_id):
-                                fired.extend(self._fire_in(s, instance_id, now))
-                    except Exception:  # noqa: BLE001 - logged; the next sweep tries this instance again
-                        log.exception("firing the timers of instance %s failed", instance_id)
-                        failed.add(instance_id)
-            if len(ids) < FIRE_BATCH:
+                            batch, stale = self._apply(s, prepared, now)
+                        fired.extend(batch)
+                except Exception:  # noqa: BLE001 - one broken instance: redo this batch one instance at a time
+                    log.warning("a batch of timer firings failed; retrying its %d instance(s) one by one",
+                                len(prepared))
+                    for p in prepared:
+                        try:
+                            with self.ctx.db.unit_of_work() as s:
+                                if self._claim_due(s, now, failed, only=p.id):
+                                    fired.extend(self._fire_in(s, p.id, now))
+                        except Exception:  # noqa: BLE001 - logged; the next sweep tries this instance again
+                            log.exception("firing the timers of instance %s failed", p.id)
+                            failed.add(p.id)
+            for instance_id in stale:  # changed meanwhile: read again; one that keeps changing waits a sweep
+                stale_rounds[instance_id] = stale_rounds.get(instance_id, 0) + 1
+                if stale_rounds[instance_id] >= STALE_ROUNDS:
+                    failed.add(instance_id)
+            if read < FIRE_BATCH and not stale:
                 break
         return fired
 
-    def _claim_due(self, s, now: datetime, failed: set, only: int | None = None) -> list[int]:
+    def _prepare(self, now: datetime, failed: set, shard: tuple[int, int] | None,
+                 claim=None) -> tuple[int, list[Prepared]]:
+        """Read a batch of instances with due timers and do their engine work, holding no write lock.
+        Returns how many instances with due timers were found, and the firings prepared (those that could
+        be computed)."""
+        with self.ctx.db.reading() as s:
+            self.ctx.sync_calendar(s)  # the calendar the engine steps below count working days on
+            q = (select(Instance.id).join(Timer, Timer.instance_id == Instance.id)
+                 .where(Timer.due_at < now).order_by(Timer.due_at, Instance.id).limit(FIRE_BATCH * 4))
+            if failed:
+                q = q.where(Instance.id.not_in(failed))
+            if shard is not None:
+                q = q.where(Instance.id % shard[1] == shard[0])
+            candidates = list(dict.fromkeys(s.scalars(q)))
+            ids = (claim(candidates) if claim is not None else candidates)[:FIRE_BATCH]
+            if not ids:
+                return 0, []  # nothing due, or all of it claimed by other schedulers
+            bpmn_due = set(s.scalars(select(Timer.instance_id).where(
+                Timer.instance_id.in_(ids), Timer.due_at < now, Timer.kind != ownership.CLAIM_KIND)))
+            rows = []
+            for inst in s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*WITH_STATE)):
+                if inst.id in bpmn_due and inst.status != "completed":
+                    self.ctx.spec_of(inst)  # parsed once per definition version, before the session ends
+                    rows.append((inst.id, inst.lock_version, inst.state))
+                else:  # only X1 claim deadlines (no engine work), or nothing left to fire
+                    rows.append((inst.id, inst.lock_version, None))
+        prepared = []
+        for instance_id, version, state in sorted(rows):
+            if state is None:
+                prepared.append(Prepared(instance_id, version))
+                continue
+            try:
+                wf = self.ctx.warm.take(instance_id, version) if self.ctx.warm.enabled else None
+                if wf is None:
+                    wf = self.ctx.serializer.deserialize_json(state)
+                before = self.runner.states(wf)
+                incident = self.runner.run(wf)
+                prepared.append(Prepared(instance_id, version, wf, before, incident,
+                                         self.ctx.serializer.serialize_json(wf)))
+            except Exception:  # noqa: BLE001 - a state nobody can load: logged, the next sweep tries again
+                log.exception("firing the timers of instance %s failed", instance_id)
+                failed.add(instance_id)
+        return len(candidates), prepared
+
+    @contextmanager
+    def _claims(self):
+        """On PostgreSQL, a function that claims instances for this process until the block ends (session
+        advisory locks, which no transaction holds: the engine work runs outside any). Another scheduler
+        skips what is claimed, so two never compute the same firing; a process that dies releases its
+        claims with its connection. Users' writes do not look at claims: the lock version guards those.
+        On SQLite every process fires its own shard (engine.services.firing); no claim is needed."""
+        if self.ctx.db.dialect != "postgresql":
+            yield None
+            return
+        with self.ctx.db.read_engine.connect() as conn:
+            def claim(ids: list[int]) -> list[int]:
+                if not ids:
+                    return []
+                got = conn.execute(text(
+                    "SELECT i FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS u(i, n) "
+                    "WHERE pg_try_advisory_lock(CAST(:space AS bigint) + i) ORDER BY n"),
+                    {"ids": ids, "space": CLAIM_SPACE << 32}).scalars()
+                return list(got)
+            try:
+                yield claim
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock_all()"))
+
+    def _apply(self, s, prepared: list[Prepared], now: datetime) -> tuple[list[dict], list[int]]:
+        """Save the prepared firings whose instances are unchanged since they were read; the others are stale."""
+        by_id = {p.id: p for p in prepared}
+        locked = self._claim_due(s, now, set(), among=list(by_id))
+        stale = [i for i in by_id if i not in locked]  # another scheduler holds it (PostgreSQL) or fired it
+        batch = []
+        # The batch's instances are locked for this transaction, so nobody can save them meanwhile:
+        # their changes are flushed together (one multi-row statement per table), not one by one.
+        audit.buffer_events(s)
+        pre = s.info.get(PRELOADED, {})
+        with s.no_autoflush:
+            for instance_id in locked:
+                inst = pre.get(("instance", instance_id))
+                if inst is None or inst.lock_version != by_id[instance_id].version:
+                    stale.append(instance_id)
+                    continue
+                batch.extend(self._fire_in(s, instance_id, now, flush=False, prepared=by_id[instance_id]))
+        writes.write(s)
+        s.flush()
+        audit.write_buffered(s)
+        return batch, stale
+
+    def _claim_due(self, s, now: datetime, failed: set, only: int | None = None,
+                   among: list[int] | None = None) -> list[int]:
         """Lock the instances of due timers for this transaction, skipping those another scheduler holds."""
         self.ctx.sync_calendar(s)
         q = (select(Instance.id).join(Timer, Timer.instance_id == Instance.id)
@@ -88,12 +198,16 @@ class TimerService:
              .with_for_update(skip_locked=True, of=Instance))
         if only is not None:
             q = q.where(Instance.id == only)
+        elif among is not None:
+            q = q.where(Instance.id.in_(among))
         elif failed:
             q = q.where(Instance.id.not_in(failed))
         ids = list(dict.fromkeys(s.scalars(q)))[:FIRE_BATCH]
-        if ids:  # load the batch (with its state, timers and ready tasks) in three queries, not three per instance
+        if ids:  # load the batch (with its timers and ready tasks) in three queries, not three per instance
             pre = s.info.setdefault(PRELOADED, {})
-            for inst in s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*WITH_STATE)):
+            # a prepared batch brings its states along: the instance rows are read without them
+            options = () if among is not None else WITH_STATE
+            for inst in s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*options)):
                 pre[("instance", inst.id)] = inst  # a strong reference: the identity map's are weak
             for i in ids:
                 pre[("timers", i)], pre[("ready", i)] = [], []
@@ -103,7 +217,8 @@ class TimerService:
                 pre[("ready", r.instance_id)].append(r)
         return ids
 
-    def _fire_in(self, s, instance_id: int, now: datetime, flush: bool = True) -> list[dict]:
+    def _fire_in(self, s, instance_id: int, now: datetime, flush: bool = True,
+                 prepared: Prepared | None = None) -> list[dict]:
         pre = s.info.get(PRELOADED, {})
         timers = pre.get(("timers", instance_id))
         inst = pre.get(("instance", instance_id)) or s.get(Instance, instance_id, options=WITH_STATE)
@@ -127,14 +242,25 @@ class TimerService:
                 if flush:
                     self.runner.flush(s, inst)
                 return []
-        wf = self.runner.load(s, inst, change=True)
         events: list[audit.PendingEvent] = []
-        before = self.runner.states(wf)
-        incident = self.runner.run(wf)
-        self.runner.save(s, inst, wf, events, SYSTEM, before, incident, flush=flush)
+        if prepared is not None and prepared.wf is not None:  # the engine work was done outside the lock
+            self.runner.save(s, inst, prepared.wf, events, SYSTEM, prepared.before, prepared.incident,
+                             flush=flush, state=prepared.state)
+        else:
+            wf = self.runner.load(s, inst, change=True)
+            before = self.runner.states(wf)
+            incident = self.runner.run(wf)
+            self.runner.save(s, inst, wf, events, SYSTEM, before, incident, flush=flush)
         fired_ids = {str(e.task_id) for e in events if e.type == "timer_fired"}
         return [{"instance_id": inst.id, "ticket_no": inst.ticket_no, "timer": t.bpmn_id,
                  "name": t.name, "due_at": iso(t.due_at), "fired_at": iso(now)} for t in due if t.id in fired_ids]
+
+    def due_count(self, now: datetime | None = None, cap: int = 1000) -> int:
+        """How many instances have a timer due (counted up to ``cap``)."""
+        now = now or self.ctx.now()
+        with self.ctx.db.reading() as s:
+            due = select(Timer.instance_id).where(Timer.due_at < now).distinct().limit(cap).subquery()
+            return s.scalar(select(func.count()).select_from(due))
 
     def next_due(self) -> datetime | None:
         """The earliest due time in the timer table (the scheduler wakes then)."""
