@@ -292,7 +292,22 @@ def test_the_scheduler_fires_within_a_second_of_the_due_time_while_others_keep_w
     """T-timers: within 1 s of the due time, on the wake-up alone (the sweep is a minute away), while another
     thread of the same process writes one unit of work after another, as web requests do in the embedded
     service. SQLite's own busy wait let such a stream hold the firings back by 1–2 s; its writers now queue."""
+    import gc
     k = make_kefu(f"sqlite:///{tmp_path / 'rt.db'}", Clock(), deploy=(diagram("mini.bpmn"),))
+    # What the tests before this one left in this worker process is not the scheduler's to traverse: a full
+    # garbage collection over it stops every thread for seconds late in a run (as a long-running service
+    # does once, after it has started). Collections of what this test makes still run; their pauses are shown.
+    gc.collect()
+    gc.freeze()
+    pauses, started = [], {}
+
+    def timed(phase, info):
+        if phase == "start":
+            started["at"] = time.perf_counter()
+        elif info["generation"] == 2:
+            pauses.append(round(time.perf_counter() - started["at"], 3))
+
+    gc.callbacks.append(timed)
     sched = TimerScheduler(k, sweep_seconds=60).start()
     data = {"customer_name": "张三", "contact_phone": "13900000000", "divisor": 2}
     far = (datetime.now(SHANGHAI) + timedelta(days=1)).isoformat()
@@ -318,12 +333,15 @@ def test_the_scheduler_fires_within_a_second_of_the_due_time_while_others_keep_w
         stop.set()
         writer.join()
         sched.shutdown()
+        gc.callbacks.remove(timed)
+        gc.unfreeze()
     assert errors == [] and len(written) > 6  # the other writer really kept writing meanwhile
     with k.db.reading() as s:
         late = [(e.at - datetime.fromisoformat(e.data["due_at"])).total_seconds()
                 for e in s.scalars(select(AuditEvent).where(AuditEvent.type == "timer_fired"))]
     assert len(late) == 6
-    assert all(0 <= x < 1.0 for x in late), late
+    assert all(0 <= x < 1.0 for x in late), (late, {"full collections (s)": pauses, "threads": sorted(
+        t.name for t in threading.enumerate())})
     k.db.dispose()
 
 
