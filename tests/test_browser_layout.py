@@ -17,8 +17,8 @@ from tests.test_handover import END_OF_DAY_SHIFT
 CJK = re.compile(r"[\u3400-\u9fff]")
 NOTE, CALL, REQUIREMENT = "客户要求书面答复，已告知两日内回复", "已致电客户，说明处理进度", "调查并整改"
 CASE_NOTE, SHIFT_NOTE = "客户要求书面道歉，已安抚", "夜间留意华东银行来电"
-# What the text nodes of a page hold, skipping the diagram (its labels are the diagram's own words),
-# scripts and the hidden parts.
+# What the text nodes of a page hold, skipping the diagram (its labels are the diagram's own words) but for
+# its waiting badges, scripts and the hidden parts.
 TEXTS = """() => {
   const out = [], walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n = walk.nextNode(); n; n = walk.nextNode()) {
@@ -29,6 +29,7 @@ TEXTS = """() => {
   }
   for (const el of document.querySelectorAll('input[placeholder], textarea[placeholder]')) out.push(el.placeholder);
   for (const el of document.querySelectorAll('[title]')) out.push(el.title);
+  for (const el of document.querySelectorAll('#diagram .wait-badge')) out.push(el.textContent);
   return out;
 }"""
 OVERFLOW = """() => {
@@ -110,8 +111,9 @@ def test_desk_pages_fit_1100_px_in_both_languages_and_english_is_english(browser
                 if who not in people:
                     people[who] = Desk(browser, server, who)
                 page = people[who].page
-                page.goto(f"{server}/lang/{lang}?next={path.replace('?', '%3F').replace('&', '%26')}")
+                shown = page.goto(f"{server}/lang/{lang}?next={path.replace('?', '%3F').replace('&', '%26')}")
                 page.wait_for_load_state("load")
+                assert shown.status == 200, (lang, path, shown.status)
                 assert page.url.endswith(path.replace("%20", " ")) or page.url.endswith(path), (page.url, path)
                 if "/instances/" in path:
                     page.wait_for_selector('#diagram[data-rendered="true"]')
