@@ -15,6 +15,7 @@ from tests.test_complaint import register, transfer
 from tests.test_handover import END_OF_DAY_SHIFT
 
 CJK = re.compile(r"[\u3400-\u9fff]")
+CJK_MARKS = re.compile(r"[\u3400-\u9fff\uff08\uff09\uff1a\uff1b\u3001\u3002\uff0c]")  # and Chinese punctuation
 NOTE, CALL, REQUIREMENT = "客户要求书面答复，已告知两日内回复", "已致电客户，说明处理进度", "调查并整改"
 CASE_NOTE, SHIFT_NOTE = "客户要求书面道歉，已安抚", "夜间留意华东银行来电"
 # What the text nodes of a page hold, skipping the diagram (its labels are the diagram's own words) but for
@@ -92,7 +93,7 @@ def untranslated(texts: list[str], allowed: list[str]) -> list[str]:
     for text in texts:
         for w in allowed:
             text = text.replace(w, "")
-        if CJK.search(text):
+        if CJK_MARKS.search(text):
             left.append(text)
     return left
 

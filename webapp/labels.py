@@ -251,6 +251,14 @@ def names_en() -> dict[str, str]:
     return names
 
 
+PUNCT_EN = {"：": ": ", "；": "; ", "（": " (", "）": ")", "、": ", "}
+
+
+def punct(mark: str) -> str:
+    """Chinese punctuation between a label and its value, or the English kind on the English pages."""
+    return PUNCT_EN.get(mark, mark) if in_english() else mark
+
+
 SHIFTS = {"白班": _l("白班"), "夜班": _l("夜班")}  # the default shifts (engine.services.shifts); others as entered
 
 
@@ -293,7 +301,7 @@ def register_template_helpers(app) -> None:
     app.jinja_env.filters.update(when=when, local_input=local_input, iso_time=iso_time, mask_phone=mask_phone,
                                  mask_text=mask_text, clock_words=clock_words)
     app.jinja_env.globals.update(
-        lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, step_text=step_text, names_en=names_en, field_label=field_label, option_label=option_label,
+        lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, step_text=step_text, names_en=names_en, punct=punct, field_label=field_label, option_label=option_label,
         vip_badge=vip_badge, user_choices=user_choices, kinds=KINDS, new_kind=NEW_KIND, statuses=STATUSES, role_labels=ROLES,
         task_states=TASK_STATES, severities=SEVERITIES, end_reasons=END_REASONS, event_labels=EVENTS, deadline_labels=DEADLINES,
         system_events=SYSTEM_EVENTS)
