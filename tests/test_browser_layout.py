@@ -43,7 +43,7 @@ OVERFLOW = """() => {
 }"""
 
 
-def the_desk(kefu, scenario, tmp_path) -> dict:
+def the_desk(kefu, scenario) -> dict:
     """A complaint handled and waiting for its revisit, with a note, a call and a photo; a major complaint
     waiting for the supervisor; a failed mail in the outbox; an open handover."""
     kefu.clock.set(END_OF_DAY_SHIFT)
@@ -57,7 +57,6 @@ def the_desk(kefu, scenario, tmp_path) -> dict:
     kefu.casefile.attach(ticket, "agent", "监控截图.png", PNG)
     kefu.notifications.set_prefs("supervisor", "supervisor", email="zhang.wei@example.test")
     major = register(type(scenario)(kefu), severity="major")["ticket_no"]
-    os.environ.pop("KEFU_SMTP_HOST", None)
     kefu.notifications.deliver()  # no mail server: the supervisor's outbox lists it as waiting for a retry
     second = type(scenario)(kefu)
     register(second, customer_name="李先生", contact_phone="13800138000", nature="product", content="报警器误报")
@@ -99,8 +98,9 @@ def untranslated(texts: list[str], allowed: list[str]) -> list[str]:
 
 
 def test_desk_pages_fit_1100_px_in_both_languages_and_english_is_english(browser, server, kefu, scenario,  # noqa: F811
-                                                                         tmp_path):
-    desk = the_desk(kefu, scenario, tmp_path)
+                                                                         monkeypatch):
+    monkeypatch.delenv("KEFU_SMTP_HOST", raising=False)
+    desk = the_desk(kefu, scenario)
     kefu.users.add("agent2", kefu.users.get("agent2")["roles"], password=PASSWORD)
     shots = Path(os.environ["KEFU_LAYOUT_SHOTS"]) if os.environ.get("KEFU_LAYOUT_SHOTS") else None
     allowed = data_words(kefu, desk["ticket"])
