@@ -230,7 +230,36 @@ def task_title(task: dict) -> str:
     """The task's name in the reader's language (the diagram carries both)."""
     if in_english() and task.get("name_en"):
         return task["name_en"]
-    return task.get("name") or task.get("task_name") or task.get("bpmn_id") or ""
+    name = task.get("name") or task.get("task_name") or task.get("bpmn_id") or ""
+    return step_text(name) if in_english() else name
+
+
+def step_text(text: str | None) -> str:
+    """A line that keeps only a task's (or a clock's) Chinese name — a handover's task, "组建专项小组时限 · 组建专项
+    处理小组" — in the reader's language: each part by the deployed diagrams' English names, a shift by its own."""
+    if not text or not in_english():
+        return text or ""
+    names = names_en()
+    return " · ".join(names.get(p) or str(SHIFTS.get(p, p)) for p in text.split(" · "))
+
+
+def names_en() -> dict[str, str]:
+    """Chinese → English names of the deployed diagrams' user tasks and of the clocks (read once per app)."""
+    names = current_app.extensions.get("kefu_names_en")
+    if names is None:
+        names = current_app.extensions["kefu_names_en"] = current_app.extensions["kefu"].definitions.names_en()
+    return names
+
+
+PUNCT_EN = {"：": ": ", "；": "; ", "（": " (", "）": ")", "、": ", "}
+
+
+def punct(mark: str) -> str:
+    """Chinese punctuation between a label and its value, or the English kind on the English pages."""
+    return PUNCT_EN.get(mark, mark) if in_english() else mark
+
+
+SHIFTS = {"白班": _l("白班"), "夜班": _l("夜班")}  # the default shifts (engine.services.shifts); others as entered
 
 
 def field_label(field: dict) -> str:
@@ -272,7 +301,7 @@ def register_template_helpers(app) -> None:
     app.jinja_env.filters.update(when=when, local_input=local_input, iso_time=iso_time, mask_phone=mask_phone,
                                  mask_text=mask_text, clock_words=clock_words)
     app.jinja_env.globals.update(
-        lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, field_label=field_label, option_label=option_label,
+        lang=lang, diagram_text=diagram_text, due_state=due_state, task_title=task_title, step_text=step_text, names_en=names_en, punct=punct, field_label=field_label, option_label=option_label,
         vip_badge=vip_badge, user_choices=user_choices, kinds=KINDS, new_kind=NEW_KIND, statuses=STATUSES, role_labels=ROLES,
         task_states=TASK_STATES, severities=SEVERITIES, end_reasons=END_REASONS, event_labels=EVENTS, deadline_labels=DEADLINES,
         system_events=SYSTEM_EVENTS)

@@ -55,3 +55,16 @@ def read(xml: bytes | str, process_id: str) -> dict[str, tuple]:
             looped = any(child.tag in LOOPS for child in node)
             out[f"{bpmn_id} [child]" if looped else bpmn_id] = entry
     return out
+
+
+def names_en(xml: bytes | str) -> dict[str, str]:
+    """Chinese name → English name (``name_en``) of every user task of a diagram: what lists that keep only a
+    task's name (a handover's lines) show in English."""
+    if isinstance(xml, str):
+        xml = xml.encode("utf-8")
+    out = {}
+    for node in ElementTree.fromstring(xml).iter(B + "userTask"):
+        english = read_properties(node).get("name_en")
+        if node.get("name") and english:
+            out[node.get("name")] = english
+    return out

@@ -98,6 +98,17 @@ class DefinitionService:
             return [shapes.definition_dict(d) for d in
                     s.scalars(select(Definition).order_by(Definition.process_id, Definition.version))]
 
+    def names_en(self) -> dict[str, str]:
+        """Chinese name → English of the deployed diagrams' user tasks (newest versions win) and of the clocks."""
+        from engine.bpmn import catalogue
+        from engine.services.clocks import LABELS
+        out = {zh: en for zh, en in LABELS.values()}
+        with self.ctx.db.reading() as s:
+            for xml in s.scalars(select(Definition.xml).order_by(Definition.version, Definition.id)):
+                if "userTask" in xml:
+                    out.update(catalogue.names_en(xml))
+        return out
+
     def newest_version(self, process_id: str) -> int | None:
         """The highest deployed version of a process (None when it has none)."""
         with self.ctx.db.reading() as s:

@@ -163,13 +163,18 @@
           if (focus && focus.x + focus.width + 60 > x + width) {
             x = Math.min(focus.x + focus.width / 2 - width / 2, inner.x + inner.width + 20 - width);
           }
-          canvas.viewbox({x: x, y: inner.y - 20, width: width, height: diagram.clientHeight / scale});
+          var height = diagram.clientHeight / scale, y = inner.y - 20;
+          if (focus && focus.y + focus.height + 40 > y + height) {  /* a tall one: the step below the fold too */
+            y = Math.min(focus.y + focus.height / 2 - height / 2, inner.y + inner.height + 20 - height);
+          }
+          canvas.viewbox({x: x, y: y, width: width, height: height});
         };
         fit();
         split(diagram.dataset.done).forEach(function (id) { if (registry.get(id)) canvas.addMarker(id, "done"); });
         split(diagram.dataset.current).forEach(function (id) { if (registry.get(id)) canvas.addMarker(id, "current"); });
         /* waiting timers: "等待回访，至 12月1日" beside the event, naming the step that follows it */
         var overlays = viewer.get("overlays"), days = {};
+        var namesEn = diagram.dataset.namesEn ? JSON.parse(diagram.dataset.namesEn) : {};
         (diagram.dataset.waitText || "").split(";").filter(Boolean).forEach(function (pair) {
           var i = pair.indexOf("="); days[pair.slice(0, i)] = pair.slice(i + 1);
         });
@@ -178,6 +183,7 @@
           if (!el) return;
           canvas.addMarker(id, "waiting");
           var next = el.outgoing && el.outgoing[0] && el.outgoing[0].target.businessObject.name || "";
+          next = namesEn[next] || next;  /* the English page: the step's English name */
           var badge = document.createElement("div");
           badge.className = "wait-badge";
           badge.textContent = diagram.dataset.waitTemplate.replace("{next}", next).replace("{day}", days[id] || "");
