@@ -1,0 +1,122 @@
+"""How fast ``kefu tasks --as agent --json`` answers, beside the floors of the same run (issue 23).
+
+Seeds a throw-away SQLite database (the deployed diagrams, the demo users, a complaint, a repair and a
+consultation waiting for the agent, and a transferred complaint waiting for the department), then runs, in
+turn and each in a fresh process (``subprocess``, wall clock):
+
+- ``kefu tasks --as agent --json`` (the console script beside this Python; ``--kefu`` names another one, e.g.
+  the one of another checkout, to compare two versions in the same run);
+- ``python -c pass`` (the interpreter's start, the floor of any command);
+- ``python -c "import sqlalchemy"`` (the floor of a command that reads the database through SQLAlchemy).
+
+The variants are interleaved (one run of each, N times) so the machine's noise falls on all of them alike; it
+prints the median and the fastest of each, and the ratio of the command's median to the floors'.
+Target: ≤ 0.3 s on a quiet machine.
+
+    python bench/cli.py [--runs 15] [--kefu /path/to/another/kefu] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def seed(url: str) -> None:
+    """The diagrams, the demo users and customers, and four ready tasks of three kinds (in a child process, so
+    this one stays small and its imports cost the measured commands nothing)."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+from datetime import timedelta
+from engine import Config, Kefu
+from engine.services.demo import seed_demo
+k = Kefu(Config(database_url={url!r}, env="test"))
+k.init()
+k.definitions.deploy([{str(ROOT / 'processes')!r}])
+seed_demo(k, password=None)
+for kind in ("complaint", "repair", "consultation"):
+    k.instances.start(kind, "agent", customer_id=1)
+now = k.now()
+r = k.instances.start("complaint", "agent", customer_id=1, data={{
+    "customer_name": "华东银行股份有限公司", "contact_phone": "021-63210000",
+    "complaint_time": (now - timedelta(minutes=10)).isoformat(), "place": "徐汇营业部",
+    "content": "保安值班时态度恶劣", "customer_demand": "书面道歉", "nature": "service_attitude",
+    "severity": "urgent"}})
+k.tasks.complete(r["tasks"][0]["id"], "agent", {{"department": "security_ops",
+    "handling_requirement": "调查并整改", "handling_deadline": (now + timedelta(hours=6)).isoformat()}})
+k.db.dispose()
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def timed(argv: list[str], env: dict) -> float:
+    t = time.perf_counter()
+    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    elapsed = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.decode(errors='replace')}")
+    return elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--kefu", action="append", default=[],
+                    help="another kefu console script to time beside this one (repeatable)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    here = Path(sys.executable).with_name("kefu")
+    scripts = [str(here)] if here.exists() else []
+    variants: dict[str, list[str]] = {}
+    for script in scripts + args.kefu:
+        variants[f"kefu tasks --as agent --json ({script})"] = [script, "tasks", "--as", "agent", "--json"]
+    if not scripts:
+        variants["python -m engine.cli tasks --as agent --json"] = [sys.executable, "-m", "engine.cli", "tasks",
+                                                                    "--as", "agent", "--json"]
+    variants["python -c pass"] = [sys.executable, "-c", "pass"]
+    variants['python -c "import sqlalchemy"'] = [sys.executable, "-c", "import sqlalchemy"]
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'kefu.db'}"
+        seed(url)
+        env = {**os.environ, "KEFU_DATABASE_URL": url, "KEFU_ENV": "test"}
+        out = subprocess.run(list(variants.values())[0], capture_output=True, env=env, cwd=ROOT, check=True)
+        assert len(json.loads(out.stdout)) == 3, "expected the three tickets waiting for the agent"
+        for argv in variants.values():  # warm the page cache and the bytecode caches
+            timed(argv, env)
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.runs):
+            for name, argv in variants.items():
+                times[name].append(timed(argv, env))
+    result = {name: {"median_s": round(statistics.median(ts), 4), "min_s": round(min(ts), 4)}
+              for name, ts in times.items()}
+    floor_pass = result["python -c pass"]["median_s"]
+    floor_sa = result['python -c "import sqlalchemy"']["median_s"]
+    for name, r in result.items():
+        r["x_python"] = round(r["median_s"] / floor_pass, 2)
+        r["x_sqlalchemy"] = round(r["median_s"] / floor_sa, 2)
+        r["above_sqlalchemy_s"] = round(r["median_s"] - floor_sa, 4)
+    if args.json:
+        print(json.dumps({"runs": args.runs, "cpus": os.cpu_count(), "results": result}, indent=2))
+        return 0
+    print(f"{args.runs} runs each, interleaved, wall clock of a fresh process ({os.cpu_count()} CPUs)")
+    width = max(len(n) for n in result)
+    print(f"{'':{width}}  {'median':>8} {'fastest':>8} {'×pass':>6} {'×sqla':>6} {'−sqla':>8}")
+    for name, r in result.items():
+        print(f"{name:{width}}  {r['median_s']:7.3f}s {r['min_s']:7.3f}s {r['x_python']:6.2f} "
+              f"{r['x_sqlalchemy']:6.2f} {r['above_sqlalchemy_s']:+7.3f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
