@@ -74,6 +74,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--kefu", action="append", default=[],
                     help="another kefu console script to time beside this one (repeatable)")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="keep PYTHONDONTWRITEBYTECODE if set (by default the commands may write __pycache__, as "
+                         "an installed Kefu has it)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     here = Path(sys.executable).with_name("kefu")
@@ -90,6 +93,8 @@ def main() -> int:
         url = f"sqlite:///{Path(tmp) / 'kefu.db'}"
         seed(url)
         env = {**os.environ, "KEFU_DATABASE_URL": url, "KEFU_ENV": "test"}
+        if not args.no_bytecode_cache:  # compiled once by the warm-up run, as by an install or a first run
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
         out = subprocess.run(list(variants.values())[0], capture_output=True, env=env, cwd=ROOT, check=True)
         assert len(json.loads(out.stdout)) == 3, "expected the three tickets waiting for the agent"
         for argv in variants.values():  # warm the page cache and the bytecode caches
@@ -107,9 +112,11 @@ def main() -> int:
         r["x_sqlalchemy"] = round(r["median_s"] / floor_sa, 2)
         r["above_sqlalchemy_s"] = round(r["median_s"] - floor_sa, 4)
     if args.json:
-        print(json.dumps({"runs": args.runs, "cpus": os.cpu_count(), "results": result}, indent=2))
+        print(json.dumps({"runs": args.runs, "cpus": os.cpu_count(), "bytecode_cache": not (
+            args.no_bytecode_cache and os.environ.get("PYTHONDONTWRITEBYTECODE")), "results": result}, indent=2))
         return 0
-    print(f"{args.runs} runs each, interleaved, wall clock of a fresh process ({os.cpu_count()} CPUs)")
+    print(f"{args.runs} runs each, interleaved, wall clock of a fresh process ({os.cpu_count()} CPUs, bytecode "
+          f"cache {'off' if args.no_bytecode_cache and os.environ.get('PYTHONDONTWRITEBYTECODE') else 'on'})")
     width = max(len(n) for n in result)
     print(f"{'':{width}}  {'median':>8} {'fastest':>8} {'×pass':>6} {'×sqla':>6} {'−sqla':>8}")
     for name, r in result.items():

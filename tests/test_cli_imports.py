@@ -161,3 +161,36 @@ def test_the_catalogue_reads_what_the_parser_puts_in_the_task_specs(path):
 def test_the_schema_check_reads_the_head_revision_without_alembic():
     from engine.store import schema
     assert schema._scanned_head() == schema.script_directory().get_current_head()
+
+
+def _parsed(parser, argv):
+    """What the parser makes of ``argv``: its namespace (without the functions), or its exit code with what it
+    printed."""
+    import contextlib
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code, out.getvalue(), err.getvalue()
+    return {k: v for k, v in vars(args).items() if k != "func"} | {"func": args.func.__qualname__}
+
+
+@pytest.mark.parametrize("argv", [
+    ["tasks", "--as", "agent", "--json"], ["tasks", "--help"], ["tasks", "--bogus"], ["tasks", "--role"],
+    ["task", "x", "--json"], ["start", "complaint", "--as", "agent"], ["start", "--help"], ["start"],
+    ["users", "list"], ["users", "--help"], ["users", "add", "x", "--role", "agent", "--as", "system"],
+    ["users", "notify", "--help"], ["handover", "start", "--help"], ["kpi", "--help"], ["kpi", "report", "--help"],
+    ["audit", "search", "--overdue"], ["audit"], ["init", "--json"], ["db", "--help"], ["hand-over", "--help"],
+])
+def test_the_parser_of_one_command_parses_it_as_the_whole_parser(argv):
+    from engine.cli import build_parser
+    assert _parsed(build_parser(only=argv[0]), argv) == _parsed(build_parser(), argv)
+
+
+def test_the_parser_of_each_command_helps_as_the_whole_parser():
+    from engine.cli import COMMANDS, build_parser
+    whole = build_parser()
+    for name in COMMANDS:
+        assert _parsed(build_parser(only=name), [name, "--help"]) == _parsed(whole, [name, "--help"]), name
