@@ -4,8 +4,10 @@ Seeds a throw-away SQLite database (the deployed diagrams, the demo users, a com
 consultation waiting for the agent, and a transferred complaint waiting for the department), then runs, in
 turn and each in a fresh process (``subprocess``, wall clock):
 
-- ``kefu tasks --as agent --json`` (the console script beside this Python; ``--kefu`` names another one, e.g.
-  the one of another checkout, to compare two versions in the same run);
+- ``kefu tasks --as agent --json`` (the console script beside this Python);
+- with ``--baseline DIR``: the same command of another version of Kefu, a tree holding its ``engine`` package
+  (e.g. ``git archive <commit> engine | tar -x -C DIR``), run by the same Python with ``PYTHONPATH=DIR`` as the
+  console script runs it, to compare two versions in the same run;
 - ``python -c pass`` (the interpreter's start, the floor of any command);
 - ``python -c "import sqlalchemy"`` (the floor of a command that reads the database through SQLAlchemy).
 
@@ -13,7 +15,7 @@ The variants are interleaved (one run of each, N times) so the machine's noise f
 prints the median and the fastest of each, and the ratio of the command's median to the floors'.
 Target: ≤ 0.3 s on a quiet machine.
 
-    python bench/cli.py [--runs 15] [--kefu /path/to/another/kefu] [--json]
+    python bench/cli.py [--runs 15] [--baseline DIR] [--json]
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,9 +61,9 @@ k.db.dispose()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-def timed(argv: list[str], env: dict) -> float:
+def timed(argv: list[str], env: dict, cwd: str) -> float:
     t = time.perf_counter()
-    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
     elapsed = time.perf_counter() - t
     if p.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.decode(errors='replace')}")
@@ -72,8 +73,7 @@ def timed(argv: list[str], env: dict) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15)
-    ap.add_argument("--kefu", action="append", default=[],
-                    help="another kefu console script to time beside this one (repeatable)")
+    ap.add_argument("--baseline", help="a tree with another version's engine package, timed beside this one")
     ap.add_argument("--no-bytecode-cache", action="store_true",
                     help="keep PYTHONDONTWRITEBYTECODE if set (by default the commands may write __pycache__, as "
                          "an installed Kefu has it)")
@@ -82,27 +82,38 @@ def main() -> int:
     here = Path(sys.executable).with_name("kefu")
     scripts = [str(here)] if here.exists() else []
     variants: dict[str, list[str]] = {}
-    for script in scripts + args.kefu:
-        variants[f"kefu tasks --as agent --json ({script})"] = [script, "tasks", "--as", "agent", "--json"]
-    if not scripts:
-        variants["python -m engine.cli tasks --as agent --json"] = [sys.executable, "-m", "engine.cli", "tasks",
-                                                                    "--as", "agent", "--json"]
+    command = ["tasks", "--as", "agent", "--json"]
+    script_body = "import sys; from engine.cli import main; sys.exit(main())"  # what the console script runs
+    if scripts:
+        variants["kefu tasks --as agent --json"] = [scripts[0], *command]
+    else:
+        variants["kefu tasks --as agent --json"] = [sys.executable, "-c", script_body, *command]
+    baseline = str(Path(args.baseline).resolve()) if args.baseline else None
+    if baseline:
+        variants[f"the same, {baseline}"] = [sys.executable, "-c", script_body, *command]
+    kefu = list(variants)
     variants["python -c pass"] = [sys.executable, "-c", "pass"]
     variants['python -c "import sqlalchemy"'] = [sys.executable, "-c", "import sqlalchemy"]
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'kefu.db'}"
         seed(url)
         env = {**os.environ, "KEFU_DATABASE_URL": url, "KEFU_ENV": "test"}
+        env.pop("PYTHONPATH", None)
         if not args.no_bytecode_cache:  # compiled once by the warm-up run, as by an install or a first run
             env.pop("PYTHONDONTWRITEBYTECODE", None)
-        out = subprocess.run(list(variants.values())[0], capture_output=True, env=env, cwd=ROOT, check=True)
-        assert len(json.loads(out.stdout)) == 3, "expected the three tickets waiting for the agent"
-        for argv in variants.values():  # warm the page cache and the bytecode caches
-            timed(argv, env)
+        envs = {name: env for name in variants}
+        if baseline:
+            envs[f"the same, {baseline}"] = {**env, "PYTHONPATH": baseline}
+        outputs = [json.loads(subprocess.run(variants[name], capture_output=True, env=envs[name], cwd=tmp,
+                                             check=True).stdout) for name in kefu]
+        assert len(outputs[0]) == 3, "expected the three tickets waiting for the agent"
+        assert all(out == outputs[0] for out in outputs), "the versions list different tasks"
+        for name, argv in variants.items():  # warm the page cache and the bytecode caches
+            timed(argv, envs[name], tmp)
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.runs):
             for name, argv in variants.items():
-                times[name].append(timed(argv, env))
+                times[name].append(timed(argv, envs[name], tmp))
     result = {name: {"median_s": round(statistics.median(ts), 4), "min_s": round(min(ts), 4)}
               for name, ts in times.items()}
     floor_pass = result["python -c pass"]["median_s"]

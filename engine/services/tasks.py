@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, lazyload, undefer
 
 from engine.errors import Conflict, FormValidationError, InvalidInput, NotAllowed, NotFound
