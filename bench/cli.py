@@ -12,7 +12,8 @@ turn and each in a fresh process (``subprocess``, wall clock):
 - ``python -c "import sqlalchemy"`` (the floor of a command that reads the database through SQLAlchemy).
 
 The variants are interleaved (one run of each, N times) so the machine's noise falls on all of them alike; it
-prints the median and the fastest of each, and the ratio of the command's median to the floors'.
+prints the median and the fastest wall clock of each, the ratios of the medians to the floors', and the median
+CPU time (user + system) of a run, which a busy machine disturbs less than the wall clock.
 Target: ≤ 0.3 s on a quiet machine.
 
     python bench/cli.py [--runs 15] [--baseline DIR] [--json]
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -61,13 +63,19 @@ k.db.dispose()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-def timed(argv: list[str], env: dict, cwd: str) -> float:
-    t = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], env: dict, cwd: str) -> tuple[float, float]:
+    """Wall clock and CPU time (user + system) of one run of ``argv``."""
+    cpu, t = _children_cpu(), time.perf_counter()
     p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, _children_cpu() - cpu
     if p.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.decode(errors='replace')}")
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> int:
@@ -110,11 +118,13 @@ def main() -> int:
         assert all(out == outputs[0] for out in outputs), "the versions list different tasks"
         for name, argv in variants.items():  # warm the page cache and the bytecode caches
             timed(argv, envs[name], tmp)
-        times: dict[str, list[float]] = {name: [] for name in variants}
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
         for _ in range(args.runs):
             for name, argv in variants.items():
                 times[name].append(timed(argv, envs[name], tmp))
-    result = {name: {"median_s": round(statistics.median(ts), 4), "min_s": round(min(ts), 4)}
+    result = {name: {"median_s": round(statistics.median(t[0] for t in ts), 4),
+                     "min_s": round(min(t[0] for t in ts), 4),
+                     "cpu_median_s": round(statistics.median(t[1] for t in ts), 4)}
               for name, ts in times.items()}
     floor_pass = result["python -c pass"]["median_s"]
     floor_sa = result['python -c "import sqlalchemy"']["median_s"]
@@ -129,10 +139,12 @@ def main() -> int:
     print(f"{args.runs} runs each, interleaved, wall clock of a fresh process ({os.cpu_count()} CPUs, bytecode "
           f"cache {'off' if args.no_bytecode_cache and os.environ.get('PYTHONDONTWRITEBYTECODE') else 'on'})")
     width = max(len(n) for n in result)
-    print(f"{'':{width}}  {'median':>8} {'fastest':>8} {'×pass':>6} {'×sqla':>6} {'−sqla':>8}")
+    print(f"{'':{width}}  {'median':>8} {'fastest':>8} {'×pass':>6} {'×sqla':>6} {'−sqla':>8} {'CPU':>8}")
     for name, r in result.items():
         print(f"{name:{width}}  {r['median_s']:7.3f}s {r['min_s']:7.3f}s {r['x_python']:6.2f} "
-              f"{r['x_sqlalchemy']:6.2f} {r['above_sqlalchemy_s']:+7.3f}s")
+              f"{r['x_sqlalchemy']:6.2f} {r['above_sqlalchemy_s']:+7.3f}s {r['cpu_median_s']:7.3f}s")
+    print("median: wall clock of a run; ×pass, ×sqla: its ratio to the floors' medians; −sqla: the time above "
+          "the SQLAlchemy floor; CPU: the median user + system time of a run")
     return 0
 
 
