@@ -30,8 +30,8 @@ COMMANDS = ("init", "deploy", "definitions", "lint", "testrun", "migrate", "user
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The ``kefu`` parser; with ``only`` (a command name) only that command gets its parser, the others are
-    left out: building the ~100 parsers of every command costs a command like ``kefu tasks`` a tenth of its
-    time. ``main`` asks for one command when its arguments name one, and for all otherwise (``kefu --help``,
+    left out: building the ~100 parsers of every command takes ~15 ms, as long as ``kefu tasks`` takes to
+    read its tasks. ``main`` asks for one command when its arguments name one, and for all otherwise (``kefu --help``,
     a mistyped command: argparse lists them)."""
     p = argparse.ArgumentParser(prog="kefu", description="Kefu customer-service process service")
     common = argparse.ArgumentParser(add_help=False)

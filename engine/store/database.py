@@ -15,7 +15,6 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-
 from functools import cached_property
 from typing import TYPE_CHECKING
 
