@@ -136,8 +136,10 @@ def main() -> int:
         print(json.dumps({"runs": args.runs, "cpus": os.cpu_count(), "bytecode_cache": not (
             args.no_bytecode_cache and os.environ.get("PYTHONDONTWRITEBYTECODE")), "results": result}, indent=2))
         return 0
-    print(f"{args.runs} runs each, interleaved, wall clock of a fresh process ({os.cpu_count()} CPUs, bytecode "
-          f"cache {'off' if args.no_bytecode_cache and os.environ.get('PYTHONDONTWRITEBYTECODE') else 'on'})")
+    cache = "PYTHONDONTWRITEBYTECODE kept: only the bytecode already cached is used" \
+        if args.no_bytecode_cache and os.environ.get("PYTHONDONTWRITEBYTECODE") else \
+        "bytecode cached by the warm-up run"
+    print(f"{args.runs} runs each, interleaved, wall clock of a fresh process ({os.cpu_count()} CPUs, {cache})")
     width = max(len(n) for n in result)
     print(f"{'':{width}}  {'median':>8} {'fastest':>8} {'×pass':>6} {'×sqla':>6} {'−sqla':>8} {'CPU':>8}")
     for name, r in result.items():
