@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 
-import chinese_calendar
-
 from engine.clock import SHANGHAI, parse_instant
 
 log = logging.getLogger("kefu.calendar")
@@ -36,6 +34,8 @@ def _library() -> str:
 def __getattr__(name):
     if name == "LIBRARY":
         return _library()
+    if name == "LIBRARY_YEARS":
+        return library_years()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -44,11 +44,18 @@ class CalendarDataMissing(UserWarning):
 
 
 def _library_years() -> tuple[int, int]:
+    import chinese_calendar
     days = sorted(set(chinese_calendar.holidays) | set(chinese_calendar.workdays))
     return days[0].year, days[-1].year
 
 
-LIBRARY_YEARS = _library_years()
+def library_years() -> tuple[int, int]:
+    """The first and last year the library knows (``LIBRARY_YEARS``, read from it when first asked: a command
+    that computes no working day does not import it; a test may set ``LIBRARY_YEARS``)."""
+    years = globals().get("LIBRARY_YEARS")
+    if years is None:
+        years = globals()["LIBRARY_YEARS"] = _library_years()
+    return years
 
 
 @dataclass
@@ -62,7 +69,8 @@ class WorkingCalendar:
         return any(d.year == year for d in self.overrides)
 
     def library_knows(self, year: int) -> bool:
-        return LIBRARY_YEARS[0] <= year <= LIBRARY_YEARS[1]
+        first, last = library_years()
+        return first <= year <= last
 
     def source(self, day: date) -> str:
         if day in self.overrides:
@@ -78,6 +86,7 @@ class WorkingCalendar:
         if hit is not None:
             return hit
         if self.library_knows(day.year):
+            import chinese_calendar
             return chinese_calendar.is_workday(day)
         if not self.covered_by_overrides(day.year) and day.year not in self.warned:
             self.warned.add(day.year)
@@ -107,7 +116,7 @@ class WorkingCalendar:
             first, last = _local_date(start), _local_date(end)
             years = set(range(min(first, last).year, max(first, last).year + 1))
         missing = sorted(y for y in years if not self.library_knows(y) and not self.covered_by_overrides(y))
-        out = {"library": _library(), "library_years": list(LIBRARY_YEARS), "overrides": len(self.overrides),
+        out = {"library": _library(), "library_years": list(library_years()), "overrides": len(self.overrides),
                "revision": self.revision}
         if missing:
             out["weekday_rule_years"] = missing

@@ -9,6 +9,8 @@ from engine.errors import InvalidInput
 
 MAX_ROW_ID = 2**31 - 1  # the largest INTEGER primary key PostgreSQL stores (and so the largest id anywhere)
 MAX_JSON_DEPTH = 32  # forms are flat; a data object holds lists of names at most
+MAX_ATTACHMENT = 20 * 1024 * 1024  # bytes: the largest file attached to a case (engine.services.casefile)
+CONTACT_CHANNELS = ("phone", "sms", "visit")  # how a contact with the customer went (the case file's log)
 # Letters that show nothing (Hangul fillers, the braille blank): text of only these is as empty as spaces.
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 

@@ -15,18 +15,25 @@ from engine.errors import DefinitionError
 from tests.conftest import ROOT
 
 HEAVY = ("SpiffWorkflow", "flask", "werkzeug", "jinja2", "alembic", "lxml", "pygments", "apscheduler")
+# What ``kefu tasks`` reads without (engine.services.queue over engine.store.light): SQLAlchemy's ORM, the
+# mapped classes (their declarative mapping costs more than the rest of the command), and the services that
+# change instances.
+NOT_FOR_A_LIST = ("sqlalchemy.orm", "engine.store.tables", "engine.services.tasks", "engine.services.runner",
+                  "engine.services.projections", "engine.services.casefile", "engine.store.chain",
+                  "engine.store.versions", "engine.records")
 DIAGRAMS = sorted([*(ROOT / "processes").glob("*.bpmn"), *(ROOT / "tests" / "diagrams").rglob("*.bpmn")])
 
 
 def _loaded_after(code: str, env: dict) -> dict:
     """Run ``code`` in a fresh interpreter; the heavy top-level packages it loaded and what it printed."""
     probe = (f"import sys, json\n{code}\n"
-             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))")
+             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))\n"
+             f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({NOT_FOR_A_LIST!r}))))")
     p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT,
                        timeout=120)
     assert p.returncode == 0, p.stderr
-    *out, loaded = p.stdout.strip().splitlines()
-    return {"loaded": json.loads(loaded), "out": "\n".join(out)}
+    *out, loaded, modules = p.stdout.strip().splitlines()
+    return {"loaded": json.loads(loaded), "modules": json.loads(modules), "out": "\n".join(out)}
 
 
 @pytest.fixture
@@ -43,12 +50,58 @@ def test_kefu_tasks_imports_no_spiffworkflow_web_stack_or_alembic(kefu, cli_db):
     r = _loaded_after("from engine.cli import main\nrc = main(['tasks', '--as', 'agent', '--json'])\n"
                       "assert rc == 0, rc", cli_db)
     assert r["loaded"] == [], f"kefu tasks imported {r['loaded']}"
+    assert r["modules"] == [], f"kefu tasks imported {r['modules']}"
     assert json.loads(r["out"]) == json.loads(json.dumps(expected, ensure_ascii=False, default=str))
     # the text form too, and one task in full (its form read from the stored diagram)
     r = _loaded_after("from engine.cli import main\nassert main(['tasks', '--as', 'agent']) == 0\n"
                       f"assert main(['task', {expected[0]['id']!r}, '--json']) == 0", cli_db)
     assert r["loaded"] == []
     assert expected[0]["ticket_no"] in r["out"] and expected[0]["form"], r["out"]
+
+
+def test_kefu_tasks_maps_no_table_whatever_it_is_asked(kefu, cli_db):
+    """The filters, the text form and the refusals (unknown user, unknown ticket) of the light way."""
+    ticket = kefu.tasks.ready(actor="agent")[1]["ticket_no"]
+    r = _loaded_after("from engine.cli import main\n"
+                      f"assert main(['tasks', '--as', 'agent', '--instance', {ticket!r}]) == 0\n"
+                      "assert main(['tasks', '--role', 'agent', '--json']) == 0\n"
+                      "assert main(['tasks', '--as', 'nobody']) == 3\n"
+                      "assert main(['tasks', '--as', 'agent', '--instance', 'TS99']) == 4\n"
+                      "assert main(['tasks', '--instance', str(2**40)]) == 4\n", cli_db)
+    assert r["loaded"] == [] and r["modules"] == [], r
+    assert ticket in r["out"] and len(r["out"].splitlines()) > 1
+
+
+def test_the_light_columns_are_the_mapped_ones():
+    """engine.store.light names columns of the mapped tables, with their types: one schema."""
+    from engine.store import light
+    from engine.store.tables import Base
+    for clause in light.ALL:
+        mapped = Base.metadata.tables[clause.name]
+        for col in clause.columns:
+            assert col.name in mapped.c, f"{clause.name}.{col.name}"
+            assert type(col.type) is type(mapped.c[col.name].type), f"{clause.name}.{col.name}"
+
+
+def test_the_light_list_shows_what_the_mapped_rows_show(kefu, scenario):
+    """A task of the list is the task the ORM's rows give (types too: aware datetimes, booleans), for every
+    user, with lanes, candidates, claims and deadlines."""
+    from engine.services import shapes
+    from engine.store.tables import HumanTask, Instance
+    for kind in ("complaint", "repair", "consultation", "complaint"):
+        scenario.start(kind)
+    first = kefu.tasks.ready(actor="agent")[0]
+    kefu.tasks.unclaim(first["id"], "agent")
+    seen = 0
+    for actor in (None, "agent", "agent2", "supervisor", "department", "technician"):
+        listed = kefu.tasks.ready(actor=actor)
+        with kefu.db.reading() as s:
+            for t in listed:
+                row = s.get(HumanTask, t["id"])
+                assert t == shapes.task_dict(kefu.ctx, row, s.get(Instance, row.instance_id))
+                assert isinstance(t["vip"], bool) and t["created_at"].endswith("+08:00")
+                seen += 1
+    assert seen >= 8
 
 
 def test_the_facade_and_the_cli_import_nothing_heavy_until_used(cli_db):
@@ -108,3 +161,36 @@ def test_the_catalogue_reads_what_the_parser_puts_in_the_task_specs(path):
 def test_the_schema_check_reads_the_head_revision_without_alembic():
     from engine.store import schema
     assert schema._scanned_head() == schema.script_directory().get_current_head()
+
+
+def _parsed(parser, argv):
+    """What the parser makes of ``argv``: its namespace (without the functions), or its exit code with what it
+    printed."""
+    import contextlib
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code, out.getvalue(), err.getvalue()
+    return {k: v for k, v in vars(args).items() if k != "func"} | {"func": args.func.__qualname__}
+
+
+@pytest.mark.parametrize("argv", [
+    ["tasks", "--as", "agent", "--json"], ["tasks", "--help"], ["tasks", "--bogus"], ["tasks", "--role"],
+    ["task", "x", "--json"], ["start", "complaint", "--as", "agent"], ["start", "--help"], ["start"],
+    ["users", "list"], ["users", "--help"], ["users", "add", "x", "--role", "agent", "--as", "system"],
+    ["users", "notify", "--help"], ["handover", "start", "--help"], ["kpi", "--help"], ["kpi", "report", "--help"],
+    ["audit", "search", "--overdue"], ["audit"], ["init", "--json"], ["db", "--help"], ["hand-over", "--help"],
+])
+def test_the_parser_of_one_command_parses_it_as_the_whole_parser(argv):
+    from engine.cli import build_parser
+    assert _parsed(build_parser(only=argv[0]), argv) == _parsed(build_parser(), argv)
+
+
+def test_the_parser_of_each_command_helps_as_the_whole_parser():
+    from engine.cli import COMMANDS, build_parser
+    whole = build_parser()
+    for name in COMMANDS:
+        assert _parsed(build_parser(only=name), [name, "--help"]) == _parsed(whole, [name, "--help"]), name

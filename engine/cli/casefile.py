@@ -5,7 +5,7 @@ from pathlib import Path
 
 from engine.cli.common import _print, _service
 from engine.errors import InvalidInput
-from engine.services.casefile import CHANNELS, MAX_ATTACHMENT
+from engine.limits import CONTACT_CHANNELS as CHANNELS, MAX_ATTACHMENT
 
 
 def cmd_note(args):

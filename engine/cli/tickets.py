@@ -18,7 +18,9 @@ def _task_line(t):
 
 
 def cmd_tasks(args):
-    ts = _service().tasks.ready(actor=args.actor, instance=args.instance, role=args.role)
+    # TaskService.ready without the task service's module, which maps the tables (issue 23: answer at once)
+    from engine.services import queue
+    ts = queue.ready(_service().ctx, actor=args.actor, instance=args.instance, role=args.role)
     _print(args, ts, lambda ts: "\n".join(_task_line(t) for t in ts) or "no ready tasks")
 
 

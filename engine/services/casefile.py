@@ -17,7 +17,7 @@ from sqlalchemy.orm import undefer
 
 from engine.clock import iso
 from engine.errors import InvalidInput, NotAllowed, NotFound
-from engine.limits import is_blank
+from engine.limits import CONTACT_CHANNELS, MAX_ATTACHMENT, is_blank  # noqa: F401 - re-exported
 from engine.records import desk as desk_search
 from engine.services import routing
 from engine.services.masking import mask_phone
@@ -28,10 +28,9 @@ from engine.store.tables import Attachment, AuditEvent, HumanTask, Instance, Use
 if TYPE_CHECKING:  # the runner (SpiffWorkflow) is not needed to import this module
     from engine.services.runner import Runner
 
-MAX_ATTACHMENT = 20 * 1024 * 1024  # bytes
 MAX_NOTE = 4000  # characters
 MAX_OUTCOME = 1000
-CHANNELS = ("phone", "sms", "visit")
+CHANNELS = CONTACT_CHANNELS
 READ_ONLY_ROLES = {"auditor"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # What a file's first bytes say it is; nothing else is accepted (the name and the sender's claim count for nothing).

@@ -6,11 +6,11 @@ Services receive one ``Context`` and never the ``Kefu`` facade, so nothing below
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import cached_property
+from functools import cache, cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import undefer
 
 from engine import calendar as calendar_mod, clock as clock_mod
 from engine.bpmn import catalogue
@@ -19,15 +19,19 @@ from engine.clock import Clock
 from engine.config import Config
 from engine.errors import NotAllowed, NotFound
 from engine.services.warm import WarmInstances
+from engine.store import light
 from engine.store.database import Database
 from engine.limits import MAX_ROW_ID
-from engine.store.tables import CalendarDay, Definition, Instance, Setting, User
-from engine.store.versions import latest
+
+if TYPE_CHECKING:
+    from engine.store.tables import Instance, User
+
+# The mapped classes (engine.store.tables) and SQLAlchemy's ORM are imported by the methods that use them: a
+# command that only lists tasks (engine.services.queue) maps no class.
 
 SYSTEM = "system"
 CALENDAR_REVISION = "calendar_revision"
 CLOCK_OFFSET = "clock_offset_seconds"
-WITH_STATE = (undefer(Instance.state),)
 SYNCED = "kefu_synced"  # session.info key: the shared settings were read in this unit of work
 PRELOADED = "kefu_preloaded"  # session.info key: rows a firing batch loaded for all its instances at once
 
@@ -37,8 +41,36 @@ def row_id(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ROW_ID
 
 
+@cache
+def state_options() -> tuple:
+    """The loader options that load an instance with its workflow (also ``WITH_STATE``, made when first asked
+    for: it needs the mapped classes)."""
+    from sqlalchemy.orm import undefer
+    from engine.store.tables import Instance
+    return (undefer(Instance.state),)
+
+
+def __getattr__(name: str):
+    if name == "WITH_STATE":
+        return state_options()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def instance_keys(ref) -> list[tuple[str, object]]:
+    """The columns, in turn, that may name the instance ``ref``: its id (a number a row id can hold; beyond it
+    no row exists, and the database refuses the number), then its ticket number."""
+    keys = []
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
+        if 0 < int(ref) <= MAX_ROW_ID:
+            keys.append(("id", int(ref)))
+    if isinstance(ref, str):
+        keys.append(("ticket_no", ref))
+    return keys
+
+
 def setting(key: str):
     """A scalar subquery reading one shared setting (joined into a unit of work's first statement)."""
+    from engine.store.tables import Setting
     return select(Setting.value).where(Setting.key == key).scalar_subquery()
 
 
@@ -96,6 +128,7 @@ class Context:
         if s.info.get(SYNCED):
             return
         s.info[SYNCED] = self.settings_read = True
+        from engine.store.tables import CalendarDay, Setting
         if settings is None:
             settings = {r.key: r.value for r in s.scalars(select(Setting).where(
                 Setting.key.in_((CALENDAR_REVISION, CLOCK_OFFSET))))}
@@ -111,6 +144,7 @@ class Context:
 
     def sla(self, s):
         """The SLA table in force (latest deployed version) and its definition row, or None."""
+        from engine.store.versions import latest
         d = latest(s, SLA_DECISION)
         if d is None:
             return None
@@ -122,7 +156,8 @@ class Context:
     def _called_diagram(self, definition, process_id: str, sha: str):
         """The diagram of a process that ``definition`` calls, as recorded at its deploy: (xml bytes, filename,
         sha256), or None."""
-        from sqlalchemy.orm import object_session
+        from sqlalchemy.orm import object_session, undefer
+        from engine.store.tables import Definition
         s = object_session(definition)
         q = select(Definition).where(Definition.process_id == process_id, Definition.sha256 == sha) \
             .options(undefer(Definition.xml))
@@ -139,15 +174,18 @@ class Context:
         only when this process has not parsed that version yet."""
         return self.specs.get_by_id(inst.definition_id, lambda: inst.definition)
 
-    def task_info(self, inst: Instance, spec_name: str) -> dict:
+    def task_info(self, inst: Instance, spec_name: str, s=None) -> dict:
         """What a task list shows of the task spec ``spec_name`` of the instance's definition version (form,
         English name, documentation, rule IDs), read from the stored diagram (``engine.bpmn.catalogue``) once
-        per definition version, without parsing it into a spec."""
+        per definition version, without parsing it into a spec. ``inst``: a mapped instance or a row with its
+        ``definition_id``; ``s``: the session or connection to read on (by default the instance's session)."""
         tasks = self.catalogues.get(inst.definition_id)
         if tasks is None:
-            from sqlalchemy.orm import object_session
-            q = select(Definition.process_id, Definition.xml).where(Definition.id == inst.definition_id)
-            s = object_session(inst)
+            d = light.definitions.c
+            q = select(d.process_id, d.xml).where(d.id == inst.definition_id)
+            if s is None:
+                from sqlalchemy.orm import object_session
+                s = object_session(inst)
             if s is not None:
                 row = s.execute(q).one()
             else:
@@ -159,24 +197,24 @@ class Context:
     @staticmethod
     def instance(s, ref, with_state=False) -> Instance:
         """The instance named by its id or ticket number; NotFound otherwise."""
-        options = WITH_STATE if with_state else ()
-        inst = None
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
-            if 0 < int(ref) <= MAX_ROW_ID:  # beyond it no row exists, and the database refuses the number
-                inst = s.get(Instance, int(ref), options=options)
-        if inst is None and isinstance(ref, str):
-            inst = s.scalar(select(Instance).where(Instance.ticket_no == ref).options(*options))
-        if inst is None:
-            raise NotFound(f"no instance {ref!r}")
-        return inst
+        from engine.store.tables import Instance
+        options = state_options() if with_state else ()
+        for key, value in instance_keys(ref):
+            inst = s.get(Instance, value, options=options) if key == "id" else \
+                s.scalar(select(Instance).where(Instance.ticket_no == value).options(*options))
+            if inst is not None:
+                return inst
+        raise NotFound(f"no instance {ref!r}")
 
     def user(self, s, name: str) -> User:
         """The active user ``name``; NotAllowed for an unknown or inactive one."""
+        from engine.store.tables import User
         return self.active(s.scalar(select(User).where(User.name == name)) if name else None, name)
 
     @staticmethod
-    def active(user: User | None, name: str) -> User:
-        """``user`` (the row found for ``name``) if it exists and is active; NotAllowed otherwise."""
+    def active(user, name: str):
+        """``user`` (the row found for ``name``: mapped or a plain row) if it exists and is active; NotAllowed
+        otherwise."""
         if user is None or not user.active:
             raise NotAllowed(f"unknown or inactive user {name!r}; add it with 'kefu users add'")
         return user
@@ -184,5 +222,6 @@ class Context:
     @staticmethod
     def user_roles(s, name: str):
         """The roles of the active user ``name``, or None."""
+        from engine.store.tables import User
         user = s.scalar(select(User).where(User.name == name))
         return user.role_set if user is not None and user.active else None

@@ -2,9 +2,14 @@
 shared by every service and so by the CLI's ``--json``, the web pages and the JSON API."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.bpmn.forms import build_fields
 from engine.clock import iso
-from engine.store.tables import Customer, Definition, ExternalTask, HumanTask, Instance, Timer, User, name_set
+from engine.store.types import name_set
+
+if TYPE_CHECKING:  # the shapes read attributes: mapped rows, or plain rows of the same columns (task lists)
+    from engine.store.tables import Customer, Definition, ExternalTask, HumanTask, Instance, Timer, User
 
 # Tasks worked outside the customer-service department: an agent may escalate them (000 §五.1).
 TRANSFERRED_ROLES = {"department", "technician", "taskforce"}
@@ -55,9 +60,10 @@ def task_brief(r: HumanTask) -> dict:
             "candidate_group": r.candidate_group, "offer_due": iso(r.offer_due)}
 
 
-def task_dict(ctx, r: HumanTask, inst: Instance) -> dict:
+def task_dict(ctx, r: HumanTask, inst: Instance, s=None) -> dict:
     """A task with its instance's headline and its form; the task spec's part comes from the stored diagram
-    (``Context.task_info``), so listing tasks parses no diagram and imports no SpiffWorkflow."""
+    (``Context.task_info``, read on ``s`` if given), so listing tasks parses no diagram and imports no
+    SpiffWorkflow."""
     out = task_brief(r)
     out.update({
         "instance_id": inst.id, "instance": inst.id, "ticket_no": inst.ticket_no, "kind": inst.kind,
@@ -66,7 +72,7 @@ def task_dict(ctx, r: HumanTask, inst: Instance) -> dict:
         "response_due": iso(inst.response_due), "finish_due": iso(inst.finish_due),
         "clock_paused_at": iso(inst.clock_paused_at),
         "escalatable": r.state == "ready" and r.role in TRANSFERRED_ROLES and inst.kind != ESCALATION,
-        **ctx.task_info(inst, r.spec_name),
+        **ctx.task_info(inst, r.spec_name, s),
     })
     return out
 

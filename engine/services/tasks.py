@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, lazyload, undefer
 
 from engine.errors import Conflict, FormValidationError, InvalidInput, NotAllowed, NotFound
-from engine.services import ownership, routing, shapes
+from engine.services import ownership, queue, routing, shapes
 from engine.services.context import CALENDAR_REVISION, CLOCK_OFFSET, PRELOADED, Context, setting
 from engine.services.shapes import ESCALATION, START_ROLES, TRANSFERRED_ROLES
 from engine.store import chain as audit
@@ -41,29 +41,9 @@ class TaskService:
         self.runner = runner
 
     def ready(self, actor: str | None = None, instance=None, role: str | None = None) -> list[dict]:
-        """Ready human tasks; with ``actor`` only those the user may work (their roles, lanes, claims)."""
-        with self.ctx.db.reading() as s:
-            q = select(HumanTask).where(HumanTask.state == "ready")
-            known = {}
-            if instance is not None:
-                inst = self.ctx.instance(s, instance)
-                known[inst.id] = inst
-                q = q.where(HumanTask.instance_id == inst.id)
-            if role:
-                q = q.where(HumanTask.role == role)
-            user = None
-            if actor is not None:
-                user = self.ctx.user(s, actor)
-                q = q.where(or_(HumanTask.role.in_(user.role_set), HumanTask.candidates.is_not(None),
-                                HumanTask.assignee == actor))
-                q = q.where(or_(HumanTask.assignee.is_(None), HumanTask.assignee == actor))
-            rows = [r for r in s.scalars(q.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
-                                                    HumanTask.created_at))
-                    if user is None or self._may_work(user, r)]
-            missing = {r.instance_id for r in rows} - set(known)
-            instances = {**known, **({i.id: i for i in s.scalars(select(Instance).where(
-                Instance.id.in_(missing)))} if missing else {})}
-            return [shapes.task_dict(self.ctx, r, instances[r.instance_id]) for r in rows]
+        """Ready human tasks; with ``actor`` only those the user may work (their roles, lanes, claims): read
+        without the ORM (``engine.services.queue``)."""
+        return queue.ready(self.ctx, actor, instance, role)
 
     def get(self, task_id: str, actor: str | None = None) -> dict:
         """One task (any state); with ``actor`` only if that user may see it."""

@@ -15,16 +15,22 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock
 from engine.errors import Conflict, InvalidInput
 from engine.store import wal
-from engine.store.tables import Base
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+# SQLAlchemy's ORM and the mapped classes are imported when the first session is made: a read through
+# ``connection()`` (``kefu tasks``) needs neither.
 
 
 log = logging.getLogger("kefu.db")
@@ -146,15 +152,12 @@ class Database:
                 self.checkpointer = wal.Checkpointer(path)
                 event.listen(self.engine, "connect", _no_auto_checkpoint)
                 event.listen(self.engine, "commit", lambda _conn: self.checkpointer.committed())
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite: this process's writers take turns (see WriterQueue); other processes still meet SQLite's wait.
         self.writers = WriterQueue(SQLITE_BUSY_SECONDS) if self.dialect == "sqlite" else None
         # Called with the earliest due time of the timers a committed unit of work wrote (scheduler wake-up).
         self.timer_listeners: list = []
         # Called without arguments after a unit of work that appended to the audit ledger committed (live pages).
         self.change_listeners: list = []
-        event.listen(self.sessions, "after_commit", self._after_commit)
-        event.listen(self.sessions, "after_rollback", _drop_on_commit)
         # The workflows saved last through this database (engine.services.warm.WarmInstances, set by the first
         # Context made on it): every Kefu sharing the database shares them; forgotten with the connections.
         self.warm = None
@@ -168,10 +171,25 @@ class Database:
             # (BEGIN, the query, ROLLBACK). Their own pool of autocommit connections: none is switched back and
             # forth on every checkout (a web worker with two threads holds at most two of each kind).
             self.read_engine = create_engine(url, isolation_level="AUTOCOMMIT")
-        self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         self._raw_statements: dict = {}  # statement → compiled for this database (read_one)
+
+    @cached_property
+    def sessions(self):
+        """The sessions of the units of work (made on first use, with the ORM's import)."""
+        from sqlalchemy.orm import sessionmaker
+        sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(sessions, "after_commit", self._after_commit)
+        event.listen(sessions, "after_rollback", _drop_on_commit)
+        return sessions
+
+    @cached_property
+    def read_sessions(self):
+        """The sessions of the reads (made on first use)."""
+        from sqlalchemy.orm import sessionmaker
+        sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         # A reading session never writes: on PostgreSQL it has no transaction to roll a write back.
-        event.listen(self.read_sessions, "before_flush", _refuse_writes)
+        event.listen(sessions, "before_flush", _refuse_writes)
+        return sessions
 
     def _after_commit(self, session) -> None:
         for callback in session.info.pop(ON_COMMIT, ()):
@@ -196,6 +214,7 @@ class Database:
                 log.exception("timer listener failed")
 
     def create_all(self) -> None:
+        from engine.store.tables import Base
         Base.metadata.create_all(self.engine)
 
     def has_schema(self) -> bool:
@@ -242,6 +261,12 @@ class Database:
         finally:
             session.rollback()
             session.close()
+
+    @contextmanager
+    def connection(self):
+        """A reading connection without a session (SQLAlchemy Core, no ORM): for reads of plain rows."""
+        with self.read_engine.connect() as conn:
+            yield conn
 
     def read_one(self, statement, params: dict):
         """The first row (a plain tuple) of a small read asked on every request, or None: on a pooled DBAPI

@@ -73,7 +73,7 @@ def _scanned_head() -> str | None:
 
 def render_item(type_, obj, autogen_context):
     """Autogenerate writes the project's column types as the plain SQLAlchemy types they store as."""
-    from engine.store.tables import UTCDateTime
+    from engine.store.types import UTCDateTime
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime()"
     return False

@@ -2,27 +2,12 @@
 and ledger, and the small tables beside them (settings, counters, tokens, stored KPI reports)."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
-from sqlalchemy import (JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        TypeDecorator, UniqueConstraint)
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-class UTCDateTime(TypeDecorator):
-    """Stores UTC without an offset (SQLite keeps none; PostgreSQL: ``timestamp without time zone``, so the
-    session's time zone never shifts it) and always returns aware UTC datetimes."""
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-    def process_result_value(self, value, dialect):
-        return None if value is None else value.replace(tzinfo=timezone.utc)
+from engine.store.types import UTCDateTime, name_set  # noqa: F401 - name_set: re-exported
 
 
 class Base(DeclarativeBase):
@@ -78,11 +63,6 @@ class User(Base):
     @property
     def group_set(self) -> set[str]:
         return name_set(self.groups)
-
-
-def name_set(text: str | None) -> set[str]:
-    """The names a comma-separated column holds (a user's roles or groups)."""
-    return {n for n in (text or "").split(",") if n}
 
 
 class Customer(Base):
