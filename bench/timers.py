@@ -251,7 +251,8 @@ def run_postgres(count: int, schedulers: int) -> dict:
         url = server.url_for(server.create_database())
         k, _base, due, setup = prepare(url, count)
         live = run_clock_live(k, due, timedelta(seconds=6))  # the processes start and connect meanwhile
-        env = {**os.environ, "KEFU_DATABASE_URL": url, "KEFU_ENV": "test", "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "KEFU_DATABASE_URL": url, "KEFU_ENV": "test", "PYTHONPATH": str(ROOT),
+               "KEFU_FIRE_PROCESSES": "1"}  # exactly N scheduler processes (none starts helpers of its own)
         env.pop("KEFU_CLOCK", None)
         procs = [subprocess.Popen([sys.executable, "-m", "engine.cli", "scheduler", "--json"], cwd=ROOT, env=env,
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -309,7 +310,12 @@ def main(argv=None) -> int:
               f"broken audit chains: {r['audit_chains_broken']}")
         if r.get("first_write_error"):
             print(f"  first write error: {r['first_write_error']}")
-    print(f"storm: {storm['timers']} timers due at once (setup {storm['setup_seconds']} s), one scheduler, SQLite")
+    try:
+        from engine.services import firing
+        procs = f"one scheduler firing with {firing.processes_wanted()} process(es) (KEFU_FIRE_PROCESSES)"
+    except ImportError:  # a version before parallel firing (a baseline tree)
+        procs = "one scheduler (one process)"
+    print(f"storm: {storm['timers']} timers due at once (setup {storm['setup_seconds']} s), {procs}, SQLite")
     print(f"  all fired {storm['all_fired_after_first_due_seconds']} s after the due time (target: 30 s)")
     print(f"  fire latency p50 {storm['latency_p50_s']} s, p95 {storm['latency_p95_s']} s, "
           f"p99 {storm['latency_p99_s']} s, max {storm['latency_max_s']} s")

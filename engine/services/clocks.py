@@ -10,7 +10,6 @@ who held the work when it stopped — the person a miss is charged to (K-who).
 """
 from __future__ import annotations
 
-import json
 
 import re
 from datetime import datetime, timedelta
@@ -79,11 +78,6 @@ def _done_at(clock: dict, completed_data: dict | None, now: datetime) -> datetim
     field = STOP_FIELDS.get(clock["clock"])
     reported = aware((completed_data or {}).get(field)) if field else None
     return reported if reported is not None and reported <= now else now
-
-
-def fingerprint(wf) -> str:
-    """The clocks kept in ``wf`` as one string (to tell whether ``track`` changed them)."""
-    return json.dumps(wf.data.get(KEY), sort_keys=True, default=str)
 
 
 def track(wf, waiting, events: list, rows: dict, owner: str | None, now: datetime, ended: bool) -> list:

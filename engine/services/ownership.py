@@ -153,5 +153,9 @@ def note_conflict(inst: Instance, clean: dict, actor: str, now: datetime) -> lis
 
 
 def user_is_active(s, name: str) -> bool:
-    user = s.scalar(select(User).where(User.name == name))
-    return user is not None and bool(user.active)
+    """Whether ``name`` is a user who may work; asked once per user in a unit of work (a batch of timer
+    firings asks it for every new agent task)."""
+    known = s.info.setdefault("kefu_active_users", {})
+    if name not in known:
+        known[name] = bool(s.scalar(select(User.active).where(User.name == name)))
+    return known[name]

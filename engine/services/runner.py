@@ -268,15 +268,14 @@ class Runner:
         return build_fields(task.task_spec.extensions.get("form"))
 
     def save(self, s, inst: Instance, wf, events, actor, before, incident, claimer: str | None = None,
-              flush: bool = True, state: str | None = None):
-        """Project ``wf`` into the instance's rows and events; ``state``: ``wf`` already serialized."""
+              flush: bool = True):
         with s.no_autoflush:  # one flush at the end, not one per projection query
-            ready = self.project(s, inst, wf, events, actor, before, incident, claimer, state)
+            ready = self.project(s, inst, wf, events, actor, before, incident, claimer)
         if flush:
             self.flush(s, inst)
         return ready
 
-    def project(self, s, inst: Instance, wf, events, actor, before, incident, claimer, state=None):
+    def project(self, s, inst: Instance, wf, events, actor, before, incident, claimer):
         now = self.ctx.now()
         if before is not None:
             events.extend(self.step_events(wf, before, actor, now))
@@ -291,8 +290,6 @@ class Runner:
             events.append(audit.PendingEvent("instance_completed", SYSTEM, now))
         created, ready, rows_before = projections.sync_tasks(s, inst, wf, now, claimer, events)
         events.extend(created)
-        # ``state``: ``wf`` serialized by the caller; the clocks below are the one part of ``wf`` this changes
-        clocks_before = clocks.fingerprint(wf) if state is not None else None
         events.extend(clocks.track(wf, list(projections.waiting_timers(wf)), events, rows_before,
                                    inst.owner or inst.created_by,  # K-who: the first responsible agent (X1)
                                    now, ended=inst.status == "completed"))
@@ -304,9 +301,7 @@ class Runner:
         inst.response_due = aware(clocks.open_due(wf, "response", deadlines.get("response", {}).get("due_at")))
         inst.finish_due = aware(clocks.open_due(wf, "finish", deadlines.get("finish", {}).get("due_at")))
         inst.clock_paused_at = aware(deadlines.get("finish", {}).get("paused_at")) if inst.finish_due else None
-        if state is None or clocks.fingerprint(wf) != clocks_before:
-            state = self.ctx.serializer.serialize_json(wf)
-        inst.state = state
+        inst.state = self.ctx.serializer.serialize_json(wf)
         self.keep_warm(s, inst, wf)
         inst.updated_at = now
         audit.append(s, inst, events)

@@ -31,7 +31,6 @@ class Prepared:
     wf: object = None  # None: nothing for the engine (only X1 claim deadlines), or fired in the lock
     before: dict | None = None
     incident: dict | None = None
-    state: str | None = None  # the workflow serialized after the firing
 
 
 class TimerService:
@@ -55,7 +54,7 @@ class TimerService:
         """Fire every timer whose due time has passed (SpiffWorkflow fires strictly after it).
 
         A batch is first read and its engine work done outside any write transaction: each instance is
-        restored (or taken warm), ``refresh_timers()`` + engine steps run and its state is serialized. Then
+        restored (or taken warm) and ``refresh_timers()`` + engine steps run. Then
         one short unit of work applies the batch: each instance is locked (``FOR UPDATE SKIP LOCKED``; SQLite's
         write lock) and saved only if its lock version is still the one read, exactly as a user action is
         saved; an instance changed meanwhile (a user completed its task, another scheduler fired it) is not
@@ -136,8 +135,8 @@ class TimerService:
                     wf = self.ctx.serializer.deserialize_json(state)
                 before = self.runner.states(wf)
                 incident = self.runner.run(wf)
-                prepared.append(Prepared(instance_id, version, wf, before, incident,
-                                         self.ctx.serializer.serialize_json(wf)))
+                # (serialized in the apply: saving a firing nearly always moves the clocks kept in ``wf``)
+                prepared.append(Prepared(instance_id, version, wf, before, incident))
             except Exception:  # noqa: BLE001 - a state nobody can load: logged, the next sweep tries again
                 log.exception("firing the timers of instance %s failed", instance_id)
                 failed.add(instance_id)
@@ -245,7 +244,7 @@ class TimerService:
         events: list[audit.PendingEvent] = []
         if prepared is not None and prepared.wf is not None:  # the engine work was done outside the lock
             self.runner.save(s, inst, prepared.wf, events, SYSTEM, prepared.before, prepared.incident,
-                             flush=flush, state=prepared.state)
+                             flush=flush)
         else:
             wf = self.runner.load(s, inst, change=True)
             before = self.runner.states(wf)
