@@ -77,7 +77,7 @@ def open_tickets(k: Kefu, count: int) -> list[str]:
 
 
 def form_data(k: Kefu) -> dict:
-    return {"promised_reply_time": (k.now() + timedelta(days=2)).isoformat(), "needs_department": False}
+    return {"promised_reply_time": (k.now() + timedelta(hours=12)).isoformat(), "needs_department": False}
 
 
 def in_process(k: Kefu, task_ids: list[str]) -> dict:

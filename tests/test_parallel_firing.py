@@ -184,3 +184,27 @@ def test_fire_due_shard_is_checked_in_the_cli(storm):
         p = subprocess.run([sys.executable, "-m", "engine.cli", "timers", "fire-due", "--shard", bad], cwd=ROOT,
                            env=env, capture_output=True, text=True, timeout=60)
         assert p.returncode == 2 and "--shard" in p.stderr + p.stdout and "Traceback" not in p.stderr
+
+
+@pytest.mark.postgresql_only
+def test_a_scheduler_claims_one_batch_on_postgresql_and_no_more(pg_url):
+    """The claims (session advisory locks) cover the batch being computed, never the other candidates it read:
+    another scheduler takes those meanwhile; a claim ends with the batch."""
+    from sqlalchemy import text
+
+    from engine.services.timers import FIRE_BATCH
+    k = make_kefu(pg_url, Clock(), deploy=(diagram("mini.bpmn"),), demo=False)
+    try:
+        def held(conn):
+            return conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")).scalar()
+
+        with k.db.read_engine.connect() as probe:
+            with k.timers._claims() as claim_a, k.timers._claims() as claim_b:
+                ids = list(range(1, 4 * FIRE_BATCH + 1))
+                first = claim_a(ids, FIRE_BATCH)
+                assert first == ids[:FIRE_BATCH] and held(probe) == FIRE_BATCH
+                second = claim_b(ids, FIRE_BATCH)  # another scheduler: the next batch, not the first again
+                assert second == ids[FIRE_BATCH:2 * FIRE_BATCH] and held(probe) == 2 * FIRE_BATCH
+            assert held(probe) == 0
+    finally:
+        k.db.dispose()

@@ -112,7 +112,7 @@ class TimerService:
             if shard is not None:
                 q = q.where(Instance.id % shard[1] == shard[0])
             candidates = list(dict.fromkeys(s.scalars(q)))
-            ids = (claim(candidates) if claim is not None else candidates)[:FIRE_BATCH]
+            ids = claim(candidates, FIRE_BATCH) if claim is not None else candidates[:FIRE_BATCH]
             if not ids:
                 return 0, []  # nothing due, or all of it claimed by other schedulers
             bpmn_due = set(s.scalars(select(Timer.instance_id).where(
@@ -153,14 +153,15 @@ class TimerService:
             yield None
             return
         with self.ctx.db.read_engine.connect() as conn:
-            def claim(ids: list[int]) -> list[int]:
+            def claim(ids: list[int], limit: int) -> list[int]:
+                """The first ``limit`` of ``ids`` nobody else claimed, claimed (the scan stops there: no
+                instance beyond them is claimed and kept from another scheduler)."""
                 if not ids:
                     return []
-                got = conn.execute(text(
-                    "SELECT i FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS u(i, n) "
-                    "WHERE pg_try_advisory_lock(CAST(:space AS bigint) + i) ORDER BY n"),
-                    {"ids": ids, "space": CLAIM_SPACE << 32}).scalars()
-                return list(got)
+                return list(conn.execute(text(
+                    "SELECT i FROM unnest(CAST(:ids AS bigint[])) AS u(i) "
+                    "WHERE pg_try_advisory_lock(CAST(:space AS bigint) + i) LIMIT :limit"),
+                    {"ids": ids, "space": CLAIM_SPACE << 32, "limit": limit}).scalars())
             try:
                 yield claim
             finally:
