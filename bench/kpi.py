@@ -80,6 +80,7 @@ def main(argv=None) -> int:
         client = app.test_client()
         with client.session_transaction() as sess:
             sess["_user_id"], sess["_fresh"] = "supervisor", True
+            sess["kefu_sv"] = k.users.get("supervisor")["session_version"]  # what a real sign-in records
 
         def page():
             r = client.get(f"/kpi?month={MONTH}")
