@@ -156,6 +156,8 @@ def user_is_active(s, name: str) -> bool:
     """Whether ``name`` is a user who may work; asked once per user in a unit of work (a batch of timer
     firings asks it for every new agent task)."""
     known = s.info.setdefault("kefu_active_users", {})
-    if name not in known:
-        known[name] = bool(s.scalar(select(User.active).where(User.name == name)))
+    if name not in known:  # the user row is often loaded already (the owner completing their own task)
+        user = next((o for o in s.identity_map.values() if isinstance(o, User) and o.name == name), None)
+        known[name] = bool(user.active) if user is not None else \
+            bool(s.scalar(select(User.active).where(User.name == name)))
     return known[name]
