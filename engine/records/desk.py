@@ -93,16 +93,4 @@ def reader_clause(name: str, roles: set[str]):
 def run(session, text, f, assignee, view, now, actor, reader=None) -> dict:
     rows = session.execute(statement(text, f, assignee, view, now, actor, reader,
                                      session.get_bind().dialect.name)).all()
-    more = len(rows) > f.limit
-    rows = rows[:f.limit]
-    out = []
-    for r in rows:
-        overdue = r.status != "completed" and r.finish_due is not None and r.finish_due < now \
-            and r.clock_paused_at is None
-        out.append({"instance_id": r.id, "ticket_no": r.ticket_no, "kind": r.kind, "status": r.status,
-                    "severity": r.severity, "vip": bool(r.vip), "summary": r.summary, "customer": r.customer,
-                    "customer_id": r.customer_id, "customer_phone": r.customer_phone, "created_by": r.created_by,
-                    "created_at": r.created_at, "completed_at": r.completed_at, "finish_due": r.finish_due,
-                    "finish_overdue": overdue})
-    nxt = base.encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
-    return {"rows": out, "next": nxt}
+    return base.page(rows, f.limit, now, lambda r: {"customer_phone": r.customer_phone})

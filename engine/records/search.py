@@ -214,16 +214,22 @@ def search(session, f: Filters, now: datetime) -> dict:
     """One page: ``{"rows": [...], "next": cursor or None}``."""
     size = agent_size(session, f.agent) if f.agent else 0
     rows = session.execute(statement(f, now, size, session.get_bind().dialect.name)).all()
-    more = len(rows) > f.limit
-    rows = rows[:f.limit]
+    return page(rows, f.limit, now, lambda r: {"response_due": r.response_due})
+
+
+def page(rows, limit: int, now: datetime, extra) -> dict:
+    """A page of ticket rows read ``limit`` + 1 at a time (one more says there is a next page), newest first:
+    ``{"rows": [...], "next": cursor or None}``; ``extra(row)`` adds a caller's own fields to each."""
+    more = len(rows) > limit
+    rows = rows[:limit]
     out = []
     for r in rows:
         overdue = r.status != "completed" and r.finish_due is not None and r.finish_due < now \
-            and r.clock_paused_at is None
+            and r.clock_paused_at is None  # the rule overdue_clause asks the database
         out.append({"instance_id": r.id, "ticket_no": r.ticket_no, "kind": r.kind, "status": r.status,
                     "severity": r.severity, "vip": bool(r.vip), "summary": r.summary, "customer": r.customer,
                     "customer_id": r.customer_id, "created_by": r.created_by, "created_at": r.created_at,
-                    "completed_at": r.completed_at, "response_due": r.response_due, "finish_due": r.finish_due,
+                    "completed_at": r.completed_at, **extra(r), "finish_due": r.finish_due,
                     "finish_overdue": overdue})
     nxt = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
     return {"rows": out, "next": nxt}
