@@ -98,6 +98,9 @@ class TimerScheduler:
     def _fire(self) -> list[dict]:
         """Fire what is due; a storm on every core this process may use (engine.services.firing)."""
         timers, n = self.kefu.timers, firing.processes_wanted()
+        nxt = timers.next_due()
+        if nxt is None or nxt >= self.kefu.now():
+            return []  # an idle sweep: this one small read, no count, no write transaction
         if n > 1 and firing.can_fan_out(self.kefu.ctx) and timers.due_count(cap=firing.STORM) >= firing.STORM:
             return firing.fire_storm(self.kefu.ctx, timers, n)
         return timers.fire_due()
