@@ -50,11 +50,13 @@ from engine.bpmn.sla import parse_sla  # noqa: E402
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI)
 
 
-def steps(now: datetime):
+def steps(now: datetime, n: int = 0):
     """The user tasks of one lifecycle with their form data; a timedelta is a wait for a timer (the revisit, then
-    the care follow-up, Q2)."""
+    the care follow-up, Q2). ``n`` numbers the lifecycle: each is another customer's complaint (one customer
+    complaining of the same thing hundreds of times would make every new ticket a repeat of all the earlier
+    ones, X3, and link them all: a different workload, growing with the run)."""
     return [
-        ("register", "agent", {"customer_name": "李先生", "contact_phone": "13800138000",
+        ("register", "agent", {"customer_name": "李先生", "contact_phone": f"138{n:08d}",
                                "complaint_time": now.isoformat(), "place": "营业部", "content": "保安态度恶劣",
                                "customer_demand": "道歉", "nature": "service_attitude", "severity": "general"}),
         ("transfer", "agent", {"department": "security_ops", "handling_requirement": "调查整改",
@@ -91,11 +93,13 @@ class ServiceRunner:
         self.k.definitions.deploy([ROOT / "processes"])
         seed_demo(self.k, password=None)
         self.step_times: list[float] = []
+        self.count = 0
 
     def lifecycle(self) -> None:
         k = self.k
         self.clock.set(MONDAY)
-        plan = steps(k.now())
+        self.count += 1
+        plan = steps(k.now(), self.count)
         _, actor, data = plan[0]
         t0 = time.perf_counter()
         r = k.instances.start("complaint", actor, data=data)

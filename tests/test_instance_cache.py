@@ -218,7 +218,7 @@ def test_cache_off_keeps_nothing(db_url, clock, kefu):
         k.db.dispose()
 
 
-_CHANGED = re.compile(r'"last_state_change": [0-9.e+-]+')
+_CHANGED = re.compile(r'"last_state_change": ?[0-9.e+-]+')
 _IDS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -258,5 +258,5 @@ def test_cache_on_and_off_give_identical_results(request, db_url, clock, kefu):
 
 def _ticket_free(story: dict) -> dict:
     """Both stories ran on one database: their ticket numbers and customer ids differ, nothing else may."""
-    return {k: re.sub(r"0?21-?6321000[12]|021\*+000[12]|TS\d{8}-\d{4}|'customer_id': \d+|\"customer_id\": \d+|'instance_id': \d+", "<n>", v)
+    return {k: re.sub(r"0?21-?6321000[12]|021\*+000[12]|TS\d{8}-\d{4}|'customer_id': \d+|\"customer_id\": ?\d+|'instance_id': \d+", "<n>", v)
             for k, v in story.items()}

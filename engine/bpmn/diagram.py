@@ -3,12 +3,19 @@ the serializer that stores a reference to the definition instead of a copy of it
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from uuid import UUID
 
 from lxml import etree
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a declared dependency; the standard library serves without it
+    orjson = None
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator, full_tag
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
@@ -400,11 +407,67 @@ class _SpecRefWorkflowConverter(BpmnWorkflowConverter):
         return workflow
 
 
+class FastJsonSerializer(BpmnWorkflowSerializer):
+    """SpiffWorkflow's serializer writing and reading the JSON text with orjson (several times faster than the
+    standard library's encoder on a workflow's nested task data). The text means the same: values the standard
+    encoder hands to SpiffWorkflow's registry (datetimes, timedeltas, sets, callables) are handed to it here
+    too, through the same rules (``_default``); anything orjson refuses (an integer beyond 64 bits, a
+    non-finite float) is written by the standard encoder instead, and text orjson cannot read is read by the
+    standard decoder."""
+
+    _OPTIONS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+                | orjson.OPT_PASSTHROUGH_DATACLASS) if orjson is not None else 0
+
+    def _default(self, obj):
+        typename = self.registry.typenames.get(type(obj))
+        if typename is not None:
+            return self.registry.convert_to_dict[typename](obj)
+        if callable(obj) or isinstance(obj, ModuleType):
+            return None
+        if isinstance(obj, (set, frozenset)):
+            return list(obj)
+        if isinstance(obj, str):  # a subclass of str (passed through): its text
+            return str(obj)
+        if isinstance(obj, dict):
+            return dict(obj)
+        if isinstance(obj, (list, tuple)):
+            return list(obj)
+        if isinstance(obj, int) and not isinstance(obj, bool):
+            return int(obj)
+        if isinstance(obj, float):
+            return float(obj)
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+    def serialize_json(self, workflow, use_gzip=False):
+        if orjson is None or use_gzip:
+            return super().serialize_json(workflow, use_gzip)
+        self.registry._encoder_mode = True
+        try:
+            dct = self.to_dict(workflow)
+            dct[self.VERSION_KEY] = self.VERSION
+            try:
+                return orjson.dumps(dct, default=self._default, option=self._OPTIONS).decode("utf-8")
+            except (TypeError, orjson.JSONEncodeError):  # what only the standard encoder writes (or refuses)
+                return json.dumps(dct, cls=self._encoder_cls)
+        finally:
+            self.registry._encoder_mode = False
+
+    def deserialize_json(self, serialization, use_gzip=False):
+        if orjson is None or use_gzip or self.json_decoder_cls is not None:
+            return super().deserialize_json(serialization, use_gzip)
+        try:
+            dct = orjson.loads(serialization)
+        except orjson.JSONDecodeError:  # NaN, Infinity or a huge integer, written by the standard encoder
+            dct = json.loads(serialization)
+        self.migrate(dct)
+        return self.from_dict(dct)
+
+
 def make_serializer(cache: SpecCache) -> BpmnWorkflowSerializer:
     config = dict(SPIFF_CONFIG)
     add_converters(config)
     config[BpmnWorkflow] = lambda cls, reg: _SpecRefWorkflowConverter(cls, reg, cache)
-    return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
+    return FastJsonSerializer(FastJsonSerializer.configure(config))
 
 
 def diagram_files(paths) -> list[Path]:

@@ -117,20 +117,28 @@ class TimerService:
                 return 0, []  # nothing due, or all of it claimed by other schedulers
             bpmn_due = set(s.scalars(select(Timer.instance_id).where(
                 Timer.instance_id.in_(ids), Timer.due_at < now, Timer.kind != ownership.CLAIM_KIND)))
-            rows = []
-            for inst in s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*WITH_STATE)):
-                if inst.id in bpmn_due and inst.status != "completed":
-                    self.ctx.spec_of(inst)  # parsed once per definition version, before the session ends
-                    rows.append((inst.id, inst.lock_version, inst.state))
+            rows, cold = {}, []
+            warm = self.ctx.warm
+            for instance_id, version, status in s.execute(select(Instance.id, Instance.lock_version, Instance.status)
+                                                          .where(Instance.id.in_(ids))):
+                if instance_id in bpmn_due and status != "completed":
+                    # the workflow this process saved last serves if it is of the version read (no state read)
+                    wf = warm.take(instance_id, version) if warm.enabled else None
+                    if wf is None:
+                        cold.append(instance_id)
+                    rows[instance_id] = (version, wf, None)
                 else:  # only X1 claim deadlines (no engine work), or nothing left to fire
-                    rows.append((inst.id, inst.lock_version, None))
+                    rows[instance_id] = (version, None, None)
+            if cold:  # the others' states, each with the version it is of (a save may have come between)
+                for inst in s.scalars(select(Instance).where(Instance.id.in_(cold)).options(*WITH_STATE)):
+                    self.ctx.spec_of(inst)  # parsed once per definition version, before the session ends
+                    rows[inst.id] = (inst.lock_version, None, inst.state)
         prepared = []
-        for instance_id, version, state in sorted(rows):
-            if state is None:
+        for instance_id, (version, wf, state) in sorted(rows.items()):
+            if wf is None and state is None:
                 prepared.append(Prepared(instance_id, version))
                 continue
             try:
-                wf = self.ctx.warm.take(instance_id, version) if self.ctx.warm.enabled else None
                 if wf is None:
                     wf = self.ctx.serializer.deserialize_json(state)
                 before = self.runner.states(wf)

@@ -141,8 +141,7 @@ def _write_ledger(session: Session) -> None:
             "ats": stamps})
         return
     # SQLite: the transaction holds the database's write lock already (BEGIN IMMEDIATE).
-    last = session.execute(select(AuditLedger.id, AuditLedger.hash).order_by(AuditLedger.id.desc())
-                           .limit(1)).first()
+    last = session.connection().execute(_LEDGER_HEAD).first()
     entry_id, prev = (last[0], last[1]) if last else (0, "")
     rows = []
     for instance_id in order:
@@ -154,7 +153,13 @@ def _write_ledger(session: Session) -> None:
                      "event_seq": inst.audit_count, "head": inst.audit_head, "at": inst.updated_at or at,
                      "prev_hash": prev, "hash": digest})
         prev = digest
-    session.connection().execute(insert(AuditLedger.__table__), rows)
+    session.connection().execute(_INSERT_LEDGER, rows)
+
+
+# Core statements built once (SQLite's ledger append runs in every committing unit of work).
+_LEDGER_TABLE = AuditLedger.__table__
+_LEDGER_HEAD = select(_LEDGER_TABLE.c.id, _LEDGER_TABLE.c.hash).order_by(_LEDGER_TABLE.c.id.desc()).limit(1)
+_INSERT_LEDGER = insert(_LEDGER_TABLE)
 
 
 @sa_event.listens_for(Session, "after_rollback")
