@@ -208,3 +208,44 @@ def test_a_scheduler_claims_one_batch_on_postgresql_and_no_more(pg_url):
             assert held(probe) == 0
     finally:
         k.db.dispose()
+
+
+def _fired_story(k, monkeypatch, ahead: bool) -> list[str]:
+    """Three tickets whose deadline passed, fired by one sweep: their trails, rows and workflow data as text
+    (ids, ticket numbers and times left out)."""
+    import re
+
+    from sqlalchemy import select
+
+    from engine.store.tables import HumanTask, Timer
+    in_lock = []
+    real_fire_in = k.timers._fire_in
+    monkeypatch.setattr(k.timers, "_fire_in", lambda s, i, now, **kw: in_lock.append(i) or real_fire_in(s, i, now, **kw))
+    if not ahead:
+        monkeypatch.setattr(k.timers, "_project", lambda s, p, now: None)
+    made = k.make(3)
+    fired = k.timers.fire_due()
+    assert sorted(f["instance_id"] for f in fired) == sorted(r["instance_id"] for r in made)
+    assert (in_lock == []) is ahead  # computed ahead: nothing is left to do in the lock
+    assert k.timers.fire_due() == [] and k.audit.verify() == []
+    out = []
+    for r in made:
+        shown = k.instances.show(r["ticket_no"])
+        with k.db.reading() as s:
+            rows = [(t.bpmn_id, t.state, t.role, t.assignee, t.end_reason) for t in s.scalars(
+                select(HumanTask).where(HumanTask.instance_id == r["instance_id"]).order_by(HumanTask.created_at))]
+            rows += [(t.bpmn_id, t.kind) for t in s.scalars(select(Timer).where(
+                Timer.instance_id == r["instance_id"]))]
+        events = [(e["type"], e.get("bpmn_id"), e.get("actor")) for e in shown["events"]]
+        text = repr((shown["status"], shown["data"], shown.get("clocks"), events, rows))
+        out.append(re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}|\d{4}-\d\d-\d\dT[0-9:.+]+|[A-Z]+\d{8}-\d{4}|\d+", "#", text))
+    return out
+
+
+def test_a_firing_saved_from_its_computation_ahead_writes_what_a_save_in_the_lock_writes(storm, monkeypatch):
+    """The save of a firing (rows, audit events, clocks, the instance's columns) is computed on the reading
+    side and only written in the lock; the result is the one a save computed inside the lock gives."""
+    ahead = _fired_story(storm, monkeypatch, ahead=True)
+    monkeypatch.undo()
+    in_lock = _fired_story(storm, monkeypatch, ahead=False)
+    assert ahead == in_lock

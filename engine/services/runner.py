@@ -275,7 +275,9 @@ class Runner:
             self.flush(s, inst)
         return ready
 
-    def project(self, s, inst: Instance, wf, events, actor, before, incident, claimer):
+    def project(self, s, inst: Instance, wf, events, actor, before, incident, claimer, warm: bool = True):
+        """Bring the instance's rows, columns and audit events up to date with ``wf`` (recorded in ``s``);
+        ``warm``: keep ``wf`` for the next change once ``s`` commits."""
         now = self.ctx.now()
         if before is not None:
             events.extend(self.step_events(wf, before, actor, now))
@@ -302,7 +304,8 @@ class Runner:
         inst.finish_due = aware(clocks.open_due(wf, "finish", deadlines.get("finish", {}).get("due_at")))
         inst.clock_paused_at = aware(deadlines.get("finish", {}).get("paused_at")) if inst.finish_due else None
         inst.state = self.ctx.serializer.serialize_json(wf)
-        self.keep_warm(s, inst, wf)
+        if warm:
+            self.keep_warm(s, inst, wf)
         inst.updated_at = now
         audit.append(s, inst, events)
         return ready

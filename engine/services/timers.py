@@ -31,6 +31,20 @@ class Prepared:
     wf: object = None  # None: nothing for the engine (only X1 claim deadlines), or fired in the lock
     before: dict | None = None
     incident: dict | None = None
+    projection: Projection | None = None  # the save computed too (rows, audit events): applied as it is
+
+
+@dataclass
+class Projection:
+    """What saving one firing writes, computed on a reading session from the rows of ``version``: applied
+    unchanged in the write transaction if the instance is still at that version."""
+    inst: Instance  # the instance as read, with its new column values set (detached)
+    changes: dict  # its changed columns
+    writes: dict | None  # engine.store.writes.take()
+    events: list  # audit rows (engine.store.chain, buffered)
+    feed: list  # (instance, rows) for the notification outbox and the live pages
+    timers_due: list  # new due times (the scheduler's next wake-up)
+    fired: list  # the answer: the BPMN timers that fired
 
 
 class TimerService:
@@ -54,11 +68,13 @@ class TimerService:
         """Fire every timer whose due time has passed (SpiffWorkflow fires strictly after it).
 
         A batch is first read and its engine work done outside any write transaction: each instance is
-        restored (or taken warm) and ``refresh_timers()`` + engine steps run. Then
-        one short unit of work applies the batch: each instance is locked (``FOR UPDATE SKIP LOCKED``; SQLite's
-        write lock) and saved only if its lock version is still the one read, exactly as a user action is
-        saved; an instance changed meanwhile (a user completed its task, another scheduler fired it) is not
-        overwritten: it is read and fired again, or has nothing due any more. So the engine work of several
+        restored (or taken warm), ``refresh_timers()`` + engine steps run, and its save is computed on the
+        reading session from the rows of the version read (task and timer rows, clocks, audit events, the
+        serialized workflow: ``Runner.project``, recorded, not written). Then one short unit of work applies
+        the batch: each instance is locked (``FOR UPDATE SKIP LOCKED``; SQLite's write lock) and the recorded
+        writes are issued only if its lock version is still the one read; an instance changed meanwhile (a
+        user completed its task, another scheduler fired it) is not overwritten: it is read and fired again,
+        or has nothing due any more. (An instance whose owner's claim lapsed too, X1, is saved in the lock.) So the engine work of several
         schedulers or processes runs on several cores at once while their writes take turns. If anything in
         a batch fails, it is rolled back and redone one instance per transaction, so one broken instance does
         not hold up the others. ``shard`` (i, n): only instances whose id is i modulo n (parallel firing).
@@ -81,7 +97,7 @@ class TimerService:
                         fired.extend(batch)
                 except Exception:  # noqa: BLE001 - one broken instance: redo this batch one instance at a time
                     log.warning("a batch of timer firings failed; retrying its %d instance(s) one by one",
-                                len(prepared))
+                                len(prepared), exc_info=True)
                     for p in prepared:
                         try:
                             with self.ctx.db.unit_of_work() as s:
@@ -133,22 +149,82 @@ class TimerService:
                 for inst in s.scalars(select(Instance).where(Instance.id.in_(cold)).options(*WITH_STATE)):
                     self.ctx.spec_of(inst)  # parsed once per definition version, before the session ends
                     rows[inst.id] = (inst.lock_version, None, inst.state)
-        prepared = []
-        for instance_id, (version, wf, state) in sorted(rows.items()):
-            if wf is None and state is None:
-                prepared.append(Prepared(instance_id, version))
-                continue
-            try:
-                if wf is None:
-                    wf = self.ctx.serializer.deserialize_json(state)
-                before = self.runner.states(wf)
-                incident = self.runner.run(wf)
-                # (serialized in the apply: saving a firing nearly always moves the clocks kept in ``wf``)
-                prepared.append(Prepared(instance_id, version, wf, before, incident))
-            except Exception:  # noqa: BLE001 - a state nobody can load: logged, the next sweep tries again
-                log.exception("firing the timers of instance %s failed", instance_id)
-                failed.add(instance_id)
+            prepared = []
+            engine = [i for i, (_v, wf, state) in rows.items() if wf is not None or state is not None]
+            project = self._preload(s, engine, now) if engine else set()
+            for instance_id, (version, wf, state) in sorted(rows.items()):
+                if wf is None and state is None:
+                    prepared.append(Prepared(instance_id, version))
+                    continue
+                try:
+                    if wf is None:
+                        wf = self.ctx.serializer.deserialize_json(state)
+                    before = self.runner.states(wf)
+                    incident = self.runner.run(wf)
+                    p = Prepared(instance_id, version, wf, before, incident)
+                    if instance_id in project:
+                        p.projection = self._project(s, p, now)
+                    prepared.append(p)
+                except Exception:  # noqa: BLE001 - a state nobody can load: logged, the next sweep tries again
+                    log.exception("firing the timers of instance %s failed", instance_id)
+                    failed.add(instance_id)
         return len(candidates), prepared
+
+    def _preload(self, s, ids: list[int], now: datetime) -> set[int]:
+        """Load the instances (without their states), timer rows and ready task rows of a batch for their
+        projection on the reading session ``s``; returns those whose save can be computed here: the ones at
+        the version read with only BPMN timers due (an owner's lapsed claim, X1, is saved in the lock)."""
+        pre = s.info.setdefault(PRELOADED, {})
+        for inst in s.scalars(select(Instance).where(Instance.id.in_(ids))):
+            pre[("instance", inst.id)] = inst
+        for i in ids:
+            pre[("timers", i)], pre[("ready", i)] = [], []
+        claims = set()
+        for t in s.scalars(select(Timer).where(Timer.instance_id.in_(ids))):
+            pre[("timers", t.instance_id)].append(t)
+            if t.kind == ownership.CLAIM_KIND and t.due_at < now:
+                claims.add(t.instance_id)
+        for r in s.scalars(select(HumanTask).where(HumanTask.instance_id.in_(ids), HumanTask.state == "ready")):
+            pre[("ready", r.instance_id)].append(r)
+        return {i for i in ids if i not in claims and ("instance", i) in pre}
+
+    def _project(self, s, p: Prepared, now: datetime) -> Projection | None:
+        """Compute the save of a firing on the reading session ``s``: the rows, audit events and instance
+        columns it writes, without writing them. None if the rows read are not of the version the
+        workflow is of (a save came between the reads): the firing is then saved in the lock."""
+        audit.buffer_events(s)  # this instance's events alone; nothing of an earlier one left over
+        writes.take(s)
+        for key in (audit.FEED, audit.LEDGER, "kefu_timers_due"):
+            s.info.pop(key, None)
+        pre = s.info[PRELOADED]
+        inst = pre.pop(("instance", p.id), None)
+        if inst is None:
+            return None
+        if inst.lock_version != p.version or inst.status == "completed":
+            return None
+        timers = list(pre.get(("timers", p.id), ()))
+        due = [t for t in timers if t.due_at < now]
+        if not due:
+            return None
+        events: list[audit.PendingEvent] = []
+        try:
+            with s.no_autoflush:
+                self.runner.project(s, inst, p.wf, events, SYSTEM, p.before, p.incident, None, warm=False)
+        except Exception:  # noqa: BLE001 - saved in the lock instead, where a failure is handled and logged
+            log.debug("the save of instance %s's firing could not be computed ahead", p.id, exc_info=True)
+            return None
+        changes = writes.instance_changes(inst)
+        if changes is None:
+            return None
+        s.expunge(inst)  # kept as it is now: the reading session's end expires what it holds
+        fired_ids = {str(e.task_id) for e in events if e.type == "timer_fired"}
+        projection = Projection(
+            inst=inst, changes=changes, writes=writes.take(s),
+            events=s.info.pop(audit.BUFFER), feed=s.info.pop(audit.FEED, []),
+            timers_due=s.info.pop("kefu_timers_due", []),
+            fired=[{"instance_id": inst.id, "ticket_no": inst.ticket_no, "timer": t.bpmn_id, "name": t.name,
+                    "due_at": iso(t.due_at), "fired_at": iso(now)} for t in due if t.id in fired_ids])
+        return projection
 
     @contextmanager
     def _claims(self):
@@ -177,10 +253,13 @@ class TimerService:
 
     def _apply(self, s, prepared: list[Prepared], now: datetime) -> tuple[list[dict], list[int]]:
         """Save the prepared firings whose instances are unchanged since they were read; the others are stale."""
-        by_id = {p.id: p for p in prepared}
+        projected = {p.id: p for p in prepared if p.projection is not None}
+        batch, stale = self._apply_projected(s, projected) if projected else ([], [])
+        by_id = {p.id: p for p in prepared if p.projection is None}
+        if not by_id:
+            return batch, stale
         locked = self._claim_due(s, now, set(), among=list(by_id))
-        stale = [i for i in by_id if i not in locked]  # another scheduler holds it (PostgreSQL) or fired it
-        batch = []
+        stale += [i for i in by_id if i not in locked]  # another scheduler holds it (PostgreSQL) or fired it
         # The batch's instances are locked for this transaction, so nobody can save them meanwhile:
         # their changes are flushed together (one multi-row statement per table), not one by one.
         audit.buffer_events(s)
@@ -195,6 +274,37 @@ class TimerService:
         writes.write(s)
         s.flush()
         audit.write_buffered(s)
+        return batch, stale
+
+    def _apply_projected(self, s, projected: dict[int, Prepared]) -> tuple[list[dict], list[int]]:
+        """Write the firings whose saves were computed ahead, for the instances still at the version they
+        were computed from (locked for this transaction); the others are stale, to be read again."""
+        q = select(Instance.id, Instance.lock_version).where(Instance.id.in_(list(projected)))
+        if self.ctx.db.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=Instance)
+        current = dict(s.execute(q).all())
+        fresh = [p for i, p in sorted(projected.items()) if current.get(i) == p.version]
+        stale = [i for i in projected if current.get(i) != projected[i].version]
+        if not fresh:
+            return [], stale
+        conn = s.connection()
+        writes.issue(conn, [p.projection.writes for p in fresh if p.projection.writes])
+        writes.save_instances(conn, [(p.projection.inst, p.version, p.projection.changes) for p in fresh])
+        rows = [row for p in fresh for row in p.projection.events]
+        if rows:
+            conn.execute(audit.INSERT_EVENTS, rows)
+        ledger, feed, due = s.info.setdefault(audit.LEDGER, {}), s.info.setdefault(audit.FEED, []), []
+        batch = []
+        for p in fresh:
+            projection = p.projection
+            if projection.events:
+                ledger[p.id] = projection.inst
+            feed.extend(projection.feed)
+            due.extend(projection.timers_due)
+            batch.extend(projection.fired)
+            self.runner.keep_warm(s, projection.inst, p.wf)  # at its new version, once this commits
+        if due:
+            s.info.setdefault("kefu_timers_due", []).extend(due)
         return batch, stale
 
     def _claim_due(self, s, now: datetime, failed: set, only: int | None = None,

@@ -65,7 +65,7 @@ def chain_hash(prev_hash: str, content: str) -> str:
 # A Core statement on the session's connection: the events are never read back as objects, so the ORM's bulk
 # insert machinery (identity, defaults, per-row bookkeeping) has nothing to do but cost time. Every row has
 # every key, so all of them go in one executemany.
-_INSERT_EVENTS = insert(AuditEvent.__table__)
+INSERT_EVENTS = insert(AuditEvent.__table__)
 
 
 def append(session: Session, instance: Instance, events: list[PendingEvent]) -> None:
@@ -84,7 +84,7 @@ def append(session: Session, instance: Instance, events: list[PendingEvent]) -> 
         buffered.extend(rows)  # written by write_buffered() with the rest of a batch
     elif rows:
         # One multi-row INSERT in the caller's transaction; events are never read back as objects here.
-        session.connection().execute(_INSERT_EVENTS, rows)
+        session.connection().execute(INSERT_EVENTS, rows)
     instance.audit_head, instance.audit_count = head, seq
     if rows:
         session.info.setdefault(LEDGER, {})[instance.id] = instance
@@ -99,7 +99,7 @@ def buffer_events(session: Session) -> None:
 def write_buffered(session: Session) -> None:
     rows = session.info.pop(BUFFER, None)
     if rows:
-        session.connection().execute(_INSERT_EVENTS, rows)
+        session.connection().execute(INSERT_EVENTS, rows)
 
 
 def events_of(session: Session, instance_id: int) -> list[AuditEvent]:

@@ -83,6 +83,61 @@ def write(session: Session) -> None:
             session.add(obj)
 
 
+def take(session: Session) -> dict | None:
+    """The row writes recorded in ``session`` (removed from it), to be issued in another session's
+    transaction by ``issue`` (a firing computed on a reading session, applied in a short unit of work)."""
+    return session.info.pop(WRITES, None)
+
+
+def issue(conn, recorded: list[dict]) -> None:
+    """Issue several ``take`` results on ``conn``: deletions, then changes, then insertions, one statement
+    each per table (the rows are not attached to any session)."""
+    deletes, updates, inserts = {}, {}, {}
+    for writes in recorded:
+        for model, ids in writes["delete"].items():
+            deletes.setdefault(model, []).extend(ids)
+        for key, params in writes["update"].items():
+            updates.setdefault(key, []).extend(params)
+        for model, objs in writes["insert"].items():
+            inserts.setdefault(model, []).extend(objs)
+    for model, ids in deletes.items():
+        conn.execute(_delete_of(model), {"ids": ids})
+    for (model, keys), params in updates.items():
+        conn.execute(_update_of(model, keys), params)
+    for model, objs in inserts.items():
+        columns = [c.key for c in model.__table__.columns]
+        conn.execute(_insert_of(model), [{k: getattr(o, k) for k in columns} for o in objs])
+
+
+def instance_changes(inst: Instance) -> dict | None:
+    """The changed columns of ``inst`` (a loaded instance whose attributes were set since), as
+    ``save_instances`` writes them; None if one cannot be written so (a relationship changed)."""
+    state = instance_state(inst)
+    changed = state.committed_state
+    values = state.dict
+    if not changed.keys() <= _INSTANCE_COLUMNS or not all(k in values for k in changed):
+        return None
+    return {k: values[k] for k, old in changed.items() if old is NO_VALUE or values[k] != old}
+
+
+def save_instances(conn, saves: list[tuple[Instance, int, dict]]) -> None:
+    """Write instances' changes (``instance_changes``), each checked against the lock version it was read at
+    (StaleDataError if any was saved by someone else meanwhile); the objects take their new version."""
+    groups: dict[tuple, list[dict]] = {}
+    for inst, version, params in saves:
+        groups.setdefault(tuple(sorted(params)), []).append(
+            {**params, "_id": inst.id, "_version": version, "_next_version": version + 1})
+    many = conn.dialect.supports_sane_multi_rowcount  # else each UPDATE alone, so each count is checked
+    for params in groups.values():
+        for chunk in ([params] if many else [[p] for p in params]):
+            result = conn.execute(_SAVE_INSTANCE, chunk)
+            if result.rowcount != len(chunk):
+                raise StaleDataError(f"{len(chunk) - result.rowcount} of {len(chunk)} instances were saved by "
+                                     "someone else meanwhile")
+    for inst, version, _params in saves:
+        set_committed_value(inst, "lock_version", version + 1)
+
+
 def save_instance(session: Session, inst: Instance) -> bool:
     """Write ``inst``'s changed columns in one version-checked UPDATE; False (nothing done) when the session
     holds other changes or ones this cannot write (relationships), which the ORM's flush must then handle."""
