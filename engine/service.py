@@ -13,6 +13,7 @@ from functools import cached_property
 
 from engine.clock import Clock
 from engine.config import Config
+from engine.runtime import tune_collector
 from engine.services.context import Context
 from engine.store.database import Database
 
@@ -32,6 +33,7 @@ class Kefu:
 
     def __init__(self, config: Config | None = None, database: Database | None = None,
                  clock: Clock | None = None):
+        tune_collector()  # engine.runtime: workflows allocate many objects per step
         self.ctx = Context(config, database, clock)
 
     runner = _service("runner", "Runner", doc="Open, load, run and save instances.")
