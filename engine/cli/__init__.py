@@ -115,12 +115,6 @@ def main(argv=None) -> int:
     except KefuError as exc:
         _report(args, exc)
         return exc.exit_code
-    except Exception as exc:
-        if not _database_error(exc):
-            raise
-        detail = (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0]
-        _report(args, KefuError(f"database error: {detail}"))
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -128,6 +122,12 @@ def main(argv=None) -> int:
         # nothing more, and keep Python from complaining again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a command its pipe's reader left
+    except Exception as exc:  # after BrokenPipeError (an OSError)
+        if not _database_error(exc):
+            raise
+        detail = (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0]
+        _report(args, KefuError(f"database error: {detail}"))
+        return 1
     finally:
         while _opened:  # close the connections: SQLite folds its write-ahead log back into the file
             opened = _opened.pop()
