@@ -296,3 +296,35 @@ def test_the_parser_of_each_command_helps_as_the_whole_parser():
     whole = build_parser()
     for name in COMMANDS:
         assert _parsed(build_parser(only=name), [name, "--help"]) == _parsed(whole, [name, "--help"]), name
+
+
+def test_kefu_tasks_refuses_a_missing_or_old_database_clearly_and_creates_nothing(tmp_path, db_url):
+    """No database file (none is made), a database at an older revision, an unreachable server, a URL only
+    SQLAlchemy reads: a message and exit code 1, as the commands through SQLAlchemy give, never a traceback."""
+    missing = tmp_path / "missing.db"
+    env = {**os.environ, "KEFU_ENV": "test"}
+    probe = ("import contextlib, io\nfrom engine.cli import main\nanswers = []\n"
+             "for url in {urls!r}:\n"
+             "    os.environ['KEFU_DATABASE_URL'] = url\n"
+             "    err = io.StringIO()\n"
+             "    with contextlib.redirect_stderr(err):\n"
+             "        answers.append([main(['tasks', '--as', 'agent']), err.getvalue()])\n"
+             "print(json.dumps(answers))")
+    from engine.store import plain
+    conn = plain.connect(db_url)  # this test's own database (SQLite or PostgreSQL), put back a revision
+    conn.dbapi.execute("UPDATE alembic_version SET version_num = '0001_baseline'")
+    conn.close()
+    urls = [f"sqlite:///{missing}", "postgresql://kefu@127.0.0.1:1/kefu", db_url]
+    r = _loaded_after("import os\n" + probe.format(urls=urls), env)
+    assert r["loaded"] == [] and not missing.exists()
+    answers = json.loads(r["out"])
+    assert answers[0] == [1, f"kefu: error: the database sqlite:///{missing} has no Kefu schema yet; run 'kefu init'\n"]
+    assert answers[1][0] == 1 and answers[1][1].startswith("kefu: error: database error: connection") \
+        and "Traceback" not in answers[1][1], answers[1]
+    assert answers[2][0] == 1 and "is at schema revision 0001_baseline, this Kefu needs" in answers[2][1]
+    # a URL this module leaves to SQLAlchemy: its own message, as before
+    r = _loaded_after("import os, contextlib, io\nfrom engine.cli import main\nerr = io.StringIO()\n"
+                      "with contextlib.redirect_stderr(err):\n    rc = main(['tasks'])\n"
+                      "print(json.dumps([rc, err.getvalue()]))", {**env, "KEFU_DATABASE_URL": "bogus"})
+    assert json.loads(r["out"]) == [1, "kefu: error: database error: Could not parse SQLAlchemy URL from given "
+                                       "URL string\n"]
