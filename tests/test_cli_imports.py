@@ -328,3 +328,14 @@ def test_kefu_tasks_refuses_a_missing_or_old_database_clearly_and_creates_nothin
                       "print(json.dumps([rc, err.getvalue()]))", {**env, "KEFU_DATABASE_URL": "bogus"})
     assert json.loads(r["out"]) == [1, "kefu: error: database error: Could not parse SQLAlchemy URL from given "
                                        "URL string\n"]
+
+
+def test_the_plain_statements_take_psycopg_parameters_on_postgresql():
+    from engine.store import plain
+    pg, lite = plain.Connection(None, "postgresql"), plain.Connection(None, "sqlite")
+    sql = "SELECT \"id\" FROM \"t\" WHERE \"a\" = :a AND \"b\"::text LIKE '5%' AND \"c\" IN (:c_0, :c_1)"
+    assert pg.statement(sql) == ("SELECT \"id\" FROM \"t\" WHERE \"a\" = %(a)s AND \"b\"::text LIKE '5%%' "
+                                 "AND \"c\" IN (%(c_0)s, %(c_1)s)")
+    assert lite.statement(sql) == sql
+    assert plain.in_list("c", ["x", "y"]) == ("(:c_0, :c_1)", {"c_0": "x", "c_1": "y"})
+    assert plain.in_list("c", []) == ("(NULL)", {})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from urllib.parse import quote
 
 SQLITE_BUSY_SECONDS = 30  # how long a connection waits for SQLite's lock (engine.store.database uses it too)
@@ -24,16 +25,10 @@ class Connection:
 
     def __init__(self, dbapi_connection, dialect: str):
         self.dbapi, self.dialect = dbapi_connection, dialect
-        self._statements: dict[str, str] = {}
 
     def statement(self, sql: str) -> str:
         """``sql`` in the connection's parameter style."""
-        if self.dialect != "postgresql":
-            return sql
-        converted = self._statements.get(sql)
-        if converted is None:
-            converted = self._statements[sql] = _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
-        return converted
+        return _pyformat(sql) if self.dialect == "postgresql" else sql
 
     def execute(self, sql: str, params: dict | None = None) -> list[tuple]:
         """Every row (plain tuples) of ``sql`` with ``params``."""
@@ -63,6 +58,12 @@ class Connection:
 
     def close(self) -> None:
         self.dbapi.close()
+
+
+@lru_cache(maxsize=512)
+def _pyformat(sql: str) -> str:
+    """``:name`` parameters as psycopg's ``%(name)s`` (a literal ``%`` doubled)."""
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
 
 
 def in_list(name: str, values) -> tuple[str, dict]:
