@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 # SQLAlchemy's ORM and the mapped classes are imported when the first session is made: a read through
-# ``connection()`` (``kefu tasks``) needs neither.
+# ``connection()`` or ``plain()`` needs neither (and ``kefu tasks`` reads in plain SQL without this module:
+# engine.store.plain).
 
 
 log = logging.getLogger("kefu.db")
