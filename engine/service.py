@@ -11,11 +11,18 @@ import importlib
 from datetime import datetime
 from functools import cached_property
 
+from typing import TYPE_CHECKING
+
 from engine.clock import Clock
 from engine.config import Config
 from engine.runtime import tune_collector
-from engine.services.context import Context
-from engine.store.database import Database
+
+if TYPE_CHECKING:
+    from engine.services.context import Context
+    from engine.store.database import Database
+
+# The context (and with it SQLAlchemy) is imported when the first ``Kefu`` is made: importing ``engine`` for
+# its errors, its configuration or a command that reads without SQLAlchemy (``kefu tasks``) loads none of it.
 
 
 def _service(module: str, name: str, *needs: str, doc: str | None = None) -> cached_property:
@@ -34,7 +41,8 @@ class Kefu:
     def __init__(self, config: Config | None = None, database: Database | None = None,
                  clock: Clock | None = None):
         tune_collector()  # engine.runtime: workflows allocate many objects per step
-        self.ctx = Context(config, database, clock)
+        from engine.services.context import Context
+        self.ctx: Context = Context(config, database, clock)
 
     runner = _service("runner", "Runner", doc="Open, load, run and save instances.")
     definitions = _service("definitions", "DefinitionService")

@@ -14,10 +14,11 @@ from engine.bpmn.diagram import parse_diagram
 from engine.errors import DefinitionError
 from tests.conftest import ROOT
 
-HEAVY = ("SpiffWorkflow", "flask", "werkzeug", "jinja2", "alembic", "lxml", "pygments", "apscheduler")
-# What ``kefu tasks`` reads without (engine.services.queue over engine.store.light): SQLAlchemy's ORM, the
-# mapped classes (their declarative mapping costs more than the rest of the command), and the services that
-# change instances.
+HEAVY = ("SpiffWorkflow", "flask", "werkzeug", "jinja2", "alembic", "lxml", "pygments", "apscheduler",
+         # ``kefu tasks`` and ``kefu task`` read in plain SQL on a DB-API connection (engine.store.plain)
+         "sqlalchemy")
+# What ``kefu tasks`` reads without (engine.services.queue over engine.store.light): SQLAlchemy (above) and so
+# its ORM, the mapped classes, and the services that change instances.
 NOT_FOR_A_LIST = ("sqlalchemy.orm", "engine.store.tables", "engine.services.tasks", "engine.services.runner",
                   "engine.services.projections", "engine.services.casefile", "engine.store.chain",
                   "engine.store.versions", "engine.records")
@@ -72,42 +73,143 @@ def test_kefu_tasks_maps_no_table_whatever_it_is_asked(kefu, cli_db):
     assert ticket in r["out"] and len(r["out"].splitlines()) > 1
 
 
+def _kinds():
+    from sqlalchemy import Boolean, Integer, String, Text
+    from engine.store import light
+    from engine.store.types import UTCDateTime
+    return {light.TEXT: (String, Text), light.INTEGER: (Integer,), light.BOOLEAN: (Boolean,),
+            light.INSTANT: (UTCDateTime,)}
+
+
 def test_the_light_columns_are_the_mapped_ones():
-    """engine.store.light names columns of the mapped tables, with their types: one schema."""
+    """engine.store.light names columns of the mapped tables, with the kind of their types: one schema."""
     from engine.store import light
     from engine.store.tables import Base
-    for clause in light.ALL:
-        mapped = Base.metadata.tables[clause.name]
-        for col in clause.columns:
-            assert col.name in mapped.c, f"{clause.name}.{col.name}"
-            assert type(col.type) is type(mapped.c[col.name].type), f"{clause.name}.{col.name}"
+    kinds = _kinds()
+    for table in light.ALL:
+        mapped = Base.metadata.tables[table.name]
+        for name, kind in table.columns.items():
+            assert name in mapped.c, f"{table.name}.{name}"
+            assert isinstance(mapped.c[name].type, kinds[kind]), f"{table.name}.{name}: {mapped.c[name].type!r}"
+            # a type that stores as one of the kinds, not a subclass storing otherwise
+            assert type(mapped.c[name].type) in kinds[kind], f"{table.name}.{name}"
 
 
-def test_the_light_list_shows_what_the_mapped_rows_show(kefu, scenario):
-    """A task of the list is the task the ORM's rows give (types too: aware datetimes, booleans), for every
-    user, with lanes, candidates, claims and deadlines."""
+@pytest.fixture
+def statements(monkeypatch):
+    """Every statement the plain reads run (engine.store.plain), as written (``:name`` parameters)."""
+    from engine.store import plain
+    seen = []
+    run = plain.Connection.execute
+
+    def recording(self, sql, params=None):
+        seen.append(sql)
+        return run(self, sql, params)
+    monkeypatch.setattr(plain.Connection, "execute", recording)
+    return seen
+
+
+def _check_names(statements):
+    """Every identifier the statements name (they quote them all) is the table they read or one of its mapped
+    columns."""
+    import re
+    from engine.store.tables import Base
+    assert statements
+    for sql in statements:
+        table = re.search(r'FROM "(\w+)"', sql)[1]
+        mapped = Base.metadata.tables[table]
+        for name in re.findall(r'"(\w+)"', sql):
+            assert name == table or name in mapped.c, f"{name} is not a column of {table}: {sql}"
+        # and nothing is named without quotes where a column could be
+        bare = re.sub(r'"\w+"|:\w+|\'[^\']*\'', "", sql)
+        assert not {w.lower() for w in re.findall(r"[A-Za-z_]\w*", bare)} - SQL_WORDS, sql
+
+
+SQL_WORDS = {"select", "from", "where", "and", "or", "in", "is", "not", "null", "order", "by"}
+
+
+def test_the_light_list_shows_what_the_mapped_rows_show(kefu, scenario, statements):
+    """A task of the list (and one task: ``TaskService.get``) is the task the ORM's rows give (types too: aware
+    datetimes, booleans), for every user, with lanes, candidates, claims, deadlines and a completed task; the
+    plain SQL names only mapped columns."""
     from engine.services import shapes
     from engine.store.tables import HumanTask, Instance
+    from tests import test_complaint as complaint
     for kind in ("complaint", "repair", "consultation", "complaint"):
         scenario.start(kind)
     first = kefu.tasks.ready(actor="agent")[0]
     kefu.tasks.unclaim(first["id"], "agent")
+    kefu.tasks.claim(next(t["id"] for t in kefu.tasks.ready(actor="agent") if not t["assignee"]), "agent2")
+    complaint.register(scenario)
+    transfer = scenario.task("transfer")
+    complaint.transfer(scenario, accept=False)  # a deadline, a department's task, a completed task
     seen = 0
     for actor in (None, "agent", "agent2", "supervisor", "department", "technician"):
         listed = kefu.tasks.ready(actor=actor)
         with kefu.db.reading() as s:
-            for t in listed:
+            for t in listed + [kefu.tasks.get(transfer["id"])]:
                 row = s.get(HumanTask, t["id"])
                 assert t == shapes.task_dict(kefu.ctx, row, s.get(Instance, row.instance_id))
+                assert kefu.tasks.get(t["id"], actor="supervisor") == t
                 assert isinstance(t["vip"], bool) and t["created_at"].endswith("+08:00")
                 seen += 1
-    assert seen >= 8
+    assert seen >= 16
+    done = kefu.tasks.get(transfer["id"], actor="agent")
+    assert done["completed_by"] == "agent" and done["ended_at"] and done["state"] != "ready"
+    assert [t["due_at"] is not None for t in kefu.tasks.ready(actor="department")] == [True]
+    _check_names(statements)
+
+
+def test_kefu_tasks_and_task_answer_as_the_service_for_every_user(kefu, cli_db, scenario):
+    """``kefu tasks`` and ``kefu task`` (their own DB-API connection, no SQLAlchemy) give what the service
+    gives (a pooled connection) for each user: a role's queue, a claim, another agent's claim, a department's
+    transferred task, a user who may not see a task, an unknown and an inactive user."""
+    from engine.errors import KefuError
+    from tests import test_complaint as complaint
+    complaint.register(scenario)
+    complaint.transfer(scenario, accept=False)
+    claimed = kefu.tasks.ready(actor="agent")[0]["id"]
+    kefu.tasks.claim(claimed, "agent")
+    kefu.users.set_active("technician2", False)
+    calls, expected = [], []
+    for actor in ("agent", "agent2", "supervisor", "department", "technician", "nobody", "technician2"):
+        calls.append(["tasks", "--as", actor, "--json"])
+        calls.append(["task", claimed, "--as", actor, "--json"])
+    calls += [["tasks", "--json"], ["tasks", "--role", "department", "--json"],
+              ["tasks", "--instance", scenario.ticket_no, "--as", "department", "--json"],
+              ["task", "0f2c3a52-0000-4000-8000-000000000000", "--json"], ["task", "nonsense", "--json"]]
+
+    def service(argv):
+        name, *rest = argv
+        options = dict(zip(rest[1 if name == "task" else 0::2], rest[2 if name == "task" else 1::2]))
+        try:
+            if name == "task":
+                value = kefu.tasks.get(rest[0], actor=options.get("--as"))
+            else:
+                value = kefu.tasks.ready(actor=options.get("--as"), instance=options.get("--instance"),
+                                         role=options.get("--role"))
+        except KefuError as exc:
+            return exc.exit_code, {"error": exc.to_dict()}
+        return 0, json.loads(json.dumps(value, ensure_ascii=False, default=str))
+    expected = [service(argv) for argv in calls]
+    assert {rc for rc, _ in expected} == {0, 3, 4}
+    assert sum(1 for rc, v in expected if rc == 0 and v) >= 8
+    r = _loaded_after("import contextlib, io\nfrom engine.cli import main\nanswers = []\n"
+                      f"for argv in {calls!r}:\n"
+                      "    out, err = io.StringIO(), io.StringIO()\n"
+                      "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+                      "        rc = main(argv)\n"
+                      "    answers.append([rc, json.loads(out.getvalue() or err.getvalue())])\n"
+                      "print(json.dumps(answers))", cli_db)
+    assert r["loaded"] == [] and r["modules"] == [], r
+    for argv, (rc, value), want in zip(calls, json.loads(r["out"]), expected):
+        assert (rc, value) == want, argv
 
 
 def test_the_facade_and_the_cli_import_nothing_heavy_until_used(cli_db):
     r = _loaded_after("import engine, engine.cli\nfrom engine import Kefu\nk = Kefu()\nk.users, k.customers\n"
                       "engine.cli.build_parser()", cli_db)
-    assert r["loaded"] == []
+    assert r["loaded"] == ["sqlalchemy"]
     # a command that runs a workflow still gets SpiffWorkflow, and its timers read Kefu's clock
     r = _loaded_after("from engine import Kefu, clock\nk = Kefu()\nk.runner\n"
                       "import SpiffWorkflow.bpmn.specs.event_definitions.timer as t\n"
@@ -194,3 +296,46 @@ def test_the_parser_of_each_command_helps_as_the_whole_parser():
     whole = build_parser()
     for name in COMMANDS:
         assert _parsed(build_parser(only=name), [name, "--help"]) == _parsed(whole, [name, "--help"]), name
+
+
+def test_kefu_tasks_refuses_a_missing_or_old_database_clearly_and_creates_nothing(tmp_path, db_url):
+    """No database file (none is made), a database at an older revision, an unreachable server, a URL only
+    SQLAlchemy reads: a message and exit code 1, as the commands through SQLAlchemy give, never a traceback."""
+    missing = tmp_path / "missing.db"
+    env = {**os.environ, "KEFU_ENV": "test"}
+    probe = ("import contextlib, io\nfrom engine.cli import main\nanswers = []\n"
+             "for url in {urls!r}:\n"
+             "    os.environ['KEFU_DATABASE_URL'] = url\n"
+             "    err = io.StringIO()\n"
+             "    with contextlib.redirect_stderr(err):\n"
+             "        answers.append([main(['tasks', '--as', 'agent']), err.getvalue()])\n"
+             "print(json.dumps(answers))")
+    from engine.store import plain
+    conn = plain.connect(db_url)  # this test's own database (SQLite or PostgreSQL), put back a revision
+    conn.dbapi.execute("UPDATE alembic_version SET version_num = '0001_baseline'")
+    conn.close()
+    urls = [f"sqlite:///{missing}", "postgresql://kefu@127.0.0.1:1/kefu", db_url]
+    r = _loaded_after("import os\n" + probe.format(urls=urls), env)
+    assert r["loaded"] == [] and not missing.exists()
+    answers = json.loads(r["out"])
+    assert answers[0] == [1, f"kefu: error: the database sqlite:///{missing} has no Kefu schema yet; run 'kefu init'\n"]
+    assert answers[1][0] == 1 and answers[1][1].startswith("kefu: error: database error: connection") \
+        and "Traceback" not in answers[1][1], answers[1]
+    assert answers[2][0] == 1 and "is at schema revision 0001_baseline, this Kefu needs" in answers[2][1]
+    # a URL this module leaves to SQLAlchemy: its own message, as before
+    r = _loaded_after("import os, contextlib, io\nfrom engine.cli import main\nerr = io.StringIO()\n"
+                      "with contextlib.redirect_stderr(err):\n    rc = main(['tasks'])\n"
+                      "print(json.dumps([rc, err.getvalue()]))", {**env, "KEFU_DATABASE_URL": "bogus"})
+    assert json.loads(r["out"]) == [1, "kefu: error: database error: Could not parse SQLAlchemy URL from given "
+                                       "URL string\n"]
+
+
+def test_the_plain_statements_take_psycopg_parameters_on_postgresql():
+    from engine.store import plain
+    pg, lite = plain.Connection(None, "postgresql"), plain.Connection(None, "sqlite")
+    sql = "SELECT \"id\" FROM \"t\" WHERE \"a\" = :a AND \"b\"::text LIKE '5%' AND \"c\" IN (:c_0, :c_1)"
+    assert pg.statement(sql) == ("SELECT \"id\" FROM \"t\" WHERE \"a\" = %(a)s AND \"b\"::text LIKE '5%%' "
+                                 "AND \"c\" IN (%(c_0)s, %(c_1)s)")
+    assert lite.statement(sql) == sql
+    assert plain.in_list("c", ["x", "y"]) == ("(:c_0, :c_1)", {"c_0": "x", "c_1": "y"})
+    assert plain.in_list("c", []) == ("(NULL)", {})

@@ -10,8 +10,6 @@ import json
 import os
 import sys
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from engine.cli import (audit, care, casefile, customers, designer, external, handover, kpi, server, setup, tickets,
                         timers, users)
 from engine.cli.common import _check_may_change, _opened, _read_only_guard
@@ -117,10 +115,6 @@ def main(argv=None) -> int:
     except KefuError as exc:
         _report(args, exc)
         return exc.exit_code
-    except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        _report(args, KefuError(f"database error: {detail}"))
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -128,6 +122,21 @@ def main(argv=None) -> int:
         # nothing more, and keep Python from complaining again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a command its pipe's reader left
+    except Exception as exc:  # after BrokenPipeError (an OSError)
+        if not _database_error(exc):
+            raise
+        detail = (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0]
+        _report(args, KefuError(f"database error: {detail}"))
+        return 1
     finally:
         while _opened:  # close the connections: SQLite folds its write-ahead log back into the file
-            _opened.pop().db.dispose()
+            opened = _opened.pop()
+            (getattr(opened, "close", None) or opened.db.dispose)()
+
+
+def _database_error(exc: Exception) -> bool:
+    """Whether ``exc`` is the database's (SQLAlchemy's, or a DB-API driver's on the reads without SQLAlchemy):
+    only the modules loaded already can have raised it, and none is imported to ask."""
+    kinds = [getattr(sys.modules.get(module), name, None) for module, name in (
+        ("sqlalchemy.exc", "SQLAlchemyError"), ("sqlite3", "Error"), ("psycopg", "Error"))]
+    return isinstance(exc, tuple(k for k in kinds if k is not None))

@@ -20,14 +20,49 @@ def _service(need_schema=True):
     k = Kefu()
     _opened.append(k)
     if need_schema and not k.db.has_schema():
-        raise KefuError(f"the database {k.config.database_url} has no Kefu schema yet; run 'kefu init'")
+        _no_schema(k.config.database_url)
     if need_schema:
         from engine.store import schema as migrate
         if not migrate.is_current(k.db):
-            raise KefuError(f"the database {k.config.database_url} is at schema revision "
-                            f"{migrate.current(k.db) or '(none)'}, this Kefu needs {migrate.head()}; "
-                            "run 'kefu db upgrade'")
+            _not_current(k.config.database_url, migrate.current(k.db))
     return k
+
+
+def _no_schema(url: str):
+    raise KefuError(f"the database {url} has no Kefu schema yet; run 'kefu init'")
+
+
+def _not_current(url: str, revision: str | None):
+    from engine.store import schema as migrate
+    raise KefuError(f"the database {url} is at schema revision {revision or '(none)'}, this Kefu needs "
+                    f"{migrate.head()}; run 'kefu db upgrade'")
+
+
+def _reader():
+    """What a command that only reads plain rows reads on (``engine.services.queue``): a connection of its own
+    (``engine.services.readers.OwnReader``), without SQLAlchemy; for a database URL only SQLAlchemy reads, the
+    service's context. The same checks of the schema as ``_service``'s."""
+    from engine.config import Config
+    from engine.services.readers import OwnReader
+    from engine.store import plain, schema as migrate
+    config = Config.from_env()
+    try:
+        reader = OwnReader.open(config)
+    except plain.NoDatabase:  # what SQLAlchemy would report after making an empty file, without making it
+        _no_schema(config.database_url)
+    if reader is None:
+        return _service().ctx
+    _opened.append(reader)
+    with reader.plain() as conn:
+        if not conn.has_table("instances"):
+            _no_schema(config.database_url)
+        revisions = [r[0] for r in conn.execute("SELECT version_num FROM alembic_version")] \
+            if conn.has_table("alembic_version") else []
+    if len(revisions) > 1:  # several heads: Alembic's own reading decides
+        return _service().ctx
+    if (revisions[0] if revisions else None) != migrate.head():
+        _not_current(config.database_url, revisions[0] if revisions else None)
+    return reader
 
 
 def _data(text: str | None):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from engine.cli.common import _data, _print, _service
-from engine.services.context import SYSTEM
+from engine.services.readers import SYSTEM
 
 
 def cmd_customers_add(args):

@@ -3,7 +3,7 @@ scheduler delivers on its own every few seconds)."""
 from __future__ import annotations
 
 from engine.cli.common import _print, _service
-from engine.services.context import SYSTEM
+from engine.services.readers import SYSTEM
 
 
 def cmd_users_notify(args):

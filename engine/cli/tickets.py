@@ -2,7 +2,7 @@
 one owns (X1), hand a case over, show an instance, and retry one stopped by an incident."""
 from __future__ import annotations
 
-from engine.cli.common import _data, _print, _service
+from engine.cli.common import _data, _print, _reader, _service
 
 
 def cmd_start(args):
@@ -18,14 +18,15 @@ def _task_line(t):
 
 
 def cmd_tasks(args):
-    # TaskService.ready without the task service's module, which maps the tables (issue 23: answer at once)
+    # TaskService.ready in plain SQL on a connection of its own: no SQLAlchemy (issue 23: answer at once)
     from engine.services import queue
-    ts = queue.ready(_service().ctx, actor=args.actor, instance=args.instance, role=args.role)
+    ts = queue.ready(_reader(), actor=args.actor, instance=args.instance, role=args.role)
     _print(args, ts, lambda ts: "\n".join(_task_line(t) for t in ts) or "no ready tasks")
 
 
 def cmd_task(args):
-    _print(args, _service().tasks.get(args.task, actor=args.actor))
+    from engine.services import queue  # TaskService.get, the same way
+    _print(args, queue.one(_reader(), args.task, actor=args.actor))
 
 
 def cmd_claim(args):

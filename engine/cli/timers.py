@@ -6,7 +6,7 @@ import sys
 
 from engine.cli.common import _print, _service
 from engine.errors import InvalidInput
-from engine.services.context import SYSTEM
+from engine.services.readers import SYSTEM
 
 
 def cmd_timers_list(args):

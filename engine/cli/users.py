@@ -4,7 +4,7 @@ from __future__ import annotations
 from engine.cli.common import _print, _service
 from engine.cli.notifications import register as register_notifications
 from engine.errors import InvalidInput
-from engine.services.context import SYSTEM
+from engine.services.readers import SYSTEM
 
 
 def cmd_users_add(args):

@@ -13,13 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine import calendar as calendar_mod, clock as clock_mod
-from engine.bpmn import catalogue
 from engine.bpmn.sla import SLA_DECISION, SlaTable, parse_sla
 from engine.clock import Clock
 from engine.config import Config
-from engine.errors import NotAllowed, NotFound
+from engine.errors import NotFound
 from engine.services.warm import WarmInstances
-from engine.store import light
+from engine.services.readers import SYSTEM, Reader, instance_keys  # noqa: F401 - re-exported
+from engine.store import light, plain
 from engine.store.database import Database
 from engine.limits import MAX_ROW_ID
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 # The mapped classes (engine.store.tables) and SQLAlchemy's ORM are imported by the methods that use them: a
 # command that only lists tasks (engine.services.queue) maps no class.
 
-SYSTEM = "system"
 CALENDAR_REVISION = "calendar_revision"
 CLOCK_OFFSET = "clock_offset_seconds"
 SYNCED = "kefu_synced"  # session.info key: the shared settings were read in this unit of work
@@ -56,40 +55,28 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def instance_keys(ref) -> list[tuple[str, object]]:
-    """The columns, in turn, that may name the instance ``ref``: its id (a number a row id can hold; beyond it
-    no row exists, and the database refuses the number), then its ticket number."""
-    keys = []
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
-        if 0 < int(ref) <= MAX_ROW_ID:
-            keys.append(("id", int(ref)))
-    if isinstance(ref, str):
-        keys.append(("ticket_no", ref))
-    return keys
-
-
 def setting(key: str):
     """A scalar subquery reading one shared setting (joined into a unit of work's first statement)."""
     from engine.store.tables import Setting
     return select(Setting.value).where(Setting.key == key).scalar_subquery()
 
 
-class Context:
-    """The shared state of one ``Kefu``: database, clock, calendar, spec cache and SLA tables.
+class Context(Reader):
+    """The shared state of one ``Kefu``: database, clock, calendar, spec cache and SLA tables; the reads of
+    plain rows (``engine.services.readers``) on connections of the database's reading pool.
 
     The spec cache and the workflow serializer are made when first used: they import SpiffWorkflow, which a
     command that runs no workflow (``kefu tasks``) never needs."""
 
     def __init__(self, config: Config | None = None, database: Database | None = None,
                  clock: Clock | None = None):
-        self.config = config or Config.from_env()
+        super().__init__(config or Config.from_env())
         self.db = database or Database(self.config.database_url)
         self.clock = clock_mod.use(clock or Clock.from_config(self.config))
         # The workflows saved last through this database (engine.services.warm), shared by the contexts on it.
         if self.db.warm is None:
             self.db.warm = WarmInstances(self.config.instance_cache_bytes)
         self.warm: WarmInstances = self.db.warm
-        self.catalogues: dict[int, dict] = {}  # definition row id → its tasks as a task list shows them
         self.sla_tables: dict[str, SlaTable] = {}
         self.settings_read = False
         self.calendar = calendar_mod.use(calendar_mod.WorkingCalendar(revision=-1))
@@ -174,25 +161,23 @@ class Context:
         only when this process has not parsed that version yet."""
         return self.specs.get_by_id(inst.definition_id, lambda: inst.definition)
 
-    def task_info(self, inst: Instance, spec_name: str, s=None) -> dict:
-        """What a task list shows of the task spec ``spec_name`` of the instance's definition version (form,
-        English name, documentation, rule IDs), read from the stored diagram (``engine.bpmn.catalogue``) once
-        per definition version, without parsing it into a spec. ``inst``: a mapped instance or a row with its
-        ``definition_id``; ``s``: the session or connection to read on (by default the instance's session)."""
-        tasks = self.catalogues.get(inst.definition_id)
-        if tasks is None:
-            d = light.definitions.c
-            q = select(d.process_id, d.xml).where(d.id == inst.definition_id)
-            if s is None:
-                from sqlalchemy.orm import object_session
-                s = object_session(inst)
-            if s is not None:
-                row = s.execute(q).one()
-            else:
-                with self.db.reading() as s:
-                    row = s.execute(q).one()
-            tasks = self.catalogues[inst.definition_id] = catalogue.read(row.xml, row.process_id)
-        return catalogue.task_info(*tasks.get(spec_name, (None, None, None)))
+    def plain(self):
+        """A connection of the reading pool as a DB-API connection (``Database.plain``)."""
+        return self.db.plain()
+
+    def _definition(self, definition_id: int, s=None):
+        """The definition row on ``s``: a plain connection, a session or a Core connection (by default the
+        instance's session, else a connection of the reading pool)."""
+        if s is None or isinstance(s, plain.Connection):
+            return super()._definition(definition_id, s)
+        from sqlalchemy import text
+        return s.execute(text(f"{light.definitions.select} WHERE \"id\" = :id"), {"id": definition_id}).one()
+
+    def task_info(self, inst, spec_name: str, s=None) -> dict:
+        if s is None and inst.definition_id not in self.catalogues and not isinstance(inst, tuple):
+            from sqlalchemy.orm import object_session
+            s = object_session(inst)
+        return super().task_info(inst, spec_name, s)
 
     @staticmethod
     def instance(s, ref, with_state=False) -> Instance:
@@ -210,14 +195,6 @@ class Context:
         """The active user ``name``; NotAllowed for an unknown or inactive one."""
         from engine.store.tables import User
         return self.active(s.scalar(select(User).where(User.name == name)) if name else None, name)
-
-    @staticmethod
-    def active(user, name: str):
-        """``user`` (the row found for ``name``: mapped or a plain row) if it exists and is active; NotAllowed
-        otherwise."""
-        if user is None or not user.active:
-            raise NotAllowed(f"unknown or inactive user {name!r}; add it with 'kefu users add'")
-        return user
 
     @staticmethod
     def user_roles(s, name: str):

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from engine.bpmn.forms import build_fields
 from engine.clock import iso
-from engine.store.types import name_set
+from engine.store.light import name_set
 
 if TYPE_CHECKING:  # the shapes read attributes: mapped rows, or plain rows of the same columns (task lists)
     from engine.store.tables import Customer, Definition, ExternalTask, HumanTask, Instance, Timer, User

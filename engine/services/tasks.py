@@ -2,8 +2,6 @@
 escalating a stalled transferred task (000 §五.1), and who may act on which task."""
 from __future__ import annotations
 
-from uuid import UUID
-
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, lazyload, undefer
 
@@ -17,8 +15,7 @@ from engine.store.tables import HumanTask, Instance, User
 # Listing tasks imports no SpiffWorkflow: the modules that run workflows (the runner, projections, escalations,
 # care) are imported by the methods that change an instance.
 
-# Roles that read every ticket (the web's ticket page; webapp.access.WIDE_ROLES), so every task page too.
-TICKET_READERS = frozenset({"agent", "supervisor", "qa", "auditor", "process_owner"})
+TICKET_READERS = queue.TICKET_READERS  # the roles that read every ticket, so every task page too
 
 # ready_task: a task row locked for the change, its instance (with the workflow), the acting user and the two
 # shared settings, in one round trip. On SQLite FOR UPDATE is left out (the write lock is held).
@@ -46,15 +43,8 @@ class TaskService:
         return queue.ready(self.ctx, actor, instance, role)
 
     def get(self, task_id: str, actor: str | None = None) -> dict:
-        """One task (any state); with ``actor`` only if that user may see it."""
-        with self.ctx.db.reading() as s:
-            row = self._task_row(s, task_id)
-            inst = s.get(Instance, row.instance_id)
-            if actor is not None:
-                user = self.ctx.user(s, actor)
-                if not self._may_see(s, user, row):
-                    raise NotAllowed(f"user {actor} may neither act on task {task_id} nor read its ticket")
-            return shapes.task_dict(self.ctx, row, inst)
+        """One task (any state); with ``actor`` only if that user may see it (``engine.services.queue.one``)."""
+        return queue.one(self.ctx, task_id, actor)
 
     def claim(self, task_id: str, actor: str) -> dict:
         """Take a ready task of one's queue as one's own."""
@@ -185,11 +175,7 @@ class TaskService:
     @staticmethod
     def _task_id(task_id) -> str:
         """``task_id`` as text if it can name a task (a UUID); NotFound otherwise."""
-        try:
-            UUID(str(task_id))
-        except ValueError:
-            raise NotFound(f"no task {task_id!r}") from None
-        return str(task_id)
+        return queue.task_key(task_id)
 
     def _task_row(self, s, task_id: str) -> HumanTask:
         row = s.get(HumanTask, self._task_id(task_id))
@@ -235,14 +221,6 @@ class TaskService:
     @staticmethod
     def _may_work(user: User, row: HumanTask) -> bool:
         return routing.may_work(user.name, user.role_set, user.group_set, row)
-
-    def _may_see(self, s, user: User, row: HumanTask) -> bool:
-        """A task opens for those who may act on it and for those who may read its ticket: the roles that
-        read every ticket, and whoever may act on, or completed, a task of that ticket."""
-        if routing.may_act(user.name, user.role_set, user.group_set, row) or user.role_set & TICKET_READERS:
-            return True
-        others = s.scalars(select(HumanTask).where(HumanTask.instance_id == row.instance_id))
-        return any(routing.may_act(user.name, user.role_set, user.group_set, r) for r in others)
 
     def _authorize(self, user: User, row: HumanTask) -> None:
         if row.candidates is not None:  # a task of a process without role lanes

@@ -24,13 +24,15 @@ from sqlalchemy.exc import DBAPIError
 
 from engine import clock
 from engine.errors import Conflict, InvalidInput
-from engine.store import wal
+from engine.store import plain, wal
+from engine.store.plain import SQLITE_BUSY_SECONDS
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 # SQLAlchemy's ORM and the mapped classes are imported when the first session is made: a read through
-# ``connection()`` (``kefu tasks``) needs neither.
+# ``connection()`` or ``plain()`` needs neither (and ``kefu tasks`` reads in plain SQL without this module:
+# engine.store.plain).
 
 
 log = logging.getLogger("kefu.db")
@@ -123,8 +125,6 @@ class WriterQueue:
                 self._owner = None
                 self._cond.notify_all()
 
-
-SQLITE_BUSY_SECONDS = 30
 
 
 class Database:
@@ -267,6 +267,16 @@ class Database:
         """A reading connection without a session (SQLAlchemy Core, no ORM): for reads of plain rows."""
         with self.read_engine.connect() as conn:
             yield conn
+
+    @contextmanager
+    def plain(self):
+        """A connection of the reading pool as a DB-API connection (``engine.store.plain``): the reads written
+        in plain SQL for the CLI, which opens its own connection, run here on the pooled ones."""
+        conn = self.read_engine.raw_connection()
+        try:
+            yield plain.Connection(conn.dbapi_connection, self.dialect)
+        finally:
+            conn.close()
 
     def read_one(self, statement, params: dict):
         """The first row (a plain tuple) of a small read asked on every request, or None: on a pooled DBAPI

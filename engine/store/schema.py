@@ -16,9 +16,6 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import inspect, text
-from sqlalchemy.exc import SQLAlchemyError
-
 from engine.errors import InvalidInput
 
 log = logging.getLogger("kefu.migrate")
@@ -28,6 +25,8 @@ BASELINE = "0001_baseline"
 # Any fixed 64-bit number: the PostgreSQL advisory lock that serializes migrations of one database.
 ADVISORY_LOCK = 0x6B6566755F6D6967  # "kefu_mig"
 _head_cache: dict[str, str | None] = {}
+# SQLAlchemy is imported by what touches a database here: ``head()`` (the CLI's check that a database is current,
+# engine.cli.common) reads the scripts only.
 
 
 # ``revision = '…'`` and ``down_revision = '…'`` (or None) of a migration script, read without Alembic.
@@ -97,6 +96,7 @@ def _locked(db):
 
 @contextmanager
 def _transaction(db):
+    from sqlalchemy import text
     with db.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (engine.store.database) — the database's write lock
         if db.dialect == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
@@ -110,6 +110,7 @@ def _current(conn) -> str | None:
 
 def _is_legacy(conn) -> bool:
     """Tables of a Kefu made before migrations, and no revision recorded."""
+    from sqlalchemy import inspect
     names = set(inspect(conn).get_table_names())
     return "instances" in names and "alembic_version" not in names
 
@@ -117,6 +118,8 @@ def _is_legacy(conn) -> bool:
 def current(db) -> str | None:
     """The database's revision (None: not migrated yet), read from Alembic's version table directly (on the
     reading connections: no write lock)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
     with db.read_engine.connect() as conn:
         try:
             rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()

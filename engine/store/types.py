@@ -1,10 +1,12 @@
-"""The column type and the small helper the tables share with the reads that go without the ORM
-(``engine.store.light``): importing them loads SQLAlchemy's core, not its ORM nor the mapped classes."""
+"""The column type the tables share (importing it loads SQLAlchemy's core, not its ORM nor the mapped classes),
+and ``name_set``, which lives with the reads that go without SQLAlchemy (``engine.store.light``)."""
 from __future__ import annotations
 
 from datetime import timezone
 
 from sqlalchemy import DateTime, TypeDecorator
+
+from engine.store.light import name_set  # noqa: F401 - re-exported
 
 
 class UTCDateTime(TypeDecorator):
@@ -23,7 +25,3 @@ class UTCDateTime(TypeDecorator):
     def process_result_value(self, value, dialect):
         return None if value is None else value.replace(tzinfo=timezone.utc)
 
-
-def name_set(text: str | None) -> set[str]:
-    """The names a comma-separated column holds (a user's roles or groups)."""
-    return {n for n in (text or "").split(",") if n}
