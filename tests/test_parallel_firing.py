@@ -49,6 +49,8 @@ def test_a_storm_is_fired_by_several_processes_each_timer_once(storm):
     real_fire_due, here = storm.timers.fire_due, []
 
     def fire_due_here(**kw):
+        if kw.get("reverse"):  # no help with the others' shards here: they fire their own
+            return []
         out = real_fire_due(**kw)
         here.extend(out)
         return out
@@ -58,6 +60,38 @@ def test_a_storm_is_fired_by_several_processes_each_timer_once(storm):
     assert_each_fired_once(storm, made)
     assert 0 < len(here) < len(made)  # the two other processes fired their shares …
     assert sorted(f["instance_id"] for f in fired) == sorted(r["instance_id"] for r in made)  # … and said so
+
+
+def test_the_scheduler_fires_a_slow_processs_shard_from_its_far_end(storm, monkeypatch):
+    """A firing process that has not started firing (still importing, or stuck) holds nobody up: having fired
+    its own shard, the scheduler fires the others' from the latest due back, and every timer fires once."""
+    made = storm.make(12)
+    slow = []
+
+    def start_slow(ctx, n):
+        slow.extend(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"]) for _ in range(1, n))
+        return slow
+
+    monkeypatch.setattr(firing, "start_helpers", start_slow)
+    from engine.services import timers
+    monkeypatch.setattr(timers, "FIRE_BATCH", 2)  # batches of two: the order of the batches shows
+    real_fire_due, reversed_calls = storm.timers.fire_due, []
+
+    def fire_due(**kw):
+        out = real_fire_due(**kw)
+        if kw.get("reverse"):
+            reversed_calls.append((kw["shard"], [f["instance_id"] for f in out]))
+        return out
+
+    storm.timers.fire_due = fire_due
+    fired = firing.fire_storm(storm.ctx, storm.timers, 3)
+    assert [shard for shard, _ids in reversed_calls] == [(1, 3), (2, 3)]
+    for (i, n), ids in reversed_calls:
+        shard = sorted((r["instance_id"] for r in made if r["instance_id"] % n == i), reverse=True)
+        assert sorted(ids, reverse=True) == shard  # all of it …
+        assert set(ids[:2]) == set(shard[:2])  # … the latest due (here: the highest ids) first
+    assert sorted(f["instance_id"] for f in fired) == sorted(r["instance_id"] for r in made)
+    assert_each_fired_once(storm, made)
 
 
 def test_a_killed_firing_process_loses_nothing(storm):

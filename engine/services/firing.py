@@ -91,11 +91,19 @@ def wait_for(helpers: list[subprocess.Popen], timeout: float = WAIT_SECONDS) -> 
 
 
 def fire_storm(ctx, timers, n: int) -> list[dict]:
-    """Fire what is due with ``n`` processes; returns what they all fired."""
+    """Fire what is due with ``n`` processes; returns what they all fired.
+
+    Having fired its own shard, this process helps the others with theirs, from the far end (the latest due
+    first) while they work from the near end: a process that started late (its imports take a second) or
+    runs slower leaves no tail for the others to wait on. Where the two meet, a batch may be computed by
+    both; only one is saved, the other finds the instance changed (its lock version) and moves on."""
     helpers = start_helpers(ctx, n)
     fired = []
     try:
         fired = timers.fire_due(shard=(0, n))
+        for i in range(1, n):
+            if any(p.poll() is None for p in helpers):
+                fired += timers.fire_due(shard=(i, n), reverse=True)
     finally:
         fired += wait_for(helpers)
     return fired + timers.fire_due()  # the shards of processes that died, and what fell due meanwhile

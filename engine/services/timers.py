@@ -64,7 +64,7 @@ class TimerService:
             return [shapes.timer_dict(t) for t in s.scalars(q)]
 
     def fire_due(self, now: datetime | None = None, limit: int | None = None,
-                 shard: tuple[int, int] | None = None) -> list[dict]:
+                 shard: tuple[int, int] | None = None, reverse: bool = False) -> list[dict]:
         """Fire every timer whose due time has passed (SpiffWorkflow fires strictly after it).
 
         A batch is first read and its engine work done outside any write transaction: each instance is
@@ -77,7 +77,8 @@ class TimerService:
         or has nothing due any more. (An instance whose owner's claim lapsed too, X1, is saved in the lock.) So the engine work of several
         schedulers or processes runs on several cores at once while their writes take turns. If anything in
         a batch fails, it is rolled back and redone one instance per transaction, so one broken instance does
-        not hold up the others. ``shard`` (i, n): only instances whose id is i modulo n (parallel firing).
+        not hold up the others. ``shard`` (i, n): only instances whose id is i modulo n (parallel firing);
+        ``reverse``: the latest due first (a process helping another with its shard starts at the far end).
         """
         now = now or self.ctx.now()
         fired, failed, stale_rounds = [], set(), {}
@@ -86,7 +87,7 @@ class TimerService:
             return fired  # nothing due: no write transaction (SQLite's write lock) for an idle sweep
         while limit is None or len(fired) < limit:
             with self._claims() as claim:  # PostgreSQL: other schedulers leave this batch alone meanwhile
-                read, prepared = self._prepare(now, failed, shard, claim)
+                read, prepared = self._prepare(now, failed, shard, claim, reverse)
                 if not read:
                     break
                 stale = []
@@ -115,14 +116,15 @@ class TimerService:
         return fired
 
     def _prepare(self, now: datetime, failed: set, shard: tuple[int, int] | None,
-                 claim=None) -> tuple[int, list[Prepared]]:
+                 claim=None, reverse: bool = False) -> tuple[int, list[Prepared]]:
         """Read a batch of instances with due timers and do their engine work, holding no write lock.
         Returns how many instances with due timers were found, and the firings prepared (those that could
         be computed)."""
         with self.ctx.db.reading() as s:
             self.ctx.sync_calendar(s)  # the calendar the engine steps below count working days on
+            order = (Timer.due_at.desc(), Instance.id.desc()) if reverse else (Timer.due_at, Instance.id)
             q = (select(Instance.id).join(Timer, Timer.instance_id == Instance.id)
-                 .where(Timer.due_at < now).order_by(Timer.due_at, Instance.id).limit(FIRE_BATCH * 4))
+                 .where(Timer.due_at < now).order_by(*order).limit(FIRE_BATCH * 4))
             if failed:
                 q = q.where(Instance.id.not_in(failed))
             if shard is not None:
