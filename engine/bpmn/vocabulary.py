@@ -4,6 +4,7 @@ no lxml here, so a command that only reads rows (``kefu tasks``) can use them ch
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 B = "{%s}" % BPMN_NS
@@ -22,4 +23,11 @@ def lane_role(name: str | None) -> str | None:
 
 
 def rule_ids(documentation: str | None) -> list[str]:
-    return list(dict.fromkeys(RULE_ID.findall(documentation or "")))
+    """The rule IDs a documentation text cites, in order, each once (a new list: callers may extend it)."""
+    return list(_rule_ids(documentation or ""))
+
+
+@lru_cache(maxsize=4096)
+def _rule_ids(documentation: str) -> tuple[str, ...]:
+    # asked for every task and event of every save; a diagram's few documentation texts recur
+    return tuple(dict.fromkeys(RULE_ID.findall(documentation)))
