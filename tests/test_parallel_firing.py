@@ -283,3 +283,33 @@ def test_a_firing_saved_from_its_computation_ahead_writes_what_a_save_in_the_loc
     monkeypatch.undo()
     in_lock = _fired_story(storm, monkeypatch, ahead=False)
     assert ahead == in_lock
+
+
+def test_the_engine_steps_and_the_save_of_a_firing_share_one_instant(storm, monkeypatch):
+    """Computed outside any unit of work, a firing still reads the clock once: what its engine steps read (the
+    diagrams' ``now()``, SpiffWorkflow's timer code) is the instant of its rows and of all its audit events, as
+    in a unit of work, so a replay pinned to the events' times computes what the firing did."""
+    from sqlalchemy import select
+
+    from engine import clock
+    from engine.store.tables import AuditEvent
+    made = storm.make(3)
+    with storm.db.reading() as s:
+        before = {r["instance_id"]: s.scalar(select(AuditEvent.seq).where(
+            AuditEvent.instance_id == r["instance_id"]).order_by(AuditEvent.seq.desc()).limit(1)) for r in made}
+    runner, seen = storm.timers.runner, []
+    real_run = runner.run
+
+    def run(wf):
+        seen.append(clock.now())  # what a script or SpiffWorkflow's timer code reads during the engine steps
+        time.sleep(0.002)  # the save is computed a moment later
+        return real_run(wf)
+
+    monkeypatch.setattr(runner, "run", run)
+    assert len(storm.timers.fire_due()) == 3
+    with storm.db.reading() as s:
+        ats = [set(s.scalars(select(AuditEvent.at).where(AuditEvent.instance_id == r["instance_id"],
+                                                         AuditEvent.seq > before[r["instance_id"]])))
+               for r in made]
+    assert all(len(a) == 1 for a in ats), ats
+    assert sorted(a.pop() for a in ats) == sorted(seen)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, text
 
+from engine import clock
 from engine.clock import iso
 from engine.services import ownership, shapes
 from engine.services.context import SYSTEM, WITH_STATE, Context
@@ -161,11 +162,15 @@ class TimerService:
                 try:
                     if wf is None:
                         wf = self.ctx.serializer.deserialize_json(state)
-                    before = self.runner.states(wf)
-                    incident = self.runner.run(wf)
-                    p = Prepared(instance_id, version, wf, before, incident)
-                    if instance_id in project:
-                        p.projection = self._project(s, p, now)
+                    # One instant for the engine steps and the save (SpiffWorkflow's timer code, the deadlines
+                    # the diagrams compute and the audit events all read it), as in a unit of work: a replay
+                    # pinned to the events' times computes the same deadlines.
+                    with clock.one_instant():
+                        before = self.runner.states(wf)
+                        incident = self.runner.run(wf)
+                        p = Prepared(instance_id, version, wf, before, incident)
+                        if instance_id in project:
+                            p.projection = self._project(s, p, now)
                     prepared.append(p)
                 except Exception:  # noqa: BLE001 - a state nobody can load: logged, the next sweep tries again
                     log.exception("firing the timers of instance %s failed", instance_id)
