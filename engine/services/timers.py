@@ -156,8 +156,8 @@ class TimerService:
             engine = [i for i, (_v, wf, state) in rows.items() if wf is not None or state is not None]
             project = self._preload(s, engine, now) if engine else set()
             for instance_id, (version, wf, state) in sorted(rows.items()):
-                if wf is None and state is None:
-                    prepared.append(Prepared(instance_id, version))
+                if (wf is None and state is None) or instance_id not in project:
+                    prepared.append(Prepared(instance_id, version))  # fired in the lock (X1 lapses, no BPMN)
                     continue
                 try:
                     if wf is None:
@@ -277,7 +277,8 @@ class TimerService:
                 if inst is None or inst.lock_version != by_id[instance_id].version:
                     stale.append(instance_id)
                     continue
-                batch.extend(self._fire_in(s, instance_id, now, flush=False, prepared=by_id[instance_id]))
+                # (its engine work is redone here, in the unit of work's instant, with its save)
+                batch.extend(self._fire_in(s, instance_id, now, flush=False))
         writes.write(s)
         s.flush()
         audit.write_buffered(s)
@@ -342,8 +343,8 @@ class TimerService:
                 pre[("ready", r.instance_id)].append(r)
         return ids
 
-    def _fire_in(self, s, instance_id: int, now: datetime, flush: bool = True,
-                 prepared: Prepared | None = None) -> list[dict]:
+    def _fire_in(self, s, instance_id: int, now: datetime, flush: bool = True) -> list[dict]:
+        """Fire the instance's due timers inside the unit of work ``s`` (engine steps and save in its instant)."""
         pre = s.info.get(PRELOADED, {})
         timers = pre.get(("timers", instance_id))
         inst = pre.get(("instance", instance_id)) or s.get(Instance, instance_id, options=WITH_STATE)
@@ -368,14 +369,10 @@ class TimerService:
                     self.runner.flush(s, inst)
                 return []
         events: list[audit.PendingEvent] = []
-        if prepared is not None and prepared.wf is not None:  # the engine work was done outside the lock
-            self.runner.save(s, inst, prepared.wf, events, SYSTEM, prepared.before, prepared.incident,
-                             flush=flush)
-        else:
-            wf = self.runner.load(s, inst, change=True)
-            before = self.runner.states(wf)
-            incident = self.runner.run(wf)
-            self.runner.save(s, inst, wf, events, SYSTEM, before, incident, flush=flush)
+        wf = self.runner.load(s, inst, change=True)
+        before = self.runner.states(wf)
+        incident = self.runner.run(wf)
+        self.runner.save(s, inst, wf, events, SYSTEM, before, incident, flush=flush)
         fired_ids = {str(e.task_id) for e in events if e.type == "timer_fired"}
         return [{"instance_id": inst.id, "ticket_no": inst.ticket_no, "timer": t.bpmn_id,
                  "name": t.name, "due_at": iso(t.due_at), "fired_at": iso(now)} for t in due if t.id in fired_ids]
