@@ -171,21 +171,21 @@ def of(wf) -> list[dict]:
     return out
 
 
-def open_due(wf, name: str, pending: str | None) -> str | None:
+def open_due(wf, name: str, pending: str | None, ended: bool | None = None) -> str | None:
     """The due time of the clock ``name`` while the ticket is open: its open entry's, ``pending`` (the deadline a
     script set, whose task is not ready yet), or a deadline that ran out and was not re-dispatched yet; None once the
-    work was done in time or the ticket ended (T-stop)."""
+    work was done in time or the ticket ended (T-stop). ``ended``: whether the workflow is completed, if known."""
     for c in reversed(wf.data.get(KEY, [])):
         if c["clock"] != name:
             continue
         if c["stopped_at"] is None:
             return c["due_at"]
-        if _ended(wf):
+        if ended if ended is not None else _ended(wf):
             return None
         if pending and aware(pending) != aware(c["due_at"]):
             return pending  # a new deadline is set, its task not ready yet
         return c["due_at"] if c["state"] == "missed" else None  # ran out: overdue until re-dispatched
-    return None if _ended(wf) else pending
+    return None if (ended if ended is not None else _ended(wf)) else pending
 
 
 def _ended(wf) -> bool:

@@ -34,14 +34,17 @@ def find_task(wf, task_id: str):
         return None
 
 
-def sync_tasks(s, inst: Instance, wf, now: datetime, claimer: str | None, done_events):
+def sync_tasks(s, inst: Instance, wf, now: datetime, claimer: str | None, done_events, ready_tasks=None):
+    """Mirror the workflow's ready user tasks (``ready_tasks``, if the caller has them) into the task rows."""
     completed_by = {e.task_id: e.actor for e in done_events if e.type == "task_completed"}
     timer_fired = any(e.type == "timer_fired" for e in done_events)
     events = []
     preloaded = s.info.get(PRELOADED, {}).pop(("ready", inst.id), None)
     existing = {r.id: r for r in (preloaded if preloaded is not None else s.scalars(select(HumanTask).where(
         HumanTask.instance_id == inst.id, HumanTask.state == "ready")))}
-    ready = {str(t.id): t for t in wf.get_tasks(state=TaskState.READY, manual=True)}
+    if ready_tasks is None:
+        ready_tasks = wf.get_tasks(state=TaskState.READY, manual=True)
+    ready = {str(t.id): t for t in ready_tasks}
     before = dict(existing)  # the rows as they were: who held each task when a clock stopped (K-who)
     due = boundary_due(wf)
     for tid, row in existing.items():
@@ -247,9 +250,11 @@ def clock_events(task, now: datetime, common: dict) -> list[audit.PendingEvent]:
     return out
 
 
-def deadlines(wf) -> dict:
-    """The two clocks of a work order as the workflow sees them now (from the newest task data)."""
-    ready = wf.get_tasks(state=TaskState.READY, manual=True)
+def deadlines(wf, ready=None) -> dict:
+    """The two clocks of a work order as the workflow sees them now (from the newest task data); ``ready``: the
+    workflow's ready user tasks, if the caller has them."""
+    if ready is None:
+        ready = wf.get_tasks(state=TaskState.READY, manual=True)
     data = ready[0].data if ready else (wf.last_task.data if wf.last_task is not None else {})
     out = {}
     for clock in CLOCKS:

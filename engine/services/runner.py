@@ -286,11 +286,13 @@ class Runner:
             events.append(audit.PendingEvent("incident_raised", SYSTEM, now, task_id=incident["task_id"],
                                              bpmn_id=incident["bpmn_id"], task_name=incident["name"],
                                              data=incident))
-        inst.status = "incident" if inst.incident else ("completed" if wf.is_completed() else "active")
+        finished = wf.is_completed()  # (asked once: each asking walks the task tree)
+        inst.status = "incident" if inst.incident else ("completed" if finished else "active")
         if inst.status == "completed" and inst.completed_at is None:
             inst.completed_at = now
             events.append(audit.PendingEvent("instance_completed", SYSTEM, now))
-        created, ready, rows_before = projections.sync_tasks(s, inst, wf, now, claimer, events)
+        ready_tasks = wf.get_tasks(state=TaskState.READY, manual=True)
+        created, ready, rows_before = projections.sync_tasks(s, inst, wf, now, claimer, events, ready_tasks)
         events.extend(created)
         events.extend(clocks.track(wf, list(projections.waiting_timers(wf)), events, rows_before,
                                    inst.owner or inst.created_by,  # K-who: the first responsible agent (X1)
@@ -298,10 +300,11 @@ class Runner:
         events.extend(projections.sync_timers(self.ctx, s, inst, wf, now))
         events.extend(projections.sync_external(s, inst, wf, now))
         projections.sync_messages(s, inst, wf, now)
-        deadlines = projections.deadlines(wf)
+        deadlines = projections.deadlines(wf, ready_tasks)
         # T-stop: a due column names a clock that still runs (or waits, paused); a stopped clock has none.
-        inst.response_due = aware(clocks.open_due(wf, "response", deadlines.get("response", {}).get("due_at")))
-        inst.finish_due = aware(clocks.open_due(wf, "finish", deadlines.get("finish", {}).get("due_at")))
+        inst.response_due = aware(clocks.open_due(wf, "response", deadlines.get("response", {}).get("due_at"),
+                                                  finished))
+        inst.finish_due = aware(clocks.open_due(wf, "finish", deadlines.get("finish", {}).get("due_at"), finished))
         inst.clock_paused_at = aware(deadlines.get("finish", {}).get("paused_at")) if inst.finish_due else None
         inst.state = self.ctx.serializer.serialize_json(wf)
         if warm:
