@@ -29,7 +29,7 @@ class Prepared:
     """One instance's firing computed outside the write lock, from the version ``version`` of its state."""
     id: int
     version: int
-    wf: object = None  # None: nothing for the engine (only X1 claim deadlines), or fired in the lock
+    wf: object = None  # None: fired wholly in the lock (only X1 claim deadlines, or an X1 lapse with it)
     before: dict | None = None
     incident: dict | None = None
     projection: Projection | None = None  # the save computed too (rows, audit events): applied as it is
@@ -75,8 +75,9 @@ class TimerService:
         the batch: each instance is locked (``FOR UPDATE SKIP LOCKED``; SQLite's write lock) and the recorded
         writes are issued only if its lock version is still the one read; an instance changed meanwhile (a
         user completed its task, another scheduler fired it) is not overwritten: it is read and fired again,
-        or has nothing due any more. (An instance whose owner's claim lapsed too, X1, is saved in the lock.) So the engine work of several
-        schedulers or processes runs on several cores at once while their writes take turns. If anything in
+        or has nothing due any more. An instance whose owner's claim lapsed too (X1), or whose save could not
+        be computed ahead, is fired wholly in the lock. So the engine work of several schedulers or processes
+        runs on several cores at once while their writes take turns. If anything in
         a batch fails, it is rolled back and redone one instance per transaction, so one broken instance does
         not hold up the others. ``shard`` (i, n): only instances whose id is i modulo n (parallel firing);
         ``reverse``: the latest due first (a process helping another with its shard starts at the far end).
@@ -169,8 +170,7 @@ class TimerService:
                         before = self.runner.states(wf)
                         incident = self.runner.run(wf)
                         p = Prepared(instance_id, version, wf, before, incident)
-                        if instance_id in project:
-                            p.projection = self._project(s, p, now)
+                        p.projection = self._project(s, p, now)
                     prepared.append(p)
                 except Exception:  # noqa: BLE001 - a state nobody can load: logged, the next sweep tries again
                     log.exception("firing the timers of instance %s failed", instance_id)
@@ -331,9 +331,7 @@ class TimerService:
         ids = list(dict.fromkeys(s.scalars(q)))[:FIRE_BATCH]
         if ids:  # load the batch (with its timers and ready tasks) in three queries, not three per instance
             pre = s.info.setdefault(PRELOADED, {})
-            # a prepared batch brings its states along: the instance rows are read without them
-            options = () if among is not None else WITH_STATE
-            for inst in s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*options)):
+            for inst in s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*WITH_STATE)):
                 pre[("instance", inst.id)] = inst  # a strong reference: the identity map's are weak
             for i in ids:
                 pre[("timers", i)], pre[("ready", i)] = [], []

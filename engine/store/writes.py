@@ -70,14 +70,8 @@ def write(session: Session) -> None:
     writes = session.info.pop(WRITES, None)
     if not writes:
         return
-    conn = session.connection()
-    for model, ids in writes["delete"].items():
-        conn.execute(_delete_of(model), {"ids": ids})
-    for (model, keys), params in writes["update"].items():
-        conn.execute(_update_of(model, keys), params)
-    for model, objs in writes["insert"].items():
-        columns = [c.key for c in model.__table__.columns]
-        conn.execute(_insert_of(model), [{k: getattr(o, k) for k in columns} for o in objs])
+    issue(session.connection(), [writes])
+    for objs in writes["insert"].values():
         for obj in objs:
             make_transient_to_detached(obj)  # every column is set: nothing is left expired to load again
             session.add(obj)
@@ -117,6 +111,7 @@ def instance_changes(inst: Instance) -> dict | None:
     values = state.dict
     if not changed.keys() <= _INSTANCE_COLUMNS or not all(k in values for k in changed):
         return None
+    # Like the ORM: only what differs from the loaded value (an attribute set to the value it had is unchanged).
     return {k: values[k] for k, old in changed.items() if old is NO_VALUE or values[k] != old}
 
 
@@ -146,17 +141,13 @@ def save_instance(session: Session, inst: Instance) -> bool:
     state = instance_state(inst)
     if state.key is None:
         return False
-    changed = state.committed_state
-    if not changed:
+    if not state.committed_state:
         return True
     values = state.dict
-    if not changed.keys() <= _INSTANCE_COLUMNS or not all(k in values for k in changed):
-        return False
+    params = instance_changes(inst)
     version = values.get("lock_version")
-    if version is None:
+    if params is None or version is None:
         return False
-    # Like the ORM: only what differs from the loaded value (an attribute set to the value it had is unchanged).
-    params = {k: values[k] for k, old in changed.items() if old is NO_VALUE or values[k] != old}
     if not params:
         state._commit_all(values, session.identity_map)
         return True
