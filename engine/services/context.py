@@ -61,6 +61,13 @@ def setting(key: str):
     return select(Setting.value).where(Setting.key == key).scalar_subquery()
 
 
+@cache
+def _settings_read():
+    """The two shared settings a unit of work picks up (built once: the ORM's IN list costs more than the read)."""
+    from engine.store.tables import Setting
+    return select(Setting.key, Setting.value).where(Setting.key.in_((CALENDAR_REVISION, CLOCK_OFFSET)))
+
+
 class Context(Reader):
     """The shared state of one ``Kefu``: database, clock, calendar, spec cache and SLA tables; the reads of
     plain rows (``engine.services.readers``) on connections of the database's reading pool.
@@ -115,10 +122,9 @@ class Context(Reader):
         if s.info.get(SYNCED):
             return
         s.info[SYNCED] = self.settings_read = True
-        from engine.store.tables import CalendarDay, Setting
+        from engine.store.tables import CalendarDay
         if settings is None:
-            settings = {r.key: r.value for r in s.scalars(select(Setting).where(
-                Setting.key.in_((CALENDAR_REVISION, CLOCK_OFFSET))))}
+            settings = dict(s.execute(_settings_read()).all())
         settings = {k: v for k, v in settings.items() if v is not None}
         rev = int(settings.get(CALENDAR_REVISION, 0))
         if rev != self.calendar.revision:

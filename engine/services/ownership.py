@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from engine.clock import iso
 from engine.errors import NotAllowed
@@ -152,6 +152,9 @@ def note_conflict(inst: Instance, clean: dict, actor: str, now: datetime) -> lis
     return events
 
 
+_USER_ACTIVE = select(User.active).where(User.name == bindparam("name"))
+
+
 def user_is_active(s, name: str) -> bool:
     """Whether ``name`` is a user who may work; asked once per user in a unit of work (a batch of timer
     firings asks it for every new agent task)."""
@@ -159,5 +162,5 @@ def user_is_active(s, name: str) -> bool:
     if name not in known:  # the user row is often loaded already (the owner completing their own task)
         user = next((o for o in s.identity_map.values() if isinstance(o, User) and o.name == name), None)
         known[name] = bool(user.active) if user is not None else \
-            bool(s.scalar(select(User.active).where(User.name == name)))
+            bool(s.scalar(_USER_ACTIVE, {"name": name}))
     return known[name]

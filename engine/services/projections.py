@@ -10,7 +10,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from engine.bpmn.diagram import lane_role, rule_ids
 from engine.bpmn.tasktypes import ExternalTask
@@ -33,6 +33,11 @@ def find_task(wf, task_id: str):
     except TaskNotFoundException:
         return None
 
+# The rows a save reads when they were not loaded with the instance (built once).
+_READY_ROWS = select(HumanTask).where(HumanTask.instance_id == bindparam("instance_id"), HumanTask.state == "ready")
+_TIMER_ROWS = select(Timer).where(Timer.instance_id == bindparam("instance_id"))
+_USER_ROLES = select(User.roles).where(User.name == bindparam("name"))
+
 
 def sync_tasks(s, inst: Instance, wf, now: datetime, claimer: str | None, done_events, ready_tasks=None):
     """Mirror the workflow's ready user tasks (``ready_tasks``, if the caller has them) into the task rows."""
@@ -40,8 +45,8 @@ def sync_tasks(s, inst: Instance, wf, now: datetime, claimer: str | None, done_e
     timer_fired = any(e.type == "timer_fired" for e in done_events)
     events = []
     preloaded = s.info.get(PRELOADED, {}).pop(("ready", inst.id), None)
-    existing = {r.id: r for r in (preloaded if preloaded is not None else s.scalars(select(HumanTask).where(
-        HumanTask.instance_id == inst.id, HumanTask.state == "ready")))}
+    existing = {r.id: r for r in (preloaded if preloaded is not None else
+                                  s.scalars(_READY_ROWS, {"instance_id": inst.id}))}
     if ready_tasks is None:
         ready_tasks = wf.get_tasks(state=TaskState.READY, manual=True)
     ready = {str(t.id): t for t in ready_tasks}
@@ -66,7 +71,7 @@ def sync_tasks(s, inst: Instance, wf, now: datetime, claimer: str | None, done_e
     def starter_roles():
         nonlocal starter
         if starter is None:
-            starter = name_set(s.scalar(select(User.roles).where(User.name == inst.created_by)))
+            starter = name_set(s.scalar(_USER_ROLES, {"name": inst.created_by}))
         return starter
     for tid, task in ready.items():
         if tid in existing:
@@ -181,7 +186,7 @@ def sync_timers(ctx, s, inst: Instance, wf, now: datetime) -> list[audit.Pending
         current[str(t.id)] = (t, when, attached)
     preloaded = s.info.get(PRELOADED, {}).pop(("timers", inst.id), None)
     existing = {r.id: r for r in (preloaded if preloaded is not None else
-                                  s.scalars(select(Timer).where(Timer.instance_id == inst.id)))}
+                                  s.scalars(_TIMER_ROWS, {"instance_id": inst.id}))}
     ready = None
     for tid, row in existing.items():
         if row.kind == ownership.CLAIM_KIND:  # X1: an owner's claim deadline lives while its task is ready

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 
 from engine import clock
 from engine.clock import iso
@@ -22,6 +22,34 @@ log = logging.getLogger("kefu.engine")
 FIRE_BATCH = 50  # instances fired per transaction: one commit (one fsync) for many firings
 CLAIM_SPACE = 0x6B6566  # the advisory-lock key space of firing claims (PostgreSQL)
 STALE_ROUNDS = 3  # an instance found changed this often in one sweep waits for the next sweep
+
+_NEXT_DUE = select(func.min(Timer.due_at))
+# The statements of a sweep, built once (building an IN list per call costs more than running it).
+_IDS = bindparam("ids", expanding=True)
+_BATCH_INSTANCES = select(Instance).where(Instance.id.in_(_IDS))
+_BATCH_TIMERS = select(Timer).where(Timer.instance_id.in_(_IDS))
+_BATCH_STATES = select(Instance.id, Instance.lock_version, Instance.state).where(Instance.id.in_(_IDS))
+_BATCH_READY = select(HumanTask).where(HumanTask.instance_id.in_(_IDS), HumanTask.state == "ready")
+_LOCK_VERSIONS = select(Instance.id, Instance.lock_version).where(Instance.id.in_(_IDS))
+_LOCK_VERSIONS_LOCKED = _LOCK_VERSIONS.with_for_update(skip_locked=True, of=Instance)
+_CANDIDATES: dict = {}
+
+
+def _candidates(reverse: bool, failed: bool, shard: bool):
+    """The instances with due timers, earliest due first (``reverse``: latest first), leaving out the ``failed``
+    ones and, with ``shard``, those not of this process's shard; parameters now, failed, shards, shard."""
+    key = (reverse, failed, shard)
+    q = _CANDIDATES.get(key)
+    if q is None:
+        order = (Timer.due_at.desc(), Instance.id.desc()) if reverse else (Timer.due_at, Instance.id)
+        q = (select(Instance.id).join(Timer, Timer.instance_id == Instance.id)
+             .where(Timer.due_at < bindparam("now")).order_by(*order).limit(FIRE_BATCH * 4))
+        if failed:
+            q = q.where(Instance.id.not_in(bindparam("failed", expanding=True)))
+        if shard:
+            q = q.where(Instance.id % bindparam("shards") == bindparam("shard"))
+        q = _CANDIDATES[key] = q
+    return q
 
 
 @dataclass
@@ -124,38 +152,51 @@ class TimerService:
         be computed)."""
         with self.ctx.db.reading() as s:
             self.ctx.sync_calendar(s)  # the calendar the engine steps below count working days on
-            order = (Timer.due_at.desc(), Instance.id.desc()) if reverse else (Timer.due_at, Instance.id)
-            q = (select(Instance.id).join(Timer, Timer.instance_id == Instance.id)
-                 .where(Timer.due_at < now).order_by(*order).limit(FIRE_BATCH * 4))
-            if failed:
-                q = q.where(Instance.id.not_in(failed))
-            if shard is not None:
-                q = q.where(Instance.id % shard[1] == shard[0])
-            candidates = list(dict.fromkeys(s.scalars(q)))
+            params = {"now": now, "failed": sorted(failed), "shards": shard[1] if shard else 1,
+                      "shard": shard[0] if shard else 0}
+            candidates = list(dict.fromkeys(s.scalars(_candidates(reverse, bool(failed), shard is not None),
+                                                      params)))
             ids = claim(candidates, FIRE_BATCH) if claim is not None else candidates[:FIRE_BATCH]
             if not ids:
                 return 0, []  # nothing due, or all of it claimed by other schedulers
-            bpmn_due = set(s.scalars(select(Timer.instance_id).where(
-                Timer.instance_id.in_(ids), Timer.due_at < now, Timer.kind != ownership.CLAIM_KIND)))
+            # The batch's instances (without their states), their timers and their ready tasks, each read once:
+            # what decides which firings run here and what their saves are computed from.
+            pre = s.info.setdefault(PRELOADED, {})
+            instances = {inst.id: inst for inst in s.scalars(_BATCH_INSTANCES, {"ids": ids})}
+            for i in ids:
+                pre[("timers", i)], pre[("ready", i)] = [], []
+            bpmn_due, claims = set(), set()
+            for t in s.scalars(_BATCH_TIMERS, {"ids": ids}):
+                pre[("timers", t.instance_id)].append(t)
+                if t.due_at < now:
+                    (claims if t.kind == ownership.CLAIM_KIND else bpmn_due).add(t.instance_id)
             rows, cold = {}, []
             warm = self.ctx.warm
-            for instance_id, version, status in s.execute(select(Instance.id, Instance.lock_version, Instance.status)
-                                                          .where(Instance.id.in_(ids))):
-                if instance_id in bpmn_due and status != "completed":
+            for instance_id, inst in instances.items():
+                if instance_id in bpmn_due and inst.status != "completed":
                     # the workflow this process saved last serves if it is of the version read (no state read)
-                    wf = warm.take(instance_id, version) if warm.enabled else None
+                    wf = warm.take(instance_id, inst.lock_version) if warm.enabled else None
                     if wf is None:
                         cold.append(instance_id)
-                    rows[instance_id] = (version, wf, None)
+                    rows[instance_id] = (inst.lock_version, wf, None)
                 else:  # only X1 claim deadlines (no engine work), or nothing left to fire
-                    rows[instance_id] = (version, None, None)
+                    rows[instance_id] = (inst.lock_version, None, None)
             if cold:  # the others' states, each with the version it is of (a save may have come between)
-                for inst in s.scalars(select(Instance).where(Instance.id.in_(cold)).options(*WITH_STATE)):
-                    self.ctx.spec_of(inst)  # parsed once per definition version, before the session ends
-                    rows[inst.id] = (inst.lock_version, None, inst.state)
+                for instance_id, version, state in s.execute(_BATCH_STATES, {"ids": cold}):
+                    self.ctx.spec_of(instances[instance_id])  # parsed once per definition version, while in s
+                    if version == rows[instance_id][0]:
+                        rows[instance_id] = (version, None, state)
+                    else:  # saved between the two reads: fired in the lock
+                        rows[instance_id] = (rows[instance_id][0], None, None)
+            engine = [i for i, (_v, wf, state) in rows.items()
+                      if (wf is not None or state is not None) and i not in claims]
+            if engine:
+                for r in s.scalars(_BATCH_READY, {"ids": engine}):
+                    pre[("ready", r.instance_id)].append(r)
+                for i in engine:
+                    pre[("instance", i)] = instances[i]
+            project = set(engine)
             prepared = []
-            engine = [i for i, (_v, wf, state) in rows.items() if wf is not None or state is not None]
-            project = self._preload(s, engine, now) if engine else set()
             for instance_id, (version, wf, state) in sorted(rows.items()):
                 if (wf is None and state is None) or instance_id not in project:
                     prepared.append(Prepared(instance_id, version))  # fired in the lock (X1 lapses, no BPMN)
@@ -176,24 +217,6 @@ class TimerService:
                     log.exception("firing the timers of instance %s failed", instance_id)
                     failed.add(instance_id)
         return len(candidates), prepared
-
-    def _preload(self, s, ids: list[int], now: datetime) -> set[int]:
-        """Load the instances (without their states), timer rows and ready task rows of a batch for their
-        projection on the reading session ``s``; returns those whose save can be computed here: the ones at
-        the version read with only BPMN timers due (an owner's lapsed claim, X1, is saved in the lock)."""
-        pre = s.info.setdefault(PRELOADED, {})
-        for inst in s.scalars(select(Instance).where(Instance.id.in_(ids))):
-            pre[("instance", inst.id)] = inst
-        for i in ids:
-            pre[("timers", i)], pre[("ready", i)] = [], []
-        claims = set()
-        for t in s.scalars(select(Timer).where(Timer.instance_id.in_(ids))):
-            pre[("timers", t.instance_id)].append(t)
-            if t.kind == ownership.CLAIM_KIND and t.due_at < now:
-                claims.add(t.instance_id)
-        for r in s.scalars(select(HumanTask).where(HumanTask.instance_id.in_(ids), HumanTask.state == "ready")):
-            pre[("ready", r.instance_id)].append(r)
-        return {i for i in ids if i not in claims and ("instance", i) in pre}
 
     def _project(self, s, p: Prepared, now: datetime) -> Projection | None:
         """Compute the save of a firing on the reading session ``s``: the rows, audit events and instance
@@ -287,10 +310,8 @@ class TimerService:
     def _apply_projected(self, s, projected: dict[int, Prepared]) -> tuple[list[dict], list[int]]:
         """Write the firings whose saves were computed ahead, for the instances still at the version they
         were computed from (locked for this transaction); the others are stale, to be read again."""
-        q = select(Instance.id, Instance.lock_version).where(Instance.id.in_(list(projected)))
-        if self.ctx.db.dialect == "postgresql":
-            q = q.with_for_update(skip_locked=True, of=Instance)
-        current = dict(s.execute(q).all())
+        q = _LOCK_VERSIONS_LOCKED if self.ctx.db.dialect == "postgresql" else _LOCK_VERSIONS
+        current = dict(s.execute(q, {"ids": list(projected)}).all())
         fresh = [p for i, p in sorted(projected.items()) if current.get(i) == p.version]
         stale = [i for i in projected if current.get(i) != projected[i].version]
         if not fresh:
@@ -300,7 +321,7 @@ class TimerService:
         writes.save_instances(conn, [(p.projection.inst, p.version, p.projection.changes) for p in fresh])
         rows = [row for p in fresh for row in p.projection.events]
         if rows:
-            conn.execute(audit.INSERT_EVENTS, rows)
+            writes.insert_rows(conn, audit.INSERT_EVENTS.table, rows)
         ledger, feed, due = s.info.setdefault(audit.LEDGER, {}), s.info.setdefault(audit.FEED, []), []
         batch = []
         for p in fresh:
@@ -335,7 +356,7 @@ class TimerService:
                 pre[("instance", inst.id)] = inst  # a strong reference: the identity map's are weak
             for i in ids:
                 pre[("timers", i)], pre[("ready", i)] = [], []
-            for t in s.scalars(select(Timer).where(Timer.instance_id.in_(ids))):
+            for t in s.scalars(_BATCH_TIMERS, {"ids": ids}):
                 pre[("timers", t.instance_id)].append(t)
             for r in s.scalars(select(HumanTask).where(HumanTask.instance_id.in_(ids), HumanTask.state == "ready")):
                 pre[("ready", r.instance_id)].append(r)
@@ -383,6 +404,7 @@ class TimerService:
             return s.scalar(select(func.count()).select_from(due))
 
     def next_due(self) -> datetime | None:
-        """The earliest due time in the timer table (the scheduler wakes then)."""
-        with self.ctx.db.reading() as s:
-            return s.scalar(select(func.min(Timer.due_at)))
+        """The earliest due time in the timer table (the scheduler wakes then); asked before every sweep, so
+        on a plain connection (no ORM session for one value)."""
+        with self.ctx.db.connection() as conn:
+            return conn.scalar(_NEXT_DUE)

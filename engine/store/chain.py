@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from sqlalchemy import event as sa_event, insert, select, text
 from sqlalchemy.orm import Session
 
+from engine.store import writes
 from engine.store.tables import AuditEvent, AuditLedger, Instance
 from engine.errors import NotAllowed
 
@@ -84,7 +85,7 @@ def append(session: Session, instance: Instance, events: list[PendingEvent]) -> 
         buffered.extend(rows)  # written by write_buffered() with the rest of a batch
     elif rows:
         # One multi-row INSERT in the caller's transaction; events are never read back as objects here.
-        session.connection().execute(INSERT_EVENTS, rows)
+        writes.insert_rows(session.connection(), INSERT_EVENTS.table, rows)
     instance.audit_head, instance.audit_count = head, seq
     if rows:
         session.info.setdefault(LEDGER, {})[instance.id] = instance
@@ -99,7 +100,7 @@ def buffer_events(session: Session) -> None:
 def write_buffered(session: Session) -> None:
     rows = session.info.pop(BUFFER, None)
     if rows:
-        session.connection().execute(INSERT_EVENTS, rows)
+        writes.insert_rows(session.connection(), INSERT_EVENTS.table, rows)
 
 
 def events_of(session: Session, instance_id: int) -> list[AuditEvent]:
