@@ -21,9 +21,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
-def storm(db_url):
+def storm(db_url, monkeypatch):
     """A running clock (other processes share it, offset included) and ``make(n)``: n tickets whose deadline has
-    just passed."""
+    just passed. Every sweep here reads ahead, however few are due (a small sweep otherwise fires up to
+    ``SMALL_SWEEP`` instances in one unit of work): these tests are about the batches."""
+    from engine.services import timers
+    monkeypatch.setattr(timers, "SMALL_SWEEP", 0)
     k = make_kefu(db_url, Clock(), deploy=(diagram("mini.bpmn"),), demo=True)
 
     def make(n: int) -> list[dict]:
@@ -244,23 +247,29 @@ def test_a_scheduler_claims_one_batch_on_postgresql_and_no_more(pg_url):
         k.db.dispose()
 
 
-def _fired_story(k, monkeypatch, ahead: bool) -> list[str]:
-    """Three tickets whose deadline passed, fired by one sweep: their trails, rows and workflow data as text
-    (ids, ticket numbers and times left out)."""
+def _fired_story(k, monkeypatch, how: str) -> list[str]:
+    """Three tickets whose deadline passed, fired by one sweep (``how``: computed "ahead" and applied, computed
+    "in the lock" after a read ahead, or a "small" sweep's one unit of work): their trails, rows and workflow
+    data as text (ids, ticket numbers and times left out)."""
     import re
 
     from sqlalchemy import select
 
+    from engine.services import timers
     from engine.store.tables import HumanTask, Timer
-    in_lock = []
-    real_fire_in = k.timers._fire_in
+    in_lock, prepared = [], []
+    real_fire_in, real_prepare = k.timers._fire_in, k.timers._prepare
     monkeypatch.setattr(k.timers, "_fire_in", lambda s, i, now, **kw: in_lock.append(i) or real_fire_in(s, i, now, **kw))
-    if not ahead:
+    monkeypatch.setattr(k.timers, "_prepare", lambda *a, **kw: prepared.append(1) or real_prepare(*a, **kw))
+    if how == "in the lock":
         monkeypatch.setattr(k.timers, "_project", lambda s, p, now: None)
+    if how == "small":
+        monkeypatch.setattr(timers, "SMALL_SWEEP", 3)
     made = k.make(3)
     fired = k.timers.fire_due()
     assert sorted(f["instance_id"] for f in fired) == sorted(r["instance_id"] for r in made)
-    assert (in_lock == []) is ahead  # computed ahead: nothing is left to do in the lock
+    assert (in_lock == []) is (how == "ahead")  # computed ahead: nothing is left to do in the lock
+    assert (prepared == []) is (how == "small")  # a small sweep reads nothing ahead
     assert k.timers.fire_due() == [] and k.audit.verify() == []
     out = []
     for r in made:
@@ -279,10 +288,44 @@ def _fired_story(k, monkeypatch, ahead: bool) -> list[str]:
 def test_a_firing_saved_from_its_computation_ahead_writes_what_a_save_in_the_lock_writes(storm, monkeypatch):
     """The save of a firing (rows, audit events, clocks, the instance's columns) is computed on the reading
     side and only written in the lock; the result is the one a save computed inside the lock gives."""
-    ahead = _fired_story(storm, monkeypatch, ahead=True)
+    ahead = _fired_story(storm, monkeypatch, "ahead")
     monkeypatch.undo()
-    in_lock = _fired_story(storm, monkeypatch, ahead=False)
+    monkeypatch.setattr("engine.services.timers.SMALL_SWEEP", 0)
+    in_lock = _fired_story(storm, monkeypatch, "in the lock")
     assert ahead == in_lock
+    monkeypatch.undo()
+    assert _fired_story(storm, monkeypatch, "small") == ahead  # a small sweep's one unit of work: the same
+
+
+def test_a_few_due_instances_fire_in_one_unit_of_work_and_more_in_batches_read_ahead(storm, monkeypatch):
+    from engine.services import timers
+    monkeypatch.setattr(timers, "SMALL_SWEEP", 3)
+    real_prepare, prepared = storm.timers._prepare, []
+    monkeypatch.setattr(storm.timers, "_prepare", lambda *a, **kw: prepared.append(1) or real_prepare(*a, **kw))
+    few = storm.make(3)
+    assert sorted(f["instance_id"] for f in storm.timers.fire_due()) == sorted(r["instance_id"] for r in few)
+    assert prepared == []
+    more = storm.make(4)  # one more than a small sweep fires: its unit of work rolls back, the batches fire all
+    assert sorted(f["instance_id"] for f in storm.timers.fire_due()) == sorted(r["instance_id"] for r in more)
+    assert prepared and storm.timers.fire_due() == [] and storm.audit.verify() == []
+
+
+def test_a_small_sweep_that_fails_writes_nothing_and_the_batches_fire_the_rest(storm, monkeypatch, caplog):
+    """One instance whose state cannot be restored: the small sweep's unit of work rolls back as a whole, the
+    batch path fires the other two and logs the broken one, which stays due."""
+    from sqlalchemy import text
+
+    from engine.services import timers
+    monkeypatch.setattr(timers, "SMALL_SWEEP", 3)
+    made = storm.make(3)
+    broken = made[1]["instance_id"]
+    with storm.db.unit_of_work() as s:  # a state nobody can load; the version moves on, as any writer's does
+        s.execute(text("UPDATE instances SET state = '{not json', lock_version = lock_version + 1 "
+                       "WHERE id = :i"), {"i": broken})
+    fired = storm.timers.fire_due()
+    assert sorted(f["instance_id"] for f in fired) == sorted(r["instance_id"] for r in made if r["instance_id"] != broken)
+    assert [w["instance_id"] for w in storm.timers.waiting()] == [broken] and storm.audit.verify() == []
+    assert f"instance {broken}" in caplog.text
 
 
 def test_the_engine_steps_and_the_save_of_a_firing_share_one_instant(storm, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, select, text
@@ -22,6 +23,11 @@ log = logging.getLogger("kefu.engine")
 FIRE_BATCH = 50  # instances fired per transaction: one commit (one fsync) for many firings
 CLAIM_SPACE = 0x6B6566  # the advisory-lock key space of firing claims (PostgreSQL)
 STALE_ROUNDS = 3  # an instance found changed this often in one sweep waits for the next sweep
+SMALL_SWEEP = 3  # at most this many instances due: fired in one unit of work, without reading ahead
+
+
+class _ManyDue(Exception):
+    """More instances are due than a small sweep fires (its unit of work rolls back: nothing was written)."""
 
 _NEXT_DUE = select(func.min(Timer.due_at))
 # The statements of a sweep, built once (building an IN list per call costs more than running it).
@@ -33,6 +39,11 @@ _BATCH_READY = select(HumanTask).where(HumanTask.instance_id.in_(_IDS), HumanTas
 _LOCK_VERSIONS = select(Instance.id, Instance.lock_version).where(Instance.id.in_(_IDS))
 _LOCK_VERSIONS_LOCKED = _LOCK_VERSIONS.with_for_update(skip_locked=True, of=Instance)
 _CANDIDATES: dict = {}
+
+
+@cache
+def _batch_with_state():
+    return _BATCH_INSTANCES.options(*WITH_STATE)
 
 
 def _candidates(reverse: bool, failed: bool, shard: bool):
@@ -109,12 +120,20 @@ class TimerService:
         a batch fails, it is rolled back and redone one instance per transaction, so one broken instance does
         not hold up the others. ``shard`` (i, n): only instances whose id is i modulo n (parallel firing);
         ``reverse``: the latest due first (a process helping another with its shard starts at the far end).
+
+        A sweep that finds no more than ``SMALL_SWEEP`` instances due (the usual case outside a storm: timers
+        come due one by one) fires them in a single unit of work instead: reading ahead pays for a short lock
+        only when many firings wait for it, and costs a second transaction's reads when few do.
         """
         now = now or self.ctx.now()
         fired, failed, stale_rounds = [], set(), {}
         nxt = self.next_due()
         if nxt is None or nxt >= now:
             return fired  # nothing due: no write transaction (SQLite's write lock) for an idle sweep
+        if shard is None and not reverse and (limit is None or limit > SMALL_SWEEP):
+            few = self._fire_few(now)
+            if few is not None:
+                return few
         while limit is None or len(fired) < limit:
             with self._claims() as claim:  # PostgreSQL: other schedulers leave this batch alone meanwhile
                 read, prepared = self._prepare(now, failed, shard, claim, reverse)
@@ -144,6 +163,24 @@ class TimerService:
             if read < FIRE_BATCH and not stale:
                 break
         return fired
+
+    def _fire_few(self, now: datetime) -> list[dict] | None:
+        """Fire the due timers in one unit of work if no more than ``SMALL_SWEEP`` instances have any; None
+        (nothing written) if more do, or if a firing failed: the batches of ``fire_due`` take over."""
+        try:
+            with self.ctx.db.unit_of_work() as s:
+                ids = self._claim_due(s, now, set(), limit=SMALL_SWEEP + 1, with_state=False)
+                if len(ids) > SMALL_SWEEP:
+                    raise _ManyDue
+                fired = []
+                for instance_id in ids:
+                    fired.extend(self._fire_in(s, instance_id, now))
+                return fired
+        except _ManyDue:
+            return None
+        except Exception:  # noqa: BLE001 - rolled back; redone instance by instance, failures logged there
+            log.debug("a small sweep failed; firing in batches", exc_info=True)
+            return None
 
     def _prepare(self, now: datetime, failed: set, shard: tuple[int, int] | None,
                  claim=None, reverse: bool = False) -> tuple[int, list[Prepared]]:
@@ -337,11 +374,13 @@ class TimerService:
         return batch, stale
 
     def _claim_due(self, s, now: datetime, failed: set, only: int | None = None,
-                   among: list[int] | None = None) -> list[int]:
-        """Lock the instances of due timers for this transaction, skipping those another scheduler holds."""
+                   among: list[int] | None = None, limit: int = FIRE_BATCH, with_state: bool = True) -> list[int]:
+        """Lock the instances of due timers for this transaction, skipping those another scheduler holds, and
+        load up to ``limit`` of them (``with_state``: with their workflow states; without, a warm workflow
+        serves and a cold one is read when restored)."""
         self.ctx.sync_calendar(s)
         q = (select(Instance.id).join(Timer, Timer.instance_id == Instance.id)
-             .where(Timer.due_at < now).order_by(Timer.due_at, Instance.id).limit(FIRE_BATCH * 2)
+             .where(Timer.due_at < now).order_by(Timer.due_at, Instance.id).limit(limit * 2)
              .with_for_update(skip_locked=True, of=Instance))
         if only is not None:
             q = q.where(Instance.id == only)
@@ -349,16 +388,16 @@ class TimerService:
             q = q.where(Instance.id.in_(among))
         elif failed:
             q = q.where(Instance.id.not_in(failed))
-        ids = list(dict.fromkeys(s.scalars(q)))[:FIRE_BATCH]
+        ids = list(dict.fromkeys(s.scalars(q)))[:limit]
         if ids:  # load the batch (with its timers and ready tasks) in three queries, not three per instance
             pre = s.info.setdefault(PRELOADED, {})
-            for inst in s.scalars(select(Instance).where(Instance.id.in_(ids)).options(*WITH_STATE)):
+            for inst in s.scalars(_batch_with_state() if with_state else _BATCH_INSTANCES, {"ids": ids}):
                 pre[("instance", inst.id)] = inst  # a strong reference: the identity map's are weak
             for i in ids:
                 pre[("timers", i)], pre[("ready", i)] = [], []
             for t in s.scalars(_BATCH_TIMERS, {"ids": ids}):
                 pre[("timers", t.instance_id)].append(t)
-            for r in s.scalars(select(HumanTask).where(HumanTask.instance_id.in_(ids), HumanTask.state == "ready")):
+            for r in s.scalars(_BATCH_READY, {"ids": ids}):
                 pre[("ready", r.instance_id)].append(r)
         return ids
 
