@@ -1,5 +1,5 @@
-"""``writes.insert_rows``: several rows in one statement (on PostgreSQL as one array per column, ``unnest``) store
-exactly what SQLAlchemy's own INSERT stores: times, JSON (SQL NULL and JSON null kept apart), text, NULLs."""
+"""``writes.insert_rows``: several rows in one statement (on PostgreSQL as one JSON document, ``json_to_recordset``)
+store exactly what SQLAlchemy's own INSERT stores: times, JSON (SQL NULL and JSON null kept apart), text, NULLs."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -21,8 +21,8 @@ def _rows(instance_id: int, first_seq: int) -> list[dict]:
     at = datetime(2026, 11, 23, 1, 2, 3, 456789, tzinfo=timezone.utc)
     return [{"instance_id": instance_id, "seq": first_seq + i, "type": "probe", "actor": "agent",
              "at": at + timedelta(seconds=i), "task_id": None if i % 2 else f"t{i}", "bpmn_id": None,
-             "task_name": "登记 'quoted' \"x\"" if i else None, "rules": "C1,T2" if i == 2 else None,
-             "data": [None, {"k": [1, "二", None], "n": 1.5}, {}, None][i], "prev_hash": "",
+             "task_name": "登记 'quoted' \"x\" \\ back\nline\t" if i else None, "rules": "C1,T2" if i == 2 else None,
+             "data": [None, {"k": [1, "二", None], "n": 1.5, "s": "a\"b\\c"}, {}, None][i], "prev_hash": "",
              "hash": f"h{first_seq + i}"} for i in range(4)]
 
 
@@ -45,7 +45,8 @@ def test_rows_inserted_together_read_back_as_one_by_one_inserts(scenario, kefu):
             conn.execute(insert(AuditEvent.__table__), row)
         together, alone = _read(s, iid, range(1001, 1005)), _read(s, iid, range(2001, 2005))
         assert len(together) == 4 and together == alone
-        assert together[1][5] == {"k": [1, "二", None], "n": 1.5} and together[1][1].tzinfo is not None
+        assert together[1][5] == {"k": [1, "二", None], "n": 1.5, "s": 'a"b\\c'} and together[1][1].tzinfo is not None
+        assert together[1][3] == "登记 'quoted' \"x\" \\ back\nline\t"
         s.rollback()
 
 

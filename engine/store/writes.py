@@ -26,6 +26,11 @@ from sqlalchemy.orm.session import make_transient_to_detached
 
 from engine.store.tables import Instance
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a declared dependency; without it the plain INSERT serves
+    orjson = None
+
 WRITES = "kefu_row_writes"
 
 _INSERTS: dict = {}
@@ -106,55 +111,55 @@ def issue(conn, recorded: list[dict]) -> None:
 def insert_rows(conn, table, rows: list[dict]) -> None:
     """Insert ``rows`` (all with the same keys, columns of ``table``) in one statement.
 
-    On PostgreSQL several rows go in as one array per column (``INSERT … SELECT … FROM unnest(…)``): one short
-    statement whose text never changes, where the multi-row ``VALUES`` list SQLAlchemy writes otherwise is a
-    new, long text for every row count, which psycopg parses again in Python on every call (a tenth of a
-    scheduler's time in a timer storm)."""
+    On PostgreSQL several rows go in as one JSON document (``INSERT … SELECT … FROM json_to_recordset(…)``):
+    a short statement whose text never changes, with one parameter. The multi-row ``VALUES`` list SQLAlchemy
+    writes otherwise is a new, long text for every row count, with a dozen parameters per row, which psycopg
+    converts again in Python on every call (a tenth of a scheduler's time in a timer storm)."""
     if not rows:
         return
-    if len(rows) == 1 or conn.dialect.name != "postgresql":
-        conn.execute(_insert_of_table(table), rows)
-        return
-    stmt, columns = _unnest_insert(table, tuple(rows[0]), conn.dialect)
-    params = {}
-    for i, (key, process) in enumerate(columns):
-        values = [row[key] for row in rows]
-        params[f"c{i}"] = values if process is None else [process(v) for v in values]
-    conn.execute(stmt, params)
+    if len(rows) > 1 and conn.dialect.name == "postgresql" and orjson is not None:
+        stmt, columns = _recordset_insert(table, tuple(rows[0]), conn.dialect)
+        try:
+            document = orjson.dumps([{name: (row[key] if process is None else process(row[key]))
+                                      for key, name, process in columns} for row in rows])
+        except TypeError:  # a value orjson does not write (none in Kefu's tables): the plain INSERT
+            pass
+        else:
+            conn.execute(stmt, {"rows": document.decode("utf-8")})
+            return
+    conn.execute(_insert_of_table(table), rows)
 
 
-_UNNEST: dict = {}
+_RECORDSETS: dict = {}
 
 
-def _unnest_insert(table, keys: tuple, dialect):
-    """The unnest INSERT of the columns ``keys`` of ``table`` for ``dialect`` and, per column, its key and the
-    function that turns a value into what the array holds (the column type's own bind processing; JSON as
-    its text)."""
-    found = _UNNEST.get((table, keys, dialect.name))
+def _recordset_insert(table, keys: tuple, dialect):
+    """The json_to_recordset INSERT of the columns ``keys`` of ``table`` for ``dialect`` and, per column, its
+    key, its name in the document and the function that turns a value into what the document holds (the
+    column type's own bind processing; a JSON column's value as its JSON text, cast back to json by the
+    server, so SQL NULL and JSON null stay apart as ``none_as_null`` says)."""
+    found = _RECORDSETS.get((table, keys, dialect.name))
     if found is not None:
         return found
     from sqlalchemy import JSON, text
-    names, selects, casts, columns = [], [], [], []
+    names, selects, record, columns = [], [], [], []
     for i, column in enumerate(table.c[key] for key in keys):
         names.append(dialect.identifier_preparer.format_column(column))
         if isinstance(column.type, JSON):
-            serializer = dialect._json_serializer or _json_dumps
-            if column.type.none_as_null:
-                columns.append((column.key, lambda v, dumps=serializer: None if v is None else dumps(v)))
-            else:  # None is JSON null
-                columns.append((column.key, serializer))
-            casts.append(f"CAST(:c{i} AS text[])")
+            dumps = dialect._json_serializer or _json_dumps
+            process = (lambda v, dumps=dumps: None if v is None else dumps(v)) if column.type.none_as_null \
+                else dumps
+            record.append(f"c{i} text")
             selects.append(f"CAST(c{i} AS json)")
         else:
-            process = column.type._cached_bind_processor(dialect)
-            columns.append((column.key, None if process is None else
-                            (lambda v, process=process: None if v is None else process(v))))
-            casts.append(f"CAST(:c{i} AS {column.type.compile(dialect=dialect)}[])")
+            bind = column.type._cached_bind_processor(dialect)
+            process = None if bind is None else (lambda v, bind=bind: None if v is None else bind(v))
+            record.append(f"c{i} {column.type.compile(dialect=dialect)}")
             selects.append(f"c{i}")
-    aliases = ", ".join(f"c{i}" for i in range(len(names)))
+        columns.append((column.key, f"c{i}", process))
     sql = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(names)}) "
-           f"SELECT {', '.join(selects)} FROM unnest({', '.join(casts)}) AS u({aliases})")
-    found = _UNNEST[(table, keys, dialect.name)] = (text(sql), columns)
+           f"SELECT {', '.join(selects)} FROM json_to_recordset(CAST(:rows AS json)) AS r({', '.join(record)})")
+    found = _RECORDSETS[(table, keys, dialect.name)] = (text(sql), columns)
     return found
 
 
