@@ -3,7 +3,7 @@ escalating a stalled transferred task (000 §五.1), and who may act on which ta
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import defer, joinedload, lazyload, undefer
+from sqlalchemy.orm import joinedload, lazyload, undefer
 
 from engine.errors import Conflict, FormValidationError, InvalidInput, NotAllowed, NotFound
 from engine.services import ownership, queue, routing, shapes
@@ -19,19 +19,15 @@ TICKET_READERS = queue.TICKET_READERS  # the roles that read every ticket, so ev
 
 # ready_task: a task row locked for the change, its instance (with the workflow), the acting user and the two
 # shared settings, in one round trip. On SQLite FOR UPDATE is left out (the write lock is held).
-_TASK_INSTANCE_USER = (select(HumanTask, Instance, User, setting(CALENDAR_REVISION), setting(CLOCK_OFFSET))
-                       .join(Instance, Instance.id == HumanTask.instance_id)
-                       .outerjoin(User, User.name == bindparam("actor"))
-                       .where(HumanTask.id == bindparam("task_id"))
-                       .with_for_update(of=HumanTask))
-# The definition (its spec is cached by id) and the customer are loaded only if used.
-_READY_TASK = _TASK_INSTANCE_USER.options(undefer(Instance.state), lazyload(Instance.definition),
-                                          lazyload(Instance.customer))
-# The same, with the rows complete() brings up to date: the instance's ready tasks and its timers. The workflow
-# state is not read with them (once per task row × timer row of the join): the warm workflow usually serves,
-# else ``Runner.load`` reads it by itself.
-_READY_TASK_AND_ROWS = _TASK_INSTANCE_USER.options(lazyload(Instance.definition), lazyload(Instance.customer),
-                                                   joinedload(Instance.ready_rows), joinedload(Instance.timer_rows))
+_READY_TASK = (select(HumanTask, Instance, User, setting(CALENDAR_REVISION), setting(CLOCK_OFFSET))
+               .join(Instance, Instance.id == HumanTask.instance_id)
+               .outerjoin(User, User.name == bindparam("actor"))
+               .where(HumanTask.id == bindparam("task_id"))
+               # The definition (its spec is cached by id) and the customer are loaded only if used.
+               .options(undefer(Instance.state), lazyload(Instance.definition), lazyload(Instance.customer))
+               .with_for_update(of=HumanTask))
+# The same, with the rows complete() brings up to date: the instance's ready tasks and its timers.
+_READY_TASK_AND_ROWS = _READY_TASK.options(joinedload(Instance.ready_rows), joinedload(Instance.timer_rows))
 
 
 class TaskService:
