@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from datetime import datetime
+from functools import cache
 
 from sqlalchemy import bindparam, func, select, text
 
@@ -29,6 +29,7 @@ SMALL_SWEEP = 3  # at most this many instances due: fired in one unit of work, w
 class _ManyDue(Exception):
     """More instances are due than a small sweep fires (its unit of work rolls back: nothing was written)."""
 
+
 _NEXT_DUE = select(func.min(Timer.due_at))
 # The statements of a sweep, built once (building an IN list per call costs more than running it).
 _IDS = bindparam("ids", expanding=True)
@@ -44,6 +45,24 @@ _CANDIDATES: dict = {}
 @cache
 def _batch_with_state():
     return _BATCH_INSTANCES.options(*WITH_STATE)
+
+
+def _load_timers(s, pre: dict, ids: list[int]) -> list[Timer]:
+    """The timer rows of ``ids``, kept in ``pre`` per instance (an empty list for one without any)."""
+    for i in ids:
+        pre[("timers", i)] = []
+    timers = list(s.scalars(_BATCH_TIMERS, {"ids": ids}))
+    for t in timers:
+        pre[("timers", t.instance_id)].append(t)
+    return timers
+
+
+def _load_ready(s, pre: dict, ids: list[int]) -> None:
+    """The ready task rows of ``ids``, kept in ``pre`` per instance."""
+    for i in ids:
+        pre[("ready", i)] = []
+    for r in s.scalars(_BATCH_READY, {"ids": ids}):
+        pre[("ready", r.instance_id)].append(r)
 
 
 def _candidates(reverse: bool, failed: bool, shard: bool):
@@ -200,11 +219,8 @@ class TimerService:
             # what decides which firings run here and what their saves are computed from.
             pre = s.info.setdefault(PRELOADED, {})
             instances = {inst.id: inst for inst in s.scalars(_BATCH_INSTANCES, {"ids": ids})}
-            for i in ids:
-                pre[("timers", i)], pre[("ready", i)] = [], []
             bpmn_due, claims = set(), set()
-            for t in s.scalars(_BATCH_TIMERS, {"ids": ids}):
-                pre[("timers", t.instance_id)].append(t)
+            for t in _load_timers(s, pre, ids):
                 if t.due_at < now:
                     (claims if t.kind == ownership.CLAIM_KIND else bpmn_due).add(t.instance_id)
             rows, cold = {}, []
@@ -228,8 +244,7 @@ class TimerService:
             engine = [i for i, (_v, wf, state) in rows.items()
                       if (wf is not None or state is not None) and i not in claims]
             if engine:
-                for r in s.scalars(_BATCH_READY, {"ids": engine}):
-                    pre[("ready", r.instance_id)].append(r)
+                _load_ready(s, pre, engine)
                 for i in engine:
                     pre[("instance", i)] = instances[i]
             project = set(engine)
@@ -358,7 +373,7 @@ class TimerService:
         writes.save_instances(conn, [(p.projection.inst, p.version, p.projection.changes) for p in fresh])
         rows = [row for p in fresh for row in p.projection.events]
         if rows:
-            writes.insert_rows(conn, audit.INSERT_EVENTS.table, rows)
+            writes.insert_rows(conn, audit.EVENTS, rows)
         ledger, feed, due = s.info.setdefault(audit.LEDGER, {}), s.info.setdefault(audit.FEED, []), []
         batch = []
         for p in fresh:
@@ -393,12 +408,8 @@ class TimerService:
             pre = s.info.setdefault(PRELOADED, {})
             for inst in s.scalars(_batch_with_state() if with_state else _BATCH_INSTANCES, {"ids": ids}):
                 pre[("instance", inst.id)] = inst  # a strong reference: the identity map's are weak
-            for i in ids:
-                pre[("timers", i)], pre[("ready", i)] = [], []
-            for t in s.scalars(_BATCH_TIMERS, {"ids": ids}):
-                pre[("timers", t.instance_id)].append(t)
-            for r in s.scalars(_BATCH_READY, {"ids": ids}):
-                pre[("ready", r.instance_id)].append(r)
+            _load_timers(s, pre, ids)
+            _load_ready(s, pre, ids)
         return ids
 
     def _fire_in(self, s, instance_id: int, now: datetime, flush: bool = True) -> list[dict]:

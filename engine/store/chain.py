@@ -63,10 +63,10 @@ def chain_hash(prev_hash: str, content: str) -> str:
     return hashlib.sha256((prev_hash + "\n" + content).encode("utf-8")).hexdigest()
 
 
-# A Core statement on the session's connection: the events are never read back as objects, so the ORM's bulk
-# insert machinery (identity, defaults, per-row bookkeeping) has nothing to do but cost time. Every row has
-# every key, so all of them go in one executemany.
-INSERT_EVENTS = insert(AuditEvent.__table__)
+# Events are written as plain rows on the session's connection (``writes.insert_rows``: one statement for all
+# of them): they are never read back as objects, so the ORM's bulk insert machinery (identity, defaults,
+# per-row bookkeeping) would have nothing to do but cost time. Every row has every key.
+EVENTS = AuditEvent.__table__
 
 
 def append(session: Session, instance: Instance, events: list[PendingEvent]) -> None:
@@ -85,7 +85,7 @@ def append(session: Session, instance: Instance, events: list[PendingEvent]) -> 
         buffered.extend(rows)  # written by write_buffered() with the rest of a batch
     elif rows:
         # One multi-row INSERT in the caller's transaction; events are never read back as objects here.
-        writes.insert_rows(session.connection(), INSERT_EVENTS.table, rows)
+        writes.insert_rows(session.connection(), EVENTS, rows)
     instance.audit_head, instance.audit_count = head, seq
     if rows:
         session.info.setdefault(LEDGER, {})[instance.id] = instance
@@ -100,7 +100,7 @@ def buffer_events(session: Session) -> None:
 def write_buffered(session: Session) -> None:
     rows = session.info.pop(BUFFER, None)
     if rows:
-        writes.insert_rows(session.connection(), INSERT_EVENTS.table, rows)
+        writes.insert_rows(session.connection(), EVENTS, rows)
 
 
 def events_of(session: Session, instance_id: int) -> list[AuditEvent]:
